@@ -1,0 +1,33 @@
+"""The offline image domain of rusir: random cartoon faces (py-avataaars).
+
+* ``heldout(n=None, size=64)``: the shipped held-out ground truth (64 PNGs in
+  ``rusir/assets/heldout``, seeds ``2_000_000_000 + i``), ``[n, 3, size, size]`` in [0, 1].
+* ``heldout_paths()``: their file paths, sorted.
+* ``load_image(path_or_pil, size)``: any image file to ``[1, 3, size, size]`` in [0, 1].
+* ``render(seed, size=64)``: render one avatar (training extra: ``pip install rusir[train]``).
+  Training seeds are ``TRAIN_SEEDS = range(0, 10**9)``; held-out seeds start at
+  ``HELDOUT_SEED_START = 2_000_000_000``.
+* ``python -m rusir.data.build``: render a training array ``images.npy`` (see ``build``).
+"""
+
+from .avatars import (
+    HELDOUT_SEED_START,
+    HELDOUT_SEEDS,
+    TRAIN_SEED_START,
+    TRAIN_SEEDS,
+    render,
+    split_of_seed,
+)
+from .images import heldout, heldout_paths, load_image
+
+__all__ = [
+    "HELDOUT_SEED_START",
+    "HELDOUT_SEEDS",
+    "TRAIN_SEED_START",
+    "TRAIN_SEEDS",
+    "heldout",
+    "heldout_paths",
+    "load_image",
+    "render",
+    "split_of_seed",
+]

@@ -1,0 +1,114 @@
+"""Reading images: any file or PIL image to a ``[1, 3, size, size]`` tensor, and the
+held-out avatar set shipped in ``rusir/assets/heldout/`` (no renderer needed)."""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+HELDOUT_DIR = "assets/heldout"
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """RGB version of any PIL mode; transparency is composited over white."""
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        a = np.asarray(img, dtype=np.float64)
+        scale = 257.0 if img.mode.startswith("I;16") or a.max() > 255 else 1.0
+        img = Image.fromarray(np.clip(np.round(a / scale), 0, 255).astype(np.uint8), "L")
+    elif img.mode == "F":
+        a = np.asarray(img, dtype=np.float64)
+        a = a * 255.0 if a.max() <= 1.0 else a
+        img = Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8), "L")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        white.alpha_composite(rgba)
+        return white.convert("RGB")
+    return img.convert("RGB")
+
+
+def _center_crop_square(img: Image.Image) -> Image.Image:
+    w, h = img.size
+    s = min(w, h)
+    left, top = (w - s) // 2, (h - s) // 2
+    return img.crop((left, top, left + s, top + s))
+
+
+def load_image(path_or_pil, size: int = 64) -> torch.Tensor:
+    """Open an image (path or ``PIL.Image``) as a float tensor ``[1, 3, size, size]`` in
+    [0, 1]: EXIF orientation applied, any mode converted to RGB (alpha composited over
+    white), centre-cropped to a square and resized to ``size`` with an area (box) filter
+    when shrinking, Lanczos when enlarging.
+
+    Raises ``FileNotFoundError`` for a missing path and ``ValueError`` for a file that is
+    not a readable image.
+    """
+    if isinstance(path_or_pil, Image.Image):
+        img = path_or_pil
+        img.load()
+    elif isinstance(path_or_pil, (str, os.PathLike)):
+        path = Path(path_or_pil)
+        if not path.is_file():
+            raise FileNotFoundError(f"no such image file: {path}")
+        try:
+            with Image.open(path) as f:
+                img = ImageOps.exif_transpose(f)  # a loaded copy, upright
+                img.load()
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise ValueError(f"cannot read {path} as an image: {exc}") from exc
+    else:
+        raise TypeError(f"load_image expects a path or a PIL.Image, got {type(path_or_pil).__name__}")
+    size = int(size)
+    if size <= 0:
+        raise ValueError(f"size must be positive, got {size}")
+    if img.width == 0 or img.height == 0:
+        raise ValueError("cannot load an empty (0-pixel) image")
+    img = _center_crop_square(_to_rgb(img))
+    if img.width != size:
+        resample = Image.BOX if img.width > size else Image.LANCZOS
+        img = img.resize((size, size), resample)
+    a = np.asarray(img, dtype=np.uint8).copy()
+    return torch.from_numpy(a).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+
+
+def heldout_paths() -> list[Path]:
+    """Paths of the shipped held-out PNGs, sorted (``0000.png`` is seed 2_000_000_000)."""
+    root = resources.files("rusir").joinpath(HELDOUT_DIR)
+    try:
+        entries = [p for p in root.iterdir() if p.name.endswith(".png")]
+    except (FileNotFoundError, NotADirectoryError):
+        entries = []
+    if not entries:
+        raise FileNotFoundError(
+            f"no held-out PNGs found in the rusir package ({root}); the package data "
+            "'assets/heldout/*.png' is missing from this installation"
+        )
+    return [Path(str(p)) for p in sorted(entries, key=lambda p: p.name)]
+
+
+def heldout(n: int | None = None, size: int = 64) -> torch.Tensor:
+    """The first ``n`` (default: all) shipped held-out avatars as ``[n, 3, size, size]``
+    float32 in [0, 1], in file-name order. Raises ``ValueError`` if more are requested
+    than are shipped."""
+    paths = heldout_paths()
+    if n is None:
+        n = len(paths)
+    n = int(n)
+    if n < 0:
+        raise ValueError(f"n must be non-negative, got {n}")
+    if n > len(paths):
+        raise ValueError(
+            f"requested {n} held-out images but only {len(paths)} are shipped in "
+            f"rusir/{HELDOUT_DIR}; render more with rusir.data.render(2_000_000_000 + i) "
+            "(pip install 'rusir[train]')"
+        )
+    if n == 0:
+        return torch.empty(0, 3, size, size)
+    return torch.cat([load_image(p, size) for p in paths[:n]], dim=0)
