@@ -1,0 +1,25 @@
+# Two commands do all set-up on a fresh machine (see README):
+#   make demo   -- create/reuse .venv, install rusir, run the main job on the embedded generator
+#   make test   -- create/reuse .venv, install rusir with test extras, run every test
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.rusir-installed
+
+.PHONY: demo test clean-venv
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,notebooks,metrics,train]'
+	$(PY) -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m rusir.cli demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+clean-venv:
+	rm -rf $(VENV)

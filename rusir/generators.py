@@ -1,0 +1,111 @@
+"""Named generators: the embedded default shipped in the package, and official StyleGAN2-ADA pickles.
+
+`load_generator(name_or_path)` is the one way to get a generator:
+- "toyfaces64" (the default): the small generator this project trained on offline cartoon
+  faces, shipped inside the package; needs no download and uses the weight-free loss preset.
+- an official name ("ffhq", "metfaces", "afhqcat", ...): downloaded once into the cache
+  (`$RUSIR_CACHE`, default ~/.cache/rusir) when online; offline, a clear error says which
+  file to put where. Loaded with the exec-free pickle reader.
+- a path to a `.pkl` (official format) or `.safetensors` (rusir.checkpoint) file.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+
+from . import weights
+from .checkpoint import load_generator_file
+from .pkl import load_network_pickle
+from .stylegan2 import Generator
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+DEFAULT = "toyfaces64"
+_OFFICIAL_BASE = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/"
+
+
+@dataclass(frozen=True)
+class GeneratorInfo:
+    """What a named generator is and which loss preset suits it."""
+    name: str
+    description: str
+    resolution: int
+    default_loss: str          # preset name (rusir/presets/*.yaml)
+    weight: Optional[str]      # rusir.weights registry name, None for shipped files
+    path: Optional[Path] = None
+
+
+def _cache_dir() -> str:
+    import os
+    return os.environ.get("RUSIR_CACHE", "~/.cache/rusir")
+
+
+def _official(name: str, res: int, what: str) -> GeneratorInfo:
+    # The NVIDIA CDN publishes no checksums for these files, so none is pinned here: the
+    # structural checks of the pickle reader (official names and shapes, strict load) apply.
+    weights.register(weights.WeightFile(
+        name=f"stylegan2-ada-{name}", url=_OFFICIAL_BASE + f"{name}.pkl", filename=f"{name}.pkl",
+        sha256=None, cache_dir=_cache_dir(), note=f"official StyleGAN2-ADA {what}"))
+    return GeneratorInfo(name, f"official StyleGAN2-ADA {what}", res, "paper", f"stylegan2-ada-{name}")
+
+
+REGISTRY: dict[str, GeneratorInfo] = {
+    DEFAULT: GeneratorInfo(DEFAULT, "embedded default: 64 px cartoon faces trained by rusir (offline)",
+                           64, "offline", None, ASSETS / "toyfaces64.safetensors"),
+    "ffhq": _official("ffhq", 1024, "FFHQ 1024 px faces (the paper's generator)"),
+    "metfaces": _official("metfaces", 1024, "MetFaces 1024 px art faces"),
+    "afhqcat": _official("afhqcat", 512, "AFHQ cats 512 px"),
+    "afhqdog": _official("afhqdog", 512, "AFHQ dogs 512 px"),
+    "afhqwild": _official("afhqwild", 512, "AFHQ wild animals 512 px"),
+    "brecahad": _official("brecahad", 512, "BreCaHAD histology 512 px"),
+}
+
+
+def available() -> dict[str, str]:
+    """Generator names with a one-line description."""
+    return {k: v.description for k, v in REGISTRY.items()}
+
+
+def _load_file(path: Path) -> Generator:
+    if path.suffix == ".safetensors":
+        return load_generator_file(path)
+    if path.suffix == ".pkl":
+        return load_network_pickle(path)
+    raise ValueError(f"don't know how to load {path}: expected an official StyleGAN2-ADA .pkl "
+                     "or a rusir .safetensors generator")
+
+
+def _file_default_loss(path: Path) -> str:
+    """A rusir checkpoint may name its loss preset in its metadata; official pickles use the paper's."""
+    if path.suffix == ".safetensors":
+        from .checkpoint import read_metadata
+        return read_metadata(path)["meta"].get("default_loss", "paper")
+    return "paper"
+
+
+def load_generator(name_or_path: Union[str, Path] = DEFAULT, device: Union[str, torch.device] = "cpu",
+                   download: Optional[bool] = None) -> Generator:
+    """A frozen generator in eval mode, with `G.default_loss` set to its loss preset."""
+    key = str(name_or_path)
+    if key in REGISTRY:
+        info = REGISTRY[key]
+        if info.path is not None:
+            if not info.path.is_file():
+                raise weights.MissingWeightsError(
+                    f"the embedded generator file {info.path} is missing from this installation; "
+                    "reinstall rusir (the file ships inside the package)")
+            path = info.path
+        else:
+            path = weights.fetch(info.weight, download=download)
+        G = _load_file(path)
+        G.default_loss = info.default_loss
+    else:
+        path = Path(key).expanduser()
+        if not path.exists():
+            raise ValueError(f"unknown generator {key!r}: not a file, and not one of {sorted(REGISTRY)}")
+        G = _load_file(path)
+        G.default_loss = _file_default_loss(path)
+    G.name = key
+    return G.to(device).eval().requires_grad_(False)
