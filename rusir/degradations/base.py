@@ -1,0 +1,239 @@
+"""The degradation base class and the helpers every task shares.
+
+A degradation has two faces (spec 5.1):
+
+* ``degrade_ground_truth(x)`` -- the *true* operator used to make targets and to measure
+  fidelity. It may be non-differentiable (Pillow resize, libjpeg, Poisson draws), is
+  deterministic given the seed, and its result is cycled through 8-bit serialisation exactly
+  as when the degraded image is saved to a file.
+* ``degrade_prediction(x)`` -- the differentiable approximation used inside the loss.
+
+Subclasses write two methods, :meth:`Degradation.true_degradation` and
+:meth:`Degradation.approximation`; the base class does input checks, clamping, per-image
+seeding, lazy per-size preparation (masks, filter choices) and the 8-bit cycle.
+
+Seeding: an ``int`` seed ``s`` applied to a batch of ``B`` images means per-image seeds
+``s, s+1, ..., s+B-1``; a sequence gives one seed per image. Every random draw comes from an
+explicit generator derived from those seeds and a per-task *salt* (:func:`derive_seed`), so
+the same seed drives independent streams in different stages of a composition, and image
+``i`` of a batch degraded with seed ``s`` equals that image alone degraded with seed ``s+i``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+LEVELS: tuple[str, ...] = ("XS", "S", "M", "L", "XL")
+DEFAULT_SEED = 2023  # the authors' per-object seed (spec 5.1)
+
+Seed = int | Sequence[int]
+
+
+# ----------------------------------------------------------------------------- checks / seeds
+def check_image(x: torch.Tensor, what: str = "image") -> None:
+    """Raise a clear ValueError unless ``x`` is a float tensor [B, 3, H, W]."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{what} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"{what} must have shape [B, 3, H, W], got {list(x.shape)}")
+    if not x.dtype.is_floating_point:
+        raise ValueError(f"{what} must be a float tensor in [0, 1], got dtype {x.dtype}")
+    if x.shape[0] < 1 or x.shape[2] < 1 or x.shape[3] < 1:
+        raise ValueError(f"{what} is empty: shape {list(x.shape)}")
+
+
+def per_image_seeds(seed: Seed, batch_size: int) -> list[int]:
+    """Seeds for each image of a batch: ``s, s+1, ...`` for an int, or the sequence itself."""
+    if isinstance(seed, (int, np.integer)):
+        return [int(seed) + i for i in range(batch_size)]
+    seeds = [int(s) for s in seed]
+    if len(seeds) != batch_size:
+        raise ValueError(f"got {len(seeds)} seeds for a batch of {batch_size} images")
+    return seeds
+
+
+def derive_seed(seed: int, salt: str) -> int:
+    """A 63-bit seed from (seed, salt), stable across runs and platforms (not ``hash()``)."""
+    digest = hashlib.sha256(f"{salt}:{int(seed)}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+# ------------------------------------------------------------------------------------ 8 bits
+def to_uint8(x: torch.Tensor, rounding: str = "truncate") -> torch.Tensor:
+    """Float [0, 1] -> uint8, clamping first.
+
+    The authors' "cycle to file" converts by truncation of x*255 (spec 5.1); a 1e-3 guard
+    keeps the cycle idempotent (k/255*255 may land a hair below k in float32).
+    """
+    y = x.detach().clamp(0, 1) * 255
+    if rounding == "truncate":
+        y = torch.floor(y + 1e-3)
+    elif rounding == "round":
+        y = torch.round(y)
+    else:
+        raise ValueError(f"rounding must be 'truncate' or 'round', got {rounding!r}")
+    return y.clamp(0, 255).to(torch.uint8)
+
+
+def cycle_8bit(x: torch.Tensor, rounding: str = "truncate") -> torch.Tensor:
+    """What saving to an 8-bit PNG and reading it back does: clamp and quantise."""
+    return to_uint8(x, rounding).to(x.dtype) / 255
+
+
+def to_pil(img: torch.Tensor) -> Image.Image:
+    """[3, H, W] float in [0, 1] -> 8-bit RGB PIL image (truncation, as the authors)."""
+    arr = to_uint8(img).permute(1, 2, 0).cpu().numpy()  # [H, W, 3]
+    return Image.fromarray(np.ascontiguousarray(arr), mode="RGB")
+
+
+def from_pil(im: Image.Image, like: torch.Tensor) -> torch.Tensor:
+    """8-bit PIL image -> [3, H, W] float in [0, 1] with ``like``'s dtype and device."""
+    arr = np.asarray(im.convert("RGB"), dtype=np.uint8).copy()  # [H, W, 3]
+    return torch.from_numpy(arr).permute(2, 0, 1).to(like.device, like.dtype) / 255
+
+
+# --------------------------------------------------------------------------- surrogate clamp
+class _SurrogateClamp(torch.autograd.Function):
+    """Forward: clamp to [0, 1]. Backward: d/dx sigmoid(k (x - 1/2)) = k s (1 - s).
+
+    The true noise acts on [0, 1] images, so the approximation clamps too, but a hard clamp
+    would zero the gradient of every saturated pixel; the sigmoid slope never vanishes
+    (spec 5.4: with k = 2 it is 0.5 at 1/2, 0.393 at 0 and 1, 0.090 at -1 and 2).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, k: float) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.k = k
+        return x.clamp(0, 1)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (x,) = ctx.saved_tensors
+        s = torch.sigmoid(ctx.k * (x - 0.5))
+        return grad * ctx.k * s * (1 - s), None
+
+
+def surrogate_clamp(x: torch.Tensor, k: float = 2.0) -> torch.Tensor:
+    """Clamp to [0, 1] whose backward pass is the derivative of sigmoid(k (x - 1/2))."""
+    return _SurrogateClamp.apply(x, k)
+
+
+# ------------------------------------------------------------------------------- base class
+class Degradation:
+    """Base class of every degradation.
+
+    To add a task, subclass and write :meth:`true_degradation` (may be non-differentiable;
+    receives the clamped input and one seed per image) and :meth:`approximation`
+    (differentiable). Optionally override :meth:`target_size` (default: unchanged size),
+    :meth:`prepare` (per-size state such as masks) and :meth:`params` (for ``describe()``).
+    Register it with :func:`rusir.degradations.register` so ``make(name, level)`` finds it.
+
+    Class attributes: ``name`` (registry name), ``salt`` (independent random stream per task;
+    defaults to ``name``), ``serialise`` (8-bit cycle the ground truth; only the idealised
+    unclamped-Gaussian variant turns it off), ``LEVEL_PARAMS`` (level -> parameter, or None
+    for level-free tasks).
+    """
+
+    name: str = "degradation"
+    salt: str | None = None
+    serialise: bool = True
+    LEVEL_PARAMS: dict[str, Any] | None = None
+
+    def __init__(self, level: str | None = None, seed: Seed = DEFAULT_SEED) -> None:
+        if self.LEVEL_PARAMS is not None:
+            if level not in self.LEVEL_PARAMS:
+                raise ValueError(
+                    f"unknown level {level!r} for {self.name}; valid: {list(self.LEVEL_PARAMS)}"
+                )
+        self.level = level
+        self.seed = seed
+        self._mask: torch.Tensor | None = None  # last mask at the target size, [B, 1, h, w]
+        self._seen: tuple[int, int, int] | None = None  # (B, H, W) of the last input
+        self._pred_generators: dict[str, torch.Generator] = {}
+
+    # -- the two methods a subclass writes -------------------------------------------------
+    def true_degradation(self, x: torch.Tensor, seeds: list[int]) -> torch.Tensor:
+        """True degradation of a clamped batch [B, 3, H, W]; one seed per image."""
+        raise NotImplementedError
+
+    def approximation(self, x: torch.Tensor) -> torch.Tensor:
+        """Differentiable approximation of a batch [B, 3, H, W] (not clamped)."""
+        raise NotImplementedError
+
+    # -- optional hooks -----------------------------------------------------------------
+    def prepare(self, height: int, width: int, seeds: list[int], device: torch.device) -> None:
+        """Build per-size state (masks, per-image choices) for inputs of this size."""
+
+    def target_shape(self, height: int, width: int) -> tuple[int, int]:
+        """Spatial size of the degraded image for an input of size (height, width)."""
+        return height, width
+
+    def target_size(self, input_size: int) -> int:
+        """Side of the (square) target for a square input of side ``input_size``."""
+        return self.target_shape(input_size, input_size)[0]
+
+    def params(self) -> dict[str, Any]:
+        """Task parameters recorded by ``describe()`` (overridden by subclasses)."""
+        return {}
+
+    # -- public API -----------------------------------------------------------------------
+    @property
+    def mask(self) -> torch.Tensor | None:
+        """Known pixels (1 = known) [B, 1, h, w] at the target size, or None."""
+        return self._mask
+
+    def seeds_for(self, batch_size: int) -> list[int]:
+        return per_image_seeds(self.seed, batch_size)
+
+    def stream_seed(self, seed: int) -> int:
+        """Seed of this task's random stream for one image seed."""
+        return derive_seed(seed, self.salt or self.name)
+
+    def _prepare_for(self, x: torch.Tensor) -> list[int]:
+        b, _, h, w = x.shape
+        seeds = self.seeds_for(b)
+        self.prepare(h, w, seeds, x.device)
+        self._seen = (b, h, w)
+        return seeds
+
+    def degrade_ground_truth(self, x: torch.Tensor) -> torch.Tensor:
+        """True degradation [B, 3, H, W] -> [B, 3, h, w], 8-bit cycled, seeded per image."""
+        check_image(x)
+        seeds = self._prepare_for(x)
+        with torch.no_grad():
+            y = self.true_degradation(x.detach().clamp(0, 1), seeds)
+            return cycle_8bit(y) if self.serialise else y
+
+    def degrade_prediction(self, x: torch.Tensor) -> torch.Tensor:
+        """Differentiable approximation [B, 3, H, W] -> [B, 3, h, w] used in the loss."""
+        check_image(x)
+        self._prepare_for(x)
+        return self.approximation(x)
+
+    def prediction_generator(self, device: torch.device) -> torch.Generator:
+        """This object's own seeded stream for the approximation's fresh randomness."""
+        key = str(device)
+        if key not in self._pred_generators:
+            base = self.seed if isinstance(self.seed, (int, np.integer)) else sum(
+                (i + 1) * int(s) for i, s in enumerate(self.seed)
+            )
+            gen = torch.Generator(device=device)
+            gen.manual_seed(derive_seed(int(base), f"{self.salt or self.name}:prediction"))
+            self._pred_generators[key] = gen
+        return self._pred_generators[key]
+
+    def describe(self) -> dict[str, Any]:
+        """Name, level, seed and parameters, for benchmark records."""
+        seed = self.seed if isinstance(self.seed, (int, np.integer)) else list(self.seed)
+        return {"name": self.name, "level": self.level, "seed": seed, **self.params()}
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.describe().items())
+        return f"{type(self).__name__}({fields})"

@@ -1,0 +1,90 @@
+"""Build degradations by name (or composition initials) and level.
+
+``make("denoising", "M", seed=0)`` builds a task; ``make("UNAP", "M")`` a composition of
+upsampling (U), denoising (N), deartifacting (A) and inpainting (P) in that fixed order;
+``register("myblur", MyBlur)`` adds a user's class (any callable
+``factory(level=..., seed=..., **kwargs) -> Degradation``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from .base import DEFAULT_SEED, LEVELS, Degradation, Seed
+from .blur import GaussianBlur
+from .composition import COMPOSITIONS, ORDER, Composition
+from .deartifacting import Deartifacting
+from .denoising import Denoising
+from .inpainting import Inpainting
+from .upsampling import Upsampling
+from .variants import (AveragePoolUpsampling, ClampedGaussianNoise, GaussianNoise, Identity,
+                       NearestUpsampling, Uncropping)
+
+TASKS: tuple[str, ...] = ("upsampling", "denoising", "deartifacting", "inpainting")
+INITIALS: dict[str, str] = dict(zip(ORDER, TASKS))
+
+Factory = Callable[..., Degradation]
+_REGISTRY: dict[str, Factory] = {}
+
+
+def register(name: str, factory: Factory, *, overwrite: bool = False) -> None:
+    """Make ``make(name, level, ...)`` build ``factory(level=level, seed=seed, **kwargs)``."""
+    key = name.lower()
+    if not key or not callable(factory):
+        raise ValueError("register needs a non-empty name and a callable factory")
+    if key.upper() in INITIALS or _is_initials(key.upper()):
+        raise ValueError(f"{name!r} is reserved for task initials / compositions")
+    if key in _REGISTRY and not overwrite:
+        raise ValueError(f"{name!r} is already registered (pass overwrite=True to replace it)")
+    _REGISTRY[key] = factory
+
+
+def available() -> list[str]:
+    """Registered names, then the composition initials."""
+    return sorted(_REGISTRY) + list(ORDER) + list(COMPOSITIONS)
+
+
+def _is_initials(name: str) -> bool:
+    return len(name) >= 1 and all(c in ORDER for c in name) and name == "".join(
+        c for c in ORDER if c in name)
+
+
+def make(name: str, level: str | None = "M", seed: Seed = DEFAULT_SEED,
+         resolution: int | None = None, batch_size: int | None = None,
+         **kwargs: Any) -> Degradation:
+    """Build a degradation by name or initials at ``level`` (XS, S, M, L, XL).
+
+    ``resolution`` builds the size-dependent state (masks, filter choices) eagerly for a
+    square input of that side and ``batch_size`` images (default: the number of seeds given,
+    or 1); otherwise it is built at first use.
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"degradation name must be a string, got {type(name).__name__}")
+    key = name.lower()
+    if key in _REGISTRY:
+        deg = _REGISTRY[key](level=level, seed=seed, **kwargs)
+        deg.name = key
+    elif _is_initials(name.upper()):
+        initials = name.upper()
+        if level not in LEVELS:
+            raise ValueError(f"unknown level {level!r}; valid: {list(LEVELS)}")
+        if kwargs and len(initials) > 1:
+            raise ValueError(f"compositions take no task options, got {sorted(kwargs)}")
+        stages = [_REGISTRY[INITIALS[c]](level=level, seed=seed, **kwargs) for c in initials]
+        deg = stages[0] if len(stages) == 1 else Composition(stages, initials, level, seed)
+    else:
+        raise ValueError(f"unknown degradation {name!r}; valid: {available()}")
+    if resolution is not None:
+        n = batch_size or (1 if isinstance(seed, (int, np.integer)) else len(list(seed)))
+        deg.prepare(resolution, resolution, deg.seeds_for(n), torch.device("cpu"))
+    return deg
+
+
+for _cls in (Upsampling, Denoising, Deartifacting, Inpainting, AveragePoolUpsampling,
+             NearestUpsampling, GaussianNoise, ClampedGaussianNoise, Uncropping, Identity,
+             GaussianBlur):
+    register(_cls.name, _cls)

@@ -1,0 +1,73 @@
+"""Upsampling (super-resolution): the target is a downsampled image (spec 5.3).
+
+True: Pillow resize of the 8-bit image to floor(H/f) x floor(W/f) with a filter drawn per
+image (seeded) from bilinear, bicubic and Lanczos -- Pillow antialiases when reducing, so the
+kernel support is stretched by f. Approximation: f x f average pooling; the filter actually
+used is deliberately unknown to the method. Targets stay at low resolution; the loss compares
+at the target's size.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .base import DEFAULT_SEED, Degradation, Seed, from_pil, to_pil
+
+FILTERS: dict[str, Image.Resampling] = {
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+def average_pool_downsample(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """[B, C, H, W] -> [B, C, H//f, W//f] box average (kernel = stride = f)."""
+    return F.avg_pool2d(x, factor) if factor > 1 else x
+
+
+class Upsampling(Degradation):
+    """Downsampling by 2, 4, 8, 16, 32 (XS..XL) with a seeded random Pillow filter."""
+
+    name = "upsampling"
+    LEVEL_PARAMS = {"XS": 2, "S": 4, "M": 8, "L": 16, "XL": 32}
+
+    def __init__(self, level: str = "M", seed: Seed = DEFAULT_SEED, factor: int | None = None,
+                 filters: tuple[str, ...] = tuple(FILTERS)) -> None:
+        super().__init__(level, seed)
+        self.factor = int(factor) if factor is not None else self.LEVEL_PARAMS[level]
+        unknown = [f for f in filters if f not in FILTERS]
+        if unknown or not filters:
+            raise ValueError(f"unknown filters {unknown}; valid: {list(FILTERS)}")
+        self.filters = tuple(filters)
+        self._chosen: list[str] | None = None  # filter per image of the last batch
+
+    def filter_for(self, seed: int) -> str:
+        """The filter drawn for one image seed (uniform over ``self.filters``)."""
+        return random.Random(self.stream_seed(seed)).choice(self.filters)
+
+    def prepare(self, height: int, width: int, seeds: list[int], device: torch.device) -> None:
+        if height < self.factor or width < self.factor:
+            raise ValueError(f"image {height}x{width} is smaller than the factor {self.factor}")
+        self._chosen = [self.filter_for(s) for s in seeds]
+
+    def target_shape(self, height: int, width: int) -> tuple[int, int]:
+        return height // self.factor, width // self.factor
+
+    def true_degradation(self, x: torch.Tensor, seeds: list[int]) -> torch.Tensor:
+        h, w = self.target_shape(x.shape[2], x.shape[3])
+        out = []
+        for img, s in zip(x, seeds):  # PIL works one image at a time
+            im = to_pil(img).resize((w, h), FILTERS[self.filter_for(s)])
+            out.append(from_pil(im, img))
+        return torch.stack(out)  # [B, 3, h, w]
+
+    def approximation(self, x: torch.Tensor) -> torch.Tensor:
+        return average_pool_downsample(x, self.factor)
+
+    def params(self) -> dict[str, Any]:
+        return {"factor": self.factor, "filters": self._chosen}

@@ -1,0 +1,298 @@
+"""Degradations: registry, seeding, batching, level ordering, gradients, masks, compositions."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from rusir.degradations import (COMPOSITIONS, LEVELS, TASKS, Degradation, Inpainting, make,
+                                register, surrogate_clamp)
+from rusir.degradations.base import from_pil, to_pil
+from rusir.degradations.inpainting import stroke_mask
+from rusir.degradations.upsampling import FILTERS
+
+EXTRA = ["avgpool_upsampling", "nearest_upsampling", "gaussian_noise", "clamped_gaussian_noise",
+         "uncropping", "identity", "blur"]
+
+
+def images(n: int = 4, size: int = 128) -> torch.Tensor:
+    """Procedural photo-like images [n, 3, size, size]: shading, hard discs, mild texture."""
+    g = torch.Generator().manual_seed(1234)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
+    out = []
+    for _ in range(n):
+        img = torch.rand(3, 1, 1, generator=g) * 0.5 + 0.25
+        img = img + 0.3 * (torch.rand(3, 1, 1, generator=g) - 0.5) * (xx + yy - 1)
+        for _ in range(4):
+            cx, cy, r = torch.rand(3, generator=g).tolist()
+            disc = (((xx - cx) ** 2 + (yy - cy) ** 2) < (0.05 + 0.2 * r) ** 2).float()
+            img = img * (1 - 0.7 * disc) + 0.7 * disc * torch.rand(3, 1, 1, generator=g)
+        f = torch.rand(2, generator=g) * 20 + 10
+        img = img + 0.04 * torch.sin(f[0] * math.pi * xx) * torch.sin(f[1] * math.pi * yy)
+        out.append((img + 0.02 * torch.randn(3, size, size, generator=g)).clamp(0, 1))
+    return torch.stack(out)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(10 * torch.log10(1 / ((a - b) ** 2).mean()))
+
+
+def compare_to_clean(y: torch.Tensor, x: torch.Tensor) -> float:
+    """PSNR of a degraded image against the clean one (low-res targets bicubic-upscaled)."""
+    if y.shape != x.shape:
+        y = F.interpolate(y, size=x.shape[-2:], mode="bicubic", align_corners=False)
+    return psnr(y.clamp(0, 1), x)
+
+
+ALL_SINGLE = [(t, lvl) for t in TASKS for lvl in LEVELS]
+
+
+# ---------------------------------------------------------------------------- registry
+def test_registry_names_and_errors():
+    assert COMPOSITIONS == ("UN", "UA", "UP", "NA", "NP", "AP", "UNA", "UNP", "UAP", "NAP", "UNAP")
+    for name in list(TASKS) + EXTRA + list(COMPOSITIONS):
+        assert isinstance(make(name, "M", seed=0), Degradation)
+    with pytest.raises(ValueError, match="denoising"):
+        make("denoise", "M")
+    with pytest.raises(ValueError, match="XL"):
+        make("denoising", "XXL")
+    with pytest.raises(ValueError, match="UNAP"):
+        make("PU", "M")  # wrong order is not a valid composition
+    with pytest.raises(ValueError, match="XS"):
+        make("UNAP", "huge")
+    with pytest.raises(ValueError, match="reserved"):
+        register("nap", lambda **kw: None)
+    d = make("upsampling", "S", seed=3)
+    assert d.name == "upsampling" and d.level == "S" and d.target_size(256) == 64
+    assert "factor=4" in repr(d)
+
+
+def test_input_validation():
+    d = make("denoising", "M")
+    for bad in (torch.rand(3, 32, 32), torch.rand(1, 1, 32, 32), torch.rand(1, 4, 32, 32)):
+        with pytest.raises(ValueError, match=r"\[B, 3, H, W\]"):
+            d.degrade_ground_truth(bad)
+    with pytest.raises(ValueError, match="float"):
+        d.degrade_prediction(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+
+
+def test_custom_degradation_registration():
+    class MyBlur(Degradation):
+        name = "myblur"
+        LEVEL_PARAMS = {lvl: i + 1 for i, lvl in enumerate(LEVELS)}
+
+        def true_degradation(self, x, seeds):
+            return F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
+
+        def approximation(self, x):
+            return F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
+
+    register("myblur", MyBlur, overwrite=True)
+    d = make("myblur", "L", seed=1)
+    x = images(1, 32)
+    y = d.degrade_ground_truth(x)
+    assert d.level == "L" and y.shape == x.shape
+    assert torch.equal(y, torch.floor(y * 255 + 1e-3) / 255)  # serialised to 8 bits
+    with pytest.raises(ValueError, match="already registered"):
+        register("myblur", MyBlur)
+    blur = make("blur", "M")
+    assert psnr(blur.degrade_ground_truth(x), x) < 40
+
+
+# ---------------------------------------------------------------------------- seeding / batching
+@pytest.mark.parametrize("name", ["upsampling", "denoising", "inpainting", "gaussian_noise"])
+def test_same_seed_same_output_different_seed_different(name):
+    x = images(2, 64)
+    a = make(name, "M", seed=5).degrade_ground_truth(x)
+    b = make(name, "M", seed=5).degrade_ground_truth(x)
+    assert torch.equal(a, b)
+    if name == "upsampling":  # only the filter is random: different seeds pick all three
+        picks = {make(name, "M", seed=s).filter_for(s) for s in range(12)}
+        assert picks == set(FILTERS)
+        seeds = next((s, t) for s in range(12) for t in range(12)
+                     if make(name, "M").filter_for(s) != make(name, "M").filter_for(t))
+        c = make(name, "M", seed=seeds[0]).degrade_ground_truth(x[:1])
+        d = make(name, "M", seed=seeds[1]).degrade_ground_truth(x[:1])
+        assert not torch.equal(c, d)
+    else:
+        assert not torch.equal(a, make(name, "M", seed=6).degrade_ground_truth(x))
+
+
+@pytest.mark.parametrize("name", ["upsampling", "denoising", "deartifacting", "inpainting",
+                                  "UNAP", "NP", "gaussian_noise", "nearest_upsampling"])
+def test_batch_equals_per_image(name):
+    x = images(3, 64)
+    batch = make(name, "M", seed=10).degrade_ground_truth(x)
+    for i in range(3):
+        alone = make(name, "M", seed=10 + i).degrade_ground_truth(x[i:i + 1])
+        assert torch.equal(batch[i:i + 1], alone), f"image {i}"
+    seq = make(name, "M", seed=[10, 11, 12]).degrade_ground_truth(x)
+    assert torch.equal(seq, batch)
+    with pytest.raises(ValueError, match="seeds"):
+        make(name, "M", seed=[1, 2]).degrade_ground_truth(x)
+
+
+def test_prediction_noise_is_fresh_but_reproducible():
+    x = images(1, 32)
+    a, b = make("denoising", "M", seed=1), make("denoising", "M", seed=1)
+    a1, a2, b1 = a.degrade_prediction(x), a.degrade_prediction(x), b.degrade_prediction(x)
+    assert torch.equal(a1, b1) and not torch.equal(a1, a2)
+
+
+# ---------------------------------------------------------------------------- level ordering
+@pytest.mark.parametrize("task", list(TASKS) + ["avgpool_upsampling", "nearest_upsampling",
+                                                "gaussian_noise", "clamped_gaussian_noise",
+                                                "blur"])
+def test_worse_level_lower_psnr(task):
+    x = images(4, 128)
+    scores = [sum(compare_to_clean(make(task, lvl, seed=j).degrade_ground_truth(x[j:j + 1]),
+                                   x[j:j + 1]) for j in range(4)) / 4 for lvl in LEVELS]
+    assert all(a > b for a, b in zip(scores, scores[1:])), scores
+
+
+# ---------------------------------------------------------------------------- gradients
+@pytest.mark.parametrize("name", list(TASKS) + EXTRA + list(COMPOSITIONS))
+def test_gradients_finite_and_nonzero(name):
+    x = images(2, 64).mul(1.2).sub(0.1).requires_grad_(True)  # overshoots [0, 1]
+    y = make(name, "XL" if name in TASKS else "M", seed=0).degrade_prediction(x)
+    (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_surrogate_clamp_gradient():
+    x = torch.tensor([0.5, 0.0, 1.0, -1.0, 2.0], requires_grad=True)
+    y = surrogate_clamp(x)
+    y.sum().backward()
+    assert torch.equal(y.detach(), x.detach().clamp(0, 1))
+    assert torch.allclose(x.grad, torch.tensor([0.5, 0.3932, 0.3932, 0.0904, 0.0904]), atol=1e-3)
+
+
+# ---------------------------------------------------------------------------- per-task facts
+def test_upsampling_matches_pillow_with_recorded_filter():
+    x = images(2, 64)
+    d = make("upsampling", "S", seed=4)
+    y = d.degrade_ground_truth(x)
+    assert y.shape == (2, 3, 16, 16)
+    for i, f in enumerate(d.describe()["filters"]):
+        ref = from_pil(to_pil(x[i]).resize((16, 16), FILTERS[f]), x[i])
+        assert torch.equal(y[i], ref)
+    assert torch.equal(d.degrade_prediction(x), F.avg_pool2d(x, 4))
+
+
+def test_denoising_statistics_match_approximation():
+    x = torch.full((1, 3, 128, 128), 0.5)
+    d = make("denoising", "M", seed=0)  # lambda 24, p 0.16
+    y, yp = d.degrade_ground_truth(x), d.degrade_prediction(x)
+    dead = (y == 0).all(1).float().mean()
+    assert abs(dead - 0.16) < 0.02
+    alive_t, alive_p = y[(y > 0).all(1, keepdim=True).expand_as(y)], yp[(yp > 0).all(1, keepdim=True).expand_as(yp)]
+    assert abs(alive_t.mean() - 0.5) < 0.01 and abs(alive_t.std() - math.sqrt(0.5 / 24)) < 0.01
+    assert abs(alive_p.mean() - (0.5 - 1 / 48)) < 0.01  # the authors' -1/2 photon shift
+    assert abs(alive_p.std() - alive_t.std()) < 0.015
+
+
+def test_ground_truth_is_8bit_and_cycle_idempotent():
+    x = images(2, 64)
+    for name in ["denoising", "deartifacting", "inpainting", "UNAP", "identity"]:
+        y = make(name, "M", seed=0).degrade_ground_truth(x)
+        assert torch.equal(y, torch.round(y * 255) / 255), name
+        assert torch.equal(make("identity").degrade_ground_truth(y), y)
+    g = make("gaussian_noise", "XL", seed=0).degrade_ground_truth(x)
+    c = make("clamped_gaussian_noise", "XL", seed=0).degrade_ground_truth(x)
+    assert g.min() < 0 and g.max() > 1 and c.min() >= 0 and c.max() <= 1
+
+
+# ---------------------------------------------------------------------------- masks
+def test_mask_coverage_matches_reference_and_orders_by_level():
+    ref = {"XS": 4.8, "S": 22.7, "M": 37.1, "L": 47.8, "XL": 56.5}  # spec 5.6, R = 1024
+    means = []
+    for lvl, strokes in zip(LEVELS, (1, 5, 9, 13, 17)):
+        holes = [1 - float(stroke_mask(256, 256, strokes, random.Random(s)).mean())
+                 for s in range(16)]
+        means.append(100 * sum(holes) / len(holes))
+        assert abs(means[-1] - ref[lvl]) < 6, (lvl, means[-1])
+    assert all(a < b for a, b in zip(means, means[1:]))
+
+
+def test_masks_shapes_and_user_mask():
+    x = images(2, 128)
+    assert make("denoising", "M").mask is None
+    d = make("inpainting", "L", seed=0)
+    assert d.mask is None
+    y = d.degrade_ground_truth(x)
+    assert d.mask.shape == (2, 1, 128, 128) and 0.2 < 1 - float(d.mask.mean()) < 0.8
+    assert torch.allclose(d.degrade_prediction(x), x * d.mask)
+    eager = make("inpainting", "L", seed=0, resolution=128, batch_size=2)
+    assert torch.equal(eager.mask, d.mask)
+    up = make("UP", "M", seed=0)
+    up.degrade_ground_truth(x)
+    assert up.mask.shape == (2, 1, 16, 16) and up.target_size(128) == 16
+    user = Inpainting.from_mask(d.mask[:1, 0, :, :])  # [1, H, W] hole mask from a user
+    assert torch.equal(user.degrade_ground_truth(x[:1]), y[:1])
+    unc = make("uncropping")
+    unc.degrade_ground_truth(x)
+    assert float(unc.mask.mean()) == 0.25 and unc.mask[0, 0, 0, 0] == 1
+
+
+# ---------------------------------------------------------------------------- compositions
+@pytest.mark.parametrize("initials", ["UNA", "UNAP", "NAP"])
+def test_composition_equals_manual_chain(initials):
+    x = images(2, 128)
+    names = dict(zip("UNAP", TASKS))
+    comp = make(initials, "M", seed=3)
+    y = comp.degrade_ground_truth(x)
+    manual = x
+    for c in initials:
+        if c == "P":  # drawn at the input resolution, bicubic-resized to the stage size
+            full = make("inpainting", "M", seed=3, resolution=128, batch_size=2).mask
+            stage = Inpainting.from_mask(full)
+        else:
+            stage = make(names[c], "M", seed=3)
+        manual = stage.degrade_ground_truth(manual)
+    assert torch.equal(y, manual)
+    assert y.shape[-1] == comp.target_size(128)
+    # the approximation chains the stage approximations too (same seeded noise streams)
+    approx = x
+    for c in initials:
+        stage = make(names[c], "M", seed=3) if c != "P" else Inpainting.from_mask(full)
+        approx = stage.degrade_prediction(approx)
+    assert torch.allclose(make(initials, "M", seed=3).degrade_prediction(x), approx, atol=1e-6)
+    # order matters: swapping stages gives a different result
+    if initials == "NAP":
+        swapped = make("deartifacting", "M").degrade_ground_truth(
+            make("denoising", "M", seed=3).degrade_ground_truth(x))
+        wrong = make("denoising", "M", seed=3).degrade_ground_truth(
+            make("deartifacting", "M").degrade_ground_truth(x))
+        assert not torch.equal(swapped, wrong)
+
+
+def test_describe_records_parameters():
+    d = make("UNAP", "M", seed=7)
+    d.degrade_ground_truth(images(1, 64))
+    info = d.describe()
+    assert info["name"] == "UNAP" and info["seed"] == 7
+    stages = info["stages"]
+    assert [s["name"] for s in stages] == list(TASKS)
+    assert stages[0]["filters"][0] in FILTERS and stages[2]["quality"] == 12
+    assert stages[1]["photons"] == 24 and stages[3]["strokes"] == 9
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cpu_and_gpu_targets_identical():
+    x = images(2, 64)
+    for name in ["UNAP", "denoising", "inpainting"]:
+        a = make(name, "M", seed=0).degrade_ground_truth(x)
+        b = make(name, "M", seed=0).degrade_ground_truth(x.cuda())
+        assert b.is_cuda and torch.allclose(a, b.cpu(), atol=1.5 / 255)
+        make(name, "M", seed=0).degrade_prediction(x.cuda().requires_grad_()).sum().backward()
+
+
+def test_pil_helpers_roundtrip():
+    x = torch.round(images(1, 16)[0] * 255) / 255
+    assert torch.equal(from_pil(to_pil(x), x), x)
+    assert isinstance(to_pil(x), Image.Image)
