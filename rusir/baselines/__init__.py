@@ -1,0 +1,36 @@
+"""Baselines in RUSIR's harness: same call shape as `rusir.restore`, same generator, degradations
+and metrics, so `rusir bench --methods rusir,pulse,lbrgm,adam_wplus` compares them directly.
+
+    method = get_method("pulse")
+    result = method(G, target, degradation, **baseline_config("pulse", "upsampling", "M"))
+    result.images, result.phases["pulse"].losses, result.info["reached_eps"]
+
+- pulse: PULSE on the sphere of the Gaussianised W (spec 7.1), adapted to StyleGAN2-ADA.
+- lbrgm: L-BRGM, joint z / W+ with its priors, best-of-N init, fixed steps (spec 7.2).
+- adam_wplus: Adam in W+ from w_avg with RUSIR's loss (Image2StyleGAN-style).
+Per-(task, level) hyperparameters live in params/baselines/*.yaml (see `config`).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from ..restore import restore
+from ._common import BaselineResult
+from .adam_wplus import adam_wplus
+from .config import baseline_config, load_table
+from .lbrgm import lbrgm
+from .pulse import pulse
+
+METHODS: dict[str, Callable] = {"rusir": restore, "pulse": pulse, "lbrgm": lbrgm,
+                                "adam_wplus": adam_wplus}
+
+__all__ = ["METHODS", "get_method", "baseline_config", "load_table", "BaselineResult", "pulse",
+           "lbrgm", "adam_wplus"]
+
+
+def get_method(name: str) -> Callable:
+    """The restoration function registered under `name` (one of METHODS)."""
+    try:
+        return METHODS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown method {name!r}; valid methods: {sorted(METHODS)}") from None

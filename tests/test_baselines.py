@@ -1,0 +1,205 @@
+"""Baselines (PULSE, L-BRGM, W+ Adam): they optimise, are seeded, batch exactly, and their
+regularisers do what they claim; their hyperparameter tables are data that the methods accept."""
+from __future__ import annotations
+
+import inspect
+import math
+
+import pytest
+import torch
+
+from conftest import small_generator
+from rusir.baselines import METHODS, BaselineResult, baseline_config, get_method
+from rusir.baselines.config import TABLES
+from rusir.baselines.lbrgm import lbrgm
+from rusir.baselines.pulse import gaussian_fit, geocross, lr_factor, pulse, to_w
+from rusir.restore import render, restore
+
+FAST = {"pulse": dict(fit_samples=256), "lbrgm": dict(init_candidates=4), "adam_wplus": {}}
+BASELINES = tuple(FAST)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny nets on a shared CPU run far faster on one thread; restore the setting after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def mse(x, y, mask=None):
+    return (x - y).square().flatten(1).mean(1)
+
+
+def generated_target(G, seed: int, batch: int = 1, spread: float = 0.35) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    w = G.mapping.w_avg[None] + spread * torch.randn(batch, G.w_dim, generator=g)
+    with torch.no_grad():
+        return render(G, w)
+
+
+def run(name, G, target, **kw):
+    options = {**FAST[name], "loss": mse, "progress": False, **kw}
+    return get_method(name)(G, target, **options)
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_each_baseline_lowers_its_objective(name, tiny32):
+    target = generated_target(tiny32, seed=5)
+    steps = {"pulse": 20, "lbrgm": 20, "adam_wplus": 20}[name]
+    result = run(name, tiny32, target, steps=steps)
+    assert isinstance(result, BaselineResult) and list(result.phases) == [name]
+    losses = torch.stack(result.phases[name].losses)[:, 0]
+    assert len(losses) == steps and torch.isfinite(losses).all()
+    print(name, "objective", losses[0].item(), "->", losses.min().item(), losses[-1].item())
+    assert losses.min() < 0.7 * losses[0]
+    assert result.images.shape == target.shape
+    # the returned latent renders the returned images
+    assert torch.allclose(render(tiny32, result.latent), result.images, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_deterministic_given_a_seed(name):
+    G = small_generator()
+    target = generated_target(G, seed=1)
+    a = run(name, G, target, steps=4, seed=3).images
+    b = run(name, G, target, steps=4, seed=3).images
+    assert torch.equal(a, b)
+    if name != "adam_wplus":  # the only baseline without random draws
+        c = run(name, G, target, steps=4, seed=4).images
+        assert not torch.allclose(a, c)
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_batch_equals_per_image(name):
+    G = small_generator()
+    target = generated_target(G, seed=2, batch=2)
+    both = run(name, G, target, steps=5, seed=10)
+    alone = [run(name, G, target[i:i + 1], steps=5, seed=10 + i) for i in range(2)]
+    assert torch.allclose(both.images, torch.cat([r.images for r in alone]), atol=1e-5)
+    curve = torch.stack(both.phases[name].losses)
+    for i, r in enumerate(alone):
+        assert torch.allclose(curve[:, i], torch.stack(r.phases[name].losses)[:, 0], rtol=1e-4, atol=1e-6)
+
+
+def test_pulse_latents_stay_on_the_sphere_and_geocross_pulls_rows_together():
+    G = small_generator()
+    target = generated_target(G, seed=4)
+    seen = []
+    result = pulse(G, target, loss=None, steps=12, fit_samples=256, progress=False,
+                   callback=lambda info: seen.append(info.step))
+    assert seen == list(range(12))
+    norms = result.info["v"].norm(dim=-1)
+    assert torch.allclose(norms, torch.full_like(norms, math.sqrt(G.w_dim)), rtol=1e-5)
+    free = pulse(G, target, steps=12, geocross_weight=0.0, fit_samples=256, progress=False)
+    tied = pulse(G, target, steps=12, geocross_weight=50.0, fit_samples=256, progress=False)
+    assert geocross(tied.latent).item() < 0.5 * geocross(free.latent).item()
+
+
+def test_pulse_returns_the_best_iterate_and_records_eps():
+    G = small_generator()
+    target = generated_target(G, seed=6, batch=2)
+    kw = dict(steps=10, fit_samples=256, progress=False, seed=1)
+    result = pulse(G, target, eps=1e-9, **kw)
+    curve = torch.stack(result.phases["pulse"].losses)                        # [steps, B]
+    assert result.info["best_step"] == curve.argmin(0).tolist()
+    mean, std = gaussian_fit(G, 256)
+    assert torch.allclose(to_w(result.info["v"], mean, std), result.latent)
+    assert result.info["reached_eps"] == [False, False]                       # no abort
+    assert pulse(G, target, eps=10.0, **kw).info["reached_eps"] == [True, True]
+
+
+def test_pulse_pieces():
+    assert lr_factor("linear1cycledrop", 0, 100) == pytest.approx(0.1)
+    assert lr_factor("linear1cycledrop", 45, 100) == pytest.approx(1.0)
+    assert lr_factor("linear1cycledrop", 90, 100) == pytest.approx(0.1)
+    assert lr_factor("linear1cycledrop", 100, 100) == pytest.approx(0.001)
+    with pytest.raises(ValueError, match="linear1cycledrop"):
+        lr_factor("cosine", 0, 10)
+    w = torch.randn(1, 1, 8).repeat(1, 4, 1)
+    assert geocross(w).item() == pytest.approx(0.0, abs=1e-3)
+    ortho = torch.eye(2)[None] * 3                                            # angle pi / 2
+    assert geocross(ortho).item() == pytest.approx((math.pi / 2) ** 2 * 2 / 4 * 2 / 8, rel=1e-4)
+    G = small_generator()
+    mean, std = gaussian_fit(G, 300, seed=0)
+    assert gaussian_fit(G, 300, seed=0)[0] is mean                            # cached per G
+    z = torch.randn(300, G.z_dim, generator=torch.Generator().manual_seed(0))
+    ref = torch.nn.functional.leaky_relu(G.mapping(z, None)[:, 0], 5.0)
+    assert torch.allclose(mean, ref.mean(0), atol=1e-4) and torch.allclose(std, ref.std(0), atol=1e-4)
+
+
+def test_lbrgm_starts_from_the_best_candidate_and_its_prior_ties_w_to_mapping_z():
+    G = small_generator()
+    target = generated_target(G, seed=7)
+    kw = dict(loss=mse, progress=False, init_candidates=6, seed=2)
+    start = lbrgm(G, target, steps=0, **kw)
+    z = torch.randn(6, G.z_dim, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        ws = G.mapping(z, None, truncation_psi=0.8)
+        scores = 13.005 * mse(render(G, ws), target) + mse(render(G, ws), target)
+    assert start.info["init_data_loss"][0] == pytest.approx(scores.min().item(), rel=1e-5)
+    assert torch.allclose(start.latent[0], ws[scores.argmin()], atol=1e-6)
+
+    def gap(result):
+        return (G.mapping(result.info["z"], None) - result.latent).square().mean().item()
+
+    loose = lbrgm(G, target, steps=15, mapping_weight=0.0, **kw)
+    tight = lbrgm(G, target, steps=15, mapping_weight=300.0, **kw)
+    assert gap(tight) < 0.5 * gap(loose)
+
+
+def test_baselines_run_through_a_real_degradation_and_default_loss():
+    from rusir.degradations import make
+    G = small_generator()
+    G.default_loss = "offline"                                  # like load_generator sets it
+    clean = generated_target(G, seed=8)
+    for name in BASELINES:
+        deg = make("inpainting", "M", seed=0)
+        target = deg.degrade_ground_truth(clean)
+        result = get_method(name)(G, target, deg, steps=3, progress=False, **FAST[name])
+        assert result.images.shape == clean.shape and torch.isfinite(result.images).all()
+
+
+def test_registry_and_errors():
+    assert METHODS["rusir"] is restore and set(METHODS) == {"rusir", *BASELINES}
+    with pytest.raises(ValueError, match="valid methods.*adam_wplus.*lbrgm.*pulse.*rusir"):
+        get_method("brgm")
+    G = small_generator()
+    target = generated_target(G, seed=0)
+    for name in BASELINES:
+        with pytest.raises(TypeError, match="lrs"):
+            get_method(name)(G, target, loss=mse, lrs=(0.1,), progress=False)
+
+
+@pytest.mark.parametrize("name", TABLES)
+def test_tables_are_accepted_options_with_the_code_defaults(name):
+    method = get_method(name)
+    params = inspect.signature(method).parameters
+    defaults = baseline_config(name)
+    for key, value in defaults.items():
+        assert key in params, f"{name}.yaml key {key!r} is not an option of {name}()"
+        assert params[key].default == value, f"{name}.yaml default {key}={value!r} differs from the code"
+    for task in ("upsampling", "denoising", "deartifacting", "inpainting", "UNAP"):
+        for level in ("XS", "M", "XL"):
+            assert set(baseline_config(name, task, level)) <= set(params)
+
+
+def test_config_merges_defaults_task_and_level(tmp_path):
+    path = tmp_path / "t.yaml"
+    path.write_text("defaults: {steps: 10, lr: 0.5}\n"
+                    "tasks:\n  denoising: {all: {steps: 20}, XL: {lr: 0.1}}\n  NP: {M: {lr: 0.3}}\n")
+    assert baseline_config("pulse", path=path) == {"steps": 10, "lr": 0.5}
+    assert baseline_config("pulse", "denoising", "M", path=path) == {"steps": 20, "lr": 0.5}
+    assert baseline_config("pulse", "N", "XL", path=path) == {"steps": 20, "lr": 0.1}
+    assert baseline_config("pulse", "np", "M", path=path) == {"steps": 10, "lr": 0.3}
+    assert baseline_config("pulse", "upsampling", "XL", path=path) == {"steps": 10, "lr": 0.5}
+    assert baseline_config("rusir", "upsampling", "M") == {}
+    assert baseline_config("pulse", "denoising", "M")["steps"] > baseline_config("pulse", "upsampling", "M")["steps"]
+    with pytest.raises(ValueError, match="unknown level"):
+        baseline_config("pulse", "denoising", "XXL")
+    with pytest.raises(ValueError, match="tables exist for"):
+        baseline_config("brgm")
+    path.write_text("defaults: {}\ntasks: {denoising: {huge: {lr: 1}}}\n")
+    with pytest.raises(ValueError, match="levels"):
+        baseline_config("pulse", "denoising", "M", path=path)
