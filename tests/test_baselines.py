@@ -108,6 +108,14 @@ def test_pulse_returns_the_best_iterate_and_records_eps():
     assert torch.allclose(to_w(result.info["v"], mean, std), result.latent)
     assert result.info["reached_eps"] == [False, False]                       # no abort
     assert pulse(G, target, eps=10.0, **kw).info["reached_eps"] == [True, True]
+    # a loss passed by the harness leaves PULSE's L2 data term alone unless asked for
+    assert torch.equal(pulse(G, target, eps=1e-9, loss=lambda x, y, mask=None: (x - y).abs().flatten(1).mean(1),
+                             **kw).images, result.images)
+    swapped = pulse(G, target, eps=1e-9, loss=lambda x, y, mask=None: (x - y).abs().flatten(1).mean(1),
+                    data_term="loss", **kw)
+    assert swapped.info["data_term"] == "loss" and not torch.equal(swapped.images, result.images)
+    with pytest.raises(ValueError, match="data_term"):
+        pulse(G, target, data_term="l1", **kw)
 
 
 def test_pulse_pieces():
@@ -203,3 +211,12 @@ def test_config_merges_defaults_task_and_level(tmp_path):
     path.write_text("defaults: {}\ntasks: {denoising: {huge: {lr: 1}}}\n")
     with pytest.raises(ValueError, match="levels"):
         baseline_config("pulse", "denoising", "M", path=path)
+
+
+def test_config_falls_back_to_code_defaults_without_tables(tmp_path, monkeypatch):
+    import rusir.baselines.config as config
+    monkeypatch.setattr(config, "PARAMS_DIR", tmp_path / "absent")
+    with pytest.warns(UserWarning, match="not found"):
+        assert baseline_config("lbrgm", "inpainting", "XL") == {}
+    with pytest.raises(FileNotFoundError):
+        baseline_config("lbrgm", path=tmp_path / "absent.yaml")

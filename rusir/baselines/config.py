@@ -13,11 +13,13 @@ and `baseline_config(method, task, level)` merges defaults < task `all` < task l
 keyword arguments of the method, so `get_method(m)(G, y, deg, **baseline_config(m, t, l))` runs
 it; a papermill sweep edits the YAML (or passes its own `path`). Task names are the registry's
 (`upsampling`, ...) or their initials (`U`, `NP`, `UNAP` for compositions). RUSIR itself has no
-table: one configuration for every task, so `baseline_config("rusir", ...)` is `{}`.
+table: one configuration for every task, so `baseline_config("rusir", ...)` is `{}`. Without the
+tables (an install without the repository's params/), the methods' code defaults are used.
 """
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -70,6 +72,12 @@ def baseline_config(method: str, task: Optional[str] = None, level: Optional[str
     if level is not None and level not in LEVELS:
         raise ValueError(f"unknown level {level!r}; valid: {list(LEVELS)}")
     if method in UNTABLED and path is None:
+        return {}
+    if path is None and not table_path(method).is_file():
+        # e.g. a non-editable install without the repository's params/: the method's own
+        # defaults, which equal the shipped tables' defaults (tested)
+        warnings.warn(f"baseline table {table_path(method)} not found; using {method}()'s defaults "
+                      "(set RUSIR_BASELINE_PARAMS to the params/baselines folder)", stacklevel=2)
         return {}
     table = load_table(method, path)
     config = dict(table["defaults"])
