@@ -38,10 +38,12 @@ def _demo(p: argparse.ArgumentParser):
     p.add_argument("--level", default="M")
     p.add_argument("--out", default="figures")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--loss", default=None, help="loss preset name/YAML (default: the generator's)")
 
     def run(a: argparse.Namespace) -> int:
         from .demo import run_demo
-        run_demo(a.generator, a.n_images, level=a.level, steps=a.steps, seed=a.seed, out=a.out)
+        run_demo(a.generator, a.n_images, level=a.level, steps=a.steps, seed=a.seed, out=a.out,
+                 loss=a.loss)
         return 0
     return run
 

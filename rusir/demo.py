@@ -45,15 +45,21 @@ def metrics_table(runs: Sequence[TaskRun]) -> str:
 
 def run_demo(generator: str = DEFAULT, n_images: int = 4, tasks: Sequence[str] = DEMO_TASKS,
              level: str = "M", steps: Sequence[int] = (150, 150, 150), seed: int = 0,
-             out: str | Path = "figures", progress: bool = True) -> list[TaskRun]:
-    """Run every demo task on `n_images` held-out images; write figures and the metrics table."""
+             out: str | Path = "figures", progress: bool = True, loss: str | None = None) -> list[TaskRun]:
+    """Run every demo task on `n_images` held-out images; write figures and the metrics table.
+
+    loss: a preset name or YAML path; None uses the generator's own preset.
+    """
+    from .presets import load_preset
+
     start = time.perf_counter()
     out = Path(out)
     G = load_generator(generator)
     gt = heldout(n_images, size=G.img_resolution)
+    loss_fn = load_preset(loss).build() if loss else None
     runs = []
     for task in tasks:
-        run = run_task(G, gt, task, level, seed=seed, steps=steps, progress=progress)
+        run = run_task(G, gt, task, level, seed=seed, loss=loss_fn, steps=steps, progress=progress)
         demo_figure(run, out / f"demo_{task}.png")
         runs.append(run)
         if progress:
@@ -63,7 +69,7 @@ def run_demo(generator: str = DEFAULT, n_images: int = 4, tasks: Sequence[str] =
     table = metrics_table(runs)
     (out / "demo_metrics.md").write_text(table)
     record = {r.task: {"level": r.level, **r.scores} for r in runs}
-    record["_meta"] = {"generator": generator, "n_images": n_images, "steps": list(steps),
+    record["_meta"] = {"generator": generator, "loss": loss or getattr(G, "default_loss", None), "n_images": n_images, "steps": list(steps),
                        "seconds_total": time.perf_counter() - start, "torch_threads": torch.get_num_threads()}
     (out / "demo_metrics.json").write_text(json.dumps(record, indent=1))
     print(table)

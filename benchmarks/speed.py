@@ -1,0 +1,77 @@
+"""Seconds per RUSIR step (forward + backward + NGD) per phase, written as JSON.
+
+    python benchmarks/speed.py --generator ../shared/fixtures/stylegan2-ada-tiny/tiny64.pkl
+    python benchmarks/speed.py --generator toyfaces64 --device cuda --precisions fp32,tf32,bf16
+
+Uses the identity degradation and a weight-free loss so it runs offline; the numbers measure the
+generator + optimiser, which dominate at small resolutions. On CUDA it also checks that TF32 and
+bf16 autocast give finite images close to fp32.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+from rusir.generators import load_generator
+from rusir.latents import SPACES, initial_latent, convert
+from rusir.losses import build_loss
+from rusir.restore import render, run_phase
+
+
+def time_phase(G, target, loss, space: str, steps: int, precision: str) -> float:
+    device = target.device
+    latent = convert(initial_latent(G, "W", target.shape[0]), space, G)
+    ctx = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    from rusir.degradations import Identity
+    with ctx:
+        run_phase(G, latent, target, Identity(), loss, 2, 0.01, space, progress=False)  # warm-up
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        run_phase(G, latent, target, Identity(), loss, steps, 0.01, space, progress=False)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    return (time.perf_counter() - start) / steps
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--generator", default="toyfaces64")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--loss", default="offline")
+    p.add_argument("--precisions", default="fp32")
+    p.add_argument("--out", default="benchmarks/results")
+    a = p.parse_args()
+    device = torch.device(a.device)
+    G = load_generator(a.generator, device=device)
+    loss = build_loss(a.loss).to(device)
+    with torch.no_grad():
+        target = render(G, initial_latent(G, "W", a.batch) + 0.3).detach()
+    results = {}
+    for precision in a.precisions.split(","):
+        results[precision] = {s: time_phase(G, target, loss, s, a.steps, precision) for s in SPACES}
+    record = {"generator": a.generator, "resolution": G.img_resolution, "device": str(device),
+              "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+              "torch": torch.__version__, "threads": torch.get_num_threads(), "batch": a.batch,
+              "loss": a.loss, "seconds_per_step": results,
+              "seconds_per_restore_450_steps": {k: 150 * sum(v.values()) for k, v in results.items()}}
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = Path(a.generator).stem
+    path = out / f"speed_{name}_{device.type}_b{a.batch}.json"
+    path.write_text(json.dumps(record, indent=1))
+    print(json.dumps(record, indent=1))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""load_generator: names, paths, offline errors; the CLI's clear errors; autocast paths."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import fixture_path, small_generator
+from rusir.checkpoint import save_generator
+from rusir.cli import main
+from rusir.generators import REGISTRY, load_generator
+from rusir.weights import MissingWeightsError
+
+
+def test_official_name_offline_names_file_url_and_place(monkeypatch, tmp_path):
+    monkeypatch.setenv("RUSIR_OFFLINE", "1")
+    with pytest.raises(MissingWeightsError) as err:
+        load_generator("ffhq")
+    text = str(err.value)
+    assert "ffhq.pkl" in text and "https://nvlabs-fi-cdn.nvidia.com/" in text and "put it at" in text
+
+
+def test_unknown_name_lists_choices():
+    with pytest.raises(ValueError, match="toyfaces64"):
+        load_generator("celeba-9000")
+
+
+def test_pickle_and_safetensors_paths_load_the_same_network(tmp_path):
+    G = load_generator(str(fixture_path("tiny32.pkl")))
+    assert G.default_loss == "paper" and not any(p.requires_grad for p in G.parameters())
+    path = save_generator(G, tmp_path / "g.safetensors", meta={"default_loss": "offline"})
+    H = load_generator(path)
+    assert H.default_loss == "offline"
+    ws = torch.randn(1, G.num_ws, G.w_dim)
+    assert torch.equal(G.synthesis(ws), H.synthesis(ws))
+
+
+def test_embedded_default_loads_if_shipped():
+    info = REGISTRY["toyfaces64"]
+    if not info.path.is_file():
+        pytest.skip("embedded generator not trained/shipped yet")
+    G = load_generator("toyfaces64")
+    assert G.img_resolution == 64 and G.default_loss == "offline"
+    img = G.synthesis(G.mapping.w_avg[None])
+    assert img.shape == (1, 3, 64, 64) and torch.isfinite(img).all()
+
+
+def test_cli_reports_bad_input_without_traceback(capsys, tmp_path):
+    assert main(["restore", str(tmp_path / "missing.png"), "--task", "upsampling",
+                 "--generator", str(fixture_path("tiny32.pkl"))]) == 2
+    assert "no such image file" in capsys.readouterr().err
+    (tmp_path / "a.png").write_bytes(b"not an image")
+    assert main(["restore", str(tmp_path / "a.png"), "--task", "teleport",
+                 "--generator", str(fixture_path("tiny32.pkl"))]) == 2
+    assert "unknown degradation 'teleport'" in capsys.readouterr().err
+
+
+def test_cli_restore_simulated_writes_outputs(tmp_path):
+    from PIL import Image
+    Image.new("RGB", (40, 30), (200, 120, 60)).save(tmp_path / "clean.png")
+    assert main(["restore", str(tmp_path / "clean.png"), "--simulate", "--task", "upsampling",
+                 "--level", "XS", "--steps", "2,2,2", "--loss", "offline",
+                 "--generator", str(fixture_path("tiny32.pkl")), "--out", str(tmp_path / "o")]) == 0
+    out = tmp_path / "o"
+    assert (out / "clean_restored.png").is_file() and (out / "clean_phases.png").is_file()
+    latents = torch.load(out / "clean_latent.pt", weights_only=True)
+    assert set(latents) == {"W", "W+", "W++"} and latents["W++"].dim() == 4
+
+
+def test_bf16_autocast_runs_close_to_fp32():
+    G = small_generator()
+    ws = G.mapping.w_avg[None] + 0.3 * torch.randn(2, G.w_dim)
+    ref = G.synthesis(ws)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = G.synthesis(ws)
+    assert torch.isfinite(low).all()
+    assert (low.float() - ref).abs().max().item() < 0.1 * ref.abs().max().item()
