@@ -12,7 +12,8 @@ A sweep file names a notebook and its parameter sets, listed and/or as a grid:
 Each set runs into `<out>/<set-name>/`: the executed notebook `<notebook>.ipynb` (papermill,
 with the set's parameters and `out_dir` = that folder, so its figures and results file land
 beside it) and `sweep.json` (parameters, status, seconds, the results files found). A set whose
-`sweep.json` says "done" is skipped on re-run (`--force` re-runs it); failed sets are retried.
+`sweep.json` says "done" with the same parameters is skipped on re-run (`--force` re-runs it);
+failed sets, and sets whose parameters changed, run again.
 
     rusir sweep params/task_upsampling.yaml --out runs/sweeps/upsampling
     rusir sweep params/ablation.yaml --dry-run              # list the sets and their status
@@ -33,7 +34,8 @@ import yaml
 
 from .cli import command
 
-__all__ = ["ParamSet", "Sweep", "load_sweep", "run_sweep", "set_status", "papermill_execute"]
+__all__ = ["ParamSet", "Sweep", "load_sweep", "check_parameters", "notebook_parameters", "run_sweep",
+           "set_status", "papermill_execute"]
 
 STATUS_FILE = "sweep.json"
 _KEYS = {"notebook", "parameters", "grid", "sets", "name", "description"}
@@ -120,6 +122,25 @@ def load_sweep(path: Union[str, Path]) -> Sweep:
     return Sweep(path, sets, str(data.get("description", "")))
 
 
+def notebook_parameters(notebook: Path) -> set[str]:
+    """Names assigned in the notebook's cell tagged `parameters` (papermill's reading of it)."""
+    import papermill as pm
+    return set(pm.inspect_notebook(str(notebook)))
+
+
+def check_parameters(sweep: Sweep) -> None:
+    """Every set's parameters (and out_dir) must be parameters of its notebook: catch typos early."""
+    known: dict[Path, set[str]] = {}
+    for pset in sweep.sets:
+        if pset.notebook not in known:
+            known[pset.notebook] = notebook_parameters(pset.notebook)
+        unknown = (set(pset.parameters) | {"out_dir"}) - known[pset.notebook]
+        if unknown:
+            raise ValueError(f"{sweep.path}: set {pset.name!r} passes {sorted(unknown)}, which "
+                             f"{pset.notebook.name} does not take; its parameters are "
+                             f"{sorted(known[pset.notebook])}")
+
+
 def set_status(folder: Path) -> str:
     """'done', 'failed' or 'todo' for a set's output folder."""
     status_file = folder / STATUS_FILE
@@ -150,8 +171,12 @@ def run_sweep(path: Union[str, Path], out: Union[str, Path, None] = None, dry_ru
               log: Callable[[str], None] = print) -> dict[str, str]:
     """Run (or list) every set of a sweep; returns {set name: status after this call}."""
     sweep = load_sweep(path)
+    check_parameters(sweep)
     out = Path(out) if out is not None else Path("runs") / "sweeps" / sweep.path.stem
     chosen = [s for s in sweep.sets if not only or any(fnmatch.fnmatch(s.name, p) for p in only)]
+    if overrides:
+        check_parameters(Sweep(sweep.path, [ParamSet(s.name, s.notebook, dict(overrides))
+                                            for s in chosen]))
     statuses: dict[str, str] = {}
     for i, pset in enumerate(chosen, 1):
         folder = (out / pset.name).resolve()
@@ -164,9 +189,12 @@ def run_sweep(path: Union[str, Path], out: Union[str, Path, None] = None, dry_ru
             statuses[pset.name] = status
             continue
         if status == "done" and not force:
-            log(f"{head}: done, skipped ({folder})")
-            statuses[pset.name] = "skipped"
-            continue
+            previous = json.loads((folder / STATUS_FILE).read_text()).get("parameters")
+            if previous == json.loads(json.dumps(params)):
+                log(f"{head}: done, skipped ({folder})")
+                statuses[pset.name] = "skipped"
+                continue
+            log(f"{head}: done with other parameters, running again")
         folder.mkdir(parents=True, exist_ok=True)
         log(f"{head}: running {pset.notebook.name} -> {executed}")
         record = {"set": pset.name, "notebook": str(pset.notebook), "parameters": params,

@@ -1,0 +1,154 @@
+"""`rusir sweep`: parameter sets from YAML, papermill execution, skipping finished sets."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from rusir import cli
+from rusir.sweep import check_parameters, load_sweep, run_sweep, set_status
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _notebook(path: Path, params: str = "a = 1\nb = 'x'\nout_dir = '.'",
+              body: str = "import json, pathlib\n"
+                          "pathlib.Path(out_dir).mkdir(parents=True, exist_ok=True)\n"
+                          "pathlib.Path(out_dir, 'result.json').write_text(json.dumps({'a': a, 'b': b}))") -> Path:
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell(params)
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def _yaml(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "sweep.yaml"
+    p.write_text(text)
+    return p
+
+
+@pytest.fixture
+def nb(tmp_path):
+    return _notebook(tmp_path / "nb.ipynb")
+
+
+def test_grid_and_sets_expand(tmp_path, nb):
+    path = _yaml(tmp_path, f"""
+notebook: {nb}
+parameters: {{b: shared}}
+name: "a{{a}}_{{b}}"
+grid: {{a: [1, 2, 3]}}
+sets:
+  - {{name: extra, parameters: {{a: 9, b: own}}}}
+""")
+    sweep = load_sweep(path)
+    assert [s.name for s in sweep.sets] == ["a1_shared", "a2_shared", "a3_shared", "extra"]
+    assert sweep.sets[1].parameters == {"b": "shared", "a": 2}
+    assert sweep.sets[3].parameters == {"b": "own", "a": 9}
+    assert all(s.notebook == nb.resolve() for s in sweep.sets)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("notebook: {nb}\ngrid: {{a: [1, 1]}}\nname: same", "duplicate"),
+    ("notebook: {nb}\ngrdi: {{a: [1]}}", "unknown key"),
+    ("notebook: {nb}\nparameters: {{a: 1}}", "no parameter sets"),
+    ("notebook: missing.ipynb\ngrid: {{a: [1]}}", "not found"),
+    ("notebook: {nb}\ngrid: {{a: 1}}", "non-empty lists"),
+    ("notebook: {nb}\ngrid: {{a: [1]}}\nname: '{{zz}}'", "unknown parameter"),
+    ("sets: [{{name: s}}]", "no notebook"),
+])
+def test_bad_sweep_files(tmp_path, nb, text, message):
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        load_sweep(_yaml(tmp_path, text.format(nb=nb)))
+
+
+def test_unknown_parameter_is_refused(tmp_path, nb):
+    sweep = load_sweep(_yaml(tmp_path, f"notebook: {nb}\ngrid: {{a: [1], typo: [2]}}"))
+    with pytest.raises(ValueError, match="typo"):
+        check_parameters(sweep)
+
+
+class FakeExecutor:
+    """Records calls and writes a results file like a notebook would (or fails on request)."""
+
+    def __init__(self, fail=()):
+        self.calls, self.fail = [], set(fail)
+
+    def __call__(self, notebook, output, parameters, cwd, kernel_name):
+        self.calls.append((Path(output), dict(parameters)))
+        if parameters["a"] in self.fail:
+            raise RuntimeError("cell failed")
+        Path(output).write_text("{}")
+        Path(parameters["out_dir"], "result.json").write_text(json.dumps(parameters))
+
+
+def test_run_skips_done_sets_and_retries_failed(tmp_path, nb):
+    path = _yaml(tmp_path, f"notebook: {nb}\ngrid: {{a: [1, 2, 3]}}\nname: 'set{{a}}'")
+    out = tmp_path / "out"
+    ex = FakeExecutor(fail={2})
+    logs = []
+    assert run_sweep(path, out, execute=ex, log=logs.append) == {"set1": "done", "set2": "failed", "set3": "done"}
+    output, params = ex.calls[0]
+    assert output == (out / "set1" / "nb.ipynb").resolve()
+    assert params == {"a": 1, "out_dir": str((out / "set1").resolve())}
+    record = json.loads((out / "set1" / "sweep.json").read_text())
+    assert record["status"] == "done" and record["results"] == ["result.json"]
+    assert "cell failed" in json.loads((out / "set2" / "sweep.json").read_text())["error"]
+    assert [set_status(out / n) for n in ("set1", "set2", "set3", "nope")] == ["done", "failed", "done", "todo"]
+
+    ex2 = FakeExecutor()
+    assert run_sweep(path, out, execute=ex2, log=logs.append) == {"set1": "skipped", "set2": "done", "set3": "skipped"}
+    assert [c[1]["a"] for c in ex2.calls] == [2]
+    ex3 = FakeExecutor()
+    run_sweep(path, out, execute=ex3, force=True, only=["set3"], log=logs.append)
+    assert [c[1]["a"] for c in ex3.calls] == [3]
+    ex4 = FakeExecutor()                                       # changed parameters: not finished
+    assert run_sweep(path, out, execute=ex4, only=["set1"], overrides={"b": "y"},
+                     log=logs.append) == {"set1": "done"}
+    assert [(c[1]["a"], c[1]["b"]) for c in ex4.calls] == [(1, "y")]
+
+
+def test_a_set_that_writes_no_results_fails(tmp_path, nb):
+    path = _yaml(tmp_path, f"notebook: {nb}\ngrid: {{a: [1]}}")
+    status = run_sweep(path, tmp_path / "out", execute=lambda *a: None, log=lambda m: None)
+    assert status == {"1": "failed"}
+
+
+def test_dry_run_lists_without_running(tmp_path, nb):
+    path = _yaml(tmp_path, f"notebook: {nb}\ngrid: {{a: [1, 2]}}")
+    logs = []
+    ex = FakeExecutor()
+    assert run_sweep(path, tmp_path / "out", dry_run=True, execute=ex, log=logs.append) == {"1": "todo", "2": "todo"}
+    assert not ex.calls and not (tmp_path / "out").exists()
+    assert len(logs) == 2 and '"a": 1' in logs[0]
+
+
+def test_cli_registers_sweep(tmp_path, nb, capsys):
+    path = _yaml(tmp_path, f"notebook: {nb}\ngrid: {{a: [1, 2]}}")
+    assert cli.main(["sweep", str(path), "--out", str(tmp_path / "o"), "--dry-run", "--param", "b=[1, 2]"]) == 0
+    out = capsys.readouterr().out
+    assert '"b": [1, 2]' in out and "sweep: 2 todo" in out
+    assert cli.main(["sweep", str(path), "--dry-run", "--param", "nope=1"]) == 2   # not a parameter
+
+
+def test_papermill_executes_and_skips(tmp_path, nb):
+    pytest.importorskip("papermill")
+    path = _yaml(tmp_path, f"notebook: {nb}\ngrid: {{a: [5]}}\nparameters: {{b: hello}}")
+    out = tmp_path / "out"
+    assert run_sweep(path, out, log=lambda m: None) == {"5": "done"}
+    assert json.loads((out / "5" / "result.json").read_text()) == {"a": 5, "b": "hello"}
+    executed = nbformat.read(out / "5" / "nb.ipynb", as_version=4)
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
+    assert run_sweep(path, out, log=lambda m: None) == {"5": "skipped"}
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "params").glob("*.yaml")))
+def test_shipped_sweeps_are_valid(name):
+    sweep = load_sweep(ROOT / "params" / name)
+    check_parameters(sweep)                     # every parameter exists in its notebook
+    assert all(s.notebook.parent == ROOT / "notebooks" for s in sweep.sets)
