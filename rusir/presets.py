@@ -1,0 +1,52 @@
+"""Loss presets: YAML data in `rusir/presets/*.yaml` (package data), loaded as `LossConfig`.
+
+A preset file holds its loss under the `loss:` key (LossConfig fields), so the same file can
+later carry other sections. Shipped presets:
+- `paper`: multiresolution LPIPS-VGG + 0.1 L1 (spec section 4); needs the VGG16 backbone.
+- `offline`: weight-free multiresolution L1 + MS-SSIM + gradient (+ 0.1 coarse L1), for the
+  embedded 64-px generator or any machine without the ImageNet backbones.
+
+`load_preset("paper").build()` gives the loss callable.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Union
+
+import yaml
+
+from .losses import LossConfig
+
+__all__ = ["PRESET_DIR", "list_presets", "preset_path", "load_preset"]
+
+PRESET_DIR = Path(__file__).with_name("presets")
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def preset_path(name_or_path: Union[str, Path]) -> Path:
+    """A shipped preset's file, or an explicit YAML path."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml"):
+        if not p.is_file():
+            raise FileNotFoundError(f"loss preset file {p} does not exist")
+        return p
+    path = PRESET_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise ValueError(f"unknown loss preset {str(name_or_path)!r}; shipped presets: "
+                         f"{list_presets()} (or give a path to a .yaml file)")
+    return path
+
+
+def load_preset(name_or_path: Union[str, Path]) -> LossConfig:
+    """LossConfig of a shipped preset (by name) or of a YAML file (path)."""
+    path = preset_path(name_or_path)
+    data = yaml.safe_load(path.read_text()) or {}
+    section = data.get("loss", data) if isinstance(data, dict) else None
+    if not isinstance(section, dict) or "terms" not in section:
+        raise ValueError(f"{path}: expected a mapping with `loss: {{terms: {{...}}, ...}}`")
+    section = dict(section)
+    section.setdefault("name", path.stem)
+    return LossConfig.from_dict(section)
