@@ -156,7 +156,7 @@ def resolve_images(spec: Union[str, Path, Sequence], n_images: Optional[int] = N
     if isinstance(spec, (list, tuple)):
         paths = [Path(p) for p in spec]
         found = [(p.name, p) for p in paths]
-    elif str(spec).split(":")[0] == "heldout":
+    elif isinstance(spec, str) and spec.split(":")[0] == "heldout":
         from .data import heldout_paths
         head, _, count = str(spec).partition(":")
         found = [(p.name, p) for p in heldout_paths()]
@@ -549,18 +549,44 @@ def _progress(items: list, enabled: bool):
 
 # --- command line -------------------------------------------------------------------------------
 
+def _apply_config(p: argparse.ArgumentParser, a: argparse.Namespace, path: Path) -> None:
+    """Options from a YAML mapping, for those left at their defaults on the command line."""
+    import yaml
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"bench config {path} does not exist")
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of option: value")
+    for key, value in data.items():
+        dest = key.replace("-", "_")
+        if dest == "config" or not hasattr(a, dest):
+            raise ValueError(f"{path}: unknown option {key!r}")
+        if getattr(a, dest) != p.get_default(dest):
+            continue
+        if dest == "steps":
+            value = _int_list(value) if isinstance(value, str) else tuple(int(v) for v in value)
+        elif dest in ("methods", "tasks", "metrics") and isinstance(value, (list, tuple)):
+            value = ",".join(str(v) for v in value)
+        elif dest == "out":
+            value = Path(value)
+        setattr(a, dest, value)
+
+
 def _int_list(text: str) -> tuple[int, ...]:
     return tuple(int(v) for v in text.split(","))
 
 
 @command("bench", "run every (method, task, level, image) item of a benchmark (resumable, shardable)")
 def _bench(p: argparse.ArgumentParser):
+    p.add_argument("--config", type=Path, default=None,
+                   help="YAML of option defaults (keys as the options, e.g. params/bench/offline.yaml); "
+                        "options given on the command line win")
     p.add_argument("--generator", default="toyfaces64", help="registry name or .pkl/.safetensors path")
     p.add_argument("--images", default="heldout", help="heldout, heldout:N, or an image folder")
     p.add_argument("--n-images", type=int, default=None, help="use the first N images")
     p.add_argument("--methods", default="rusir", help="comma list: rusir,pulse,lbrgm,adam_wplus")
     p.add_argument("--tasks", default="single", help="single | composed | all | T@L,... (e.g. upsampling@M,UNAP@M)")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, default=None, help="output folder (required)")
     p.add_argument("--shard", default=None, help="k/n: run shard k (0-based) of n")
     p.add_argument("--steps", type=_int_list, default=(150, 150, 150), help="RUSIR steps per phase")
     p.add_argument("--baseline-steps", type=int, default=None, help="override the baselines' steps")
@@ -574,6 +600,10 @@ def _bench(p: argparse.ArgumentParser):
     p.add_argument("--no-progress", action="store_true")
 
     def run(a: argparse.Namespace) -> int:
+        if a.config is not None:
+            _apply_config(p, a, a.config)
+        if a.out is None:
+            raise ValueError("--out is required (or `out:` in --config)")
         summary = run_bench(a.generator, a.images, a.methods, a.tasks, a.out, shard=a.shard,
                             steps=a.steps, n_images=a.n_images,
                             metrics=[m for m in a.metrics.split(",") if m], seed=a.seed,

@@ -18,7 +18,7 @@ from rusir.bench import Item, parse_shard, parse_tasks, plan_items, run_bench, s
 from rusir.report import build_tables, load_records
 from rusir.restore import RestoreResult, restore
 
-TASKS = "upsampling@M,inpainting@XL,UNAP@M"
+TASKS = "upsampling@M,UNAP@M"
 STEPS = (3, 3, 3)
 
 
@@ -139,8 +139,8 @@ def naive_run(G, tmp_path_factory):
 
 def test_item_files_and_record(clean_run):
     out, summary = clean_run
-    assert (summary.items, summary.done, summary.skipped, summary.failed) == (6, 6, 0, 0)
-    assert summary.line().startswith("6 items: 6 done now, 0 skipped (already finished), 0 failed")
+    assert (summary.items, summary.done, summary.skipped, summary.failed) == (4, 4, 0, 0)
+    assert summary.line().startswith("4 items: 4 done now, 0 skipped (already finished), 0 failed")
     d = out / "rusir" / "UNAP" / "M" / "0001"
     for name in ("ground_truth.png", "target.png", "prediction.png", "degraded_prediction.png",
                  "latent.pt", "record.json"):
@@ -193,26 +193,26 @@ def test_resume_after_interrupt_redoes_nothing(G, tmp_path, clean_run):
         return restore(G, target, degradation, loss=loss, steps=steps, progress=progress)
 
     summary = run(G, tmp_path, methods={"rusir": counting})
-    assert (summary.done, summary.skipped, summary.failed) == (4, 2, 0) and len(calls) == 4
+    assert (summary.done, summary.skipped, summary.failed) == (2, 2, 0) and len(calls) == 2
     after = {k: (p.stat().st_mtime_ns, p.read_bytes()) for k, p in done.items()}
     assert after == before
     assert table_rows(tmp_path) == table_rows(clean_run[0])
     # a third run has nothing to do
     summary = run(G, tmp_path, methods={"rusir": counting})
-    assert (summary.done, summary.skipped) == (0, 6) and len(calls) == 4
+    assert (summary.done, summary.skipped) == (0, 4) and len(calls) == 2
 
 
 def test_max_items_then_continue(G, tmp_path, naive_run):
-    s = run(G, tmp_path, methods={"naive": naive}, max_items=4)
-    assert (s.done, s.remaining) == (4, 2) and "left" in s.line()
+    s = run(G, tmp_path, methods={"naive": naive}, max_items=3)
+    assert (s.done, s.remaining) == (3, 1) and "left" in s.line()
     s = run(G, tmp_path, methods={"naive": naive})
-    assert (s.done, s.skipped) == (2, 4)
+    assert (s.done, s.skipped) == (1, 3)
     assert table_rows(tmp_path) == table_rows(naive_run)
 
 
 def test_shard_union_equals_full_run(G, tmp_path, naive_run):
     summaries = [run(G, tmp_path, methods={"naive": naive}, shard=f"{k}/3") for k in range(3)]
-    assert sum(s.done for s in summaries) == 6 and all(s.skipped == 0 for s in summaries)
+    assert sum(s.done for s in summaries) == 4 and all(s.skipped == 0 for s in summaries)
     assert sorted(r["key"] for r in load_records(tmp_path)) == sorted(
         r["key"] for r in load_records(naive_run))
     assert table_rows(tmp_path) == table_rows(naive_run)
@@ -246,14 +246,15 @@ def test_failures_are_recorded_and_retried(G, tmp_path):
             raise RuntimeError("boom")
         return naive(G, target, degradation)
 
-    s = run(G, tmp_path, methods={"naive": fails_on_inpainting})
+    tasks = TASKS + ",inpainting@XL"
+    s = run(G, tmp_path, methods={"naive": fails_on_inpainting}, tasks=tasks)
     assert (s.done, s.failed) == (4, 2)
     failed = json.loads((tmp_path / "failed.json").read_text())
     assert [f["key"] for f in failed] == ["naive/inpainting/XL/0000", "naive/inpainting/XL/0001"]
     assert "RuntimeError: boom" in failed[0]["error"]
     with pytest.raises(RuntimeError, match="boom"):
-        run(G, tmp_path, methods={"naive": fails_on_inpainting}, fail_fast=True)
-    s = run(G, tmp_path, methods={"naive": naive})
+        run(G, tmp_path, methods={"naive": fails_on_inpainting}, tasks=tasks, fail_fast=True)
+    s = run(G, tmp_path, methods={"naive": naive}, tasks=tasks)
     assert (s.done, s.skipped, s.failed) == (2, 4, 0) and not (tmp_path / "failed.json").exists()
 
 
@@ -296,3 +297,25 @@ def test_cli_bench_and_report_end_to_end(tmp_path, capsys):
     assert main(args + ["--shard", "3/2"]) == 2
     assert "shard" in capsys.readouterr().err
     assert main(["bench", "--generator", gen, "--tasks", "nonesuch@M", "--out", str(out)]) == 2
+
+
+def test_cli_config_file(tmp_path, capsys):
+    from rusir.cli import main
+    gen = _cli_generator(tmp_path)
+    out = tmp_path / "cfg-out"
+    cfg = tmp_path / "bench.yaml"
+    cfg.write_text(f"generator: {gen}\nimages: heldout:1\ntasks: [denoising@XS]\nsteps: [1, 1, 1]\n"
+                   f"loss: offline\nmetrics: [psnr]\nout: {out}\n")
+    assert main(["bench", "--config", str(cfg), "--no-progress", "--device", "cpu"]) == 0
+    assert "1 items: 1 done now" in capsys.readouterr().out
+    rec = load_records(out)[0]
+    assert rec["method_config"]["steps"] == [1, 1, 1] and set(rec["metrics"]) == {
+        "accuracy_psnr", "fidelity_psnr"}
+    cfg.write_text("nonsense_option: 1\n")
+    assert main(["bench", "--config", str(cfg), "--out", str(out)]) == 2
+    assert "unknown option" in capsys.readouterr().err
+    for name in ("offline.yaml", "ffhq.yaml"):   # the shipped examples name real options
+        import yaml
+        keys = set(yaml.safe_load((Path(__file__).parents[1] / "params" / "bench" / name).read_text()))
+        assert keys <= {"generator", "images", "methods", "tasks", "steps", "loss", "metrics",
+                        "seed", "out", "n_images", "shard", "device", "baseline_steps"}
