@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m rusir.cli demo
+	$(PY) -m rusir demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -119,5 +119,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `python -m rusir.cli`: run the registry of the importable module
+    from rusir.cli import main as _main
+    sys.exit(_main())
