@@ -64,6 +64,8 @@ def test_stored_without_outputs(path):
              and (c.get("outputs") or c.get("execution_count") is not None)]
     assert not dirty, (f"{path.name}: cells {dirty} have outputs or execution counts; clear them "
                        "(Jupyter: Edit > Clear All Outputs, or `jupyter nbconvert --clear-output --inplace`)")
+    assert "widgets" not in nb.metadata, f"{path.name} stores widget state in its metadata; remove it"
+    assert "papermill" not in nb.metadata, f"{path.name} is an executed papermill copy, not the source"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
