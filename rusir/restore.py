@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +18,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .latents import SPACES, convert, initial_latent
+from .losses import LossConfig, build_loss
 from .ngd import NGD
 from .stylegan2 import Generator, to_unit_range
 
@@ -138,7 +139,8 @@ def run_phase(G: Generator, latent: Tensor, target: Tensor, degradation, loss_fn
     return PhaseResult(space, images, latent.detach(), losses)
 
 
-def restore(G: Generator, target: Tensor, degradation=None, loss: Optional[LossFn] = None,
+def restore(G: Generator, target: Tensor, degradation=None,
+            loss: Union[LossFn, str, Mapping, LossConfig, None] = None,
             steps: Sequence[int] = (150, 150, 150), lrs: Sequence[float] = (0.08, 0.02, 0.005),
             lr_scale: float = 1.0, spaces: Sequence[str] = SPACES, optimizer: str = "ngd",
             resolution: Optional[int] = None, callback: Optional[Callable[[StepInfo], None]] = None,
@@ -146,8 +148,10 @@ def restore(G: Generator, target: Tensor, degradation=None, loss: Optional[LossF
     """Restore `target` ([B, 3, h, w] in [0, 1]) with RUSIR's W -> W+ -> W++ inversion.
 
     degradation: object with `degrade_prediction(x)` and optional `mask` (identity if None).
-    loss: callable (x, y, mask=None) -> [B]; None takes the generator's default preset
-    (`G.default_loss`, set by `load_generator`) or else the paper's LPIPS-VGG loss.
+    loss: callable (x, y, mask=None) -> [B]; or a loss as data (preset/term name, dict,
+    LossConfig: see `rusir.losses.build_loss`), built here with this degradation's
+    `degrade_prediction` (which the `consistency` term needs); None takes the generator's
+    default preset (`G.default_loss`, set by `load_generator`) or else the paper's LPIPS-VGG loss.
     steps / lrs: per phase, for the phases named in `spaces` (a subset of W, W+, W++ in order,
     e.g. ("W+",) for an ablation); lr_scale multiplies every rate.
     resolution: working resolution R the degradation expects (default: G's resolution).
@@ -160,7 +164,12 @@ def restore(G: Generator, target: Tensor, degradation=None, loss: Optional[LossF
     if len(steps) != len(spaces) or len(lrs) != len(spaces):
         raise ValueError(f"need one step count and one learning rate per phase {spaces}, got {steps}, {lrs}")
     degradation = Identity() if degradation is None else degradation
-    loss_fn = loss if loss is not None else default_loss(G)
+    if loss is None:
+        loss_fn = default_loss(G)
+    elif isinstance(loss, (str, Mapping, LossConfig)):  # data: built around this degradation
+        loss_fn = build_loss(loss, degradation_fn=degradation.degrade_prediction)
+    else:
+        loss_fn = loss
     device = next(G.parameters()).device
     target = target.to(device)
     if hasattr(loss_fn, "to"):
