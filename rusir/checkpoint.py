@@ -33,6 +33,7 @@ def save_generator(G: Generator, path: str | Path, meta: dict[str, Any] | None =
                 "meta": json.dumps(meta or {}, sort_keys=True, default=str)}
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=metadata)
+    tmp.chmod(0o644)  # safetensors may create the file owner-only; a shipped asset must be readable
     tmp.replace(path)  # atomic: a reader never sees a half-written file
     return path
 
