@@ -4,7 +4,9 @@ How CI runs them: for each notebook, papermill *prepares* a copy with tiny CI pa
 injected after its `parameters` cell (`prepare_only`, nothing executed), then
 `pytest --nbval-lax` executes that copy top to bottom in a fresh kernel (any cell error fails
 the test), and the test checks the figures and results file the notebook wrote. The defaults
-in the notebooks stay the real ones; only the test makes them small.
+in the notebooks stay the real ones; only the test makes them small. Tiny parameters of the
+core notebooks are in TINY below; any other notebook carries its own in its metadata
+(`ci_spec`), and a notebook without them fails `test_every_notebook_is_covered`.
 
 Generator: `toyfaces64` when its file is shipped, else the random official-format fixture
 `../shared/fixtures/stylegan2-ada-tiny/tiny64.pkl` (with the weight-free `offline` loss, as
@@ -53,8 +55,24 @@ def _code(nb) -> list:
     return [c for c in nb.cells if c.cell_type == "code"]
 
 
+def ci_spec(path: Path) -> tuple[dict | None, list[str] | None]:
+    """(tiny CI parameters, files it must write into out_dir) of a notebook: from the tables above
+    for the four core notebooks, else from the notebook's own metadata, so that a new notebook
+    brings its CI settings with it:
+        "metadata": {"rusir": {"ci_parameters": {"steps": [1, 1, 1], ...},
+                               "ci_writes": ["results.json", "figure.png"]}}
+    The first .json in ci_writes must hold a non-empty list of row objects."""
+    if path.stem in TINY:
+        return TINY[path.stem], WRITES[path.stem]
+    meta = nbformat.read(path, as_version=4).metadata.get("rusir", {})
+    return meta.get("ci_parameters"), meta.get("ci_writes")
+
+
 def test_every_notebook_is_covered():
-    assert {p.stem for p in NOTEBOOKS} == set(TINY) == set(WRITES)
+    assert set(TINY) == set(WRITES) and set(TINY) <= {p.stem for p in NOTEBOOKS}
+    missing = [p.name for p in NOTEBOOKS if ci_spec(p)[0] is None or not ci_spec(p)[1]]
+    assert not missing, (f"{missing} have no tiny CI parameters: add metadata "
+                         '{"rusir": {"ci_parameters": {...}, "ci_writes": [...]}} (see ci_spec)')
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -77,7 +95,7 @@ def test_structure(path):
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1 and tagged[0] is code[1], "the second code cell is the one tagged `parameters`"
     names = set(re.findall(r"^(\w+)\s*=", tagged[0].source, re.M))
-    assert set(TINY[path.stem]) <= names and "out_dir" in names
+    assert set(ci_spec(path)[0] or {}) <= names and "out_dir" in names
     if "generator" in names:
         assert re.search(r'^generator = "toyfaces64"', tagged[0].source, re.M)
     for cell in code:                     # thin narratives: the logic lives in rusir
@@ -122,24 +140,31 @@ def _execute_with_nbval(path: Path, parameters: dict, work: Path) -> float:
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_runs_with_tiny_parameters(path, tmp_path):
+    tiny, writes = ci_spec(path)
+    if tiny is None:
+        pytest.fail(f"{path.name} has no tiny CI parameters (see ci_spec)")
     out = tmp_path / "figures"
-    params = {**TINY[path.stem], **_ci_generator(), "out_dir": str(out), "seed": 0}
+    params = {**tiny, **_ci_generator(), "out_dir": str(out), "seed": 0}
     if path.stem == "00_quickstart":
         params["show_panel"] = True        # the widgets are built (not clicked) under nbval
     seconds = _execute_with_nbval(path, params, tmp_path / "work")
     print(f"{path.name}: {seconds:.1f} s under nbval")
-    missing = [f for f in WRITES[path.stem] if not (out / f).is_file()]
+    missing = [f for f in writes if not (out / f).is_file()]
     assert not missing, f"{path.name} did not write {missing} into out_dir"
-    stem = WRITES[path.stem][0][:-5]
-    rows = json.loads((out / f"{stem}.json").read_text())
+    rows = json.loads((out / next(f for f in writes if f.endswith(".json"))).read_text())
+    assert isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows)
+    if path.stem in CHECK_ROWS:
+        CHECK_ROWS[path.stem](rows, params, out)
+
+
+def _check_scores(rows, p, out, stem):
     csv_lines = (out / f"{stem}.csv").read_text().strip().splitlines()
     assert len(csv_lines) == len(rows) + 1
     for row in rows:
         for key in ("psnr", "naive_psnr", "psnr_gain", "ssim"):
             assert math.isfinite(row[key]), (key, row)
         assert math.isclose(row["psnr_gain"], row["psnr"] - row["naive_psnr"], abs_tol=1e-9)
-        assert row["generator"] == params["generator"]
-    CHECK_ROWS[path.stem](rows, params)
+        assert row["generator"] == p["generator"]
 
 
 def _check_quickstart(rows, p):
@@ -170,8 +195,16 @@ def _check_ablation(rows, p):
     assert all("psnr_W+" not in r for r in w_only.values())
 
 
-CHECK_ROWS = {"00_quickstart": _check_quickstart, "10_task": _check_task,
-              "20_compositions": _check_compositions, "30_ablation": _check_ablation}
+def _checker(check, stem):
+    def run(rows, p, out):
+        _check_scores(rows, p, out, stem)
+        check(rows, p)
+    return run
+
+
+CHECK_ROWS = {name: _checker(check, WRITES[name][0][:-len(".json")]) for name, check in [
+    ("00_quickstart", _check_quickstart), ("10_task", _check_task),
+    ("20_compositions", _check_compositions), ("30_ablation", _check_ablation)]}
 
 
 @pytest.mark.slow
