@@ -206,3 +206,36 @@ def test_table_layout():
     assert float(table[3]["dpsnr"]) == 1.0
     with pytest.raises(ValueError, match="fmt"):
         iqa.iqa_table(records, "html")
+
+
+@pytest.mark.parametrize("name", WEIGHT_FREE)
+def test_study_variants_ignore_holes_and_have_finite_gradients(name):
+    """With the inpainting degradation, changing the prediction inside the holes changes no
+    variant's value (consistency included: f_hat masks both of its images); gradients are finite."""
+    from rusir.degradations import make
+    deg = make("inpainting", "L", seed=0)
+    truth = smooth_images(b=2)
+    y = deg.degrade_ground_truth(truth)
+    hole = deg.mask == 0
+    assert hole.any()
+    x = smooth_images(b=2, seed=5).requires_grad_(True)
+    x2 = torch.where(hole, torch.rand(x.shape, generator=torch.Generator().manual_seed(9)), x.detach())
+    cfg = iqa.variant_config(name, baseline="offline")
+    values = []
+    for pred in (x, x2):   # a fresh loss per call: same noise draws
+        loss = cfg.build(degradation_fn=deg.degrade_prediction)
+        values.append(loss(deg.degrade_prediction(pred), y, mask=deg.mask, prediction=pred))
+    assert torch.allclose(values[0], values[1], atol=1e-6), name
+    values[0].sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    assert torch.all(x.grad[hole.expand_as(x)] == 0)
+
+
+def test_study_variants_grow_with_distortion():
+    y = smooth_images(b=2)
+    noise = torch.randn(y.shape, generator=torch.Generator().manual_seed(2))
+    for name in WEIGHT_FREE:
+        cfg = iqa.variant_config(name, baseline="offline")
+        vals = [cfg.build(degradation_fn=lambda t: t)(y + s * noise, y, prediction=y + s * noise)
+                for s in (0.0, 0.02, 0.1, 0.3)]
+        assert all(bool((a < b).all()) for a, b in zip(vals, vals[1:])), (name, vals)
