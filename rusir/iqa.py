@@ -106,13 +106,17 @@ def variant_config(name: str, spec=None, baseline: Union[str, LossConfig, Mappin
         spec = {"terms": spec}
     if not on_baseline:
         return LossConfig.from_dict({**spec, "name": name})
+    extra = set(spec) - set(LossConfig.__dataclass_fields__)
+    if extra:
+        raise ValueError(f"unknown loss config key(s) {sorted(extra)} in variant {name!r}")
     base = _baseline_config(baseline, G)
     terms = dict(base.terms)
-    for k, w in spec.pop("terms").items():
+    added = spec.pop("terms")
+    for k, w in added.items():
         terms[k] = terms.get(k, 0.0) + float(w)
-    return dataclasses.replace(base, **spec, terms=terms, name=name,
-                               description=f"{base.name or 'baseline'} + {spec.get('description', name)}"
-                               if name != BASELINE else base.description)
+    description = spec.pop("description", None) or (
+        f"{base.name or 'baseline'} + {added}" if added else base.description)
+    return dataclasses.replace(base, **spec, terms=terms, name=name, description=description)
 
 
 def variant_configs(variants: Union[Sequence, Mapping, None] = None,
