@@ -40,3 +40,37 @@ def small_generator(seed: int = 0, resolution: int = 16):
                   synthesis_kwargs=dict(channel_base=128, channel_max=16))
     G.mapping.w_avg.normal_(0, 0.5)
     return G.eval().requires_grad_(False)
+
+
+def procedural_images(n: int = 4, size: int = 128, seed: int = 1234) -> torch.Tensor:
+    """Procedural photo-like images [n, 3, size, size] in [0, 1]: shading, hard discs, mild texture."""
+    import math
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
+    out = []
+    for _ in range(n):
+        img = torch.rand(3, 1, 1, generator=g) * 0.5 + 0.25
+        img = img + 0.3 * (torch.rand(3, 1, 1, generator=g) - 0.5) * (xx + yy - 1)
+        for _ in range(4):
+            cx, cy, r = torch.rand(3, generator=g).tolist()
+            disc = (((xx - cx) ** 2 + (yy - cy) ** 2) < (0.05 + 0.2 * r) ** 2).float()
+            img = img * (1 - 0.7 * disc) + 0.7 * disc * torch.rand(3, 1, 1, generator=g)
+        f = torch.rand(2, generator=g) * 20 + 10
+        img = img + 0.04 * torch.sin(f[0] * math.pi * xx) * torch.sin(f[1] * math.pi * yy)
+        out.append((img + 0.02 * torch.randn(3, size, size, generator=g)).clamp(0, 1))
+    return torch.stack(out)
+
+
+def smooth_images(b: int = 3, side: int = 64, seed: int = 0) -> torch.Tensor:
+    """Smooth random images: bicubic enlargements of 8x8 noise, in [0, 1]."""
+    import torch.nn.functional as F
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(b, 3, 8, 8, generator=g)
+    return F.interpolate(low, size=side, mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+def noisy(y: torch.Tensor, sigma: float, seed: int = 1, clamp: bool = False) -> torch.Tensor:
+    """y plus seeded Gaussian noise of std sigma (optionally clamped to [0, 1])."""
+    g = torch.Generator().manual_seed(seed)
+    out = y + sigma * torch.randn(y.shape, generator=g)
+    return out.clamp(0, 1) if clamp else out

@@ -12,30 +12,13 @@ from PIL import Image
 
 from rusir.degradations import (COMPOSITIONS, LEVELS, TASKS, Degradation, Inpainting, make,
                                 register, surrogate_clamp)
+from conftest import procedural_images as images
 from rusir.degradations.base import from_pil, to_pil
 from rusir.degradations.inpainting import stroke_mask
 from rusir.degradations.upsampling import FILTERS
 
 EXTRA = ["avgpool_upsampling", "nearest_upsampling", "gaussian_noise", "clamped_gaussian_noise",
          "uncropping", "identity", "blur"]
-
-
-def images(n: int = 4, size: int = 128) -> torch.Tensor:
-    """Procedural photo-like images [n, 3, size, size]: shading, hard discs, mild texture."""
-    g = torch.Generator().manual_seed(1234)
-    yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
-    out = []
-    for _ in range(n):
-        img = torch.rand(3, 1, 1, generator=g) * 0.5 + 0.25
-        img = img + 0.3 * (torch.rand(3, 1, 1, generator=g) - 0.5) * (xx + yy - 1)
-        for _ in range(4):
-            cx, cy, r = torch.rand(3, generator=g).tolist()
-            disc = (((xx - cx) ** 2 + (yy - cy) ** 2) < (0.05 + 0.2 * r) ** 2).float()
-            img = img * (1 - 0.7 * disc) + 0.7 * disc * torch.rand(3, 1, 1, generator=g)
-        f = torch.rand(2, generator=g) * 20 + 10
-        img = img + 0.04 * torch.sin(f[0] * math.pi * xx) * torch.sin(f[1] * math.pi * yy)
-        out.append((img + 0.02 * torch.randn(3, size, size, generator=g)).clamp(0, 1))
-    return torch.stack(out)
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -12,31 +12,20 @@ from PIL import Image, JpegImagePlugin
 from scipy.fft import dctn
 
 from rusir.degradations import DifferentiableJPEG, make, quantization_tables
+from conftest import procedural_images
 from rusir.degradations.base import cycle_8bit, from_pil, to_pil
 from rusir.degradations.jpeg import dct_matrix, pillow_jpeg_roundtrip, surrogate_round
 
 QUALITIES = (18, 15, 12, 9, 6)
-# libjpeg's base tables (Annex K), natural row-major order (row = vertical frequency)
-LUMA_BASE_ROW0 = [16, 11, 10, 16, 24, 40, 51, 61]
-LUMA_BASE_COL0 = [16, 12, 14, 14, 18, 24, 49, 72]
 
 
 def images(n: int = 3, size: int = 128) -> torch.Tensor:
-    """Procedural photo-like images, 8-bit exact: shading, hard discs, mild texture."""
-    g = torch.Generator().manual_seed(99)
-    yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
-    out = []
-    for _ in range(n):
-        img = torch.rand(3, 1, 1, generator=g) * 0.5 + 0.25
-        img = img + 0.3 * (torch.rand(3, 1, 1, generator=g) - 0.5) * (xx + yy - 1)
-        for _ in range(4):
-            cx, cy, r = torch.rand(3, generator=g).tolist()
-            disc = (((xx - cx) ** 2 + (yy - cy) ** 2) < (0.05 + 0.2 * r) ** 2).float()
-            img = img * (1 - 0.7 * disc) + 0.7 * disc * torch.rand(3, 1, 1, generator=g)
-        f = torch.rand(2, generator=g) * 20 + 10
-        img = img + 0.04 * torch.sin(f[0] * math.pi * xx) * torch.sin(f[1] * math.pi * yy)
-        out.append((img + 0.02 * torch.randn(3, size, size, generator=g)).clamp(0, 1))
-    return cycle_8bit(torch.stack(out))
+    """Procedural photo-like images, 8-bit exact."""
+    return cycle_8bit(procedural_images(n, size, seed=99))
+
+# libjpeg's base tables (Annex K), natural row-major order (row = vertical frequency)
+LUMA_BASE_ROW0 = [16, 11, 10, 16, 24, 40, 51, 61]
+LUMA_BASE_COL0 = [16, 12, 14, 14, 18, 24, 49, 72]
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:

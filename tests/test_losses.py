@@ -6,22 +6,13 @@ import torch
 import torch.nn.functional as F
 
 from rusir import losses, metrics, presets
+from conftest import smooth_images
+from conftest import noisy as _noisy
 from rusir.losses import (CompositeLoss, ConsistencyLoss, GradientTerm, L1Term, LossConfig,
                           LPIPSTerm, MultiResolutionLoss, build_loss, make_term)
 from rusir.weights import MissingWeightsError
 
 WEIGHT_FREE = ["l1", "l2", "grad", "ssim", "ms_ssim"]
-
-
-def smooth_images(b=3, side=64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    low = torch.rand(b, 3, 8, 8, generator=g)
-    return F.interpolate(low, size=side, mode="bicubic", align_corners=False).clamp(0, 1)
-
-
-def noisy(y, sigma, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return y + sigma * torch.randn(y.shape, generator=g)
 
 
 def hole_mask(b=3, side=64):
@@ -269,3 +260,7 @@ def test_lpips_backbone_loaded_from_fetched_file(tmp_path, monkeypatch):
     loaded = term.model.net.state_dict()
     for k, v in loaded.items():
         assert torch.equal(v, state["features." + k.split(".", 1)[1]]), k
+
+
+def noisy(y, sigma, seed=1):
+    return _noisy(y, sigma, seed, clamp=False)

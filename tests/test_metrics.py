@@ -7,19 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from rusir import metrics
+from conftest import smooth_images
+from conftest import noisy as _noisy
 from rusir.metrics import MetricUnavailable
 from rusir.weights import MissingWeightsError
-
-
-def smooth_images(b=3, side=64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    low = torch.rand(b, 3, 8, 8, generator=g)
-    return F.interpolate(low, size=side, mode="bicubic", align_corners=False).clamp(0, 1)
-
-
-def noisy(y, sigma, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    return (y + sigma * torch.randn(y.shape, generator=g)).clamp(0, 1)
 
 
 @pytest.fixture
@@ -201,3 +192,7 @@ def test_frechet_paths_agree_with_scipy_sqrtm():
         assert metrics.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(ref, rel=1e-6)
         assert metrics.fid(a, b) == pytest.approx(ref, rel=1e-6)
         assert metrics._frechet_from_samples(a, b) == pytest.approx(ref, rel=1e-6)
+
+
+def noisy(y, sigma, seed=1):
+    return _noisy(y, sigma, seed, clamp=True)
