@@ -89,6 +89,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--ema-rampup", type=float, default=0.05, help="half-life <= rampup * images seen (0 = off)")
     a("--mix-prob", type=float, default=0.5, help="style-mixing probability")
     a("--mirror", type=int, default=1, help="random horizontal flips of reals")
+    a("--noise", type=int, default=1, help="0: per-pixel noise inputs fixed at strength 0 (flat-shaded "
+      "domains have no stochastic detail; G otherwise fakes edges with noise speckle)")
     a("--log-every", type=int, default=20, help="steps")
     a("--snap-every", type=int, default=250, help="steps between state.pt / G_ema / sample grid")
     a("--threads", type=int, default=2)
@@ -171,6 +173,12 @@ def main(argv: list[str] | None = None) -> None:
         if device.type == "cuda" and st.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(st["cuda_rng"], device)
         print(f"resumed {state_path} at step {step}, {nimg / 1000:.1f} kimg", flush=True)
+    if not args.noise:  # also applied to a resumed run that had noise: G adapts within a few kimg
+        with torch.no_grad():
+            for net in (G, G_ema):
+                for name, p in net.named_parameters():
+                    if name.endswith("noise_strength"):
+                        p.zero_().requires_grad_(False)  # grad stays None: Adam skips it
     command = "python -m rusir.train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     print(f"data {tuple(data.shape)}, device {device}, G {sum(p.numel() for p in G.parameters())/1e6:.2f}M "
           f"D {sum(p.numel() for p in D.parameters())/1e6:.2f}M params, num_ws {G.num_ws}", flush=True)
@@ -223,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
             mix = torch.rand(B, 1, 1, device=device) < args.mix_prob
             ws2 = G.mapping(torch.randn_like(z), None)
             ws = torch.where(mix & (torch.arange(G.num_ws, device=device).view(1, -1, 1) >= cut), ws2, ws)
-        fake = G.synthesis(ws, noise_mode="random")
+        fake = G.synthesis(ws, noise_mode="random" if args.noise else "none")
 
         # D step: logistic loss, plus lazy R1 on the same real logits.
         D.requires_grad_(True)
