@@ -15,6 +15,7 @@ method's own `seconds` divided by the batch size. Results go to <out>.json and <
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import time
@@ -53,7 +54,8 @@ def markdown(record: dict) -> str:
     lines = [
         "# Baselines in the RUSIR harness",
         "",
-        f"Generator `{record['generator']}` ({record['resolution']} px), "
+        f"Generator `{record['generator']}` (sha256 {record.get('generator_sha256_16')}, "
+        f"{record['resolution']} px), "
         f"{record['n_images']} held-out images, loss `{record['loss']}`, "
         f"RUSIR steps {record['rusir_steps']}, baseline steps "
         f"{record['baseline_steps'] or 'from params/baselines tables'}, "
@@ -108,6 +110,9 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
 
     G = load_generator(args.generator)
+    from rusir.generators import REGISTRY
+    gen_file = REGISTRY[args.generator].path if args.generator in REGISTRY else Path(args.generator)
+    gen_sha = hashlib.sha256(gen_file.read_bytes()).hexdigest()[:16] if gen_file and gen_file.is_file() else None
     loss = None
     if args.loss is not None:
         from rusir.presets import load_preset
@@ -119,7 +124,7 @@ def main(argv=None) -> dict:
         get_method(m)  # fail early on a typo
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    record = {"generator": args.generator, "resolution": res, "n_images": args.images,
+    record = {"generator": args.generator, "generator_sha256_16": gen_sha, "resolution": res, "n_images": args.images,
               "loss": args.loss or getattr(G, "default_loss", "paper"), "methods": methods,
               "rusir_steps": args.rusir_steps, "baseline_steps": args.baseline_steps,
               "lbrgm_candidates": args.lbrgm_candidates, "seed": args.seed,
