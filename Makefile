@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.rusir-installed
+# Idle OpenMP threads sleep rather than spin (spinning threads of concurrent processes, e.g.
+# notebook kernels under test, slow each other down by orders of magnitude on 2 cores).
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: demo test clean-venv
 

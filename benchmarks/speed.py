@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
+import rusir  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads OpenMP)
 import torch
 
 from rusir.generators import load_generator
@@ -62,12 +64,13 @@ def main() -> None:
     record = {"generator": a.generator, "resolution": G.img_resolution, "device": str(device),
               "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
               "torch": torch.__version__, "threads": torch.get_num_threads(), "batch": a.batch,
+              "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "load_average": os.getloadavg(),
               "loss": a.loss, "seconds_per_step": results,
               "seconds_per_restore_450_steps": {k: 150 * sum(v.values()) for k, v in results.items()}}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     name = Path(a.generator).stem
-    path = out / f"speed_{name}_{device.type}_b{a.batch}.json"
+    path = out / f"speed_{name}_{device.type}_b{a.batch}_t{torch.get_num_threads()}.json"
     path.write_text(json.dumps(record, indent=1))
     print(json.dumps(record, indent=1))
     print(f"wrote {path}")
