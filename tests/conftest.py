@@ -1,10 +1,13 @@
 """Shared test helpers: fixture paths (skip cleanly when ../shared is absent) and tiny generators."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import pytest
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP (see rusir/__init__)
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "stylegan2-ada-tiny"
