@@ -37,7 +37,7 @@ class AblationConfig:
     spaces: tuple[str, ...] = SPACES
     step_factors: tuple[float, ...] = (1.0, 1.0, 1.0)
     optimizer: str = "ngd"
-    lr_scale: float = 1.0
+    lr_scale: Optional[float] = None  # None: the generator's own scale (NGD); Adam: x RUSIR's rates
     multiresolution: bool = True
 
     def __post_init__(self):

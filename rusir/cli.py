@@ -56,7 +56,7 @@ def _restore(p: argparse.ArgumentParser):
     p.add_argument("--generator", default="toyfaces64", help="registry name or .pkl/.safetensors path")
     p.add_argument("--out", type=Path, default=Path("restored"))
     p.add_argument("--steps", type=_steps, default=(150, 150, 150))
-    p.add_argument("--lr-scale", type=float, default=1.0)
+    p.add_argument("--lr-scale", type=float, default=None, help="default: the generator's own (1 for official ones)")
     p.add_argument("--loss", default=None, help="loss preset name/YAML (default: the generator's)")
     p.add_argument("--mask", type=Path, default=None, help="inpainting: known-pixel mask image (white = known)")
     p.add_argument("--simulate", action="store_true", help="images are clean: degrade them first")

@@ -35,6 +35,7 @@ class GeneratorInfo:
     default_loss: str          # preset name (rusir/presets/*.yaml)
     weight: Optional[str]      # rusir.weights registry name, None for shipped files
     path: Optional[Path] = None
+    lr_scale: float = 1.0      # RUSIR's global_lr_scale for this generator's latent scale
 
 
 def _cache_dir() -> str:
@@ -53,7 +54,9 @@ def _official(name: str, res: int, what: str) -> GeneratorInfo:
 
 REGISTRY: dict[str, GeneratorInfo] = {
     DEFAULT: GeneratorInfo(DEFAULT, "embedded default: 64 px cartoon faces trained by rusir (offline)",
-                           64, "offline", None, ASSETS / "toyfaces64.safetensors"),
+                           64, "offline", None, ASSETS / "toyfaces64.safetensors",
+                           # measured on held-out faces: x2 gains 0.4-0.9 dB PSNR on every task at M
+                           lr_scale=2.0),
     "ffhq": _official("ffhq", 1024, "FFHQ 1024 px faces (the paper's generator)"),
     "metfaces": _official("metfaces", 1024, "MetFaces 1024 px art faces"),
     "afhqcat": _official("afhqcat", 512, "AFHQ cats 512 px"),
@@ -87,7 +90,8 @@ def _file_default_loss(path: Path) -> str:
 
 def load_generator(name_or_path: Union[str, Path] = DEFAULT, device: Union[str, torch.device] = "cpu",
                    download: Optional[bool] = None) -> Generator:
-    """A frozen generator in eval mode, with `G.default_loss` set to its loss preset."""
+    """A frozen generator in eval mode, with `G.default_loss` (its loss preset) and
+    `G.default_lr_scale` (RUSIR's global learning-rate scale for it) set."""
     key = str(name_or_path)
     if key in REGISTRY:
         info = REGISTRY[key]
@@ -100,7 +104,7 @@ def load_generator(name_or_path: Union[str, Path] = DEFAULT, device: Union[str, 
         else:
             path = weights.fetch(info.weight, download=download)
         G = _load_file(path)
-        G.default_loss = info.default_loss
+        G.default_loss, G.default_lr_scale = info.default_loss, info.lr_scale
     else:
         path = Path(key).expanduser()
         if not path.exists():

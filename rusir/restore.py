@@ -142,7 +142,7 @@ def run_phase(G: Generator, latent: Tensor, target: Tensor, degradation, loss_fn
 def restore(G: Generator, target: Tensor, degradation=None,
             loss: Union[LossFn, str, Mapping, LossConfig, None] = None,
             steps: Sequence[int] = (150, 150, 150), lrs: Sequence[float] = (0.08, 0.02, 0.005),
-            lr_scale: float = 1.0, spaces: Sequence[str] = SPACES, optimizer: str = "ngd",
+            lr_scale: Optional[float] = None, spaces: Sequence[str] = SPACES, optimizer: str = "ngd",
             resolution: Optional[int] = None, callback: Optional[Callable[[StepInfo], None]] = None,
             progress: bool = True, init: Optional[Tensor] = None) -> RestoreResult:
     """Restore `target` ([B, 3, h, w] in [0, 1]) with RUSIR's W -> W+ -> W++ inversion.
@@ -153,7 +153,8 @@ def restore(G: Generator, target: Tensor, degradation=None,
     `degrade_prediction` (which the `consistency` term needs); None takes the generator's
     default preset (`G.default_loss`, set by `load_generator`) or else the paper's LPIPS-VGG loss.
     steps / lrs: per phase, for the phases named in `spaces` (a subset of W, W+, W++ in order,
-    e.g. ("W+",) for an ablation); lr_scale multiplies every rate.
+    e.g. ("W+",) for an ablation); lr_scale multiplies every rate (None: the generator's
+    `G.default_lr_scale`, set by `load_generator`, else 1 as in the paper).
     resolution: working resolution R the degradation expects (default: G's resolution).
     """
     start = time.perf_counter()
@@ -175,6 +176,7 @@ def restore(G: Generator, target: Tensor, degradation=None,
     if hasattr(loss_fn, "to"):
         loss_fn = loss_fn.to(device)
     resolution = resolution or G.img_resolution
+    lr_scale = getattr(G, "default_lr_scale", 1.0) if lr_scale is None else lr_scale
 
     latent = init if init is not None else initial_latent(G, spaces[0], target.shape[0])
     latent = convert(latent.to(device), spaces[0], G)

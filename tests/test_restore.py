@@ -76,3 +76,18 @@ def test_bad_arguments_get_clear_errors():
         restore(G, target, loss=mse, steps=(1, 1))
     with pytest.raises(ValueError, match="unknown optimizer"):
         restore(G, target, loss=mse, steps=(1, 1, 1), optimizer="sgd")
+
+
+def test_generator_default_lr_scale_is_used_unless_overridden():
+    G = small_generator()
+    target = generated_target(G, seed=4)
+    kw = dict(loss=mse, steps=(3, 3, 3), progress=False)
+    explicit = restore(G, target, lr_scale=2.0, **kw).images
+    paper = restore(G, target, **kw).images
+    G.default_lr_scale = 2.0
+    try:
+        assert torch.equal(restore(G, target, **kw).images, explicit)
+        assert torch.equal(restore(G, target, lr_scale=1.0, **kw).images, paper)
+        assert not torch.equal(explicit, paper)
+    finally:
+        del G.default_lr_scale
