@@ -50,13 +50,3 @@ def save_grid(path: Union[str, Path], rows: Sequence[Sequence[Tensor]], labels: 
     path.parent.mkdir(parents=True, exist_ok=True)
     image_grid(rows, labels, cell).save(path)
     return path
-
-
-def sample_grid(images: Tensor, nrow: int = 8) -> Image.Image:
-    """[N, 3, H, W] -> a plain nrow-wide grid, no labels (for generator samples)."""
-    rows = [list(images[i:i + nrow]) for i in range(0, images.shape[0], nrow)]
-    return image_grid(rows, cell=images.shape[-1], pad=1)
-
-
-def as_batch(images: Union[Tensor, Sequence[Tensor]]) -> Tensor:
-    return images if isinstance(images, Tensor) else torch.stack(list(images))

@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -330,7 +329,3 @@ def to_unit_range(img: Tensor) -> Tensor:
     """Generator output ~[-1, 1] -> ~[0, 1] without clamping (RUSIR never clamps predictions)."""
     return (img + 1) / 2
 
-
-def as_float(value) -> float:
-    """Numpy scalars in official states -> Python floats."""
-    return float(value.item() if isinstance(value, np.generic) else value)
