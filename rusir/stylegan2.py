@@ -115,24 +115,52 @@ class MappingNetwork(nn.Module):
 def modulated_conv2d(x: Tensor, weight: Tensor, styles: Tensor, demodulate: bool = True,
                      up: bool = False, padding: int = 0, resample_filter: Optional[Tensor] = None
                      ) -> Tensor:
-    """Per-sample modulated convolution as one grouped conv (the official 'fused' path).
+    """Per-sample modulated convolution.
 
     x [B, I, H, W]; weight [O, I, k, k]; styles [B, I] (W/W+) or [B, O, I] (W++: one style
-    vector per output filter). Returns [B, O, H', W'] (H' = 2H when up).
+    vector per output filter). Returns [B, O, H', W'] (H' = 2H when up). W/W+ styles use the
+    official training formulation (scale activations, one shared-weight conv, scale outputs),
+    2-3x faster on CPU; W++ styles need per-sample weights, hence one grouped conv (the
+    official "fused" path). The two agree to ~1e-5 (fixture README).
     """
+    if styles.dim() == 2:
+        return _modconv_shared_weight(x, weight, styles, demodulate, up, padding, resample_filter)
+    return _modconv_grouped(x, weight, styles, demodulate, up, padding, resample_filter)
+
+
+def _up_blur(x: Tensor, resample_filter: Tensor) -> Tensor:
+    """The 4*f blur with padding 1 that follows conv0's stride-2 transposed conv."""
+    c = x.shape[1]
+    blur = (resample_filter * 4).to(x.dtype)[None, None].repeat(c, 1, 1, 1)
+    return F.conv2d(F.pad(x, [1, 1, 1, 1]), blur, groups=c)
+
+
+def _modconv_shared_weight(x: Tensor, weight: Tensor, styles: Tensor, demodulate: bool,
+                           up: bool, padding: int, resample_filter: Optional[Tensor]) -> Tensor:
+    b, i = styles.shape
+    o = weight.shape[0]
+    x = x * styles.view(b, i, 1, 1)
+    if up:  # transposed conv with in/out swapped and no spatial flip, then the blur
+        x = _up_blur(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2), resample_filter)
+    else:
+        x = F.conv2d(x, weight, padding=padding)
+    if demodulate:
+        d = ((weight.unsqueeze(0) * styles.view(b, 1, i, 1, 1)).square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
+        x = x * d.view(b, o, 1, 1)
+    return x
+
+
+def _modconv_grouped(x: Tensor, weight: Tensor, styles: Tensor, demodulate: bool, up: bool,
+                     padding: int, resample_filter: Optional[Tensor]) -> Tensor:
     b, i, h, w_ = x.shape
     o, _, kh, kw = weight.shape
-    s = styles.view(b, 1, i, 1, 1) if styles.dim() == 2 else styles.view(b, o, i, 1, 1)
-    wgt = weight.unsqueeze(0) * s  # [B, O, I, k, k]
+    wgt = weight.unsqueeze(0) * styles.view(b, o, i, 1, 1)  # [B, O, I, k, k]
     if demodulate:
         wgt = wgt * (wgt.square().sum(dim=[2, 3, 4], keepdim=True) + 1e-8).rsqrt()
     x = x.reshape(1, b * i, h, w_)
     if up:
-        # Transposed conv with in/out swapped and no spatial flip, then the 4*f blur (pad 1).
         wt = wgt.transpose(1, 2).reshape(b * i, o, kh, kw)
-        x = F.conv_transpose2d(x, wt, stride=2, groups=b)  # [1, B*O, 2H+1, 2W+1]
-        blur = (resample_filter * 4).to(x.dtype)[None, None].repeat(b * o, 1, 1, 1)
-        x = F.conv2d(F.pad(x, [1, 1, 1, 1]), blur, groups=b * o)  # [1, B*O, 2H, 2W]
+        x = _up_blur(F.conv_transpose2d(x, wt, stride=2, groups=b), resample_filter)  # [1, B*O, 2H, 2W]
     else:
         x = F.conv2d(x, wgt.reshape(b * o, i, kh, kw), padding=padding, groups=b)
     return x.reshape(b, o, x.shape[2], x.shape[3])

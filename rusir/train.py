@@ -34,36 +34,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from . import stylegan2
 from .checkpoint import save_generator
 from .discriminator import Discriminator
 from .stylegan2 import Generator
-
-_fused_modconv = stylegan2.modulated_conv2d
-
-
-def modconv_unfused(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor,
-                    demodulate: bool = True, up: bool = False, padding: int = 0,
-                    resample_filter: torch.Tensor | None = None) -> torch.Tensor:
-    """Same maths as `stylegan2.modulated_conv2d` for [B, I] styles, computed the way official
-    training does (scale activations, one shared-weight conv, scale outputs): on CPU this is
-    2-3x faster than the per-sample grouped conv, forward and backward. W++ styles fall back."""
-    if styles.dim() != 2:
-        return _fused_modconv(x, weight, styles, demodulate, up, padding, resample_filter)
-    b, i = styles.shape
-    o = weight.shape[0]
-    x = x * styles.view(b, i, 1, 1)
-    if up:  # same transposed conv + 4*f blur as the fused path, without the groups
-        x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
-        blur = (resample_filter * 4).to(x.dtype)[None, None].repeat(o, 1, 1, 1)
-        x = F.conv2d(F.pad(x, [1, 1, 1, 1]), blur, groups=o)
-    else:
-        x = F.conv2d(x, weight, padding=padding)
-    if demodulate:
-        d = ((weight.unsqueeze(0) * styles.view(b, 1, i, 1, 1)).square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
-        x = x * d.view(b, o, 1, 1)
-    return x
-
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -144,7 +117,6 @@ def hardware(device: torch.device, threads: int) -> str:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    stylegan2.modulated_conv2d = modconv_unfused  # training-time speed-up only (same values)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
                           if args.device == "auto" else args.device)
     out = Path(args.out)

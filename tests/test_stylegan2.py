@@ -99,7 +99,7 @@ def test_w_wplus_wpp_render_the_same_image(tiny64):
     with torch.no_grad():
         a, b, c = (tiny64.synthesis(x) for x in (w, wp, wpp))
     assert max_err(a, b) == 0
-    assert max_err(b, c) <= 1e-5
+    assert max_err(b, c) <= 1e-4  # shared-weight (W+) vs grouped (W++) conv: same maths
 
 
 def test_wpp_codes_act_per_filter(tiny32):
