@@ -13,6 +13,7 @@ needs classifier logits that wheel does not have (see `inception_score`).
 """
 from __future__ import annotations
 
+
 import hashlib
 import importlib.util
 import re
@@ -129,6 +130,13 @@ LPIPS_BACKBONES = {"vgg": "vgg16", "alex": "alexnet", "squeeze": "squeezenet1_1"
 LPIPS_MIN_SIDE = {"vgg": 16, "alex": 31, "squeeze": 17}  # smallest side each backbone accepts
 
 
+@lru_cache(maxsize=3)
+def _backbone_state(path: str) -> dict:
+    """A torchvision backbone's state dict, read from disk once per process (VGG16 is 528 MiB;
+    every loss built from data -- one per restore call in sweeps -- would otherwise re-read it)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def lpips_network(net: str = "vgg", *, _allow_random_backbone_for_tests: bool = False) -> nn.Module:
     """A frozen, eval-mode `lpips.LPIPS` (v0.1 linear heads from the lpips wheel) whose ImageNet
     backbone is loaded from `rusir.weights` -- fetched BEFORE lpips is built, so a missing file
@@ -146,7 +154,7 @@ def lpips_network(net: str = "vgg", *, _allow_random_backbone_for_tests: bool = 
         warnings.simplefilter("ignore")
         model = lpips.LPIPS(pretrained=True, net=net, version="0.1", pnet_rand=True, verbose=False)
     if path is not None:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = _backbone_state(str(path))
         try:  # lpips slices torchvision's `features` keeping their indices: sliceK.i.* <- features.i.*
             backbone = {k: state[re.sub(r"^slice\d+\.", "features.", k)]
                         for k in model.net.state_dict()}
