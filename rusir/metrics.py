@@ -13,7 +13,6 @@ needs classifier logits that wheel does not have (see `inception_score`).
 """
 from __future__ import annotations
 
-
 import hashlib
 import importlib.util
 import re
