@@ -37,6 +37,7 @@ from PIL import Image
 from .checkpoint import save_generator
 from .discriminator import Discriminator
 from .stylegan2 import Generator
+from .widen import widen_state
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -69,6 +70,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--threads", type=int, default=2)
     a("--device", default="auto")
     a("--resume", action="store_true", help="continue from <out>/state.pt")
+    a("--init-from", default="", help="start a new (wider) run from another run's state.pt: weights "
+      "widened function-preservingly (rusir.widen), images seen and wall time carried over, "
+      "optimiser moments reset")
     a("--bench", type=int, default=0, help="only time this many steps (after 2 warm-up) and exit")
     return p.parse_args(argv)
 
@@ -145,6 +149,13 @@ def main(argv: list[str] | None = None) -> None:
         if device.type == "cuda" and st.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(st["cuda_rng"], device)
         print(f"resumed {state_path} at step {step}, {nimg / 1000:.1f} kimg", flush=True)
+    elif args.init_from:
+        st = torch.load(args.init_from, map_location=device, weights_only=False)
+        for net, key in ((G, "G"), (D, "D"), (G_ema, "G_ema")):
+            widen_state(net, st[key])
+        step, nimg, wall = st["step"], st["nimg"], st["wall"]
+        print(f"initialised from {args.init_from} at {nimg / 1000:.1f} kimg "
+              f"({st['G_config']['synthesis_kwargs']} -> {G.init_kwargs['synthesis_kwargs']})", flush=True)
     if not args.noise:  # also applied to a resumed run that had noise: G adapts within a few kimg
         with torch.no_grad():
             for net in (G, G_ema):
