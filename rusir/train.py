@@ -150,9 +150,14 @@ def main(argv: list[str] | None = None) -> None:
             torch.cuda.set_rng_state(st["cuda_rng"], device)
         print(f"resumed {state_path} at step {step}, {nimg / 1000:.1f} kimg", flush=True)
     elif args.init_from:
+        if not Path(args.init_from).is_file():
+            raise SystemExit(f"--init-from: no such run state {args.init_from} (a run's state.pt)")
         st = torch.load(args.init_from, map_location=device, weights_only=False)
-        for net, key in ((G, "G"), (D, "D"), (G_ema, "G_ema")):
-            widen_state(net, st[key])
+        try:
+            for net, key in ((G, "G"), (D, "D"), (G_ema, "G_ema")):
+                widen_state(net, st[key])
+        except ValueError as err:  # narrower target, other mapping/D head: say which tensor
+            raise SystemExit(f"--init-from {args.init_from}: {err}") from None
         step, nimg, wall = st["step"], st["nimg"], st["wall"]
         print(f"initialised from {args.init_from} at {nimg / 1000:.1f} kimg "
               f"({st['G_config']['synthesis_kwargs']} -> {G.init_kwargs['synthesis_kwargs']})", flush=True)
