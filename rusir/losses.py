@@ -244,12 +244,16 @@ class MultiResolutionLoss(_Frozen):
         if m is not None:
             x, y = x * m, y * m
         total = x.new_zeros(x.shape[0])
-        for _ in range(self.max_levels):
-            if min(y.shape[-2:]) <= self.levels_min_side:
-                break
+        levels = 0
+        while levels < self.max_levels and min(y.shape[-2:]) > self.levels_min_side:
             total = total + self.terms(x, y, m, self.noise)
             x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
             m = F.avg_pool2d(m, 2) if m is not None else None
+            levels += 1
+        if levels == 0 and not self.l1_weight:  # a constant loss would give no gradient at all
+            raise ValueError(f"the loss compares nothing on {tuple(y.shape[-2:])} px targets: the "
+                             f"pyramid only runs while the side is > min_side={self.levels_min_side} "
+                             "and l1_weight is 0; lower min_side or set l1_weight > 0")
         if self.l1_weight:
             total = total + self.l1_weight * _per_image_mean((x - y).abs())
         return total

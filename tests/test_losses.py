@@ -208,6 +208,16 @@ def test_build_loss_specs_and_errors():
         build_loss({"terms": {"l1": 1.0}, "l1_wieght": 0.2})
 
 
+def test_targets_below_the_pyramid_get_only_the_coarse_l1_or_a_clear_error():
+    y = smooth_images()[..., :8, :8]  # an 8-px target (e.g. upsampling at level M)
+    x = noisy(y, 0.1)
+    coarse_only = build_loss({"terms": {"l2": 1.0}, "l1_weight": 0.1})
+    assert torch.allclose(coarse_only(x, y), 0.1 * (x - y).abs().flatten(1).mean(1))
+    nothing = build_loss({"terms": {"l2": 1.0}, "l1_weight": 0.0})
+    with pytest.raises(ValueError, match=r"compares nothing on \(8, 8\) px.*min_side=16"):
+        nothing(x, y)
+
+
 def test_presets_are_data(tmp_path):
     assert {"paper", "offline"} <= set(presets.list_presets())
     paper = presets.load_preset("paper")
