@@ -3,7 +3,7 @@
 A preset file holds its loss under the `loss:` key (LossConfig fields), so the same file can
 later carry other sections. Shipped presets:
 - `paper`: multiresolution LPIPS-VGG + 0.1 L1 (spec section 4); needs the VGG16 backbone.
-- `offline`: weight-free multiresolution L1 (+ 0.1 coarse L1), measured best on the embedded
+- `offline`: weight-free multiresolution L2 (+ 0.1 coarse L1), measured best on the embedded
   64-px generator (see the YAML); for any machine without the ImageNet backbones.
 
 `load_preset("paper").build()` gives the loss callable.

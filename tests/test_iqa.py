@@ -59,7 +59,7 @@ def test_variants_are_the_study_and_build(offline_home):
                                 {"plus": {"on_baseline": True, "terms": {"l2": 1.0}}}],
                                baseline="offline")
     assert mine["mine"].terms == {"l1": 1.0, "grad": 0.5} and mine["g"].terms == {"grad": 1.0}
-    assert mine["plus"].terms == {**offline, "l2": 1.0}
+    assert mine["plus"].terms == {**offline, "l2": offline.get("l2", 0.0) + 1.0}  # weights add up
     with pytest.raises(ValueError, match="unknown IQA variant"):
         iqa.variant_config("nope")
     with pytest.raises(ValueError, match="valid terms"):
