@@ -56,7 +56,8 @@ REGISTRY: dict[str, GeneratorInfo] = {
     DEFAULT: GeneratorInfo(DEFAULT, "embedded default: 64 px cartoon faces trained by rusir (offline)",
                            64, "offline", None, ASSETS / "toyfaces64.safetensors",
                            # measured on held-out faces 4..11 (not the demo's 0..3), mean PSNR over
-                           # the five demo tasks at M: x2 17.44, x4 17.67, x8 17.78 dB (docs/method.md)
+                           # the five demo tasks at M: x2 17.44, x4 17.67, x8 17.78 dB (L1, 320 kimg);
+                           # re-checked with the L2 preset at 437 kimg: x8 17.94, x16 17.80 (docs/method.md)
                            lr_scale=8.0),
     "ffhq": _official("ffhq", 1024, "FFHQ 1024 px faces (the paper's generator)"),
     "metfaces": _official("metfaces", 1024, "MetFaces 1024 px art faces"),
