@@ -1,6 +1,7 @@
 """RUSIR vs the naive baselines at one level over many held-out images (JSON).
 
     python benchmarks/quality_bar.py --n-images 16            # held-out faces 0..15, level M
+    python benchmarks/quality_bar.py --first 16 --n-images 32 # faces 16..47 (never used for tuning)
 
 The demo shows 4 faces; this runs the same tasks (`rusir.demo.DEMO_TASKS`, same seeds, steps and
 loss) over more of them, in batches, so that "RUSIR beats the naive baseline" is measured with
@@ -21,6 +22,7 @@ from rusir.data import heldout
 from rusir.demo import DEMO_TASKS
 from rusir.experiment import mean, run_task
 from rusir.generators import load_generator
+from rusir.schedule import resolve as resolve_schedule
 
 
 def summarize(per_image: dict[str, dict[str, list[float]]]) -> dict:
@@ -39,20 +41,24 @@ def main(argv: list[str] | None = None) -> Path:
     p = argparse.ArgumentParser()
     p.add_argument("--generator", default="toyfaces64")
     p.add_argument("--n-images", type=int, default=16)
+    p.add_argument("--first", type=int, default=0, help="first held-out face (e.g. 16: faces never used for tuning)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--level", default="M")
     p.add_argument("--tasks", default=",".join(DEMO_TASKS))
-    p.add_argument("--steps", default="150,150,150", help="RUSIR steps per phase")
+    p.add_argument("--steps", default=None, help="RUSIR steps per phase (default: the generator's own)")
     p.add_argument("--out", default="benchmarks/results")
     a = p.parse_args(argv)
-    steps = [int(n) for n in a.steps.split(",")]
     G = load_generator(a.generator)
-    gt = heldout(a.n_images, size=G.img_resolution)
-    path = Path(a.out) / f"quality_bar_{Path(a.generator).stem}_{a.level}.json"
+    steps, lrs, lr_scale = resolve_schedule(G, steps=a.steps and [int(n) for n in a.steps.split(",")])
+    steps = list(steps)
+    gt = heldout(a.first + a.n_images, size=G.img_resolution)[a.first:]
+    suffix = f"_from{a.first}" if a.first else ""
+    path = Path(a.out) / f"quality_bar_{Path(a.generator).stem}_{a.level}{suffix}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     record = json.loads(path.read_text()) if path.exists() else {}
     meta = {"generator": a.generator, "level": a.level, "loss": getattr(G, "default_loss", None),
-            "lr_scale": getattr(G, "default_lr_scale", 1.0), "batch": a.batch, "steps": steps}
+            "lr_scale": lr_scale, "lrs": list(lrs), "batch": a.batch, "steps": steps,
+            "first": a.first}
     old = record.get("_meta")
     if old and any(old.get(k) != v for k, v in meta.items()):
         record = {}  # another configuration: start over rather than mix results
@@ -63,7 +69,7 @@ def main(argv: list[str] | None = None) -> Path:
                                           "seconds": 0.0})
         done = len(scores["per_image"]["restored"]["psnr"])
         for start in range(done, a.n_images, a.batch):
-            run = run_task(G, gt[start:start + a.batch], task, a.level, seed=start, steps=steps,
+            run = run_task(G, gt[start:start + a.batch], task, a.level, seed=a.first + start, steps=steps,
                            progress=False)
             for who in ("restored", "naive"):
                 for key in ("psnr", "ssim"):

@@ -14,6 +14,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import degradations  # noqa: E402
+from . import schedule  # noqa: E402
 from .generators import available as available_generators  # noqa: E402
 from .generators import load_generator  # noqa: E402
 from .restore import RestoreResult, restore  # noqa: E402

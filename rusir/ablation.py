@@ -3,8 +3,9 @@
 Three groups of `AblationConfig`s, each run with `run_config` on the same images/task/level:
 - "phases": W only, W+ only, W++ only, W -> W+, full W -> W+ -> W++. The total step budget is
   the same for all (3 x `steps` per phase: one phase runs 3 x steps, two phases 1.5 x steps each,
-  as the authors' skip-phase-II switch did), each phase at RUSIR's rate for its space.
-- "optimizer": NGD (RUSIR) vs Adam at several multiples of RUSIR's rates (`ADAM_LR_SCALES`);
+  as the authors' skip-phase-II switch did), each phase at the generator's RUSIR rate for its
+  space (rusir.schedule: the paper's 0.08 / 0.02 / 0.005, or a named generator's own).
+- "optimizer": NGD (RUSIR) vs Adam at several multiples of those rates (`ADAM_LR_SCALES`);
   `tuned` keeps the single Adam rate that scores best over the whole grid, so NGD faces Adam at
   its best learning rate (one rate for every task and level, as RUSIR uses one).
 - "loss": the generator's multiresolution loss preset vs the same terms at a single scale.
@@ -21,10 +22,9 @@ from typing import Iterator, Optional, Sequence, Union
 from .experiment import TaskRun, mean, run_task
 from .latents import SPACES
 
-__all__ = ["AblationConfig", "CONFIGS", "GROUPS", "ADAM_LR_SCALES", "LRS", "configs",
+__all__ = ["AblationConfig", "CONFIGS", "GROUPS", "ADAM_LR_SCALES", "configs",
            "run_config", "run_configs", "build_loss_for", "tuned"]
 
-LRS = {"W": 0.08, "W+": 0.02, "W++": 0.005}      # RUSIR's rate per space (restore's defaults)
 ADAM_LR_SCALES = (0.01, 0.03, 0.1, 0.3)           # Adam rate = scale x RUSIR's rate per phase
 GROUPS = ("phases", "optimizer", "loss")
 
@@ -45,10 +45,10 @@ class AblationConfig:
             raise ValueError(f"{self.name}: one step factor per phase {self.spaces}")
 
     def restore_kwargs(self, steps: int) -> dict:
-        """Keyword arguments of `rusir.restore` for `steps` steps per phase of the full method."""
+        """Keyword arguments of `rusir.restore` for `steps` steps per phase of the full method
+        (no `lrs`: restore takes the generator's rate for each phase's space)."""
         return dict(spaces=self.spaces,
                     steps=tuple(max(1, round(steps * f)) for f in self.step_factors),
-                    lrs=tuple(LRS[s] for s in self.spaces),
                     optimizer=self.optimizer, lr_scale=self.lr_scale)
 
 

@@ -39,6 +39,7 @@ from torch import Tensor
 from . import degradations
 from .cli import command
 from .degradations.base import LEVELS, derive_seed, to_uint8
+from .schedule import resolve as resolve_schedule
 
 __all__ = ["Item", "BenchSummary", "plan_items", "parse_tasks", "parse_shard", "shard",
            "resolve_images", "resolve_methods", "run_bench", "item_dir", "is_finished",
@@ -365,7 +366,7 @@ class BenchSummary:
 
 def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str, Path] = "bench",
               shard: Optional[Union[str, tuple[int, int]]] = None,
-              steps: Sequence[int] = (150, 150, 150), n_images: Optional[int] = None,
+              steps: Optional[Sequence[int]] = None, n_images: Optional[int] = None,
               metrics: Sequence[str] = DEFAULT_METRICS, seed: int = 0, device=None, loss=None,
               baseline_steps: Optional[int] = None, fail_fast: bool = False,
               max_items: Optional[int] = None, save_latent: bool = True,
@@ -378,6 +379,7 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
     tasks: `single`, `composed`, `all`, `T@L,...` (see parse_tasks) or [(task, level)].
     loss: a loss callable, a preset name/YAML, or None (the generator's default).
     max_items: stop after running this many items (time-boxed jobs; a re-run continues).
+    steps: RUSIR steps per phase; None: the generator's own schedule (rusir.schedule).
     """
     t0 = time.time()
     out = Path(out)
@@ -385,6 +387,7 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
     dev = torch.device(device) if device is not None else (
         torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
     G = load_generator(generator, device=dev) if isinstance(generator, (str, Path)) else generator.to(dev)
+    steps = resolve_schedule(G, steps=steps)[0]
     gen_name = str(generator) if isinstance(generator, (str, Path)) else getattr(G, "name", type(G).__name__)
     loss_name = loss if isinstance(loss, (str, type(None))) else getattr(loss, "__name__", type(loss).__name__)
     loss_fn = loss
@@ -563,7 +566,7 @@ def _apply_config(p: argparse.ArgumentParser, a: argparse.Namespace, path: Path)
             raise ValueError(f"{path}: unknown option {key!r}")
         if getattr(a, dest) != p.get_default(dest):
             continue
-        if dest == "steps":
+        if dest == "steps" and value is not None:
             value = _int_list(value) if isinstance(value, str) else tuple(int(v) for v in value)
         elif dest in ("methods", "tasks", "metrics") and isinstance(value, (list, tuple)):
             value = ",".join(str(v) for v in value)
@@ -588,7 +591,8 @@ def _bench(p: argparse.ArgumentParser):
     p.add_argument("--tasks", default="single", help="single | composed | all | T@L,... (e.g. upsampling@M,UNAP@M)")
     p.add_argument("--out", type=Path, default=None, help="output folder (required)")
     p.add_argument("--shard", default=None, help="k/n: run shard k (0-based) of n")
-    p.add_argument("--steps", type=_int_list, default=(150, 150, 150), help="RUSIR steps per phase")
+    p.add_argument("--steps", type=_int_list, default=None,
+                   help="RUSIR steps per phase (default: the generator's own schedule)")
     p.add_argument("--baseline-steps", type=int, default=None, help="override the baselines' steps")
     p.add_argument("--metrics", default=",".join(DEFAULT_METRICS), help="per-image metrics")
     p.add_argument("--loss", default=None, help="loss preset name/YAML (default: the generator's)")

@@ -34,7 +34,8 @@ def _steps(text: str) -> tuple[int, ...]:
 def _demo(p: argparse.ArgumentParser):
     p.add_argument("--generator", default="toyfaces64")
     p.add_argument("--n-images", type=int, default=4)
-    p.add_argument("--steps", type=_steps, default=(150, 150, 150), help="per phase, e.g. 150,150,150")
+    p.add_argument("--steps", type=_steps, default=None,
+                   help="per phase, e.g. 150,150,150 (default: the generator's own schedule)")
     p.add_argument("--level", default="M")
     p.add_argument("--out", default="figures")
     p.add_argument("--seed", type=int, default=0)
@@ -55,7 +56,8 @@ def _restore(p: argparse.ArgumentParser):
     p.add_argument("--level", default="M")
     p.add_argument("--generator", default="toyfaces64", help="registry name or .pkl/.safetensors path")
     p.add_argument("--out", type=Path, default=Path("restored"))
-    p.add_argument("--steps", type=_steps, default=(150, 150, 150))
+    p.add_argument("--steps", type=_steps, default=None,
+                   help="per phase, e.g. 150,150,150 (default: the generator's own schedule)")
     p.add_argument("--lr-scale", type=float, default=None, help="default: the generator's own (1 for official ones)")
     p.add_argument("--loss", default=None, help="loss preset name/YAML (default: the generator's)")
     p.add_argument("--mask", type=Path, default=None, help="inpainting: known-pixel mask image (white = known)")

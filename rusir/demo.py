@@ -17,6 +17,7 @@ from .data import heldout
 from .experiment import TaskRun, mean, run_task
 from .figures import save_grid
 from .generators import DEFAULT, load_generator
+from .schedule import resolve as resolve_schedule
 
 DEMO_TASKS = ("upsampling", "denoising", "deartifacting", "inpainting", "UNAP")
 
@@ -44,11 +45,12 @@ def metrics_table(runs: Sequence[TaskRun]) -> str:
 
 
 def run_demo(generator: str = DEFAULT, n_images: int = 4, tasks: Sequence[str] = DEMO_TASKS,
-             level: str = "M", steps: Sequence[int] = (150, 150, 150), seed: int = 0,
+             level: str = "M", steps: Sequence[int] | None = None, seed: int = 0,
              out: str | Path = "figures", progress: bool = True, loss: str | None = None) -> list[TaskRun]:
     """Run every demo task on `n_images` held-out images; write figures and the metrics table.
 
     loss: a preset name or YAML path; None uses the generator's own preset.
+    steps: per phase; None uses the generator's own schedule (rusir.schedule).
     """
     from .presets import load_preset
 
@@ -56,6 +58,7 @@ def run_demo(generator: str = DEFAULT, n_images: int = 4, tasks: Sequence[str] =
     out = Path(out)
     G = load_generator(generator)
     gt = heldout(n_images, size=G.img_resolution)
+    steps, lrs, lr_scale = resolve_schedule(G, steps=steps)
     loss_fn = load_preset(loss).build() if loss else None
     runs = []
     for task in tasks:
@@ -70,6 +73,7 @@ def run_demo(generator: str = DEFAULT, n_images: int = 4, tasks: Sequence[str] =
     (out / "demo_metrics.md").write_text(table)
     record = {r.task: {"level": r.level, **r.scores} for r in runs}
     record["_meta"] = {"generator": generator, "loss": loss or getattr(G, "default_loss", None), "n_images": n_images, "steps": list(steps),
+                       "lrs": [lr * lr_scale for lr in lrs],
                        "seconds_total": time.perf_counter() - start, "torch_threads": torch.get_num_threads()}
     (out / "demo_metrics.json").write_text(json.dumps(record, indent=1))
     print(table)

@@ -19,6 +19,7 @@ import torch
 from . import weights
 from .checkpoint import load_generator_file
 from .pkl import load_network_pickle
+from .schedule import PAPER_LRS, PAPER_STEPS
 from .stylegan2 import Generator
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -36,6 +37,8 @@ class GeneratorInfo:
     weight: Optional[str]      # rusir.weights registry name, None for shipped files
     path: Optional[Path] = None
     lr_scale: float = 1.0      # RUSIR's global_lr_scale for this generator's latent scale
+    steps: tuple[int, int, int] = PAPER_STEPS   # RUSIR steps per phase W, W+, W++
+    lrs: tuple[float, float, float] = PAPER_LRS  # RUSIR rates per phase (x lr_scale)
 
 
 def _cache_dir() -> str:
@@ -92,8 +95,8 @@ def _file_default_loss(path: Path) -> str:
 
 def load_generator(name_or_path: Union[str, Path] = DEFAULT, device: Union[str, torch.device] = "cpu",
                    download: Optional[bool] = None) -> Generator:
-    """A frozen generator in eval mode, with `G.default_loss` (its loss preset) and
-    `G.default_lr_scale` (RUSIR's global learning-rate scale for it) set."""
+    """A frozen generator in eval mode, with `G.default_loss` (its loss preset) and its RUSIR
+    schedule (`G.default_steps`, `G.default_lrs`, `G.default_lr_scale`; rusir.schedule) set."""
     key = str(name_or_path)
     if key in REGISTRY:
         info = REGISTRY[key]
@@ -107,6 +110,7 @@ def load_generator(name_or_path: Union[str, Path] = DEFAULT, device: Union[str, 
             path = weights.fetch(info.weight, download=download)
         G = _load_file(path)
         G.default_loss, G.default_lr_scale = info.default_loss, info.lr_scale
+        G.default_steps, G.default_lrs = info.steps, info.lrs
     else:
         path = Path(key).expanduser()
         if not path.exists():

@@ -5,7 +5,7 @@ SSIM, PSNR, LPIPS, LPIPS-vgg, FID, IS, KID and patch-FID per task and level. Her
 data (`IQA_VARIANTS`: name -> LossConfig fields) plus one runner and one table:
 
     records = run_iqa_study(G, heldout(4), ["baseline", "ssim", "consistency"], tasks=["upsampling"],
-                            levels=["M"], steps=(150, 150, 150), out="runs/iqa")
+                            levels=["M"], out="runs/iqa")
     print(iqa_table(records))            # rows task x level x loss, metric columns, n/a + reasons
     # `rusir report runs/iqa` reads the same records (method `rusir[loss=<variant>]`)
 
@@ -38,6 +38,7 @@ from torch import Tensor
 
 from .degradations.base import LEVELS
 from .losses import LossConfig
+from .schedule import resolve as resolve_schedule
 from .weights import MissingWeightsError
 
 __all__ = ["IQA_VARIANTS", "BASELINE", "STUDY_METRICS", "STUDY_SET_METRICS", "DEFAULT_TASKS",
@@ -176,7 +177,7 @@ class _SetMetrics:
 
 def run_iqa_study(G, images: Tensor, variants: Union[Sequence, Mapping, None] = None,
                   tasks: Sequence[str] = DEFAULT_TASKS, levels: Sequence[str] = LEVELS,
-                  steps: Sequence[int] = (150, 150, 150), seed: int = 0,
+                  steps: Optional[Sequence[int]] = None, seed: int = 0,
                   baseline: Union[str, LossConfig, Mapping, None] = None,
                   metrics: Sequence[str] = STUDY_METRICS,
                   set_metrics: Sequence[str] = STUDY_SET_METRICS,
@@ -197,12 +198,14 @@ def run_iqa_study(G, images: Tensor, variants: Union[Sequence, Mapping, None] = 
     examples: a dict to fill with the first image's {ground_truth, target, prediction} per
     (variant, task, level), for `example_grid`.
     The targets are the same for every variant (degradation seed `seed`).
+    steps: RUSIR steps per phase; None: the generator's own schedule (rusir.schedule).
     """
     from .bench import _MetricCache, as_8bit
     from .experiment import naive_restoration, run_task
     from .metrics import psnr, ssim
 
     say = log or (lambda _msg: None)
+    steps = resolve_schedule(G, steps=steps)[0]
     configs = variant_configs(variants, baseline, G)
     names = list(image_names or [f"{i:04d}" for i in range(images.shape[0])])
     gt = as_8bit(images.detach().cpu().float())

@@ -6,7 +6,7 @@ progress and the current image). It knows nothing of widgets, so it is unit-test
 browser. `quickstart_panel(controller)` builds the ipywidgets (imported lazily) and binds them to
 it: the widgets only forward user actions and redraw from `controller.state` on each update.
 
-    ctl = QuickstartController(G, steps=(150, 150, 150))
+    ctl = QuickstartController(G)  # steps: the generator's own schedule
     quickstart_panel(ctl)          # in a notebook: pickers, upload, Run, progress bar, live image
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ from . import degradations
 from .data import heldout_paths, load_image
 from .experiment import TaskRun, mean, run_task
 from .figures import image_grid, to_pil
+from .schedule import resolve as resolve_schedule
 
 __all__ = ["PanelState", "QuickstartController", "pick_image", "upload_bytes", "png_bytes",
            "quickstart_panel"]
@@ -82,10 +83,10 @@ class QuickstartController:
     """State and actions of the quickstart panel; `listeners` are called after every change."""
 
     def __init__(self, G, task: str = "upsampling", level: str = "M", image: Union[int, str] = 0,
-                 steps: Sequence[int] = (150, 150, 150), seed: int = 0, loss=None,
+                 steps: Optional[Sequence[int]] = None, seed: int = 0, loss=None,
                  loss_preset: Optional[str] = None):
         self.G = G
-        self.steps = tuple(int(s) for s in steps)
+        self.steps = resolve_schedule(G, steps=steps)[0]  # None: the generator's own
         self.seed = seed
         self.loss = loss
         if loss is None and loss_preset:

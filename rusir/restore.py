@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from .latents import SPACES, convert, initial_latent
 from .losses import LossConfig, build_loss
 from .ngd import NGD
+from .schedule import resolve as resolve_schedule
 from .stylegan2 import Generator, to_unit_range
 
 LossFn = Callable[..., Tensor]
@@ -42,6 +43,7 @@ class PhaseResult:
     images: Tensor                  # [B, 3, R, R]
     latent: Tensor                  # W / W+ / W++ layout
     losses: list[Tensor] = field(default_factory=list)  # one [B] tensor per step
+    lr: Optional[float] = None      # the step size used (rate x lr_scale)
 
 
 @dataclass
@@ -136,12 +138,12 @@ def run_phase(G: Generator, latent: Tensor, target: Tensor, degradation, loss_fn
             callback(StepInfo(space, step, steps, value.detach(), prediction.detach()))
     with torch.no_grad():
         images = render(G, latent, resolution)
-    return PhaseResult(space, images, latent.detach(), losses)
+    return PhaseResult(space, images, latent.detach(), losses, lr)
 
 
 def restore(G: Generator, target: Tensor, degradation=None,
             loss: Union[LossFn, str, Mapping, LossConfig, None] = None,
-            steps: Sequence[int] = (150, 150, 150), lrs: Sequence[float] = (0.08, 0.02, 0.005),
+            steps: Optional[Sequence[int]] = None, lrs: Optional[Sequence[float]] = None,
             lr_scale: Optional[float] = None, spaces: Sequence[str] = SPACES, optimizer: str = "ngd",
             resolution: Optional[int] = None, callback: Optional[Callable[[StepInfo], None]] = None,
             progress: bool = True, init: Optional[Tensor] = None) -> RestoreResult:
@@ -153,8 +155,9 @@ def restore(G: Generator, target: Tensor, degradation=None,
     `degrade_prediction` (which the `consistency` term needs); None takes the generator's
     default preset (`G.default_loss`, set by `load_generator`) or else the paper's LPIPS-VGG loss.
     steps / lrs: per phase, for the phases named in `spaces` (a subset of W, W+, W++ in order,
-    e.g. ("W+",) for an ablation); lr_scale multiplies every rate (None: the generator's
-    `G.default_lr_scale`, set by `load_generator`, else 1 as in the paper).
+    e.g. ("W+",) for an ablation); lr_scale multiplies every rate. None takes the generator's
+    own schedule (`G.default_steps` / `default_lrs` / `default_lr_scale`, set by
+    `load_generator`), else the paper's 150/150/150 steps at 0.08/0.02/0.005 x 1 (rusir.schedule).
     resolution: working resolution R the degradation expects (default: G's resolution).
     """
     start = time.perf_counter()
@@ -162,6 +165,7 @@ def restore(G: Generator, target: Tensor, degradation=None,
     spaces = tuple(spaces)
     if not spaces or any(s not in SPACES for s in spaces) or list(spaces) != sorted(spaces, key=SPACES.index):
         raise ValueError(f"spaces must be an ordered subset of {SPACES}, got {spaces}")
+    steps, lrs, lr_scale = resolve_schedule(G, spaces, steps, lrs, lr_scale)
     if len(steps) != len(spaces) or len(lrs) != len(spaces):
         raise ValueError(f"need one step count and one learning rate per phase {spaces}, got {steps}, {lrs}")
     degradation = Identity() if degradation is None else degradation
@@ -176,7 +180,6 @@ def restore(G: Generator, target: Tensor, degradation=None,
     if hasattr(loss_fn, "to"):
         loss_fn = loss_fn.to(device)
     resolution = resolution or G.img_resolution
-    lr_scale = getattr(G, "default_lr_scale", 1.0) if lr_scale is None else lr_scale
 
     latent = init if init is not None else initial_latent(G, spaces[0], target.shape[0])
     latent = convert(latent.to(device), spaces[0], G)

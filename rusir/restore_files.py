@@ -20,7 +20,7 @@ def _user_mask(path: Path, size: int) -> torch.Tensor:
 
 def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M",
                   generator: str = "toyfaces64", out: Union[str, Path] = "restored",
-                  steps: Sequence[int] = (150, 150, 150), lr_scale: Optional[float] = None,
+                  steps: Optional[Sequence[int]] = None, lr_scale: Optional[float] = None,
                   loss: Optional[str] = None, mask: Optional[Path] = None, simulate: bool = False,
                   seed: int = 0, device: str = "cpu") -> dict[Path, Path]:
     """Restore each file; write `<stem>_restored.png`, `<stem>_phases.png`, `<stem>_latent.pt`.

@@ -27,6 +27,7 @@ from rusir import degradations
 from rusir.baselines import baseline_config, get_method
 from rusir.data import heldout
 from rusir.generators import load_generator
+from rusir.schedule import resolve as resolve_schedule
 from rusir.metrics import psnr, ssim
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,7 +99,8 @@ def main(argv=None) -> dict:
     p.add_argument("--tasks", default="upsampling,denoising,deartifacting,inpainting")
     p.add_argument("--levels", default="M,XL")
     p.add_argument("--methods", default="rusir,pulse,lbrgm,adam_wplus")
-    p.add_argument("--rusir-steps", type=lambda s: [int(x) for x in s.split(",")], default=[150, 150, 150])
+    p.add_argument("--rusir-steps", type=lambda s: [int(x) for x in s.split(",")], default=None,
+                   help="RUSIR steps per phase (default: the generator's own schedule)")
     p.add_argument("--baseline-steps", type=int, default=None, help="override every baseline's steps")
     p.add_argument("--lbrgm-candidates", type=int, default=None, help="override L-BRGM's best-of-N")
     p.add_argument("--seed", type=int, default=0)
@@ -110,6 +112,7 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
 
     G = load_generator(args.generator)
+    args.rusir_steps = list(resolve_schedule(G, steps=args.rusir_steps)[0])
     from rusir.generators import REGISTRY
     gen_file = REGISTRY[args.generator].path if args.generator in REGISTRY else Path(args.generator)
     gen_sha = hashlib.sha256(gen_file.read_bytes()).hexdigest()[:16] if gen_file and gen_file.is_file() else None

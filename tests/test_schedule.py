@@ -1,0 +1,56 @@
+"""rusir.schedule: the paper's per-phase steps and rates, a generator's own, and what restore runs."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import small_generator
+from rusir import restore
+from rusir.generators import REGISTRY
+from rusir.latents import convert, initial_latent
+from rusir.schedule import PAPER_LRS, PAPER_STEPS, resolve
+
+
+def mse(x, y, mask=None):
+    return (x - y).square().flatten(1).mean(1)
+
+
+def test_paper_schedule_is_the_default():
+    G = small_generator()
+    assert resolve(G) == ((150, 150, 150), (0.08, 0.02, 0.005), 1.0)
+    assert resolve(G, ("W+",)) == ((150,), (0.02,), 1.0)
+    assert REGISTRY["ffhq"].steps == PAPER_STEPS and REGISTRY["ffhq"].lrs == PAPER_LRS
+
+
+def test_generator_schedule_and_explicit_values():
+    G = small_generator()
+    G.default_steps, G.default_lrs, G.default_lr_scale = (1, 2, 3), (0.5, 0.25, 0.125), 4.0
+    assert resolve(G) == ((1, 2, 3), (0.5, 0.25, 0.125), 4.0)
+    assert resolve(G, ("W", "W++")) == ((1, 3), (0.5, 0.125), 4.0)   # picked by space
+    assert resolve(G, ("W+",), steps=[7], lrs=[0.1], lr_scale=2) == ((7,), (0.1,), 2.0)
+
+
+def test_restore_runs_the_generator_schedule():
+    """NGD moves every row exactly rate x scale per step: one W step shows the rate applied."""
+    G = small_generator()
+    G.default_steps, G.default_lrs, G.default_lr_scale = (1, 2, 3), (0.5, 0.25, 0.125), 4.0
+    target = torch.rand(1, 3, 16, 16)
+    result = restore(G, target, loss=mse, progress=False)
+    assert [len(p.losses) for p in result.phases.values()] == [1, 2, 3]
+    assert [p.lr for p in result.phases.values()] == [2.0, 1.0, 0.5]
+    start = initial_latent(G, "W", 1)
+    moved = (result.phases["W"].latent - start).norm(dim=-1)
+    assert moved.item() == pytest.approx(2.0, rel=1e-5)
+    only = restore(G, target, loss=mse, spaces=("W+",), progress=False)   # a subset: its own entry
+    assert len(only.phases["W+"].losses) == 2 and only.phases["W+"].lr == 1.0
+    one = restore(G, target, loss=mse, spaces=("W+",), steps=(1,), progress=False)
+    moved = (one.latent - convert(start, "W+", G)).norm(dim=-1)      # [1, num_ws]
+    assert moved.max().item() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_shipped_generator_carries_its_schedule():
+    from rusir import load_generator
+    info = REGISTRY["toyfaces64"]
+    G = load_generator("toyfaces64")
+    assert (G.default_steps, G.default_lrs, G.default_lr_scale) == (info.steps, info.lrs, info.lr_scale)
+    assert resolve(G) == (info.steps, info.lrs, info.lr_scale)
