@@ -29,10 +29,12 @@ def main() -> None:
     G = load_generator(a.generator)
     gt = heldout(a.n_images, size=G.img_resolution)
     start = time.perf_counter()
-    result = restore(G, gt, None, progress=False)  # identity degradation, paper steps and rates
+    result = restore(G, gt, None, progress=False)  # identity degradation, the generator's schedule
     phases = {s: score(ph.images, gt) for s, ph in result.phases.items()}
     record = {"generator": a.generator, "n_images": a.n_images, "loss": getattr(G, "default_loss", None),
-              "lr_scale": getattr(G, "default_lr_scale", 1.0), "seconds": time.perf_counter() - start,
+              "lr_scale": getattr(G, "default_lr_scale", 1.0),
+              "steps": [len(ph.losses) for ph in result.phases.values()],
+              "lrs": [ph.lr for ph in result.phases.values()], "seconds": time.perf_counter() - start,
               "threads": torch.get_num_threads(),
               "mean_psnr": {s: mean(v["psnr"]) for s, v in phases.items()},
               "mean_ssim": {s: mean(v["ssim"]) for s, v in phases.items()}, "per_image": phases}

@@ -24,6 +24,7 @@ from rusir.generators import load_generator
 from rusir.latents import SPACES, initial_latent, convert
 from rusir.losses import build_loss
 from rusir.restore import render, run_phase
+from rusir.schedule import resolve as resolve_schedule
 
 
 def time_phase(G, target, loss, space: str, steps: int, precision: str) -> float:
@@ -58,6 +59,7 @@ def main() -> None:
     loss = build_loss(a.loss).to(device)
     with torch.no_grad():
         target = render(G, initial_latent(G, "W", a.batch) + 0.3).detach()
+    steps = resolve_schedule(G)[0]  # the generator's own steps per phase, for a whole restore
     results = {}
     for precision in a.precisions.split(","):
         results[precision] = {s: time_phase(G, target, loss, s, a.steps, precision) for s in SPACES}
@@ -66,7 +68,9 @@ def main() -> None:
               "torch": torch.__version__, "threads": torch.get_num_threads(), "batch": a.batch,
               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "load_average": os.getloadavg(),
               "loss": a.loss, "seconds_per_step": results,
-              "seconds_per_restore_450_steps": {k: 150 * sum(v.values()) for k, v in results.items()}}
+              "schedule_steps": dict(zip(SPACES, steps)),
+              "seconds_per_restore": {k: sum(n * v[s] for s, n in zip(SPACES, steps))
+                                      for k, v in results.items()}}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     name = Path(a.generator).stem
