@@ -45,11 +45,12 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--level", default="M")
     p.add_argument("--tasks", default=",".join(DEMO_TASKS))
-    p.add_argument("--steps", default=None, help="RUSIR steps per phase (default: the generator's own)")
+    p.add_argument("--steps", type=lambda text: [int(n) for n in text.split(",")], default=None,
+                   help="RUSIR steps per phase, e.g. 150,150,150 (default: the generator's own)")
     p.add_argument("--out", default="benchmarks/results")
     a = p.parse_args(argv)
     G = load_generator(a.generator)
-    steps, lrs, lr_scale = resolve_schedule(G, steps=a.steps and [int(n) for n in a.steps.split(",")])
+    steps, lrs, lr_scale = resolve_schedule(G, steps=a.steps)  # None: the generator's own
     steps = list(steps)
     gt = heldout(a.first + a.n_images, size=G.img_resolution)[a.first:]
     suffix = f"_from{a.first}" if a.first else ""
