@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
                           if args.device == "auto" else args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes every step: let cuDNN pick its fastest kernels
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = load_images(args.data).to(device)
@@ -145,9 +147,9 @@ def main(argv: list[str] | None = None) -> None:
         G.load_state_dict(st["G"]); D.load_state_dict(st["D"]); G_ema.load_state_dict(st["G_ema"])
         opt_G.load_state_dict(st["opt_G"]); opt_D.load_state_dict(st["opt_D"])
         step, nimg, wall = st["step"], st["nimg"], st["wall"]
-        torch.set_rng_state(st["rng"]); data_gen.set_state(st["data_rng"])
+        torch.set_rng_state(st["rng"].cpu()); data_gen.set_state(st["data_rng"].cpu())  # map_location moved them
         if device.type == "cuda" and st.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(st["cuda_rng"], device)
+            torch.cuda.set_rng_state(st["cuda_rng"].cpu(), device)
         print(f"resumed {state_path} at step {step}, {nimg / 1000:.1f} kimg", flush=True)
     elif args.init_from:
         if not Path(args.init_from).is_file():
