@@ -58,14 +58,8 @@ def _official(name: str, res: int, what: str) -> GeneratorInfo:
 REGISTRY: dict[str, GeneratorInfo] = {
     DEFAULT: GeneratorInfo(DEFAULT, "embedded default: 64 px cartoon faces trained by rusir (offline)",
                            64, "offline", None, ASSETS / "toyfaces64.safetensors",
-                           # measured on held-out faces 4..11 (not the demo's 0..3), mean PSNR over
-                           # the five demo tasks at M: x2 17.44, x4 17.67, x8 17.78 dB (L1, 320 kimg);
-                           # re-checked with the L2 preset at 437 kimg: x8 17.94, x16 17.80. At 629
-                           # kimg the paper's 150/150/150 steps (W++ at 0.005) under-fit W++: 50/50/300
-                           # with W++ at 0.03 gives 18.41 vs 18.18 dB in the same time and lifts
-                           # deartifacting above its naive baseline. Re-tuned at 1197 kimg: W++ at
-                           # 0.01 / 0.015 / 0.02 / 0.03 / 0.04 gives 18.58 / 18.62 / 18.68 / 18.55 /
-                           # 18.29 dB (docs/method.md, "Schedule")
+                           # lr_scale and schedule chosen on held-out faces 4..11 (not the demo's
+                           # 0..3) over the five demo tasks at M: docs/method.md, "Loss" and "Schedule"
                            lr_scale=8.0, steps=(50, 50, 300), lrs=(0.08, 0.02, 0.02)),
     "ffhq": _official("ffhq", 1024, "FFHQ 1024 px faces (the paper's generator)"),
     "metfaces": _official("metfaces", 1024, "MetFaces 1024 px art faces"),
