@@ -15,9 +15,9 @@ import rusir  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads Open
 import torch
 
 from rusir.data import heldout
-from rusir.experiment import mean, score
-from rusir.generators import load_generator
-from rusir.restore import restore
+from rusir.evaluation.experiment import mean, score
+from rusir.model.generators import load_generator
+from rusir.inversion.restore import restore
 
 
 def main() -> None:

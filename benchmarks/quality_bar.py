@@ -20,9 +20,9 @@ import torch
 
 from rusir.data import heldout
 from rusir.demo import DEMO_TASKS
-from rusir.experiment import mean, run_task
-from rusir.generators import load_generator
-from rusir.schedule import resolve as resolve_schedule
+from rusir.evaluation.experiment import mean, run_task
+from rusir.model.generators import load_generator
+from rusir.inversion.schedule import resolve as resolve_schedule
 
 
 def summarize(per_image: dict[str, dict[str, list[float]]]) -> dict:

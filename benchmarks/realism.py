@@ -15,9 +15,9 @@ import rusir  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads Open
 import torch
 
 from rusir.data import heldout
-from rusir.generators import load_generator
+from rusir.model.generators import load_generator
 from rusir.metrics import fid, inception_features, kid
-from rusir.stylegan2 import to_unit_range
+from rusir.model.stylegan2 import to_unit_range
 
 
 def main() -> None:

@@ -20,11 +20,11 @@ from pathlib import Path
 import rusir  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads OpenMP)
 import torch
 
-from rusir.generators import load_generator
-from rusir.latents import SPACES, initial_latent, convert
-from rusir.losses import build_loss
-from rusir.restore import render, run_phase
-from rusir.schedule import resolve as resolve_schedule
+from rusir.model.generators import load_generator
+from rusir.inversion.latents import SPACES, initial_latent, convert
+from rusir.inversion.losses import build_loss
+from rusir.inversion.restore import render, run_phase
+from rusir.inversion.schedule import resolve as resolve_schedule
 
 
 def time_phase(G, target, loss, space: str, steps: int, precision: str) -> float:

@@ -13,12 +13,12 @@ import os
 # (measured: 3.0 s vs 0.047 s per step on 2 cores). Only effective if torch is not imported yet.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from . import degradations  # noqa: E402
-from . import schedule  # noqa: E402
-from .generators import available as available_generators  # noqa: E402
-from .generators import load_generator  # noqa: E402
-from .restore import RestoreResult, restore  # noqa: E402
-from .stylegan2 import Generator  # noqa: E402
+from . import degradations
+from .inversion import schedule
+from .model.generators import available as available_generators  # noqa: E402
+from .model.generators import load_generator  # noqa: E402
+from .inversion.restore import RestoreResult, restore  # noqa: E402
+from .model.stylegan2 import Generator  # noqa: E402
 
 __all__ = ["load_generator", "available_generators", "restore", "RestoreResult", "Generator",
            "degradations"]

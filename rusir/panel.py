@@ -21,9 +21,9 @@ from torch import Tensor
 
 from . import degradations
 from .data import heldout_paths, load_image
-from .experiment import TaskRun, mean, run_task
-from .figures import image_grid, to_pil
-from .schedule import resolve as resolve_schedule
+from .evaluation.experiment import TaskRun, mean, run_task
+from .evaluation.figures import image_grid, to_pil
+from .inversion.schedule import resolve as resolve_schedule
 
 __all__ = ["PanelState", "QuickstartController", "pick_image", "upload_bytes", "png_bytes",
            "quickstart_panel"]
@@ -90,7 +90,7 @@ class QuickstartController:
         self.seed = seed
         self.loss = loss
         if loss is None and loss_preset:
-            from .losses import build_loss
+            from .inversion.losses import build_loss
             self.loss = build_loss(loss_preset)
         self.state = PanelState()
         self.listeners: list[Callable[[PanelState], None]] = []

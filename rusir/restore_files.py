@@ -8,9 +8,9 @@ import torch
 
 from . import degradations
 from .data import load_image
-from .figures import save_grid, to_pil
-from .generators import load_generator
-from .restore import restore
+from .evaluation.figures import save_grid, to_pil
+from .model.generators import load_generator
+from .inversion.restore import restore
 
 
 def _user_mask(path: Path, size: int) -> torch.Tensor:
@@ -29,7 +29,7 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
     with it each file is a clean image that is first degraded by the task (a demo/benchmark).
     Returns {input path: restored path}.
     """
-    from .presets import load_preset
+    from .inversion.presets import load_preset
 
     G = load_generator(generator, device=device)
     R = G.img_resolution

@@ -26,8 +26,8 @@ import torch
 from rusir import degradations
 from rusir.baselines import baseline_config, get_method
 from rusir.data import heldout
-from rusir.generators import load_generator
-from rusir.schedule import resolve as resolve_schedule
+from rusir.model.generators import load_generator
+from rusir.inversion.schedule import resolve as resolve_schedule
 from rusir.metrics import psnr, ssim
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,12 +113,12 @@ def main(argv=None) -> dict:
 
     G = load_generator(args.generator)
     args.rusir_steps = list(resolve_schedule(G, steps=args.rusir_steps)[0])
-    from rusir.generators import REGISTRY
+    from rusir.model.generators import REGISTRY
     gen_file = REGISTRY[args.generator].path if args.generator in REGISTRY else Path(args.generator)
     gen_sha = hashlib.sha256(gen_file.read_bytes()).hexdigest()[:16] if gen_file and gen_file.is_file() else None
     loss = None
     if args.loss is not None:
-        from rusir.presets import load_preset
+        from rusir.inversion.presets import load_preset
         loss = load_preset(args.loss).build()
     res = G.img_resolution
     gt = as_8bit(heldout(args.images, size=res))

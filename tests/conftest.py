@@ -25,19 +25,19 @@ def fixture_path(name: str) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny32():
-    from rusir.pkl import load_network_pickle
+    from rusir.model.pkl import load_network_pickle
     return load_network_pickle(fixture_path("tiny32.pkl"))
 
 
 @pytest.fixture(scope="session")
 def tiny64():
-    from rusir.pkl import load_network_pickle
+    from rusir.model.pkl import load_network_pickle
     return load_network_pickle(fixture_path("tiny64.pkl"))
 
 
 def small_generator(seed: int = 0, resolution: int = 16):
     """A tiny randomly initialised generator that needs no fixture (fast unit tests)."""
-    from rusir.stylegan2 import Generator
+    from rusir.model.stylegan2 import Generator
     torch.manual_seed(seed)
     G = Generator(16, 0, 16, resolution, 3, mapping_kwargs=dict(num_layers=2),
                   synthesis_kwargs=dict(channel_base=128, channel_max=16))

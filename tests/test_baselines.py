@@ -13,7 +13,7 @@ from rusir.baselines import METHODS, BaselineResult, baseline_config, get_method
 from rusir.baselines.config import TABLES
 from rusir.baselines.lbrgm import lbrgm
 from rusir.baselines.pulse import gaussian_fit, geocross, lr_factor, pulse, to_w
-from rusir.restore import render, restore
+from rusir.inversion.restore import render, restore
 
 FAST = {"pulse": dict(fit_samples=256), "lbrgm": dict(init_candidates=4), "adam_wplus": {}}
 BASELINES = tuple(FAST)

@@ -1,4 +1,4 @@
-"""rusir.bench: planning, sharding, resumability, atomic item folders, failures, CLI."""
+"""rusir.evaluation.runner: planning, sharding, resumability, atomic item folders, failures, CLI."""
 from __future__ import annotations
 
 import json
@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from conftest import small_generator
-from rusir import bench
-from rusir.bench import Item, parse_shard, parse_tasks, plan_items, run_bench, shard
-from rusir.report import build_tables, load_records
-from rusir.restore import RestoreResult, restore
+from rusir.evaluation import runner as bench
+from rusir.evaluation.runner import Item, parse_shard, parse_tasks, plan_items, run_bench, shard
+from rusir.evaluation.report import build_tables, load_records
+from rusir.inversion.restore import RestoreResult, restore
 
 TASKS = "upsampling@M,UNAP@M"
 STEPS = (3, 3, 3)
@@ -271,11 +271,11 @@ def test_changed_config_in_same_folder_is_refused(G, tmp_path):
 # --- command line ---------------------------------------------------------------------------------
 
 def _cli_generator(tmp_path) -> str:
-    from rusir.generators import REGISTRY
+    from rusir.model.generators import REGISTRY
     info = REGISTRY.get("toyfaces64")
     if info is not None and info.path is not None and Path(info.path).is_file():
         return "toyfaces64"
-    from rusir.checkpoint import save_generator
+    from rusir.model.checkpoint import save_generator
     return str(save_generator(small_generator(resolution=16), tmp_path / "tiny.safetensors"))
 
 

@@ -1,4 +1,4 @@
-"""rusir.checkpoint: safetensors round trip, clear errors, and the shipped default generator."""
+"""rusir.model.checkpoint: safetensors round trip, clear errors, and the shipped default generator."""
 from __future__ import annotations
 
 import json
@@ -8,8 +8,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from rusir.checkpoint import CheckpointError, load_generator_file, read_metadata, save_generator
-from rusir.stylegan2 import Generator
+from rusir.model.checkpoint import CheckpointError, load_generator_file, read_metadata, save_generator
+from rusir.model.stylegan2 import Generator
 
 SHIPPED = Path(__file__).resolve().parents[1] / "rusir" / "assets" / "toyfaces64.safetensors"
 

@@ -12,7 +12,7 @@ from rusir import data
 from rusir.data import avatars
 
 # Golden values of the shipped held-out set (computed once when it was generated with
-# `python -m rusir.data.build --png --out rusir/assets/heldout --n 64 --start-seed 2000000000`).
+# `python -m rusir.train.build_data --png --out rusir/assets/heldout --n 64 --start-seed 2000000000`).
 HELDOUT_COUNT = 64
 HELDOUT_PIXEL_SUM = 108507313  # sum of all uint8 values of the 64 images
 HELDOUT_LISTING_SHA = "efe15cf93c51e1496bb1963d8121f1febdbf76e4fdfb306a68c7ca0404ea1660"

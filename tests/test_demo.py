@@ -7,7 +7,7 @@ import torch
 
 from conftest import fixture_path
 from rusir.demo import run_demo
-from rusir.experiment import naive_restoration
+from rusir.evaluation.experiment import naive_restoration
 
 
 def test_naive_restoration_upsamples_small_targets_and_keeps_full_size_ones():

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from conftest import fixture_path, small_generator
-from rusir.checkpoint import save_generator
+from rusir.model.checkpoint import save_generator
 from rusir.cli import main
-from rusir.generators import REGISTRY, load_generator
-from rusir.weights import MissingWeightsError
+from rusir.model.generators import REGISTRY, load_generator
+from rusir.model.weights import MissingWeightsError
 
 
 def test_official_name_offline_names_file_url_and_place(monkeypatch, tmp_path):

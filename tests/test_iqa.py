@@ -1,4 +1,4 @@
-"""rusir.iqa: the IQA-loss study's variants as data, the consistency term end to end, the runner's
+"""rusir.evaluation.iqa: the IQA-loss study's variants as data, the consistency term end to end, the runner's
 records (bench layout, unavailable variants), and the study's table layout."""
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from conftest import small_generator
-from rusir import iqa
-from rusir.losses import L1Term, LossConfig, MultiResolutionLoss, make_term
-from rusir.presets import load_preset
-from rusir.weights import MissingWeightsError
+from rusir.evaluation import iqa
+from rusir.inversion.losses import L1Term, LossConfig, MultiResolutionLoss, make_term
+from rusir.inversion.presets import load_preset
+from rusir.model.weights import MissingWeightsError
 
 WEIGHT_FREE = ["baseline", "ms_ssim", "grad", "ssim", "consistency", "composite_free"]
 
@@ -147,7 +147,7 @@ def test_missing_lpips_weights_are_skipped_and_recorded(offline_home, capsys):
 
 
 def test_records_feed_rusir_report(tmp_path, offline_home):
-    from rusir.report import build_tables, load_records
+    from rusir.evaluation.report import build_tables, load_records
     G = small_generator(resolution=32)
     examples = {}
     records = iqa.run_iqa_study(G, smooth_images(b=2, side=32), ["baseline", "consistency"],

@@ -1,16 +1,17 @@
-"""rusir.losses: per-image losses, the paper's pyramid, masks, composites, presets, weights policy."""
+"""rusir.inversion.losses: per-image losses, the paper's pyramid, masks, composites, presets, weights policy."""
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from rusir import losses, metrics, presets
+from rusir import metrics
+from rusir.inversion import losses, presets
 from conftest import smooth_images
 from conftest import noisy as _noisy
-from rusir.losses import (CompositeLoss, ConsistencyLoss, GradientTerm, L1Term, LossConfig,
+from rusir.inversion.losses import (CompositeLoss, ConsistencyLoss, GradientTerm, L1Term, LossConfig,
                           LPIPSTerm, MultiResolutionLoss, build_loss, make_term)
-from rusir.weights import MissingWeightsError
+from rusir.model.weights import MissingWeightsError
 
 WEIGHT_FREE = ["l1", "l2", "grad", "ssim", "ms_ssim"]
 

@@ -10,7 +10,7 @@ from rusir import metrics
 from conftest import smooth_images
 from conftest import noisy as _noisy
 from rusir.metrics import MetricUnavailable
-from rusir.weights import MissingWeightsError
+from rusir.model.weights import MissingWeightsError
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from rusir.ngd import NGD, normalized_direction
+from rusir.inversion.ngd import NGD, normalized_direction
 
 
 def test_step_length_equals_lr_per_row():

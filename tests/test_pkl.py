@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import fixture_path
-from rusir.pkl import (NetworkPickleError, UnsafePickleError, load_network_pickle,
+from rusir.model.pkl import (NetworkPickleError, UnsafePickleError, load_network_pickle,
                        read_network_pickle)
 
 
@@ -79,7 +79,7 @@ def test_truncated_corrupt_and_foreign_files(tmp_path):
 
 def test_other_architecture_is_refused():
     """A network record that is not a StyleGAN2 'Generator' (here the discriminator) is named."""
-    from rusir.pkl import generator_config
+    from rusir.model.pkl import generator_config
     record = read_network_pickle(fixture_path("tiny32.pkl"))["D"]
     with pytest.raises(NetworkPickleError, match="'Discriminator'"):
         generator_config(record)

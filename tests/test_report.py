@@ -1,4 +1,4 @@
-"""rusir.report: tables in the paper's layout, set metrics from the saved PNGs, plots."""
+"""rusir.evaluation.report: tables in the paper's layout, set metrics from the saved PNGs, plots."""
 from __future__ import annotations
 
 import csv
@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from conftest import small_generator
-from rusir.bench import run_bench
-from rusir.report import build_tables, load_records, set_metrics_for, write_report
-from rusir.restore import RestoreResult
+from rusir.evaluation.runner import run_bench
+from rusir.evaluation.report import build_tables, load_records, set_metrics_for, write_report
+from rusir.inversion.restore import RestoreResult
 
 
 def bicubic(G, target, degradation, loss=None, steps=None, progress=True):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import small_generator
-from rusir.restore import render, restore
+from rusir.inversion.restore import render, restore
 
 
 def mse(x, y, mask=None):

@@ -1,4 +1,4 @@
-"""rusir.results: per-image rows, JSON/CSV files, summaries and plots."""
+"""rusir.evaluation.results: per-image rows, JSON/CSV files, summaries and plots."""
 from __future__ import annotations
 
 import csv
@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from rusir.results import (plot_metric, read_results, select, summarize, summary_table, task_rows,
+from rusir.evaluation.results import (plot_metric, read_results, select, summarize, summary_table, task_rows,
                            write_results)
 
 

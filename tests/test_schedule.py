@@ -1,4 +1,4 @@
-"""rusir.schedule: the paper's per-phase steps and rates, a generator's own, and what restore runs."""
+"""rusir.inversion.schedule: the paper's per-phase steps and rates, a generator's own, and what restore runs."""
 from __future__ import annotations
 
 import pytest
@@ -6,9 +6,9 @@ import torch
 
 from conftest import small_generator
 from rusir import restore
-from rusir.generators import REGISTRY
-from rusir.latents import convert, initial_latent
-from rusir.schedule import PAPER_LRS, PAPER_STEPS, resolve
+from rusir.model.generators import REGISTRY
+from rusir.inversion.latents import convert, initial_latent
+from rusir.inversion.schedule import PAPER_LRS, PAPER_STEPS, resolve
 
 
 def mse(x, y, mask=None):

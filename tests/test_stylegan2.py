@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from conftest import fixture_path, small_generator
-from rusir.latents import w_to_wplus, wplus_to_wpp
-from rusir.stylegan2 import Generator
+from rusir.inversion.latents import w_to_wplus, wplus_to_wpp
+from rusir.model.stylegan2 import Generator
 
 NETS = ["tiny32", "tiny64"]
 

@@ -1,4 +1,4 @@
-"""rusir.weights: cache lookup, checksums, atomic downloads, clear errors offline."""
+"""rusir.model.weights: cache lookup, checksums, atomic downloads, clear errors offline."""
 from __future__ import annotations
 
 import hashlib
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from rusir import weights
-from rusir.weights import CorruptWeightsError, MissingWeightsError, WeightFile
+from rusir.model import weights
+from rusir.model.weights import CorruptWeightsError, MissingWeightsError, WeightFile
 
 
 @pytest.fixture

@@ -1,10 +1,10 @@
-"""Widening a trained network must keep its function exactly (rusir.widen)."""
+"""Widening a trained network must keep its function exactly (rusir.train.widen)."""
 import pytest
 import torch
 
-from rusir.discriminator import Discriminator
-from rusir.stylegan2 import Generator
-from rusir.widen import widen_state
+from rusir.train.discriminator import Discriminator
+from rusir.model.stylegan2 import Generator
+from rusir.train.widen import widen_state
 
 
 def _generator(base: int, cmax: int, seed: int) -> Generator:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..restore import restore
+from ..inversion.restore import restore
 from ._common import BaselineResult
 from .adam_wplus import adam_wplus
 from .config import baseline_config, load_table

@@ -12,8 +12,8 @@ from typing import Callable, Optional
 
 from torch import Tensor
 
-from ..latents import initial_latent
-from ..restore import StepInfo, run_phase
+from ..inversion.latents import initial_latent
+from ..inversion.restore import StepInfo, run_phase
 from ._common import BaselineResult, prepare, reject_unknown
 
 __all__ = ["adam_wplus"]

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..restore import PhaseResult, StepInfo, render
+from ..inversion.restore import PhaseResult, StepInfo, render
 from ._common import (BaselineResult, evaluate_loss, masked_mse, prepare, reject_unknown,
                       seeded_randn)
 

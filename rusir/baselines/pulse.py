@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..restore import PhaseResult, StepInfo, render
+from ..inversion.restore import PhaseResult, StepInfo, render
 from ._common import (BaselineResult, device_of, evaluate_loss, masked_mse, prepare,
                       reject_unknown, seeded_randn)
 

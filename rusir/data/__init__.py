@@ -7,7 +7,7 @@
 * ``render(seed, size=64)``: render one avatar (training extra: ``pip install rusir[train]``).
   Training seeds are ``TRAIN_SEEDS = range(0, 10**9)``; held-out seeds start at
   ``HELDOUT_SEED_START = 2_000_000_000``.
-* ``python -m rusir.data.build``: render a training array ``images.npy`` (see ``build``).
+* ``python -m rusir.train.build_data``: render a training array ``images.npy`` (see ``build``).
 """
 
 from .avatars import (

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .stylegan2 import FullyConnectedLayer, _resample_filter, lrelu_gain
+from ..model.stylegan2 import FullyConnectedLayer, _resample_filter, lrelu_gain
 
 
 def downsample2d(x: Tensor, f: Tensor, pad: int = 1) -> Tensor:

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import degradations
-from .restore import RestoreResult, restore
+from .. import degradations
+from ..inversion.restore import RestoreResult, restore
 
 
 @dataclass
@@ -38,7 +38,7 @@ def naive_restoration(target: Tensor, size: int) -> Tensor:
 
 def score(prediction: Tensor, ground_truth: Tensor) -> dict[str, list[float]]:
     """PSNR and SSIM per image (weight-free, always available)."""
-    from .metrics import psnr, ssim
+    from ..metrics import psnr, ssim
     pred = prediction.clamp(0, 1)
     return {"psnr": psnr(pred, ground_truth).tolist(), "ssim": ssim(pred, ground_truth).tolist()}
 
@@ -59,7 +59,7 @@ def run_task(G, ground_truth: Tensor, task: str, level: str = "M", seed: int = 0
     naive = naive_restoration(target, ground_truth.shape[-1])
     with torch.no_grad():
         fidelity = deg.degrade_ground_truth(result.images.clamp(0, 1))
-    from .metrics import psnr
+    from ..metrics import psnr
     scores = {"restored": score(result.images, ground_truth), "naive": score(naive, ground_truth),
               "fidelity_psnr": psnr(fidelity, target).tolist(),
               "phases": {s: score(p.images, ground_truth) for s, p in result.phases.items()},

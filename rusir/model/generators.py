@@ -6,7 +6,7 @@
 - an official name ("ffhq", "metfaces", "afhqcat", ...): downloaded once into the cache
   (`$RUSIR_CACHE`, default ~/.cache/rusir) when online; offline, a clear error says which
   file to put where. Loaded with the exec-free pickle reader.
-- a path to a `.pkl` (official format) or `.safetensors` (rusir.checkpoint) file.
+- a path to a `.pkl` (official format) or `.safetensors` (rusir.model.checkpoint) file.
 """
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ import torch
 from . import weights
 from .checkpoint import load_generator_file
 from .pkl import load_network_pickle
-from .schedule import PAPER_LRS, PAPER_STEPS
+from ..inversion.schedule import PAPER_LRS, PAPER_STEPS
 from .stylegan2 import Generator
 
-ASSETS = Path(__file__).resolve().parent / "assets"
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
 DEFAULT = "toyfaces64"
 _OFFICIAL_BASE = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/"
 
@@ -33,8 +33,8 @@ class GeneratorInfo:
     name: str
     description: str
     resolution: int
-    default_loss: str          # preset name (rusir/presets/*.yaml)
-    weight: Optional[str]      # rusir.weights registry name, None for shipped files
+    default_loss: str          # preset name (rusir/inversion/loss_presets/*.yaml)
+    weight: Optional[str]      # rusir.model.weights registry name, None for shipped files
     path: Optional[Path] = None
     lr_scale: float = 1.0      # RUSIR's global_lr_scale for this generator's latent scale
     steps: tuple[int, int, int] = PAPER_STEPS   # RUSIR steps per phase W, W+, W++
@@ -95,7 +95,7 @@ def _file_default_loss(path: Path) -> str:
 def load_generator(name_or_path: Union[str, Path] = DEFAULT, device: Union[str, torch.device] = "cpu",
                    download: Optional[bool] = None) -> Generator:
     """A frozen generator in eval mode, with `G.default_loss` (its loss preset) and its RUSIR
-    schedule (`G.default_steps`, `G.default_lrs`, `G.default_lr_scale`; rusir.schedule) set."""
+    schedule (`G.default_steps`, `G.default_lrs`, `G.default_lr_scale`; rusir.inversion.schedule) set."""
     key = str(name_or_path)
     if key in REGISTRY:
         info = REGISTRY[key]

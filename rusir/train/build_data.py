@@ -2,7 +2,7 @@
 
 Array dataset (what the training script reads)::
 
-    python -m rusir.data.build --out DIR --n 20000 --start-seed 0 --workers 2
+    python -m rusir.train.build_data --out DIR --n 20000 --start-seed 0 --workers 2
     # -> DIR/images.npy  uint8 [N, size, size, 3], image i is render(start_seed + i)
     #    DIR/images.json metadata (seeds, size, renderer versions)
 
@@ -14,7 +14,7 @@ an interrupted build resumes. The chunks are removed once the array is assembled
 
 PNG folder (how the shipped held-out set was made)::
 
-    python -m rusir.data.build --png --out rusir/assets/heldout --n 64 \\
+    python -m rusir.train.build_data --png --out rusir/assets/heldout --n 64 \\
         --start-seed 2000000000 --workers 1
 
 ``--grid FILE.png`` additionally writes an 8 x 8 grid of the first 64 images.
@@ -35,11 +35,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import avatars
+from ..data import avatars
 
 
 def _log(msg: str) -> None:
-    print(f"[rusir.data.build {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+    print(f"[rusir.train.build_data {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def _render_chunk(seed0: int, count: int, size: int, path: str) -> str:
@@ -205,7 +205,7 @@ def write_grid(images, path, cols: int = 8, gutter: int = 2, fill=(255, 255, 255
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m rusir.data.build", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m rusir.train.build_data", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="output folder (or .npy file for arrays)")
     ap.add_argument("--n", type=int, required=True, help="number of images")

@@ -4,14 +4,14 @@ Three groups of `AblationConfig`s, each run with `run_config` on the same images
 - "phases": W only, W+ only, W++ only, W -> W+, full W -> W+ -> W++. The total step budget is
   the same for all (3 x `steps` per phase: one phase runs 3 x steps, two phases 1.5 x steps each,
   as the authors' skip-phase-II switch did), each phase at the generator's RUSIR rate for its
-  space (rusir.schedule: the paper's 0.08 / 0.02 / 0.005, or a named generator's own).
+  space (rusir.inversion.schedule: the paper's 0.08 / 0.02 / 0.005, or a named generator's own).
 - "optimizer": NGD (RUSIR) vs Adam at several multiples of those rates (`ADAM_LR_SCALES`);
   `tuned` keeps the single Adam rate that scores best over the whole grid, so NGD faces Adam at
   its best learning rate (one rate for every task and level, as RUSIR uses one).
 - "loss": the generator's multiresolution loss preset vs the same terms at a single scale.
 
     for cfg, run in run_configs(G, truth, "upsampling", "M", configs(), steps=150, loss="offline"):
-        rows += rusir.results.task_rows(run, config=cfg.name, group=cfg.group)
+        rows += rusir.evaluation.results.task_rows(run, config=cfg.name, group=cfg.group)
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Iterator, Optional, Sequence, Union
 
 from .experiment import TaskRun, mean, run_task
-from .latents import SPACES
+from ..inversion.latents import SPACES
 
 __all__ = ["AblationConfig", "CONFIGS", "GROUPS", "ADAM_LR_SCALES", "configs",
            "run_config", "run_configs", "build_loss_for", "tuned"]
@@ -77,7 +77,7 @@ def configs(group: Union[str, Sequence[str], None] = None) -> list[AblationConfi
 
 def build_loss_for(G, config: AblationConfig, loss: Optional[str] = None):
     """The loss callable of `config`: preset `loss` (default: the generator's), at one or all scales."""
-    from .presets import load_preset
+    from ..inversion.presets import load_preset
 
     base = load_preset(loss or getattr(G, "default_loss", "paper"))
     return dataclasses.replace(base, multiresolution=config.multiresolution).build()
@@ -85,7 +85,7 @@ def build_loss_for(G, config: AblationConfig, loss: Optional[str] = None):
 
 def run_config(G, ground_truth, task: str, level: str, config: AblationConfig, steps: int = 150,
                seed: int = 0, loss: Optional[str] = None, progress: bool = False) -> TaskRun:
-    """Degrade, restore with `config` and score (rusir.experiment.run_task)."""
+    """Degrade, restore with `config` and score (rusir.evaluation.experiment.run_task)."""
     return run_task(G, ground_truth, task, level, seed=seed, loss=build_loss_for(G, config, loss),
                     progress=progress, **config.restore_kwargs(steps))
 

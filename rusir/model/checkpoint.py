@@ -48,7 +48,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not a safetensors file ({exc})") from exc
     if "config" not in raw:
         raise CheckpointError(f"{path} has no generator 'config' in its safetensors metadata; "
-                              "it was not written by rusir.checkpoint.save_generator")
+                              "it was not written by rusir.model.checkpoint.save_generator")
     try:
         return {"config": json.loads(raw["config"]), "meta": json.loads(raw.get("meta", "{}"))}
     except json.JSONDecodeError as exc:

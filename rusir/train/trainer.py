@@ -1,4 +1,4 @@
-"""Compact StyleGAN2 training for `rusir.stylegan2.Generator` (trains the embedded default).
+"""Compact StyleGAN2 training for `rusir.model.stylegan2.Generator` (trains the embedded default).
 
 The recipe is StyleGAN2's, cut to what matters at 64 px on a few CPU cores:
   * non-saturating logistic loss; lazy R1 on reals every `--r1-every` D steps (Adam lr/betas
@@ -13,7 +13,7 @@ The recipe is StyleGAN2's, cut to what matters at 64 px on a few CPU cores:
     in `state.pt`, so `--resume` continues the same trajectory (bit-for-bit on the same
     machine and thread count).
 Outputs in runs/<name>/: log.jsonl, samples_<kimg>.png (fixed z, G_ema, const noise, psi 1),
-state.pt (resumable), G_ema.safetensors (see rusir.checkpoint).
+state.pt (resumable), G_ema.safetensors (see rusir.model.checkpoint).
 """
 from __future__ import annotations
 
@@ -34,9 +34,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .checkpoint import save_generator
+from ..model.checkpoint import save_generator
 from .discriminator import Discriminator
-from .stylegan2 import Generator
+from ..model.stylegan2 import Generator
 from .widen import widen_state
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--device", default="auto")
     a("--resume", action="store_true", help="continue from <out>/state.pt")
     a("--init-from", default="", help="start a new (wider) run from another run's state.pt: weights "
-      "widened function-preservingly (rusir.widen), images seen and wall time carried over, "
+      "widened function-preservingly (rusir.train.widen), images seen and wall time carried over, "
       "optimiser moments reset")
     a("--bench", type=int, default=0, help="only time this many steps (after 2 warm-up) and exit")
     return p.parse_args(argv)

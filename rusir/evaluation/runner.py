@@ -2,7 +2,7 @@
 
     rusir bench --generator toyfaces64 --images heldout:8 --methods rusir,pulse --tasks single --out runs/b
     rusir bench ... --tasks upsampling@M,UNAP@M --shard 0/4      # 4 processes share one sweep
-    rusir report runs/b                                           # tables and plots (rusir.report)
+    rusir report runs/b                                           # tables and plots (rusir.evaluation.report)
 
 Layout of `out/`: `bench.json` (the run configuration), one folder per item
 `<method>/<task>/<level>/<jjjj>/` holding `ground_truth.png`, `target.png`, `prediction.png`,
@@ -36,10 +36,10 @@ from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from . import degradations
-from .cli import command
-from .degradations.base import LEVELS, derive_seed, to_uint8
-from .schedule import resolve as resolve_schedule
+from .. import degradations
+from ..cli import command
+from ..degradations.base import LEVELS, derive_seed, to_uint8
+from ..inversion.schedule import resolve as resolve_schedule
 
 __all__ = ["Item", "BenchSummary", "plan_items", "parse_tasks", "parse_shard", "shard",
            "resolve_images", "resolve_methods", "run_bench", "item_dir", "is_finished",
@@ -80,7 +80,7 @@ def is_composition(task: str) -> bool:
 
 def canonical_task(name: str) -> str:
     """Registry name of a task (`U` -> `upsampling`), upper-case initials of a composition."""
-    from .degradations.registry import INITIALS, _is_initials
+    from ..degradations.registry import INITIALS, _is_initials
     name = name.strip()
     if name.upper() in INITIALS:
         return INITIALS[name.upper()]
@@ -158,7 +158,7 @@ def resolve_images(spec: Union[str, Path, Sequence], n_images: Optional[int] = N
         paths = [Path(p) for p in spec]
         found = [(p.name, p) for p in paths]
     elif isinstance(spec, str) and spec.split(":")[0] == "heldout":
-        from .data import heldout_paths
+        from ..data import heldout_paths
         head, _, count = str(spec).partition(":")
         found = [(p.name, p) for p in heldout_paths()]
         if count:
@@ -187,9 +187,9 @@ def resolve_methods(methods: Union[str, Sequence[str], Mapping[str, Callable]]) 
     if not names:
         raise ValueError("no methods given")
     try:
-        from .baselines import get_method
+        from ..baselines import get_method
     except ImportError:
-        from .restore import restore
+        from ..inversion.restore import restore
 
         def get_method(name: str) -> Callable:
             if name != "rusir":
@@ -243,7 +243,7 @@ def method_kwargs(name: str, item: Item, steps: Sequence[int], baseline_steps: O
         return {"steps": tuple(steps), "seed": seed}
     config: dict = {}
     try:
-        from .baselines import baseline_config
+        from ..baselines import baseline_config
         config = dict(baseline_config(name, item.task, item.level))
     except (ImportError, ValueError, FileNotFoundError):
         pass
@@ -263,7 +263,7 @@ class _MetricCache:
         self.reasons: dict[str, str] = {}
 
     def __call__(self, pred: Tensor, gt: Tensor, degraded: Tensor, target: Tensor) -> dict:
-        from .metrics import compute_metrics
+        from ..metrics import compute_metrics
         values: dict = {}
         unavailable: dict[str, str] = {}
         for kind, a, b in (("accuracy", pred, gt), ("fidelity", degraded, target)):
@@ -291,7 +291,7 @@ def run_item(G, item: Item, fn: Callable, image_path: Path, out: Path, *, loss, 
              baseline_steps, seed: int, metrics: _MetricCache, save_latent: bool,
              device: torch.device) -> dict:
     """Run one item into a temporary folder and move it into place; returns its record."""
-    from .data import load_image
+    from ..data import load_image
     res = G.img_resolution
     started = time.time()
     gt = as_8bit(load_image(image_path, res)).to(device)
@@ -379,11 +379,11 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
     tasks: `single`, `composed`, `all`, `T@L,...` (see parse_tasks) or [(task, level)].
     loss: a loss callable, a preset name/YAML, or None (the generator's default).
     max_items: stop after running this many items (time-boxed jobs; a re-run continues).
-    steps: RUSIR steps per phase; None: the generator's own schedule (rusir.schedule).
+    steps: RUSIR steps per phase; None: the generator's own schedule (rusir.inversion.schedule).
     """
     t0 = time.time()
     out = Path(out)
-    from .generators import load_generator
+    from ..model.generators import load_generator
     dev = torch.device(device) if device is not None else (
         torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
     G = load_generator(generator, device=dev) if isinstance(generator, (str, Path)) else generator.to(dev)
@@ -392,7 +392,7 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
     loss_name = loss if isinstance(loss, (str, type(None))) else getattr(loss, "__name__", type(loss).__name__)
     loss_fn = loss
     if isinstance(loss, (str, Path)):
-        from .presets import load_preset
+        from ..inversion.presets import load_preset
         loss_fn = load_preset(loss).build()
     fns = resolve_methods(methods)
     pairs = parse_tasks(tasks) if isinstance(tasks, str) or not tasks or not isinstance(tasks[0], tuple) \
@@ -401,7 +401,7 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
     if isinstance(shard, str) or shard is None:
         shard = parse_shard(shard)
     metric_names = list(metrics)
-    from .metrics import PER_IMAGE_METRICS
+    from ..metrics import PER_IMAGE_METRICS
     bad = [m for m in metric_names if m not in PER_IMAGE_METRICS]
     if bad:
         raise ValueError(f"unknown per-image metric(s) {bad}; valid: {sorted(PER_IMAGE_METRICS)} "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .stylegan2 import Generator
+from ..model.stylegan2 import Generator
 
 SPACES = ("W", "W+", "W++")
 

@@ -30,8 +30,8 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-from .cli import command
-from .degradations.base import LEVELS
+from ..cli import command
+from ..degradations.base import LEVELS
 
 __all__ = ["Table", "load_records", "cell_metrics", "set_metrics_for", "build_tables",
            "write_report", "default_crops", "SET_METRIC_NAMES", "METRIC_ORDER"]
@@ -76,7 +76,7 @@ def _order(rec: dict) -> tuple:
 
 
 def _task_rank(task: str) -> tuple:
-    from .degradations import COMPOSITIONS, TASKS
+    from ..degradations import COMPOSITIONS, TASKS
     if task in TASKS:
         return (0, TASKS.index(task), task)
     if task in COMPOSITIONS:
@@ -109,7 +109,7 @@ def cell_metrics(records: Sequence[dict]) -> tuple[dict, dict]:
 # --- set metrics ----------------------------------------------------------------------------------
 
 def _read_pngs(paths: Sequence[Union[str, Path]], size: Optional[int] = None) -> torch.Tensor:
-    from .data import load_image
+    from ..data import load_image
     imgs = [load_image(p, size) if size else _read_png(p) for p in paths]
     return torch.cat(imgs)
 
@@ -142,7 +142,7 @@ class _SetMetricEngine:
 
     def _reference(self, records: Sequence[dict], size: int) -> tuple[tuple, torch.Tensor]:
         if self.reference:
-            from .bench import resolve_images
+            from .runner import resolve_images
             key = ("ref", str(self.reference), size)
             if key not in self.cache:
                 self.cache[key] = _read_pngs([p for _, p in resolve_images(str(self.reference))], size)
@@ -154,7 +154,7 @@ class _SetMetricEngine:
 
     def _features(self, key, images: torch.Tensor, crop: Optional[tuple] = None,
                   cache: Optional[dict] = None) -> torch.Tensor:
-        from .metrics import inception_features, random_crops
+        from ..metrics import inception_features, random_crops
         cache = self.cache if cache is None else cache
         fkey = ("features", key, crop)
         if fkey not in cache:
@@ -163,8 +163,8 @@ class _SetMetricEngine:
         return cache[fkey]
 
     def __call__(self, records: Sequence[dict]) -> tuple[dict, dict]:
-        from .metrics import MetricUnavailable, fid, inception_score, kid
-        from .weights import MissingWeightsError
+        from ..metrics import MetricUnavailable, fid, inception_score, kid
+        from ..model.weights import MissingWeightsError
         preds = _read_pngs([Path(r["_dir"]) / "prediction.png" for r in records])
         side = preds.shape[-1]
         ref_key, ref = self._reference(records, side)
@@ -177,7 +177,7 @@ class _SetMetricEngine:
                 continue
             try:
                 if name == "patch_fid":
-                    from .metrics import default_crop_size
+                    from ..metrics import default_crop_size
                     crop = self.crop_size or default_crop_size(side)
                     n = self.crops or default_crops(side)
                     fa = self._features("pred", preds, (crop, n, self.seed), mine)
@@ -234,7 +234,7 @@ def set_metrics_for(directory: Union[str, Path, None], records: Sequence[dict],
         cache[name] = {"signature": sig, "values": values, "unavailable": reasons}
         out[cell] = (values, reasons)
     if cache_path is not None:
-        from .bench import _write_json
+        from .runner import _write_json
         _write_json(cache_path, cache)
     return out
 

@@ -29,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import metrics
+from .. import metrics
 
 __all__ = [
     "Term", "L1Term", "L2Term", "GradientTerm", "SSIMTerm", "MSSSIMTerm", "LPIPSTerm",
@@ -113,7 +113,7 @@ class MSSSIMTerm(Term):
 class LPIPSTerm(Term):
     """LPIPS (lpips package, v0.1 heads, inputs [0, 1] normalised, spatial mean, no resize).
 
-    The ImageNet backbone comes from `rusir.weights` and is required: when it is absent this
+    The ImageNet backbone comes from `rusir.model.weights` and is required: when it is absent this
     raises MissingWeightsError (file, URL, destination) before lpips could download anything.
     `_allow_random_backbone_for_tests=True` builds lpips' random backbone -- for tests only.
     """
@@ -364,7 +364,7 @@ class LossConfig:
         return asdict(self)
 
     def weight_files(self) -> list[str]:
-        """Registry names (rusir.weights) this loss needs, e.g. ['vgg16'] for LPIPS-VGG."""
+        """Registry names (rusir.model.weights) this loss needs, e.g. ['vgg16'] for LPIPS-VGG."""
         nets = {k.split("_", 1)[1] for k in self.terms if k.startswith("lpips_")}
         return sorted(metrics.LPIPS_BACKBONES[n] for n in nets)
 
@@ -379,7 +379,7 @@ def build_loss(spec: Union[str, Mapping, LossConfig], degradation_fn=None) -> Co
     """A loss from data.
 
     spec: a LossConfig; a term name (-> that term in the paper's pyramid with 0.1 L1, so
-    "lpips_vgg" is the paper's loss); a preset name or YAML path (rusir.presets); a dict of
+    "lpips_vgg" is the paper's loss); a preset name or YAML path (rusir.inversion.presets); a dict of
     LossConfig fields (with `terms`); or a flat {term: weight} dict.
     """
     if isinstance(spec, LossConfig):

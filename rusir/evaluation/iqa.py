@@ -10,7 +10,7 @@ data (`IQA_VARIANTS`: name -> LossConfig fields) plus one runner and one table:
     # `rusir report runs/iqa` reads the same records (method `rusir[loss=<variant>]`)
 
 Every term is computed on (degraded prediction, target) inside the paper's multiresolution
-pyramid (+ 0.1 coarse L1) and masked where the task has a mask (`rusir.losses.CompositeLoss`),
+pyramid (+ 0.1 coarse L1) and masked where the task has a mask (`rusir.inversion.losses.CompositeLoss`),
 except `consistency`, which is computed on the clean prediction x = G(latent) in [0, 1]:
 L1(f_hat(x), f_hat(x + 0.01 N(0, 1))), weight 0.3 on top of the baseline, as the follow-up code
 (its sigma 0.01 is applied to rusir's [0, 1] images). For a stochastic approximation (denoising's
@@ -36,10 +36,10 @@ from typing import Callable, Mapping, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from .degradations.base import LEVELS
-from .losses import LossConfig
-from .schedule import resolve as resolve_schedule
-from .weights import MissingWeightsError
+from ..degradations.base import LEVELS
+from ..inversion.losses import LossConfig
+from ..inversion.schedule import resolve as resolve_schedule
+from ..model.weights import MissingWeightsError
 
 __all__ = ["IQA_VARIANTS", "BASELINE", "STUDY_METRICS", "STUDY_SET_METRICS", "DEFAULT_TASKS",
            "method_name", "variant_config", "variant_configs", "check_variant", "run_iqa_study",
@@ -76,7 +76,7 @@ def method_name(variant: str) -> str:
 
 
 def _baseline_config(baseline: Union[str, LossConfig, Mapping, None], G=None) -> LossConfig:
-    from .presets import load_preset
+    from ..inversion.presets import load_preset
     if isinstance(baseline, LossConfig):
         return baseline
     if isinstance(baseline, Mapping):
@@ -97,7 +97,7 @@ def variant_config(name: str, spec=None, baseline: Union[str, LossConfig, Mappin
     if isinstance(spec, LossConfig):
         return dataclasses.replace(spec, name=name)
     if isinstance(spec, str):
-        from .losses import TERMS
+        from ..inversion.losses import TERMS
         if spec in TERMS:
             return LossConfig({spec: 1.0}, name=name)
         return dataclasses.replace(_baseline_config(spec), name=name)
@@ -156,7 +156,7 @@ class _SetMetrics:
         self.names, self.kwargs, self.reasons = list(names), patch_fid_kwargs, {}
 
     def __call__(self, pred: Tensor, gt: Tensor) -> tuple[dict, dict]:
-        from .metrics import compute_metrics
+        from ..metrics import compute_metrics
         values, reasons = {}, {}
         for name in self.names:
             if name in self.reasons:
@@ -198,11 +198,11 @@ def run_iqa_study(G, images: Tensor, variants: Union[Sequence, Mapping, None] = 
     examples: a dict to fill with the first image's {ground_truth, target, prediction} per
     (variant, task, level), for `example_grid`.
     The targets are the same for every variant (degradation seed `seed`).
-    steps: RUSIR steps per phase; None: the generator's own schedule (rusir.schedule).
+    steps: RUSIR steps per phase; None: the generator's own schedule (rusir.inversion.schedule).
     """
-    from .bench import _MetricCache, as_8bit
+    from .runner import _MetricCache, as_8bit
     from .experiment import naive_restoration, run_task
-    from .metrics import psnr, ssim
+    from ..metrics import psnr, ssim
 
     say = log or (lambda _msg: None)
     steps = resolve_schedule(G, steps=steps)[0]
@@ -262,25 +262,25 @@ def run_iqa_study(G, images: Tensor, variants: Union[Sequence, Mapping, None] = 
                     f"{_mean([r['metrics'].get('accuracy_psnr') for r in records[-len(names):]]):.2f} dB "
                     f"[{time.time() - t0:.1f} s]")
     if out is not None:
-        from .bench import _write_json
+        from .runner import _write_json
         _write_json(Path(out) / "unavailable.json",
                     [r for r in records if r.get("status") == "unavailable"])
     return records
 
 
 def _write_study_config(out: Path, G, gen_name, names, configs, tasks, levels, steps, seed, metrics):
-    from .bench import _write_config
+    from .runner import _write_config
     _write_config(out, {
         "generator": gen_name, "resolution": int(G.img_resolution), "images": "given",
         "image_names": list(names), "methods": [method_name(v) for v in configs],
         "tasks": [f"{t}@{lv}" for t in tasks for lv in levels], "steps": list(steps), "seed": seed,
-        "loss": "per method (IQA study, rusir.iqa)", "metrics": list(metrics), "baseline_steps": None,
+        "loss": "per method (IQA study, rusir.evaluation.iqa)", "metrics": list(metrics), "baseline_steps": None,
         "losses": {method_name(v): c.to_dict() for v, c in configs.items()}})
 
 
 def _write_item(out: Path, record: dict, images: dict, latent: Tensor) -> None:
     """One item folder as `rusir bench` writes it: built in out/.tmp, moved with one os.replace."""
-    from .bench import TMP, _owner_tag, _write_json, save_png
+    from .runner import TMP, _owner_tag, _write_json, save_png
     final = out / record["key"]
     tmp = out / TMP / f"{_owner_tag()}+{record['key'].replace('/', '__')}"
     if tmp.exists():
@@ -312,8 +312,8 @@ def _mean(values) -> float:
 
 
 def iqa_rows(records: Sequence[dict], **extra) -> list[dict]:
-    """Flat per-image rows (rusir.results format: psnr, ssim, naive_psnr, psnr_gain, lpips,
-    lpips_vgg, ...) of the finished records, for `rusir.results.write_results` / `plot_metric`."""
+    """Flat per-image rows (rusir.evaluation.results format: psnr, ssim, naive_psnr, psnr_gain, lpips,
+    lpips_vgg, ...) of the finished records, for `rusir.evaluation.results.write_results` / `plot_metric`."""
     rows = []
     for r in records:
         if r.get("status", "done") != "done":

@@ -21,7 +21,7 @@ from .latents import SPACES, convert, initial_latent
 from .losses import LossConfig, build_loss
 from .ngd import NGD
 from .schedule import resolve as resolve_schedule
-from .stylegan2 import Generator, to_unit_range
+from ..model.stylegan2 import Generator, to_unit_range
 
 LossFn = Callable[..., Tensor]
 
@@ -151,13 +151,13 @@ def restore(G: Generator, target: Tensor, degradation=None,
 
     degradation: object with `degrade_prediction(x)` and optional `mask` (identity if None).
     loss: callable (x, y, mask=None) -> [B]; or a loss as data (preset/term name, dict,
-    LossConfig: see `rusir.losses.build_loss`), built here with this degradation's
+    LossConfig: see `rusir.inversion.losses.build_loss`), built here with this degradation's
     `degrade_prediction` (which the `consistency` term needs); None takes the generator's
     default preset (`G.default_loss`, set by `load_generator`) or else the paper's LPIPS-VGG loss.
     steps / lrs: per phase, for the phases named in `spaces` (a subset of W, W+, W++ in order,
     e.g. ("W+",) for an ablation); lr_scale multiplies every rate. None takes the generator's
     own schedule (`G.default_steps` / `default_lrs` / `default_lr_scale`, set by
-    `load_generator`), else the paper's 150/150/150 steps at 0.08/0.02/0.005 x 1 (rusir.schedule).
+    `load_generator`), else the paper's 150/150/150 steps at 0.08/0.02/0.005 x 1 (rusir.inversion.schedule).
     resolution: working resolution R the degradation expects (default: G's resolution).
     """
     start = time.perf_counter()

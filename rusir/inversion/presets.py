@@ -1,4 +1,4 @@
-"""Loss presets: YAML data in `rusir/presets/*.yaml` (package data), loaded as `LossConfig`.
+"""Loss presets: YAML data in `rusir/inversion/loss_presets/*.yaml` (package data), loaded as `LossConfig`.
 
 A preset file holds its loss under the `loss:` key (LossConfig fields), so the same file can
 later carry other sections. Shipped presets:
@@ -19,7 +19,7 @@ from .losses import LossConfig
 
 __all__ = ["PRESET_DIR", "list_presets", "preset_path", "load_preset"]
 
-PRESET_DIR = Path(__file__).with_name("presets")
+PRESET_DIR = Path(__file__).with_name("loss_presets")
 
 
 def list_presets() -> list[str]:

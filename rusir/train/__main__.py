@@ -1,0 +1,4 @@
+"""`python -m rusir.train ...`: run the trainer (rusir.train.trainer)."""
+from .trainer import main
+
+main()
