@@ -1,4 +1,7 @@
-"""Command line: `rusir demo | restore | generators | tasks` (bench/report/sweep register here too).
+"""Command line, the top floor: `rusir demo | restore | generators | tasks | bench | report | sweep`.
+
+Every sub-command is defined here and imports the layer that does the work only when it runs,
+so `rusir --help` stays fast and nothing below imports the command line.
 
     rusir demo                                   # the main job on the embedded generator
     rusir restore photo.png --task upsampling --level M --generator ffhq --out out/
@@ -10,9 +13,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
-import torch
+import yaml
 
 # name -> (help, setup); setup fills the sub-parser and returns the function that runs it.
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], Callable[[argparse.Namespace], int]]]] = {}
@@ -63,7 +66,7 @@ def _restore(p: argparse.ArgumentParser):
     p.add_argument("--mask", type=Path, default=None, help="inpainting: known-pixel mask image (white = known)")
     p.add_argument("--simulate", action="store_true", help="images are clean: degrade them first")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
 
     def run(a: argparse.Namespace) -> int:
         from .restore_files import restore_files
@@ -95,19 +98,129 @@ def _tasks(p: argparse.ArgumentParser):
     return run
 
 
-def _load_extensions() -> None:
-    """Sub-commands defined in other modules (bench, report, sweep) register on import."""
-    import importlib
-    for module in ("rusir.evaluation.runner", "rusir.evaluation.report", "rusir.sweep"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+def _apply_config(p: argparse.ArgumentParser, a: argparse.Namespace, path: Path) -> None:
+    """Options from a YAML mapping, for those left at their defaults on the command line."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"bench config {path} does not exist")
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of option: value")
+    for key, value in data.items():
+        dest = key.replace("-", "_")
+        if dest == "config" or not hasattr(a, dest):
+            raise ValueError(f"{path}: unknown option {key!r}")
+        if getattr(a, dest) != p.get_default(dest):
+            continue
+        if dest == "steps" and value is not None:
+            value = _steps(value) if isinstance(value, str) else tuple(int(v) for v in value)
+        elif dest in ("methods", "tasks", "metrics") and isinstance(value, (list, tuple)):
+            value = ",".join(str(v) for v in value)
+        elif dest == "out":
+            value = Path(value)
+        setattr(a, dest, value)
+
+
+@command("bench", "run every (method, task, level, image) item of a benchmark (resumable, shardable)")
+def _bench(p: argparse.ArgumentParser):
+    p.add_argument("--config", type=Path, default=None,
+                   help="YAML of option defaults (keys as the options, e.g. params/bench/offline.yaml); "
+                        "options given on the command line win")
+    p.add_argument("--generator", default="toyfaces64", help="registry name or .pkl/.safetensors path")
+    p.add_argument("--images", default="heldout", help="heldout, heldout:N, or an image folder")
+    p.add_argument("--n-images", type=int, default=None, help="use the first N images")
+    p.add_argument("--methods", default="rusir", help="comma list: rusir,pulse,lbrgm,adam_wplus")
+    p.add_argument("--tasks", default="single", help="single | composed | all | T@L,... (e.g. upsampling@M,UNAP@M)")
+    p.add_argument("--out", type=Path, default=None, help="output folder (required)")
+    p.add_argument("--shard", default=None, help="k/n: run shard k (0-based) of n")
+    p.add_argument("--steps", type=_steps, default=None,
+                   help="RUSIR steps per phase (default: the generator's own schedule)")
+    p.add_argument("--baseline-steps", type=int, default=None, help="override the baselines' steps")
+    p.add_argument("--metrics", default="psnr,ssim,ms_ssim,lpips", help="per-image metrics")
+    p.add_argument("--loss", default=None, help="loss preset name/YAML (default: the generator's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+    p.add_argument("--max-items", type=int, default=None, help="stop after running N items")
+    p.add_argument("--fail-fast", action="store_true", help="stop at the first failing item")
+    p.add_argument("--no-latents", action="store_true", help="do not save latent.pt")
+    p.add_argument("--no-progress", action="store_true")
+
+    def run(a: argparse.Namespace) -> int:
+        from .evaluation.runner import run_bench
+        if a.config is not None:
+            _apply_config(p, a, a.config)
+        if a.out is None:
+            raise ValueError("--out is required (or `out:` in --config)")
+        summary = run_bench(a.generator, a.images, a.methods, a.tasks, a.out, shard=a.shard,
+                            steps=a.steps, n_images=a.n_images,
+                            metrics=[m for m in a.metrics.split(",") if m], seed=a.seed,
+                            device=a.device, loss=a.loss, baseline_steps=a.baseline_steps,
+                            fail_fast=a.fail_fast, max_items=a.max_items,
+                            save_latent=not a.no_latents, progress=not a.no_progress)
+        for f in summary.failures:
+            print(f"failed {f['key']}: {f['error']}", file=sys.stderr)
+        print(summary.line())
+        return 1 if summary.failed else 0
+    return run
+
+
+@command("report", "tables (Markdown, CSV) and plots of a `rusir bench` output folder")
+def _report(p: argparse.ArgumentParser):
+    p.add_argument("directory", type=Path)
+    p.add_argument("--out", type=Path, default=None, help="default: DIRECTORY/report")
+    p.add_argument("--set-metrics", default="patch_fid,fid,kid,is",
+                   help="realism metrics from the PNGs: patch_fid,fid,kid,is ('' or none: skip)")
+    p.add_argument("--no-set-metrics", action="store_true")
+    p.add_argument("--crop-size", type=int, default=None, help="patch-FID crop side (default: 128 at >= 256 px, else side/2)")
+    p.add_argument("--crops", type=int, default=None, help="patch-FID crops per image (default: 1000 at >= 256 px, else 100)")
+    p.add_argument("--reference", default=None, help="reference image folder for FID/KID/patch-FID (default: the ground truths)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--no-plots", action="store_true")
+
+    def run(a: argparse.Namespace) -> int:
+        from .evaluation.report import write_report
+        names = [n for n in a.set_metrics.split(",") if n and n != "none"]
+        use = bool(names) and not a.no_set_metrics
+        kwargs = dict(names=names, crop_size=a.crop_size, crops=a.crops, reference=a.reference,
+                      device=a.device, progress=True) if use else {}
+        result = write_report(a.directory, a.out, set_metrics=use, plots=not a.no_plots, **kwargs)
+        print(result["markdown"])
+        print(f"wrote {len(result['files'])} files to {Path(result['files'][0]).parent}")
+        return 0
+    return run
+
+
+def _override(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--param expects NAME=VALUE (YAML value), got {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip(), yaml.safe_load(value)
+
+
+@command("sweep", "execute a notebook for every parameter set of a params/*.yaml sweep (papermill)")
+def _sweep(p: argparse.ArgumentParser):
+    p.add_argument("sweep_file", type=Path, help="a sweep YAML, e.g. params/task_upsampling.yaml")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default runs/sweeps/<file stem>)")
+    p.add_argument("--dry-run", action="store_true", help="list the sets and their status; run nothing")
+    p.add_argument("--force", action="store_true", help="re-run sets that are already done")
+    p.add_argument("--only", action="append", default=[], metavar="GLOB", help="run only matching set names")
+    p.add_argument("--param", action="append", default=[], type=_override, metavar="NAME=VALUE",
+                   help="override a parameter in every set (YAML value, e.g. steps=[5,5,5])")
+    p.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
+
+    def run(a: argparse.Namespace) -> int:
+        from .sweep import run_sweep
+        statuses = run_sweep(a.sweep_file, a.out, dry_run=a.dry_run, force=a.force, only=a.only,
+                             overrides=dict(a.param), kernel_name=a.kernel)
+        if not statuses:
+            print("no set matches --only")
+            return 2
+        counts = {s: list(statuses.values()).count(s) for s in dict.fromkeys(statuses.values())}
+        print("sweep:", ", ".join(f"{n} {s}" for s, n in counts.items()))
+        return 1 if "failed" in statuses.values() else 0
+    return run
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    _load_extensions()
     parser = argparse.ArgumentParser(prog="rusir", description="Robust unsupervised StyleGAN image restoration")
     sub = parser.add_subparsers(dest="command", required=True)
     runners = {}

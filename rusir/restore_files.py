@@ -22,7 +22,7 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
                   generator: str = "toyfaces64", out: Union[str, Path] = "restored",
                   steps: Optional[Sequence[int]] = None, lr_scale: Optional[float] = None,
                   loss: Optional[str] = None, mask: Optional[Path] = None, simulate: bool = False,
-                  seed: int = 0, device: str = "cpu") -> dict[Path, Path]:
+                  seed: int = 0, device: Optional[str] = None) -> dict[Path, Path]:
     """Restore each file; write `<stem>_restored.png`, `<stem>_phases.png`, `<stem>_latent.pt`.
 
     Without `simulate` each file is the degraded image itself (low resolution for upsampling);
@@ -31,6 +31,8 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
     """
     from .inversion.presets import load_preset
 
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     G = load_generator(generator, device=device)
     R = G.img_resolution
     loss_fn = load_preset(loss).build() if loss else None

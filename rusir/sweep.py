@@ -21,7 +21,6 @@ failed sets, and sets whose parameters changed, run again.
 """
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import itertools
 import json
@@ -32,7 +31,6 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import yaml
 
-from .cli import command
 
 __all__ = ["ParamSet", "Sweep", "load_sweep", "check_parameters", "notebook_parameters", "run_sweep",
            "set_status", "papermill_execute"]
@@ -214,33 +212,3 @@ def run_sweep(path: Union[str, Path], out: Union[str, Path, None] = None, dry_ru
         (folder / STATUS_FILE).write_text(json.dumps(record, indent=1))
         statuses[pset.name] = record["status"]
     return statuses
-
-
-def _override(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--param expects NAME=VALUE (YAML value), got {text!r}")
-    key, value = text.split("=", 1)
-    return key.strip(), yaml.safe_load(value)
-
-
-@command("sweep", "execute a notebook for every parameter set of a params/*.yaml sweep (papermill)")
-def _sweep(p: argparse.ArgumentParser):
-    p.add_argument("sweep_file", type=Path, help="a sweep YAML, e.g. params/task_upsampling.yaml")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default runs/sweeps/<file stem>)")
-    p.add_argument("--dry-run", action="store_true", help="list the sets and their status; run nothing")
-    p.add_argument("--force", action="store_true", help="re-run sets that are already done")
-    p.add_argument("--only", action="append", default=[], metavar="GLOB", help="run only matching set names")
-    p.add_argument("--param", action="append", default=[], type=_override, metavar="NAME=VALUE",
-                   help="override a parameter in every set (YAML value, e.g. steps=[5,5,5])")
-    p.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
-
-    def run(a: argparse.Namespace) -> int:
-        statuses = run_sweep(a.sweep_file, a.out, dry_run=a.dry_run, force=a.force, only=a.only,
-                             overrides=dict(a.param), kernel_name=a.kernel)
-        if not statuses:
-            print("no set matches --only")
-            return 2
-        counts = {s: list(statuses.values()).count(s) for s in dict.fromkeys(statuses.values())}
-        print("sweep:", ", ".join(f"{n} {s}" for s, n in counts.items()))
-        return 1 if "failed" in statuses.values() else 0
-    return run

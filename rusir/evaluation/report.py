@@ -19,7 +19,6 @@ A metric that cannot be computed is `n/a` with its reason in a footnote.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import json
@@ -30,7 +29,6 @@ from typing import Optional, Sequence, Union
 
 import torch
 
-from ..cli import command
 from ..degradations.base import LEVELS
 
 __all__ = ["Table", "load_records", "cell_metrics", "set_metrics_for", "build_tables",
@@ -398,28 +396,3 @@ def write_report(directory: Union[str, Path], out: Union[str, Path, None] = None
     if plots and tables["single_tasks"].rows:
         files += plot_metrics_vs_level(tables["single_tasks"], out)
     return {"markdown": "\n".join(parts), "tables": tables, "files": files}
-
-
-@command("report", "tables (Markdown, CSV) and plots of a `rusir bench` output folder")
-def _report(p: argparse.ArgumentParser):
-    p.add_argument("directory", type=Path)
-    p.add_argument("--out", type=Path, default=None, help="default: DIRECTORY/report")
-    p.add_argument("--set-metrics", default=",".join(SET_METRIC_NAMES),
-                   help="realism metrics from the PNGs: patch_fid,fid,kid,is ('' or none: skip)")
-    p.add_argument("--no-set-metrics", action="store_true")
-    p.add_argument("--crop-size", type=int, default=None, help="patch-FID crop side (default: 128 at >= 256 px, else side/2)")
-    p.add_argument("--crops", type=int, default=None, help="patch-FID crops per image (default: 1000 at >= 256 px, else 100)")
-    p.add_argument("--reference", default=None, help="reference image folder for FID/KID/patch-FID (default: the ground truths)")
-    p.add_argument("--device", default=None)
-    p.add_argument("--no-plots", action="store_true")
-
-    def run(a: argparse.Namespace) -> int:
-        names = [n for n in a.set_metrics.split(",") if n and n != "none"]
-        use = bool(names) and not a.no_set_metrics
-        kwargs = dict(names=names, crop_size=a.crop_size, crops=a.crops, reference=a.reference,
-                      device=a.device, progress=True) if use else {}
-        result = write_report(a.directory, a.out, set_metrics=use, plots=not a.no_plots, **kwargs)
-        print(result["markdown"])
-        print(f"wrote {len(result['files'])} files to {Path(result['files'][0]).parent}")
-        return 0
-    return run

@@ -19,25 +19,21 @@ patch-FID, IS) are computed per cell by `rusir report` from the saved PNGs.
 """
 from __future__ import annotations
 
-import argparse
-import hashlib
 import inspect
 import json
 import os
 import shutil
 import socket
-import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Optional, Sequence, Union
+from typing import Callable, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
 from .. import degradations
-from ..cli import command
 from ..degradations.base import LEVELS, derive_seed, to_uint8
 from ..inversion.schedule import resolve as resolve_schedule
 
@@ -548,74 +544,3 @@ def _progress(items: list, enabled: bool):
     except ImportError:
         return items
     return tqdm(items, desc="bench", unit="item", dynamic_ncols=True)
-
-
-# --- command line -------------------------------------------------------------------------------
-
-def _apply_config(p: argparse.ArgumentParser, a: argparse.Namespace, path: Path) -> None:
-    """Options from a YAML mapping, for those left at their defaults on the command line."""
-    import yaml
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"bench config {path} does not exist")
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of option: value")
-    for key, value in data.items():
-        dest = key.replace("-", "_")
-        if dest == "config" or not hasattr(a, dest):
-            raise ValueError(f"{path}: unknown option {key!r}")
-        if getattr(a, dest) != p.get_default(dest):
-            continue
-        if dest == "steps" and value is not None:
-            value = _int_list(value) if isinstance(value, str) else tuple(int(v) for v in value)
-        elif dest in ("methods", "tasks", "metrics") and isinstance(value, (list, tuple)):
-            value = ",".join(str(v) for v in value)
-        elif dest == "out":
-            value = Path(value)
-        setattr(a, dest, value)
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    return tuple(int(v) for v in text.split(","))
-
-
-@command("bench", "run every (method, task, level, image) item of a benchmark (resumable, shardable)")
-def _bench(p: argparse.ArgumentParser):
-    p.add_argument("--config", type=Path, default=None,
-                   help="YAML of option defaults (keys as the options, e.g. params/bench/offline.yaml); "
-                        "options given on the command line win")
-    p.add_argument("--generator", default="toyfaces64", help="registry name or .pkl/.safetensors path")
-    p.add_argument("--images", default="heldout", help="heldout, heldout:N, or an image folder")
-    p.add_argument("--n-images", type=int, default=None, help="use the first N images")
-    p.add_argument("--methods", default="rusir", help="comma list: rusir,pulse,lbrgm,adam_wplus")
-    p.add_argument("--tasks", default="single", help="single | composed | all | T@L,... (e.g. upsampling@M,UNAP@M)")
-    p.add_argument("--out", type=Path, default=None, help="output folder (required)")
-    p.add_argument("--shard", default=None, help="k/n: run shard k (0-based) of n")
-    p.add_argument("--steps", type=_int_list, default=None,
-                   help="RUSIR steps per phase (default: the generator's own schedule)")
-    p.add_argument("--baseline-steps", type=int, default=None, help="override the baselines' steps")
-    p.add_argument("--metrics", default=",".join(DEFAULT_METRICS), help="per-image metrics")
-    p.add_argument("--loss", default=None, help="loss preset name/YAML (default: the generator's)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None)
-    p.add_argument("--max-items", type=int, default=None, help="stop after running N items")
-    p.add_argument("--fail-fast", action="store_true", help="stop at the first failing item")
-    p.add_argument("--no-latents", action="store_true", help="do not save latent.pt")
-    p.add_argument("--no-progress", action="store_true")
-
-    def run(a: argparse.Namespace) -> int:
-        if a.config is not None:
-            _apply_config(p, a, a.config)
-        if a.out is None:
-            raise ValueError("--out is required (or `out:` in --config)")
-        summary = run_bench(a.generator, a.images, a.methods, a.tasks, a.out, shard=a.shard,
-                            steps=a.steps, n_images=a.n_images,
-                            metrics=[m for m in a.metrics.split(",") if m], seed=a.seed,
-                            device=a.device, loss=a.loss, baseline_steps=a.baseline_steps,
-                            fail_fast=a.fail_fast, max_items=a.max_items,
-                            save_latent=not a.no_latents, progress=not a.no_progress)
-        for f in summary.failures:
-            print(f"failed {f['key']}: {f['error']}", file=sys.stderr)
-        print(summary.line())
-        return 1 if summary.failed else 0
-    return run
