@@ -22,7 +22,7 @@ import torch
 
 from rusir.model.generators import load_generator
 from rusir.inversion.latents import SPACES, initial_latent, convert
-from rusir.inversion.losses import build_loss
+from rusir.inversion.presets import build_loss
 from rusir.inversion.restore import render, run_phase
 from rusir.inversion.schedule import resolve as resolve_schedule
 

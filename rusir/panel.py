@@ -90,7 +90,7 @@ class QuickstartController:
         self.seed = seed
         self.loss = loss
         if loss is None and loss_preset:
-            from .inversion.losses import build_loss
+            from .inversion.presets import build_loss
             self.loss = build_loss(loss_preset)
         self.state = PanelState()
         self.listeners: list[Callable[[PanelState], None]] = []

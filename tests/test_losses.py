@@ -10,7 +10,8 @@ from rusir.inversion import losses, presets
 from conftest import smooth_images
 from conftest import noisy as _noisy
 from rusir.inversion.losses import (CompositeLoss, ConsistencyLoss, GradientTerm, L1Term, LossConfig,
-                          LPIPSTerm, MultiResolutionLoss, build_loss, make_term)
+                                    LPIPSTerm, MultiResolutionLoss, make_term)
+from rusir.inversion.presets import build_loss
 from rusir.model.weights import MissingWeightsError
 
 WEIGHT_FREE = ["l1", "l2", "grad", "ssim", "ms_ssim"]

@@ -34,7 +34,7 @@ from .. import metrics
 __all__ = [
     "Term", "L1Term", "L2Term", "GradientTerm", "SSIMTerm", "MSSSIMTerm", "LPIPSTerm",
     "WeightedTerms", "MultiResolutionLoss", "ConsistencyLoss", "CompositeLoss", "LossConfig",
-    "TERMS", "make_term", "build_loss",
+    "TERMS", "make_term",
 ]
 
 
@@ -146,10 +146,8 @@ PREDICTION_TERMS = ("consistency",)  # computed on the clean prediction, outside
 
 
 def _unknown(name: str) -> ValueError:
-    from .presets import list_presets
-
     return ValueError(f"unknown loss term {name!r}; valid terms: {sorted(TERMS)} "
-                      f"(+ {list(PREDICTION_TERMS)} with a degradation); presets: {list_presets()}")
+                      f"(+ {list(PREDICTION_TERMS)} with a degradation)")
 
 
 def make_term(name: str, **options) -> Term:
@@ -373,27 +371,3 @@ class LossConfig:
                              l1_weight=self.l1_weight, min_side=self.min_side,
                              max_levels=self.max_levels, seed=self.seed, options=self.options,
                              degradation_fn=degradation_fn, consistency_sigma=self.consistency_sigma)
-
-
-def build_loss(spec: Union[str, Mapping, LossConfig], degradation_fn=None) -> CompositeLoss:
-    """A loss from data.
-
-    spec: a LossConfig; a term name (-> that term in the paper's pyramid with 0.1 L1, so
-    "lpips_vgg" is the paper's loss); a preset name or YAML path (rusir.inversion.presets); a dict of
-    LossConfig fields (with `terms`); or a flat {term: weight} dict.
-    """
-    if isinstance(spec, LossConfig):
-        return spec.build(degradation_fn)
-    if isinstance(spec, str):
-        if spec in TERMS:
-            return LossConfig({spec: 1.0}, name=spec).build(degradation_fn)
-        from .presets import list_presets, load_preset
-
-        if spec in list_presets() or spec.endswith((".yaml", ".yml")):
-            return load_preset(spec).build(degradation_fn)
-        raise _unknown(spec)
-    if isinstance(spec, Mapping):
-        if "terms" in spec:
-            return LossConfig.from_dict(spec).build(degradation_fn)
-        return LossConfig(dict(spec)).build(degradation_fn)
-    raise TypeError(f"loss spec must be a name, dict or LossConfig, got {type(spec).__name__}")

@@ -6,18 +6,19 @@ later carry other sections. Shipped presets:
 - `offline`: weight-free multiresolution L2 (+ 0.1 coarse L1), measured best on the embedded
   64-px generator (see the YAML); for any machine without the ImageNet backbones.
 
-`load_preset("paper").build()` gives the loss callable.
+`load_preset("paper").build()` gives the loss callable; `build_loss(spec)` builds one from any
+loss-as-data (term name, preset, YAML path, dict, LossConfig).
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Union
+from typing import Mapping, Union
 
 import yaml
 
-from .losses import LossConfig
+from .losses import TERMS, CompositeLoss, LossConfig
 
-__all__ = ["PRESET_DIR", "list_presets", "preset_path", "load_preset"]
+__all__ = ["PRESET_DIR", "list_presets", "preset_path", "load_preset", "build_loss"]
 
 PRESET_DIR = Path(__file__).with_name("loss_presets")
 
@@ -50,3 +51,26 @@ def load_preset(name_or_path: Union[str, Path]) -> LossConfig:
     section = dict(section)
     section.setdefault("name", path.stem)
     return LossConfig.from_dict(section)
+
+
+def build_loss(spec: Union[str, Mapping, LossConfig], degradation_fn=None) -> CompositeLoss:
+    """A loss from data.
+
+    spec: a LossConfig; a term name (-> that term in the paper's pyramid with 0.1 L1, so
+    "lpips_vgg" is the paper's loss); a preset name or YAML path (rusir.inversion.presets); a dict of
+    LossConfig fields (with `terms`); or a flat {term: weight} dict.
+    """
+    if isinstance(spec, LossConfig):
+        return spec.build(degradation_fn)
+    if isinstance(spec, str):
+        if spec in TERMS:
+            return LossConfig({spec: 1.0}, name=spec).build(degradation_fn)
+        if spec in list_presets() or spec.endswith((".yaml", ".yml")):
+            return load_preset(spec).build(degradation_fn)
+        raise ValueError(f"unknown loss {spec!r}: not a term {sorted(TERMS)}, a preset "
+                         f"{list_presets()} or a .yaml file")
+    if isinstance(spec, Mapping):
+        if "terms" in spec:
+            return LossConfig.from_dict(spec).build(degradation_fn)
+        return LossConfig(dict(spec)).build(degradation_fn)
+    raise TypeError(f"loss spec must be a name, dict or LossConfig, got {type(spec).__name__}")

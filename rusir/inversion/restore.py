@@ -18,7 +18,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .latents import SPACES, convert, initial_latent
-from .losses import LossConfig, build_loss
+from .losses import LossConfig
+from .presets import build_loss, load_preset
 from .ngd import NGD
 from .schedule import resolve as resolve_schedule
 from ..model.stylegan2 import Generator, to_unit_range
@@ -81,8 +82,6 @@ def render(G: Generator, latent: Tensor, resolution: Optional[int] = None,
 
 def default_loss(G: Generator) -> LossFn:
     """The loss preset a generator was shipped with (`G.default_loss`), else the paper's."""
-    from .presets import load_preset  # late import: the paper preset needs VGG weights
-
     return load_preset(getattr(G, "default_loss", "paper")).build()
 
 
@@ -151,7 +150,7 @@ def restore(G: Generator, target: Tensor, degradation=None,
 
     degradation: object with `degrade_prediction(x)` and optional `mask` (identity if None).
     loss: callable (x, y, mask=None) -> [B]; or a loss as data (preset/term name, dict,
-    LossConfig: see `rusir.inversion.losses.build_loss`), built here with this degradation's
+    LossConfig: see `rusir.inversion.presets.build_loss`), built here with this degradation's
     `degrade_prediction` (which the `consistency` term needs); None takes the generator's
     default preset (`G.default_loss`, set by `load_generator`) or else the paper's LPIPS-VGG loss.
     steps / lrs: per phase, for the phases named in `spaces` (a subset of W, W+, W++ in order,
