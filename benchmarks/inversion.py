@@ -16,7 +16,7 @@ import torch
 
 from rusir.data import heldout
 from rusir.evaluation.experiment import mean, score
-from rusir.model.generators import load_generator
+from rusir.model.generators import info as generator_info, load_generator
 from rusir.inversion.restore import restore
 
 
@@ -31,8 +31,8 @@ def main() -> None:
     start = time.perf_counter()
     result = restore(G, gt, None, progress=False)  # identity degradation, the generator's schedule
     phases = {s: score(ph.images, gt) for s, ph in result.phases.items()}
-    record = {"generator": a.generator, "n_images": a.n_images, "loss": getattr(G, "default_loss", None),
-              "lr_scale": getattr(G, "default_lr_scale", 1.0),
+    record = {"generator": a.generator, "n_images": a.n_images, "loss": generator_info(G).default_loss,
+              "lr_scale": generator_info(G).lr_scale,
               "steps": [len(ph.losses) for ph in result.phases.values()],
               "lrs": [ph.lr for ph in result.phases.values()], "seconds": time.perf_counter() - start,
               "threads": torch.get_num_threads(),

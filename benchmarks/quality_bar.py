@@ -21,7 +21,7 @@ import torch
 from rusir.data import heldout
 from rusir.demo import DEMO_TASKS
 from rusir.evaluation.experiment import mean, run_task
-from rusir.model.generators import load_generator
+from rusir.model.generators import info as generator_info, load_generator
 from rusir.inversion.schedule import resolve as resolve_schedule
 
 
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> Path:
     path = Path(a.out) / f"quality_bar_{Path(a.generator).stem}_{a.level}{suffix}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     record = json.loads(path.read_text()) if path.exists() else {}
-    meta = {"generator": a.generator, "level": a.level, "loss": getattr(G, "default_loss", None),
+    meta = {"generator": a.generator, "level": a.level, "loss": generator_info(G).default_loss,
             "lr_scale": lr_scale, "lrs": list(lrs), "batch": a.batch, "steps": steps,
             "first": a.first}
     old = record.get("_meta")

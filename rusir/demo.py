@@ -16,7 +16,7 @@ import torch
 from .data import heldout
 from .evaluation.experiment import TaskRun, mean, run_task
 from .evaluation.figures import save_grid
-from .model.generators import DEFAULT, load_generator
+from .model.generators import DEFAULT, load_generator, info as generator_info
 from .inversion.schedule import resolve as resolve_schedule
 
 DEMO_TASKS = ("upsampling", "denoising", "deartifacting", "inpainting", "UNAP")
@@ -72,7 +72,7 @@ def run_demo(generator: str = DEFAULT, n_images: int = 4, tasks: Sequence[str] =
     table = metrics_table(runs)
     (out / "demo_metrics.md").write_text(table)
     record = {r.task: {"level": r.level, **r.scores} for r in runs}
-    record["_meta"] = {"generator": generator, "loss": loss or getattr(G, "default_loss", None), "n_images": n_images, "steps": list(steps),
+    record["_meta"] = {"generator": generator, "loss": loss or generator_info(G).default_loss, "n_images": n_images, "steps": list(steps),
                        "lrs": [lr * lr_scale for lr in lrs],
                        "seconds_total": time.perf_counter() - start, "torch_threads": torch.get_num_threads()}
     (out / "demo_metrics.json").write_text(json.dumps(record, indent=1))

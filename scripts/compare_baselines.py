@@ -26,7 +26,7 @@ import torch
 from rusir import degradations
 from rusir.baselines import baseline_config, get_method
 from rusir.data import heldout
-from rusir.model.generators import load_generator
+from rusir.model.generators import info as generator_info, load_generator
 from rusir.inversion.schedule import resolve as resolve_schedule
 from rusir.metrics import psnr, ssim
 
@@ -128,7 +128,7 @@ def main(argv=None) -> dict:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {"generator": args.generator, "generator_sha256_16": gen_sha, "resolution": res, "n_images": args.images,
-              "loss": args.loss or getattr(G, "default_loss", "paper"), "methods": methods,
+              "loss": args.loss or generator_info(G).default_loss, "methods": methods,
               "rusir_steps": args.rusir_steps, "baseline_steps": args.baseline_steps,
               "lbrgm_candidates": args.lbrgm_candidates, "seed": args.seed,
               "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} thread(s), shared",

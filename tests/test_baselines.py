@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from conftest import small_generator
+from rusir.model.generators import GeneratorInfo, set_info
 from rusir.baselines import METHODS, BaselineResult, baseline_config, get_method
 from rusir.baselines.config import TABLES
 from rusir.baselines.lbrgm import lbrgm
@@ -160,7 +161,7 @@ def test_lbrgm_starts_from_the_best_candidate_and_its_prior_ties_w_to_mapping_z(
 def test_baselines_run_through_a_real_degradation_and_default_loss():
     from rusir.degradations import make
     G = small_generator()
-    G.default_loss = "offline"                                  # like load_generator sets it
+    set_info(G, GeneratorInfo("small", "test", G.img_resolution, "offline"))   # as load_generator records it
     clean = generated_target(G, seed=8)
     for name in BASELINES:
         deg = make("inpainting", "M", seed=0)

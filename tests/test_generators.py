@@ -8,6 +8,7 @@ from conftest import fixture_path, small_generator
 from rusir.model.checkpoint import save_generator
 from rusir.cli import main
 from rusir.model.generators import REGISTRY, load_generator
+from rusir.model.generators import info as generator_info
 from rusir.model.weights import MissingWeightsError
 
 
@@ -26,10 +27,10 @@ def test_unknown_name_lists_choices():
 
 def test_pickle_and_safetensors_paths_load_the_same_network(tmp_path):
     G = load_generator(str(fixture_path("tiny32.pkl")))
-    assert G.default_loss == "paper" and not any(p.requires_grad for p in G.parameters())
+    assert generator_info(G).default_loss == "paper" and not any(p.requires_grad for p in G.parameters())
     path = save_generator(G, tmp_path / "g.safetensors", meta={"default_loss": "offline"})
     H = load_generator(path)
-    assert H.default_loss == "offline"
+    assert generator_info(H).default_loss == "offline"
     ws = torch.randn(1, G.num_ws, G.w_dim)
     assert torch.equal(G.synthesis(ws), H.synthesis(ws))
 
@@ -39,7 +40,7 @@ def test_embedded_default_loads_if_shipped():
     if not info.path.is_file():
         pytest.skip("embedded generator not trained/shipped yet")
     G = load_generator("toyfaces64")
-    assert G.img_resolution == 64 and G.default_loss == "offline"
+    assert G.img_resolution == 64 and generator_info(G).default_loss == "offline"
     img = G.synthesis(G.mapping.w_avg[None])
     assert img.shape == (1, 3, 64, 64) and torch.isfinite(img).all()
 

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import small_generator
+from rusir.model.generators import GeneratorInfo, set_info
 from rusir.evaluation import iqa
 from rusir.inversion.losses import L1Term, LossConfig, MultiResolutionLoss, make_term
 from rusir.inversion.presets import load_preset
@@ -31,8 +32,10 @@ def offline_home(tmp_path, monkeypatch):
     return tmp_path / "torch" / "hub" / "checkpoints"
 
 
-class FakeG:
-    default_loss = "paper"
+def paper_generator():
+    """A generator whose recorded loss preset is the paper's (as for official pickles)."""
+    G = small_generator()
+    return set_info(G, GeneratorInfo("official-like", "test", G.img_resolution, "paper"))
 
 
 def test_variants_are_the_study_and_build(offline_home):
@@ -52,8 +55,8 @@ def test_variants_are_the_study_and_build(offline_home):
         assert iqa.check_variant(configs[name]) is None, name
         assert configs[name].name == name
     # the baseline is the generator's preset: the paper's loss for official generators
-    assert iqa.variant_config("baseline", G=FakeG()).terms == {"lpips_vgg": 1.0}
-    assert iqa.variant_config("ssim", G=FakeG()).terms == {"lpips_vgg": 1.0, "ssim": 0.2}
+    assert iqa.variant_config("baseline", G=paper_generator()).terms == {"lpips_vgg": 1.0}
+    assert iqa.variant_config("ssim", G=paper_generator()).terms == {"lpips_vgg": 1.0, "ssim": 0.2}
     # user variants: flat dicts, term names, on-baseline additions
     mine = iqa.variant_configs(["baseline", {"mine": {"l1": 1, "grad": 0.5}}, {"g": "grad"},
                                 {"plus": {"on_baseline": True, "terms": {"l2": 1.0}}}],

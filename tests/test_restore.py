@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from conftest import small_generator
+from rusir.model.generators import GeneratorInfo, set_info
 from rusir.inversion.restore import render, restore
 
 
@@ -84,10 +85,7 @@ def test_generator_default_lr_scale_is_used_unless_overridden():
     kw = dict(loss=mse, steps=(3, 3, 3), progress=False)
     explicit = restore(G, target, lr_scale=2.0, **kw).images
     paper = restore(G, target, **kw).images
-    G.default_lr_scale = 2.0
-    try:
-        assert torch.equal(restore(G, target, **kw).images, explicit)
-        assert torch.equal(restore(G, target, lr_scale=1.0, **kw).images, paper)
-        assert not torch.equal(explicit, paper)
-    finally:
-        del G.default_lr_scale
+    set_info(G, GeneratorInfo("scaled", "test", G.img_resolution, lr_scale=2.0))
+    assert torch.equal(restore(G, target, **kw).images, explicit)
+    assert torch.equal(restore(G, target, lr_scale=1.0, **kw).images, paper)
+    assert not torch.equal(explicit, paper)

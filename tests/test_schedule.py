@@ -6,7 +6,8 @@ import torch
 
 from conftest import small_generator
 from rusir import restore
-from rusir.model.generators import REGISTRY
+from rusir.model.generators import REGISTRY, GeneratorInfo, set_info
+from rusir.model.generators import info as generator_info
 from rusir.inversion.latents import convert, initial_latent
 from rusir.inversion.schedule import PAPER_LRS, PAPER_STEPS, resolve
 
@@ -19,12 +20,14 @@ def test_paper_schedule_is_the_default():
     G = small_generator()
     assert resolve(G) == ((150, 150, 150), (0.08, 0.02, 0.005), 1.0)
     assert resolve(G, ("W+",)) == ((150,), (0.02,), 1.0)
-    assert REGISTRY["ffhq"].steps == PAPER_STEPS and REGISTRY["ffhq"].lrs == PAPER_LRS
+    assert REGISTRY["ffhq"].steps is None and REGISTRY["ffhq"].lrs is None   # None: the paper's
+    assert PAPER_STEPS == (150, 150, 150) and PAPER_LRS == (0.08, 0.02, 0.005)
 
 
 def test_generator_schedule_and_explicit_values():
     G = small_generator()
-    G.default_steps, G.default_lrs, G.default_lr_scale = (1, 2, 3), (0.5, 0.25, 0.125), 4.0
+    set_info(G, GeneratorInfo("own", "test", G.img_resolution, steps=(1, 2, 3), lrs=(0.5, 0.25, 0.125),
+                              lr_scale=4.0))
     assert resolve(G) == ((1, 2, 3), (0.5, 0.25, 0.125), 4.0)
     assert resolve(G, ("W", "W++")) == ((1, 3), (0.5, 0.125), 4.0)   # picked by space
     assert resolve(G, ("W+",), steps=[7], lrs=[0.1], lr_scale=2) == ((7,), (0.1,), 2.0)
@@ -33,7 +36,8 @@ def test_generator_schedule_and_explicit_values():
 def test_restore_runs_the_generator_schedule():
     """NGD moves every row exactly rate x scale per step: one W step shows the rate applied."""
     G = small_generator()
-    G.default_steps, G.default_lrs, G.default_lr_scale = (1, 2, 3), (0.5, 0.25, 0.125), 4.0
+    set_info(G, GeneratorInfo("own", "test", G.img_resolution, steps=(1, 2, 3), lrs=(0.5, 0.25, 0.125),
+                              lr_scale=4.0))
     target = torch.rand(1, 3, 16, 16)
     result = restore(G, target, loss=mse, progress=False)
     assert [len(p.losses) for p in result.phases.values()] == [1, 2, 3]
@@ -52,5 +56,5 @@ def test_shipped_generator_carries_its_schedule():
     from rusir import load_generator
     info = REGISTRY["toyfaces64"]
     G = load_generator("toyfaces64")
-    assert (G.default_steps, G.default_lrs, G.default_lr_scale) == (info.steps, info.lrs, info.lr_scale)
+    assert generator_info(G) == info
     assert resolve(G) == (info.steps, info.lrs, info.lr_scale)

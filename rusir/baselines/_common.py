@@ -14,7 +14,8 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor
 
-from ..inversion.restore import Identity, RestoreResult, _check_target, _evaluate, default_loss
+from ..degradations import Identity
+from ..inversion.restore import RestoreResult, _check_target, _evaluate, default_loss
 
 __all__ = ["BaselineResult", "reject_unknown", "seeded_randn", "prepare", "evaluate_loss",
            "device_of"]

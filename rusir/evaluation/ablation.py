@@ -21,6 +21,7 @@ from typing import Iterator, Optional, Sequence, Union
 
 from .experiment import TaskRun, mean, run_task
 from ..inversion.latents import SPACES
+from ..model.generators import info as generator_info
 
 __all__ = ["AblationConfig", "CONFIGS", "GROUPS", "ADAM_LR_SCALES", "configs",
            "run_config", "run_configs", "build_loss_for", "tuned"]
@@ -79,7 +80,7 @@ def build_loss_for(G, config: AblationConfig, loss: Optional[str] = None):
     """The loss callable of `config`: preset `loss` (default: the generator's), at one or all scales."""
     from ..inversion.presets import load_preset
 
-    base = load_preset(loss or getattr(G, "default_loss", "paper"))
+    base = load_preset(loss or generator_info(G).default_loss)
     return dataclasses.replace(base, multiresolution=config.multiresolution).build()
 
 

@@ -39,6 +39,7 @@ from torch import Tensor
 from ..degradations.base import LEVELS
 from ..inversion.losses import LossConfig
 from ..inversion.schedule import resolve as resolve_schedule
+from ..model.generators import info as generator_info
 from ..model.weights import MissingWeightsError
 
 __all__ = ["IQA_VARIANTS", "BASELINE", "STUDY_METRICS", "STUDY_SET_METRICS", "DEFAULT_TASKS",
@@ -81,7 +82,7 @@ def _baseline_config(baseline: Union[str, LossConfig, Mapping, None], G=None) ->
         return baseline
     if isinstance(baseline, Mapping):
         return LossConfig.from_dict(baseline) if "terms" in baseline else LossConfig(dict(baseline))
-    return load_preset(baseline or getattr(G, "default_loss", "paper"))
+    return load_preset(baseline or generator_info(G).default_loss)
 
 
 def variant_config(name: str, spec=None, baseline: Union[str, LossConfig, Mapping, None] = None,
@@ -209,7 +210,7 @@ def run_iqa_study(G, images: Tensor, variants: Union[Sequence, Mapping, None] = 
     configs = variant_configs(variants, baseline, G)
     names = list(image_names or [f"{i:04d}" for i in range(images.shape[0])])
     gt = as_8bit(images.detach().cpu().float())
-    gen_name = generator_name or getattr(G, "name", type(G).__name__)
+    gen_name = generator_name or generator_info(G).name
     per_image = _MetricCache(metrics)
     per_cell = _SetMetrics(set_metrics, {"crops_per_image": patch_fid_crops} if patch_fid_crops else None)
     if out is not None:

@@ -36,6 +36,7 @@ from torch import Tensor
 from .. import degradations
 from ..degradations.base import LEVELS, derive_seed, to_uint8
 from ..inversion.schedule import resolve as resolve_schedule
+from ..model.generators import info as generator_info
 
 __all__ = ["Item", "BenchSummary", "plan_items", "parse_tasks", "parse_shard", "shard",
            "resolve_images", "resolve_methods", "run_bench", "item_dir", "is_finished",
@@ -384,7 +385,7 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
         torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
     G = load_generator(generator, device=dev) if isinstance(generator, (str, Path)) else generator.to(dev)
     steps = resolve_schedule(G, steps=steps)[0]
-    gen_name = str(generator) if isinstance(generator, (str, Path)) else getattr(G, "name", type(G).__name__)
+    gen_name = str(generator) if isinstance(generator, (str, Path)) else generator_info(G).name
     loss_name = loss if isinstance(loss, (str, type(None))) else getattr(loss, "__name__", type(loss).__name__)
     loss_fn = loss
     if isinstance(loss, (str, Path)):

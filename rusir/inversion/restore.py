@@ -17,11 +17,13 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..degradations import Identity
 from .latents import SPACES, convert, initial_latent
 from .losses import LossConfig
 from .presets import build_loss, load_preset
 from .ngd import NGD
 from .schedule import resolve as resolve_schedule
+from ..model.generators import info as generator_info
 from ..model.stylegan2 import Generator, to_unit_range
 
 LossFn = Callable[..., Tensor]
@@ -59,17 +61,6 @@ class RestoreResult:
         return list(self.phases.values())[-1].latent
 
 
-class Identity:
-    """The identity degradation: plain GAN inversion (a useful check and a default)."""
-    name, level, mask = "identity", "-", None
-
-    def degrade_ground_truth(self, x: Tensor) -> Tensor:
-        return x
-
-    def degrade_prediction(self, x: Tensor) -> Tensor:
-        return x
-
-
 def render(G: Generator, latent: Tensor, resolution: Optional[int] = None,
            noise_mode: str = "const") -> Tensor:
     """G(latent) mapped to ~[0, 1] and area-resized to the working resolution: [B, 3, R, R]."""
@@ -81,8 +72,9 @@ def render(G: Generator, latent: Tensor, resolution: Optional[int] = None,
 
 
 def default_loss(G: Generator) -> LossFn:
-    """The loss preset a generator was shipped with (`G.default_loss`), else the paper's."""
-    return load_preset(getattr(G, "default_loss", "paper")).build()
+    """The loss preset a generator was shipped with (`info(G).default_loss`; the paper's for
+    official generators)."""
+    return load_preset(generator_info(G).default_loss).build()
 
 
 def _check_target(target: Tensor) -> Tensor:
@@ -152,11 +144,12 @@ def restore(G: Generator, target: Tensor, degradation=None,
     loss: callable (x, y, mask=None) -> [B]; or a loss as data (preset/term name, dict,
     LossConfig: see `rusir.inversion.presets.build_loss`), built here with this degradation's
     `degrade_prediction` (which the `consistency` term needs); None takes the generator's
-    default preset (`G.default_loss`, set by `load_generator`) or else the paper's LPIPS-VGG loss.
+    default preset (`rusir.model.generators.info(G).default_loss`; the paper's LPIPS-VGG loss
+    for official generators).
     steps / lrs: per phase, for the phases named in `spaces` (a subset of W, W+, W++ in order,
     e.g. ("W+",) for an ablation); lr_scale multiplies every rate. None takes the generator's
-    own schedule (`G.default_steps` / `default_lrs` / `default_lr_scale`, set by
-    `load_generator`), else the paper's 150/150/150 steps at 0.08/0.02/0.005 x 1 (rusir.inversion.schedule).
+    own schedule (`info(G).steps` / `.lrs` / `.lr_scale`, recorded by `load_generator`), else
+    the paper's 150/150/150 steps at 0.08/0.02/0.005 x 1 (rusir.inversion.schedule).
     resolution: working resolution R the degradation expects (default: G's resolution).
     """
     start = time.perf_counter()

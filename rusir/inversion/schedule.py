@@ -2,14 +2,15 @@
 
 The paper runs 150 steps per phase at 0.08 (W), 0.02 (W+) and 0.005 (W++), times one
 `global_lr_scale`, for every task and level (spec section 3), and notes that other generators
-may need other rates. A named generator may therefore carry its own schedule (still one set for
-every task and level): `load_generator` sets `G.default_steps`, `G.default_lrs` and
-`G.default_lr_scale`; official generators keep the paper's.
+may need other rates. A named generator may therefore have its own schedule (still one set for
+every task and level), recorded as data in its `GeneratorInfo` (rusir.model.generators.info);
+official generators keep the paper's.
 """
 from __future__ import annotations
 
 from typing import Optional, Sequence
 
+from ..model.generators import info
 from .latents import SPACES
 
 PAPER_STEPS: tuple[int, int, int] = (150, 150, 150)            # W, W+, W++
@@ -25,8 +26,9 @@ def resolve(G, spaces: Sequence[str] = SPACES, steps: Optional[Sequence[int]] = 
             lrs: Optional[Sequence[float]] = None, lr_scale: Optional[float] = None
             ) -> tuple[tuple[int, ...], tuple[float, ...], float]:
     """(steps, lrs, lr_scale) for the phases `spaces`: given values win; else G's own
-    (`G.default_steps` / `G.default_lrs` / `G.default_lr_scale`); else the paper's."""
-    steps = _pick(getattr(G, "default_steps", PAPER_STEPS), spaces) if steps is None else tuple(steps)
-    lrs = _pick(getattr(G, "default_lrs", PAPER_LRS), spaces) if lrs is None else tuple(lrs)
-    lr_scale = float(getattr(G, "default_lr_scale", 1.0) if lr_scale is None else lr_scale)
+    (`info(G).steps` / `.lrs` / `.lr_scale`); else the paper's."""
+    own = info(G)
+    steps = _pick(own.steps or PAPER_STEPS, spaces) if steps is None else tuple(steps)
+    lrs = _pick(own.lrs or PAPER_LRS, spaces) if lrs is None else tuple(lrs)
+    lr_scale = float(own.lr_scale if lr_scale is None else lr_scale)
     return tuple(int(n) for n in steps), tuple(float(r) for r in lrs), lr_scale

@@ -10,7 +10,8 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Union
 
@@ -19,7 +20,6 @@ import torch
 from . import weights
 from .checkpoint import load_generator_file
 from .pkl import load_network_pickle
-from ..inversion.schedule import PAPER_LRS, PAPER_STEPS
 from .stylegan2 import Generator
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -29,16 +29,37 @@ _OFFICIAL_BASE = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrai
 
 @dataclass(frozen=True)
 class GeneratorInfo:
-    """What a named generator is and which loss preset suits it."""
+    """What a generator is and its own defaults for restoration: data, read by
+    `rusir.inversion.schedule` and `restore` through `info(G)`, never attributes on the module."""
     name: str
     description: str
     resolution: int
-    default_loss: str          # preset name (rusir/inversion/loss_presets/*.yaml)
-    weight: Optional[str]      # rusir.model.weights registry name, None for shipped files
+    default_loss: str = "paper"  # preset name (rusir/inversion/loss_presets/*.yaml)
+    weight: Optional[str] = None  # rusir.model.weights registry name, None for shipped files
     path: Optional[Path] = None
     lr_scale: float = 1.0      # RUSIR's global_lr_scale for this generator's latent scale
-    steps: tuple[int, int, int] = PAPER_STEPS   # RUSIR steps per phase W, W+, W++
-    lrs: tuple[float, float, float] = PAPER_LRS  # RUSIR rates per phase (x lr_scale)
+    steps: Optional[tuple[int, int, int]] = None      # RUSIR steps per phase W, W+, W++; None: the paper's
+    lrs: Optional[tuple[float, float, float]] = None  # RUSIR rates per phase (x lr_scale); None: the paper's
+
+
+# Generators returned by load_generator -> their info (a side table, so the module stays a plain
+# nn.Module; entries vanish with the generator).
+_INFO: "weakref.WeakKeyDictionary[Generator, GeneratorInfo]" = weakref.WeakKeyDictionary()
+
+
+def info(G: Generator) -> GeneratorInfo:
+    """The info `load_generator` recorded for G; for a generator built in code, the paper's
+    defaults (loss preset `paper`, the paper's schedule)."""
+    found = _INFO.get(G)
+    if found is not None:
+        return found
+    return GeneratorInfo(type(G).__name__, "a generator not loaded by name", int(G.img_resolution))
+
+
+def set_info(G: Generator, record: GeneratorInfo) -> Generator:
+    """Record G's own defaults (what `load_generator` does; also for generators built in code)."""
+    _INFO[G] = record
+    return G
 
 
 def _cache_dir() -> str:
@@ -94,27 +115,34 @@ def _file_default_loss(path: Path) -> str:
 
 def load_generator(name_or_path: Union[str, Path] = DEFAULT, device: Union[str, torch.device] = "cpu",
                    download: Optional[bool] = None) -> Generator:
-    """A frozen generator in eval mode, with `G.default_loss` (its loss preset) and its RUSIR
-    schedule (`G.default_steps`, `G.default_lrs`, `G.default_lr_scale`; rusir.inversion.schedule) set."""
+    """A frozen generator in eval mode; `info(G)` then gives its name, loss preset and RUSIR
+    schedule (rusir.inversion.schedule)."""
     key = str(name_or_path)
     if key in REGISTRY:
-        info = REGISTRY[key]
-        if info.path is not None:
-            if not info.path.is_file():
+        record = REGISTRY[key]
+        if record.path is not None:
+            if not record.path.is_file():
                 raise weights.MissingWeightsError(
-                    f"the embedded generator file {info.path} is missing from this installation; "
+                    f"the embedded generator file {record.path} is missing from this installation; "
                     "reinstall rusir (the file ships inside the package)")
-            path = info.path
+            path = record.path
         else:
-            path = weights.fetch(info.weight, download=download)
-        G = _load_file(path)
-        G.default_loss, G.default_lr_scale = info.default_loss, info.lr_scale
-        G.default_steps, G.default_lrs = info.steps, info.lrs
+            path = weights.fetch(record.weight, download=download)
     else:
         path = Path(key).expanduser()
         if not path.exists():
             raise ValueError(f"unknown generator {key!r}: not a file, and not one of {sorted(REGISTRY)}")
-        G = _load_file(path)
-        G.default_loss = _file_default_loss(path)
-    G.name = key
+        record = None
+    G = _load_file(path)
+    set_info(G, record or _file_info(path, key, G.img_resolution))
     return G.to(device).eval().requires_grad_(False)
+
+
+def _file_info(path: Path, key: str, resolution: int) -> GeneratorInfo:
+    """A file's defaults: a named generator's own when it is that file (the shipped toyfaces64 by
+    its path, say), else the loss preset its metadata names (official pickles: the paper's)."""
+    for record in REGISTRY.values():
+        if record.path is not None and record.path.resolve() == path.resolve():
+            return replace(record, name=key)
+    return GeneratorInfo(key, f"generator file {path.name}", int(resolution), _file_default_loss(path),
+                         path=path)
