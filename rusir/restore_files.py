@@ -41,7 +41,7 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
     written = {}
     for i, path in enumerate(map(Path, images)):
         if mask is not None:
-            if task.lower() not in ("inpainting", "p"):
+            if degradations.canonical_task(task) != "inpainting":
                 raise ValueError("--mask only applies to the inpainting task")
             deg = degradations.Inpainting.from_mask(_user_mask(mask, R))
         else:

@@ -279,3 +279,15 @@ def test_pil_helpers_roundtrip():
     x = torch.round(images(1, 16)[0] * 255) / 255
     assert torch.equal(from_pil(to_pil(x), x), x)
     assert isinstance(to_pil(x), Image.Image)
+
+
+def test_canonical_task_names_every_spelling_once():
+    from rusir.degradations import canonical_task, is_composition
+    assert [canonical_task(t) for t in ("U", "n", "Deartifacting", " inpainting ", "unap", "NP")] == \
+        ["upsampling", "denoising", "deartifacting", "inpainting", "UNAP", "NP"]
+    assert canonical_task("avgpool_upsampling") == "avgpool_upsampling"      # a registered variant
+    assert is_composition("UNAP") and is_composition("np") and not is_composition("U")
+    assert not is_composition("upsampling")
+    for bad in ("PA", "UX", "", "sharpening"):                               # out of order, unknown
+        with pytest.raises(ValueError, match="task"):
+            canonical_task(bad)

@@ -25,8 +25,7 @@ from typing import Any, Optional, Union
 
 import yaml
 
-from ..degradations import LEVELS, TASKS
-from ..degradations.registry import INITIALS
+from ..degradations import LEVELS, canonical_task
 
 __all__ = ["PARAMS_DIR", "TABLES", "table_path", "load_table", "baseline_config"]
 
@@ -57,15 +56,6 @@ def load_table(method: str, path: Union[str, Path, None] = None) -> dict[str, An
     return {"defaults": dict(data.get("defaults") or {}), "tasks": dict(data.get("tasks") or {})}
 
 
-def task_key(task: str) -> str:
-    """Registry name for a task or its initial; upper-case initials for compositions."""
-    if task.lower() in TASKS:
-        return task.lower()
-    if task.upper() in INITIALS:
-        return INITIALS[task.upper()]
-    return task.upper()
-
-
 def baseline_config(method: str, task: Optional[str] = None, level: Optional[str] = None,
                     path: Union[str, Path, None] = None) -> dict[str, Any]:
     """Keyword arguments of `method` for (task, level): defaults < task `all` < task level."""
@@ -82,8 +72,8 @@ def baseline_config(method: str, task: Optional[str] = None, level: Optional[str
     table = load_table(method, path)
     config = dict(table["defaults"])
     if task is not None:
-        wanted = task_key(task)
-        entries = {task_key(str(k)): v for k, v in table["tasks"].items()}
+        wanted = canonical_task(task)
+        entries = {canonical_task(str(k)): v for k, v in table["tasks"].items()}
         entry = entries.get(wanted) or {}
         if not isinstance(entry, dict):
             raise ValueError(f"{method} table: entry for task {task!r} must be a mapping")

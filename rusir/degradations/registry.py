@@ -53,6 +53,27 @@ def _is_initials(name: str) -> bool:
         c for c in ORDER if c in name)
 
 
+def canonical_task(name: str) -> str:
+    """The one spelling of a task everywhere (benchmark keys, tables, records): a registered
+    name in lower case (`U` and `Upsampling` -> `upsampling`), or a composition's upper-case
+    initials in the fixed order (`unap` -> `UNAP`)."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"a task name must be a non-empty string, got {name!r}")
+    name = name.strip()
+    if name.upper() in INITIALS:
+        return INITIALS[name.upper()]
+    if name.lower() in _REGISTRY:
+        return name.lower()
+    if len(name) > 1 and _is_initials(name.upper()):
+        return name.upper()
+    raise ValueError(f"unknown task {name!r}; valid: {available()}")
+
+
+def is_composition(task: str) -> bool:
+    """True for a composition's initials (`UNAP`), False for a single task."""
+    return len(task) > 1 and _is_initials(task.upper()) and task.upper() not in INITIALS
+
+
 def make(name: str, level: str | None = "M", seed: Seed = DEFAULT_SEED,
          resolution: int | None = None, batch_size: int | None = None,
          **kwargs: Any) -> Degradation:

@@ -36,7 +36,7 @@ from typing import Callable, Mapping, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from ..degradations.base import LEVELS
+from ..degradations import LEVELS, is_composition
 from ..inversion.losses import LossConfig
 from ..inversion.schedule import resolve as resolve_schedule
 from ..model.generators import info as generator_info
@@ -244,8 +244,8 @@ def run_iqa_study(G, images: Tensor, variants: Union[Sequence, Mapping, None] = 
                     rec = {
                         "key": f"{method_name(variant)}/{task}/{level}/{j:04d}",
                         "method": method_name(variant), "variant": variant, "task": task,
-                        "level": level, "category": "composed" if len(task) > 1 and task.isupper()
-                        else "single", "image_index": j, "image": name, "seed": seed,
+                        "level": level, "category": "composed" if is_composition(task) else "single",
+                        "image_index": j, "image": name, "seed": seed,
                         "status": "done", "generator": gen_name, "loss": config.to_dict(),
                         "steps": list(steps), "restore_seconds": round(run.result.seconds, 3),
                         "metrics": {k: v for k, v in scores.items() if k != "unavailable"},

@@ -68,25 +68,16 @@ class Item:
 
     @property
     def category(self) -> str:
-        return "composed" if is_composition(self.task) else "single"
-
-
-def is_composition(task: str) -> bool:
-    return len(task) > 1 and task.isupper()
+        return "composed" if degradations.is_composition(self.task) else "single"
 
 
 def canonical_task(name: str) -> str:
-    """Registry name of a task (`U` -> `upsampling`), upper-case initials of a composition."""
-    from ..degradations.registry import INITIALS, _is_initials
-    name = name.strip()
-    if name.upper() in INITIALS:
-        return INITIALS[name.upper()]
-    if name.lower() in degradations.available():
-        return name.lower()
-    if len(name) > 1 and _is_initials(name.upper()):
-        return name.upper()
-    raise ValueError(f"unknown task {name!r}; valid: single, composed, all, or T@L with T one of "
-                     f"{degradations.available()} and L one of {list(LEVELS)}")
+    """`degradations.canonical_task`, with the benchmark's extra words in the error."""
+    try:
+        return degradations.canonical_task(name)
+    except ValueError:
+        raise ValueError(f"unknown task {name!r}; valid: single, composed, all, or T@L with T one of "
+                         f"{degradations.available()} and L one of {list(LEVELS)}") from None
 
 
 def parse_tasks(spec: Union[str, Sequence[str]]) -> list[tuple[str, str]]:
