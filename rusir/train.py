@@ -13,6 +13,9 @@ The recipe is StyleGAN2's, cut to what matters at 64 px on a few CPU cores:
     saved in `state.pt`, so `--resume` continues the same trajectory (bit-for-bit on CPU with
     the same machine and thread count; tests/test_train.py checks it. On CUDA, cudnn.benchmark
     picks kernels per process, so a resumed run matches statistically, not bitwise);
+  * `state.pt` is written atomically and durably (temporary file, fsync, rename), at every
+    `--snap-every` steps and when SIGTERM/SIGINT or `--max-minutes` stops the run, so a killed
+    run loses at most the steps since its last snapshot and never the snapshot itself.
 Outputs in runs/<name>/: log.jsonl, samples_<kimg>.png (fixed z, G_ema, const noise, psi 1),
 state.pt (resumable), G_ema.safetensors (see rusir.checkpoint).
 """
@@ -142,6 +145,31 @@ def load_run_state(path: str | Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
+def save_run_state(st: Mapping[str, Any], path: Path) -> None:
+    """torch.save `st` to `path` atomically and durably, so a kill or crash never loses the last one.
+
+    Written to a temporary file, flushed and fsync'ed, then renamed over `path` (atomic on POSIX)
+    and the folder fsync'ed: `path` is at every moment either the previous complete state or
+    the new one. A failed write leaves the previous state in place and removes the temporary.
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(st, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if hasattr(os, "O_DIRECTORY"):  # POSIX: make the rename itself survive a power cut
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def hardware(device: torch.device, threads: int) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -211,8 +239,7 @@ def main(argv: list[str] | None = None) -> None:
                   opt_G=opt_G.state_dict(), opt_D=opt_D.state_dict(), step=step, nimg=nimg,
                   wall=wall, **capture_rng(data_gen, device),
                   G_config=G.init_kwargs, D_config=D.init_kwargs, args=vars(args))
-        torch.save(st, out / "state.pt.tmp")
-        os.replace(out / "state.pt.tmp", state_path)
+        save_run_state(st, state_path)
         meta = dict(images_seen=nimg, kimg=round(nimg / 1000, 3), steps=step,
                     wall_time_s=round(wall, 1), hardware=hardware(device, args.threads),
                     command=command, dataset=f"{args.data} {tuple(data.shape)}",
