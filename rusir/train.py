@@ -31,8 +31,9 @@ import shlex
 import signal
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -170,6 +171,24 @@ def save_run_state(st: Mapping[str, Any], path: Path) -> None:
             os.close(fd)
 
 
+@contextmanager
+def stop_requests() -> Iterator[list[bool]]:
+    """While active, SIGTERM/SIGINT append to the yielded list instead of killing the process.
+
+    The loop then finishes its current step and saves, so `--resume` loses nothing. The
+    previous handlers come back on exit: `main()` may run inside a longer-lived process
+    (tests, notebooks) whose Ctrl+C must work again afterwards.
+    """
+    stop: list[bool] = []
+    signals = (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.signal(sig, lambda *_: stop.append(True)) for sig in signals}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def hardware(device: torch.device, threads: int) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -177,6 +196,13 @@ def hardware(device: torch.device, threads: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Train (or `--resume`) a run; SIGTERM/SIGINT from the start on end it with a saved state."""
+    with stop_requests() as stop:
+        run_training(argv, stop)
+
+
+def run_training(argv: list[str] | None, stop: list[bool]) -> None:
+    """The training run of `main`; it stops (and saves) once `stop` is non-empty."""
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
@@ -252,9 +278,6 @@ def main(argv: list[str] | None = None) -> None:
     if step == 0 and not args.bench:
         snapshot(stats)
     bench_t0 = None
-    stop = []  # SIGTERM/SIGINT finish the current step, then save: a later --resume loses nothing
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.append(True))
     while nimg < args.kimg * 1000 and not (args.max_minutes and wall > args.max_minutes * 60) \
             and not stop:
         t0 = time.time()
