@@ -9,9 +9,13 @@ The recipe is StyleGAN2's, cut to what matters at 64 px on a few CPU cores:
     stuck on the random init), and w_avg tracked during G forwards (needed for truncation
     and as the inversion starting point);
   * optional style mixing (regularises W+ so per-layer codes stay meaningful for inversion);
-  * every random draw comes from the torch CPU RNG or a dedicated data generator, both saved
-    in `state.pt`, so `--resume` continues the same trajectory (bit-for-bit on the same
-    machine and thread count).
+  * every random draw comes from the torch CPU (or CUDA) RNG or a dedicated data generator, all
+    saved in `state.pt`, so `--resume` continues the same trajectory (bit-for-bit on CPU with
+    the same machine and thread count; tests/test_train.py checks it. On CUDA, cudnn.benchmark
+    picks kernels per process, so a resumed run matches statistically, not bitwise);
+  * `state.pt` is written atomically and durably (temporary file, fsync, rename), at every
+    `--snap-every` steps and when SIGTERM/SIGINT or `--max-minutes` stops the run, so a killed
+    run loses at most the steps since its last snapshot and never the snapshot itself.
 Outputs in runs/<name>/: log.jsonl, samples_<kimg>.png (fixed z, G_ema, const noise, psi 1),
 state.pt (resumable), G_ema.safetensors (see rusir.model.checkpoint).
 """
@@ -27,7 +31,9 @@ import shlex
 import signal
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -112,6 +118,77 @@ def save_grid(img: torch.Tensor, path: Path, cols: int = 8) -> None:
     Image.fromarray(grid.permute(1, 2, 0).numpy()).save(path)
 
 
+def capture_rng(data_gen: torch.Generator, device: torch.device) -> dict[str, torch.Tensor | None]:
+    """Every RNG a training step draws from: torch's CPU RNG (z, noise, style mixing on CPU), the
+    data generator (batch indices, flips) and, on CUDA, the device RNG (z and mixing there)."""
+    return dict(rng=torch.get_rng_state(), data_rng=data_gen.get_state(),
+                cuda_rng=torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
+
+
+def restore_rng(st: Mapping[str, Any], data_gen: torch.Generator, device: torch.device) -> None:
+    """Inverse of `capture_rng`. The RNG setters accept only CPU ByteTensors, hence `.cpu()`:
+    a state mapped onto CUDA when loaded would otherwise fail to resume. A CPU-saved state has no
+    CUDA RNG; resumed on CUDA, that RNG keeps the seed's stream (the run is not bitwise anyway)."""
+    torch.set_rng_state(st["rng"].cpu())
+    data_gen.set_state(st["data_rng"].cpu())
+    if device.type == "cuda" and st.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(st["cuda_rng"].cpu(), device)
+
+
+def load_run_state(path: str | Path) -> dict[str, Any]:
+    """A run's state.pt with every tensor on the CPU, whichever device saved it or resumes it.
+
+    Why the CPU: `load_state_dict` copies weights onto the modules' device anyway; the RNG
+    setters need CPU tensors; non-capturable Adam keeps its `step` counters on the CPU (mapped
+    onto CUDA they would cost one host sync per parameter per step); and a GPU run's state then
+    also loads on a machine without CUDA.
+    """
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def save_run_state(st: Mapping[str, Any], path: Path) -> None:
+    """torch.save `st` to `path` atomically and durably, so a kill or crash never loses the last one.
+
+    Written to a temporary file, flushed and fsync'ed, then renamed over `path` (atomic on POSIX)
+    and the folder fsync'ed: `path` is at every moment either the previous complete state or
+    the new one. A failed write leaves the previous state in place and removes the temporary.
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(st, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if hasattr(os, "O_DIRECTORY"):  # POSIX: make the rename itself survive a power cut
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextmanager
+def stop_requests() -> Iterator[list[bool]]:
+    """While active, SIGTERM/SIGINT append to the yielded list instead of killing the process.
+
+    The loop then finishes its current step and saves, so `--resume` loses nothing. The
+    previous handlers come back on exit: `main()` may run inside a longer-lived process
+    (tests, notebooks) whose Ctrl+C must work again afterwards.
+    """
+    stop: list[bool] = []
+    signals = (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.signal(sig, lambda *_: stop.append(True)) for sig in signals}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def hardware(device: torch.device, threads: int) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -119,6 +196,13 @@ def hardware(device: torch.device, threads: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Train (or `--resume`) a run; SIGTERM/SIGINT from the start on end it with a saved state."""
+    with stop_requests() as stop:
+        run_training(argv, stop)
+
+
+def run_training(argv: list[str] | None, stop: list[bool]) -> None:
+    """The training run of `main`; it stops (and saves) once `stop` is non-empty."""
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
@@ -141,20 +225,18 @@ def main(argv: list[str] | None = None) -> None:
     step, nimg, wall = 0, 0, 0.0
     state_path = out / "state.pt"
     if args.resume and state_path.exists():
-        st = torch.load(state_path, map_location=device, weights_only=False)
+        st = load_run_state(state_path)
         if st["G_config"] != G.init_kwargs or st["D_config"] != D.init_kwargs:
             raise SystemExit("--resume: the architecture arguments differ from the saved run")
         G.load_state_dict(st["G"]); D.load_state_dict(st["D"]); G_ema.load_state_dict(st["G_ema"])
         opt_G.load_state_dict(st["opt_G"]); opt_D.load_state_dict(st["opt_D"])
         step, nimg, wall = st["step"], st["nimg"], st["wall"]
-        torch.set_rng_state(st["rng"].cpu()); data_gen.set_state(st["data_rng"].cpu())  # map_location moved them
-        if device.type == "cuda" and st.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(st["cuda_rng"].cpu(), device)
+        restore_rng(st, data_gen, device)
         print(f"resumed {state_path} at step {step}, {nimg / 1000:.1f} kimg", flush=True)
     elif args.init_from:
         if not Path(args.init_from).is_file():
             raise SystemExit(f"--init-from: no such run state {args.init_from} (a run's state.pt)")
-        st = torch.load(args.init_from, map_location=device, weights_only=False)
+        st = load_run_state(args.init_from)
         try:
             for net, key in ((G, "G"), (D, "D"), (G_ema, "G_ema")):
                 widen_state(net, st[key])
@@ -181,11 +263,9 @@ def main(argv: list[str] | None = None) -> None:
         save_grid(imgs, out / f"samples_{nimg // 1000:06d}.png")
         st = dict(G=G.state_dict(), D=D.state_dict(), G_ema=G_ema.state_dict(),
                   opt_G=opt_G.state_dict(), opt_D=opt_D.state_dict(), step=step, nimg=nimg,
-                  wall=wall, rng=torch.get_rng_state(), data_rng=data_gen.get_state(),
-                  cuda_rng=torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                  wall=wall, **capture_rng(data_gen, device),
                   G_config=G.init_kwargs, D_config=D.init_kwargs, args=vars(args))
-        torch.save(st, out / "state.pt.tmp")
-        os.replace(out / "state.pt.tmp", state_path)
+        save_run_state(st, state_path)
         meta = dict(images_seen=nimg, kimg=round(nimg / 1000, 3), steps=step,
                     wall_time_s=round(wall, 1), hardware=hardware(device, args.threads),
                     command=command, dataset=f"{args.data} {tuple(data.shape)}",
@@ -198,9 +278,6 @@ def main(argv: list[str] | None = None) -> None:
     if step == 0 and not args.bench:
         snapshot(stats)
     bench_t0 = None
-    stop = []  # SIGTERM/SIGINT finish the current step, then save: a later --resume loses nothing
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.append(True))
     while nimg < args.kimg * 1000 and not (args.max_minutes and wall > args.max_minutes * 60) \
             and not stop:
         t0 = time.time()
