@@ -77,6 +77,7 @@ def test_load_generator_refuses_another_file_under_the_name(tmp_path, monkeypatc
     assert load_generator(other).img_resolution == 16
 
 
+@pytest.mark.slow
 def test_identity_inversion_quality_floor(shipped, faces):
     result = restore(shipped, faces, steps=SHORT, progress=False)
     got = psnr(result.images.clamp(0, 1), faces).tolist()
@@ -85,6 +86,7 @@ def test_identity_inversion_quality_floor(shipped, faces):
         f"{IDENTITY_FLOOR} (shipped file: 20.54; a barely trained generator: 16.6)")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", sorted(TASK_FLOORS))
 def test_restoration_beats_naive_and_its_floor(shipped, faces, task):
     """RUSIR with the generator's own rates and loss preset beats the naive baseline
