@@ -12,8 +12,10 @@ Generator: `toyfaces64` when its file is shipped, else the random official-forma
 `../shared/fixtures/stylegan2-ada-tiny/tiny64.pkl` (with the weight-free `offline` loss, as
 its own default, the paper's loss, needs VGG weights), else the test is skipped. On the random
 fixture restoration cannot beat the naive baseline, so the checks are what always holds
-(rows, finite scores, files with stable names). `RUSIR_SLOW_NOTEBOOKS=1` adds a longer run on
-`toyfaces64` that checks a positive PSNR improvement.
+(rows, finite scores, files with stable names). `RUSIR_SLOW_NOTEBOOKS=1` adds a longer run of
+10_task on `toyfaces64` that checks a positive PSNR improvement; CI never sets it, so that run is
+opt-in (minutes on CPU). What CI does check is that the shipped generator beats the naive baseline
+and reaches a quality floor, in `tests/test_shipped_generator.py` (shorter schedule, no notebook).
 """
 from __future__ import annotations
 
@@ -209,7 +211,8 @@ CHECK_ROWS = {name: _checker(check, WRITES[name][0][:-len(".json")]) for name, c
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("RUSIR_SLOW_NOTEBOOKS") != "1",
-                    reason="long run (minutes on CPU): set RUSIR_SLOW_NOTEBOOKS=1")
+                    reason="long run (minutes on CPU), not in CI: set RUSIR_SLOW_NOTEBOOKS=1 "
+                           "(CI: tests/test_shipped_generator.py checks beating naive)")
 def test_task_notebook_improves_on_naive_with_toyfaces64(tmp_path):
     if not TOYFACES.is_file():
         pytest.skip(f"{TOYFACES} (the embedded generator) is not shipped yet")

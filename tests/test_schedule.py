@@ -4,12 +4,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import small_generator
-from rusir import restore
-from rusir.model.generators import REGISTRY, GeneratorInfo, set_info
-from rusir.model.generators import info as generator_info
+from conftest import fixture_path, small_generator
+from rusir import load_generator, restore
 from rusir.inversion.latents import convert, initial_latent
 from rusir.inversion.schedule import PAPER_LRS, PAPER_STEPS, resolve
+from rusir.model.generators import REGISTRY, GeneratorInfo, set_info
+from rusir.model.generators import info as generator_info
 
 
 def mse(x, y, mask=None):
@@ -52,9 +52,20 @@ def test_restore_runs_the_generator_schedule():
     assert moved.max().item() == pytest.approx(1.0, rel=1e-5)
 
 
-def test_shipped_generator_carries_its_schedule():
-    from rusir import load_generator
-    info = REGISTRY["toyfaces64"]
+def test_shipped_generator_carries_its_documented_schedule():
+    """The literal values README, the model card and docs/method.md document (the registry alone
+    could change unnoticed: comparing it with itself proves nothing)."""
     G = load_generator("toyfaces64")
-    assert generator_info(G) == info
-    assert resolve(G) == (info.steps, info.lrs, info.lr_scale)
+    assert resolve(G) == ((50, 50, 300), (0.08, 0.02, 0.02), 8.0)
+    assert resolve(G, ("W++",)) == ((300,), (0.02,), 8.0)
+    assert generator_info(G).default_loss == "offline"
+
+
+def test_official_generator_runs_the_paper_schedule(monkeypatch):
+    """`load_generator("ffhq")` end to end, its download replaced by the official-format fixture."""
+    from rusir.model import weights
+    fixture = fixture_path("tiny32.pkl")
+    monkeypatch.setattr(weights, "fetch", lambda name, download=None: fixture)
+    G = load_generator("ffhq")
+    assert resolve(G) == ((150, 150, 150), (0.08, 0.02, 0.005), 1.0)
+    assert generator_info(G).default_loss == "paper"

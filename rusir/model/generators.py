@@ -40,6 +40,7 @@ class GeneratorInfo:
     lr_scale: float = 1.0      # RUSIR's global_lr_scale for this generator's latent scale
     steps: Optional[tuple[int, int, int]] = None      # RUSIR steps per phase W, W+, W++; None: the paper's
     lrs: Optional[tuple[float, float, float]] = None  # RUSIR rates per phase (x lr_scale); None: the paper's
+    sha256: Optional[str] = None  # of the shipped file: the schedule and preset were tuned on it
 
 
 # Generators returned by load_generator -> their info (a side table, so the module stays a plain
@@ -81,7 +82,8 @@ REGISTRY: dict[str, GeneratorInfo] = {
                            64, "offline", None, ASSETS / "toyfaces64.safetensors",
                            # lr_scale and schedule chosen on held-out faces 4..11 (not the demo's
                            # 0..3) over the five demo tasks at M: docs/method.md, "Loss" and "Schedule"
-                           lr_scale=8.0, steps=(50, 50, 300), lrs=(0.08, 0.02, 0.02)),
+                           lr_scale=8.0, steps=(50, 50, 300), lrs=(0.08, 0.02, 0.02),
+                           sha256="7b1edd94a98c568428dee4982ab24efe8193e72840a9a608a49d73681441cc17"),
     "ffhq": _official("ffhq", 1024, "FFHQ 1024 px faces (the paper's generator)"),
     "metfaces": _official("metfaces", 1024, "MetFaces 1024 px art faces"),
     "afhqcat": _official("afhqcat", 512, "AFHQ cats 512 px"),
@@ -94,6 +96,24 @@ REGISTRY: dict[str, GeneratorInfo] = {
 def available() -> dict[str, str]:
     """Generator names with a one-line description."""
     return {k: v.description for k, v in REGISTRY.items()}
+
+
+def _shipped_file(info: GeneratorInfo) -> Path:
+    """The file shipped for `info`, checked against its pinned sha256: the registry's schedule and
+    loss preset were measured on exactly that file, so another one must not pass silently."""
+    path = info.path
+    if not path.is_file():
+        raise weights.MissingWeightsError(
+            f"the embedded generator file {path} is missing from this installation; "
+            "reinstall rusir (the file ships inside the package)")
+    if info.sha256 is not None:
+        digest = weights.file_sha256(path)
+        if digest != info.sha256:
+            raise weights.CorruptWeightsError(
+                f"the embedded generator file {path} has sha256 {digest[:16]}..., expected "
+                f"{info.sha256[:16]}... (the file this rusir version ships and was tuned on); "
+                f"reinstall rusir, or load another file by its path instead of the name {info.name!r}")
+    return path
 
 
 def _load_file(path: Path) -> Generator:
@@ -121,11 +141,7 @@ def load_generator(name_or_path: Union[str, Path] = DEFAULT, device: Union[str, 
     if key in REGISTRY:
         record = REGISTRY[key]
         if record.path is not None:
-            if not record.path.is_file():
-                raise weights.MissingWeightsError(
-                    f"the embedded generator file {record.path} is missing from this installation; "
-                    "reinstall rusir (the file ships inside the package)")
-            path = record.path
+            path = _shipped_file(record)
         else:
             path = weights.fetch(record.weight, download=download)
     else:

@@ -24,7 +24,7 @@ from typing import Optional, Union
 
 __all__ = [
     "MissingWeightsError", "CorruptWeightsError", "WeightFile", "WEIGHTS", "register", "get",
-    "fetch", "offline", "torch_hub_checkpoints",
+    "fetch", "offline", "torch_hub_checkpoints", "file_sha256",
 ]
 
 OFFLINE_ENV = "RUSIR_OFFLINE"
@@ -94,7 +94,8 @@ def get(name: str) -> WeightFile:
         raise KeyError(f"unknown weight file {name!r}; registered: {sorted(WEIGHTS)}") from None
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(_CHUNK), b""):
@@ -114,7 +115,7 @@ def _verify(entry: WeightFile, path: Path) -> None:
         return
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns)
-    digest = _VERIFIED.get(key) or _sha256(path)
+    digest = _VERIFIED.get(key) or file_sha256(path)
     if not _matches(digest, entry.sha256):
         raise CorruptWeightsError(
             f"{entry.filename} at {path} has sha256 {digest[:16]}..., expected "
