@@ -144,11 +144,14 @@ def test_lbrgm_starts_from_the_best_candidate_and_its_prior_ties_w_to_mapping_z(
     kw = dict(loss=mse, progress=False, init_candidates=6, seed=2)
     start = lbrgm(G, target, steps=0, **kw)
     z = torch.randn(6, G.z_dim, generator=torch.Generator().manual_seed(2))
-    with torch.no_grad():
-        ws = G.mapping(z, None, truncation_psi=0.8)
-        scores = 13.005 * mse(render(G, ws), target) + mse(render(G, ws), target)
+    with torch.no_grad():  # spec 7.2, written out: truncation 0.8 toward w_avg, 0-255 pixel term
+        w_avg = G.mapping.w_avg
+        ws = (w_avg + 0.8 * (G.mapping(z, None) - w_avg)).double()
+        images = render(G, ws.float()).double()
+        scores = 0.0002 * (255 * images - 255 * target.double()).square().mean((1, 2, 3)) \
+            + (images - target.double()).square().mean((1, 2, 3))
     assert start.info["init_data_loss"][0] == pytest.approx(scores.min().item(), rel=1e-5)
-    assert torch.allclose(start.latent[0], ws[scores.argmin()], atol=1e-6)
+    assert torch.allclose(start.latent[0], ws[scores.argmin()].float(), atol=1e-6)
 
     def gap(result):
         return (G.mapping(result.info["z"], None) - result.latent).square().mean().item()
@@ -156,6 +159,72 @@ def test_lbrgm_starts_from_the_best_candidate_and_its_prior_ties_w_to_mapping_z(
     loose = lbrgm(G, target, steps=15, mapping_weight=0.0, **kw)
     tight = lbrgm(G, target, steps=15, mapping_weight=300.0, **kw)
     assert gap(tight) < 0.5 * gap(loose)
+
+
+class LineGenerator(torch.nn.Module):
+    """A generator small enough to work L-BRGM out by hand: z, w in R^2, two W+ rows,
+    mapping(z) = z + w_avg, and a flat 2x2 image whose value (in [0, 1]) is w[row 0, 0]."""
+    z_dim = w_dim = 2
+    num_ws = 2
+    img_resolution = 2
+
+    def __init__(self):
+        super().__init__()
+        self.w_avg = torch.nn.Parameter(torch.tensor([0.5, -0.25]), requires_grad=False)
+
+    def mapping(self, z, c, truncation_psi=1.0):
+        w = self.w_avg + truncation_psi * z                          # = lerp(w_avg, z + w_avg, psi)
+        return w[:, None, :].repeat(1, self.num_ws, 1)
+
+    def synthesis(self, ws, noise_mode="const"):
+        return (2 * ws[:, 0, 0] - 1).view(-1, 1, 1, 1).expand(-1, 3, 2, 2)
+
+
+def test_lbrgm_known_answer_on_a_line_generator():
+    """Best-of-N start and objective per spec 7.2, computed here from the paper's description:
+    0.0002 mean(255 f(G(w)) - 255 y)^2 + perceptual (here mse, weight 1) + 30 mean(mapping(z) - w)^2
+    + 0.4 mean z^2; candidates z ~ N(0, I) from seed + i, truncated 0.8 toward w_avg; Adam lr 0.1."""
+    G, seed, n = LineGenerator(), 5, 6
+    w_avg = G.w_avg.tolist()
+    candidates = [torch.randn(n, 2, generator=torch.Generator().manual_seed(seed + i)).tolist()
+                  for i in range(2)]
+    chosen = [2, 4]  # the candidate each image's target is made to be closest to
+    c = [w_avg[0] + 0.8 * candidates[i][chosen[i]][0] + 0.01 for i in range(2)]
+
+    def data(u, ci):   # the flat image u against the flat target ci
+        return 0.0002 * (255 * u - 255 * ci) ** 2 + (u - ci) ** 2
+
+    def objective(z, w, ci):   # z: [2], w: [2 rows][2]
+        mapped = [z[d] + w_avg[d] for d in range(2)]
+        prior_w = sum((mapped[d] - row[d]) ** 2 for row in w for d in range(2)) / 4
+        prior_z = sum(zd ** 2 for zd in z) / 2
+        return data(w[0][0], ci) + 30 * prior_w + 0.4 * prior_z
+
+    target = torch.tensor(c).view(2, 1, 1, 1).expand(2, 3, 2, 2).contiguous()
+    kw = dict(loss=mse, progress=False, init_candidates=n, seed=seed)
+    start = lbrgm(G, target, steps=0, **kw)
+    two = lbrgm(G, target, steps=2, **kw)
+    for i in range(2):
+        scores = [data(w_avg[0] + 0.8 * z[0], c[i]) for z in candidates[i]]
+        assert min(range(n), key=scores.__getitem__) == chosen[i]
+        z0 = candidates[i][chosen[i]]
+        w0 = [[w_avg[d] + 0.8 * z0[d] for d in range(2)]] * 2
+        assert start.info["init_data_loss"][i] == pytest.approx(scores[chosen[i]], rel=1e-4)
+        assert torch.allclose(start.latent[i], torch.tensor(w0), atol=1e-6)
+        assert torch.allclose(start.info["z"][i], torch.tensor(z0), atol=1e-6)
+        losses = [float(step[i]) for step in two.phases["lbrgm"].losses]
+        assert losses[0] == pytest.approx(objective(z0, w0, c[i]), rel=1e-4)
+        # Adam's first step moves every coordinate by lr = 0.1 against its gradient's sign.
+        # At the start mapping(z) - w = 0.2 z on both rows, so
+        #   d/dz_d  = 30 * (2/4) * 2 rows * 0.2 z_d + 0.4 * (2/2) z_d = 6.4 z_d,
+        #   d/dw_rd = -30 * (2/4) * 0.2 z_d = -3 z_d,
+        # plus on w_00 the data term's 2 (0.0002 * 255^2 + 1)(u - c).
+        sign = [1.0 if zd > 0 else -1.0 for zd in z0]
+        grad_w00 = -3 * z0[0] + 2 * (0.0002 * 255 ** 2 + 1) * (w0[0][0] - c[i])
+        z1 = [z0[d] - 0.1 * sign[d] for d in range(2)]
+        w1 = [[w0[r][d] + 0.1 * sign[d] for d in range(2)] for r in range(2)]
+        w1[0][0] = w0[0][0] - 0.1 * (1.0 if grad_w00 > 0 else -1.0)
+        assert losses[1] == pytest.approx(objective(z1, w1, c[i]), rel=1e-4)
 
 
 def test_baselines_run_through_a_real_degradation_and_default_loss():

@@ -192,14 +192,18 @@ def test_ground_truth_is_8bit_and_cycle_idempotent():
 
 # ---------------------------------------------------------------------------- masks
 def test_mask_coverage_matches_reference_and_orders_by_level():
-    ref = {"XS": 4.8, "S": 22.7, "M": 37.1, "L": 47.8, "XL": 56.5}  # spec 5.6, R = 1024
-    means = []
+    """Mean hole fraction per level within 2.5 points of the reference procedure's (docs/method.md,
+    measured with benchmarks/mask_coverage.py): at 100 px (brush exactly 8 px) 2000 masks per level
+    sit at most 1.2 points from the reference, and a 128-mask mean has a standard error <= 0.44,
+    so 1.2 + 3 x 0.44 ~ 2.5. A 9 % brush is 3.9 to 5.5 points off at S to XL."""
+    ref = {"XS": 4.8, "S": 22.7, "M": 37.1, "L": 47.8, "XL": 56.5}  # spec 5.6, R = 1024, 20 draws
+    means = {}
     for lvl, strokes in zip(LEVELS, (1, 5, 9, 13, 17)):
-        holes = [1 - float(stroke_mask(256, 256, strokes, random.Random(s)).mean())
-                 for s in range(16)]
-        means.append(100 * sum(holes) / len(holes))
-        assert abs(means[-1] - ref[lvl]) < 6, (lvl, means[-1])
-    assert all(a < b for a, b in zip(means, means[1:]))
+        holes = [1 - float(stroke_mask(100, 100, strokes, random.Random(s)).mean())
+                 for s in range(128)]
+        means[lvl] = 100 * sum(holes) / len(holes)
+    assert all(abs(means[lvl] - ref[lvl]) < 2.5 for lvl in LEVELS), means
+    assert all(means[a] < means[b] for a, b in zip(LEVELS, LEVELS[1:]))
 
 
 def test_masks_shapes_and_user_mask():

@@ -7,7 +7,7 @@ import torch
 
 from conftest import fixture_path
 from rusir.demo import run_demo
-from rusir.evaluation.experiment import naive_restoration
+from rusir.evaluation.experiment import mean, naive_restoration
 
 
 def test_naive_restoration_upsamples_small_targets_and_keeps_full_size_ones():
@@ -20,16 +20,39 @@ def test_naive_restoration_upsamples_small_targets_and_keeps_full_size_ones():
     assert torch.equal(naive_restoration(full, 32), full)
 
 
+def markdown_rows(table: str) -> list[dict[str, str]]:
+    """The rows of a Markdown table as {header: cell} dicts (the separator line skipped)."""
+    lines = [line.strip() for line in table.strip().splitlines()]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    header, separator, body = cells[0], cells[1], cells[2:]
+    assert all(set(c) <= set("-:") for c in separator), separator
+    assert all(len(row) == len(header) for row in body), (header, body)
+    return [dict(zip(header, row)) for row in body]
+
+
 def test_demo_writes_figures_and_a_consistent_table(tmp_path):
     runs = run_demo(str(fixture_path("tiny32.pkl")), n_images=2, tasks=("upsampling", "NP"),
                     steps=(2, 2, 2), out=tmp_path, progress=False, loss="offline")
     for task in ("upsampling", "NP"):
         assert (tmp_path / f"demo_{task}.png").stat().st_size > 0
     record = json.loads((tmp_path / "demo_metrics.json").read_text())
-    table = (tmp_path / "demo_metrics.md").read_text()
-    assert table.count("\n") == 2 + 2
-    for run in runs:
-        psnrs = record[run.task]["restored"]["psnr"]
-        assert len(psnrs) == 2 and psnrs == run.scores["restored"]["psnr"]
-        assert f"{sum(psnrs) / 2:.2f}" in table
+    rows = markdown_rows((tmp_path / "demo_metrics.md").read_text())
+    assert [(row["task"], row["level"]) for row in rows] == [("upsampling", "M"), ("NP", "M")]
+    for run, row in zip(runs, rows):
+        scores = record[run.task]
+        for which in ("restored", "naive"):
+            assert scores[which] == run.scores[which] and len(scores[which]["psnr"]) == 2
+        # every cell under its own header: naive and RUSIR, PSNR and SSIM, are not interchangeable
+        expected = {"PSNR naive": f"{mean(scores['naive']['psnr']):.2f}",
+                    "PSNR RUSIR": f"{mean(scores['restored']['psnr']):.2f}",
+                    "SSIM naive": f"{mean(scores['naive']['ssim']):.3f}",
+                    "SSIM RUSIR": f"{mean(scores['restored']['ssim']):.3f}",
+                    "PSNR after W / W+ / W++": " / ".join(
+                        f"{mean(scores['phases'][space]['psnr']):.2f}" for space in ("W", "W+", "W++")),
+                    "s": f"{scores['seconds']:.1f}"}
+        assert {k: row[k] for k in expected} == expected, run.task
+        compared = [expected[k] for k in ("PSNR naive", "PSNR RUSIR", "SSIM naive", "SSIM RUSIR")]
+        assert len(set(compared)) == 4  # distinct values, so a swap of columns would show
+        # the restored images are the last phase's
+        assert expected["PSNR RUSIR"] == expected["PSNR after W / W+ / W++"].split(" / ")[-1]
         assert run.target.shape[-1] == (32 // 8 if run.task == "upsampling" else 32)  # level M: x8
