@@ -46,7 +46,6 @@ def method_kwargs(method: str, task: str, level: str, args) -> dict:
         config["steps"] = args.baseline_steps
     if method == "lbrgm" and args.lbrgm_candidates is not None:
         config["init_candidates"] = args.lbrgm_candidates
-    config["seed"] = args.seed
     return config
 
 
@@ -144,7 +143,8 @@ def main(argv=None) -> dict:
                 deg.degrade_ground_truth(gt)  # same state as the one that made the target
                 kwargs = method_kwargs(m, task, level, args)
                 start = time.perf_counter()
-                result = get_method(m)(G, target, deg, loss=loss, progress=False, **kwargs)
+                result = get_method(m)(G, target, deg, loss=loss, seed=args.seed, progress=False,
+                                       **kwargs)
                 wall = time.perf_counter() - start
                 pred = as_8bit(result.images)
                 entry = {"psnr": psnr(pred, gt).mean().item(), "ssim": ssim(pred, gt).mean().item(),

@@ -10,10 +10,11 @@ import torch
 
 from conftest import small_generator
 from rusir.model.generators import GeneratorInfo, set_info
-from rusir.baselines import METHODS, BaselineResult, baseline_config, get_method
+from rusir.baselines import METHODS, baseline_config, get_method
 from rusir.baselines.config import TABLES
 from rusir.baselines.lbrgm import lbrgm
 from rusir.baselines.pulse import gaussian_fit, geocross, lr_factor, pulse, to_w
+from rusir.inversion.method import RestoreResult
 from rusir.inversion.restore import render, restore
 
 FAST = {"pulse": dict(fit_samples=256), "lbrgm": dict(init_candidates=4), "adam_wplus": {}}
@@ -50,7 +51,7 @@ def test_each_baseline_lowers_its_objective(name, tiny32):
     target = generated_target(tiny32, seed=5)
     steps = {"pulse": 20, "lbrgm": 20, "adam_wplus": 20}[name]
     result = run(name, tiny32, target, steps=steps)
-    assert isinstance(result, BaselineResult) and list(result.phases) == [name]
+    assert isinstance(result, RestoreResult) and list(result.phases) == [name]
     losses = torch.stack(result.phases[name].losses)[:, 0]
     assert len(losses) == steps and torch.isfinite(losses).all()
     print(name, "objective", losses[0].item(), "->", losses.min().item(), losses[-1].item())
@@ -114,7 +115,7 @@ def test_pulse_returns_the_best_iterate_and_records_eps():
                              **kw).images, result.images)
     swapped = pulse(G, target, eps=1e-9, loss=lambda x, y, mask=None: (x - y).abs().flatten(1).mean(1),
                     data_term="loss", **kw)
-    assert swapped.info["data_term"] == "loss" and not torch.equal(swapped.images, result.images)
+    assert swapped.config["data_term"] == "loss" and not torch.equal(swapped.images, result.images)
     with pytest.raises(ValueError, match="data_term"):
         pulse(G, target, data_term="l1", **kw)
 

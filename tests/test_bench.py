@@ -26,7 +26,7 @@ def mse(x, y, mask=None):
     return (x - y).square().flatten(1).mean(1)
 
 
-def naive(G, target, degradation, loss=None, steps=None, progress=True):
+def naive(G, target, degradation, loss=None, seed=0, steps=None, progress=True):
     """A fast stand-in method: bicubic upsampling of the target."""
     size = G.img_resolution
     return RestoreResult(F.interpolate(target, size=(size, size), mode="bicubic",
@@ -173,7 +173,7 @@ def test_targets_are_shared_across_methods(G, tmp_path):
 def test_resume_after_interrupt_redoes_nothing(G, tmp_path, clean_run):
     calls = []
 
-    def interrupted(G, target, degradation, loss=None, steps=(1, 1, 1), progress=True):
+    def interrupted(G, target, degradation, loss=None, seed=0, steps=(1, 1, 1), progress=True):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
@@ -188,7 +188,7 @@ def test_resume_after_interrupt_redoes_nothing(G, tmp_path, clean_run):
 
     calls.clear()
 
-    def counting(G, target, degradation, loss=None, steps=(1, 1, 1), progress=True):
+    def counting(G, target, degradation, loss=None, seed=0, steps=(1, 1, 1), progress=True):
         calls.append(1)
         return restore(G, target, degradation, loss=loss, steps=steps, progress=progress)
 
@@ -241,7 +241,7 @@ def test_leftover_temp_folders_are_ignored_and_cleaned(G, tmp_path):
 
 
 def test_failures_are_recorded_and_retried(G, tmp_path):
-    def fails_on_inpainting(G, target, degradation, loss=None, steps=(1, 1, 1), progress=True):
+    def fails_on_inpainting(G, target, degradation, loss=None, seed=0, steps=(1, 1, 1), progress=True):
         if degradation.name == "inpainting":
             raise RuntimeError("boom")
         return naive(G, target, degradation)

@@ -14,12 +14,12 @@ from rusir.evaluation.report import build_tables, load_records, set_metrics_for,
 from rusir.inversion.restore import RestoreResult
 
 
-def bicubic(G, target, degradation, loss=None, steps=None, progress=True):
+def bicubic(G, target, degradation, loss=None, seed=0, steps=None, progress=True):
     s = G.img_resolution
     return RestoreResult(F.interpolate(target, size=(s, s), mode="bicubic", align_corners=False), {})
 
 
-def nearest(G, target, degradation, loss=None, steps=None, progress=True):
+def nearest(G, target, degradation, loss=None, seed=0, steps=None, progress=True):
     s = G.img_resolution
     return RestoreResult(F.interpolate(target, size=(s, s), mode="nearest"), {})
 

@@ -1,9 +1,11 @@
-"""Baselines in RUSIR's harness: same call shape as `rusir.restore`, same generator, degradations
-and metrics, so `rusir bench --methods rusir,pulse,lbrgm,adam_wplus` compares them directly.
+"""Baselines in RUSIR's harness: same generator, degradations and metrics, and the same call
+shape and result as `rusir.restore` (rusir.inversion.method), so `rusir bench --methods
+rusir,pulse,lbrgm,adam_wplus` compares them directly.
 
     method = get_method("pulse")
-    result = method(G, target, degradation, **baseline_config("pulse", "upsampling", "M"))
-    result.images, result.phases["pulse"].losses, result.info["reached_eps"]
+    result = method(G, target, degradation, loss=None, seed=0, callback=None, progress=True,
+                    **baseline_config("pulse", "upsampling", "M"))
+    result.images, result.phases["pulse"].losses, result.config, result.info["reached_eps"]
 
 - pulse: PULSE on the sphere of the Gaussianised W (spec 7.1), adapted to StyleGAN2-ADA.
 - lbrgm: L-BRGM, joint z / W+ with its priors, best-of-N init, fixed steps (spec 7.2).
@@ -15,7 +17,6 @@ from __future__ import annotations
 from typing import Callable
 
 from ..inversion.restore import restore
-from ._common import BaselineResult
 from .adam_wplus import adam_wplus
 from .config import baseline_config, load_table
 from .lbrgm import lbrgm
@@ -24,8 +25,8 @@ from .pulse import pulse
 METHODS: dict[str, Callable] = {"rusir": restore, "pulse": pulse, "lbrgm": lbrgm,
                                 "adam_wplus": adam_wplus}
 
-__all__ = ["METHODS", "get_method", "baseline_config", "load_table", "BaselineResult", "pulse",
-           "lbrgm", "adam_wplus"]
+__all__ = ["METHODS", "get_method", "baseline_config", "load_table", "pulse", "lbrgm",
+           "adam_wplus"]
 
 
 def get_method(name: str) -> Callable:

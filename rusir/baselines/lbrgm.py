@@ -30,34 +30,31 @@ from typing import Callable, Optional
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
-from ..inversion.restore import PhaseResult, StepInfo, render
-from ._common import (BaselineResult, evaluate_loss, masked_mse, prepare, reject_unknown,
-                      seeded_randn)
+from ..inversion.latents import seeded_randn
+from ..inversion.loop import StepInfo, evaluate_loss, render, render_degraded, run_steps
+from ..inversion.losses import masked_mse
+from ..inversion.method import LossSpec, PhaseResult, Problem, RestoreResult, prepare, reject_unknown
 
 __all__ = ["lbrgm", "best_of_n"]
 
 
-def _data_term(G, w: Tensor, target: Tensor, degradation, loss_fn, resolution: int,
-               pixel_weight: float, perceptual_weight: float) -> tuple[Tensor, Tensor]:
-    """(data term [B], prediction) of W+ codes w."""
-    prediction = render(G, w, resolution)
-    degraded = degradation.degrade_prediction(prediction)
-    mask = getattr(degradation, "mask", None)
-    value = pixel_weight * masked_mse(degraded, target, mask)
+def _data_term(G, w: Tensor, problem: Problem, pixel_weight: float,
+               perceptual_weight: float) -> tuple[Tensor, Tensor]:
+    """(data term [B], prediction [B, 3, R, R]) of W+ codes w [B, num_ws, w_dim]."""
+    rendered = render_degraded(G, w, problem.degradation, problem.resolution)
+    value = pixel_weight * masked_mse(rendered.degraded, problem.target, rendered.mask)
     if perceptual_weight:
-        value = value + perceptual_weight * evaluate_loss(loss_fn, degraded, target, mask, prediction)
-    return value, prediction
+        value = value + perceptual_weight * evaluate_loss(problem.loss, rendered, problem.target)
+    return value, rendered.prediction
 
 
-def best_of_n(G, target: Tensor, degradation, loss_fn, resolution: int, candidates: int,
-              truncation: float, seed: int, pixel_weight: float,
-              perceptual_weight: float) -> tuple[Tensor, Tensor, Tensor]:
+def best_of_n(G, problem: Problem, candidates: int, truncation: float, seed: int,
+              pixel_weight: float, perceptual_weight: float) -> tuple[Tensor, Tensor, Tensor]:
     """(z [B, z_dim], w [B, num_ws, w_dim], data term [B]) of the best of `candidates` draws.
 
     Candidate k of image i is the k-th z drawn from a generator seeded seed + i."""
-    batch, device = target.shape[0], target.device
+    batch, device = problem.target.shape[0], problem.target.device
     zs = seeded_randn((candidates, G.z_dim), seed, batch, device)    # [B, N, z_dim]
     best = torch.full((batch,), math.inf, device=device)
     best_z = zs[:, 0].clone()
@@ -66,8 +63,7 @@ def best_of_n(G, target: Tensor, degradation, loss_fn, resolution: int, candidat
         for k in range(candidates):
             z = zs[:, k]
             w = G.mapping(z, None, truncation_psi=truncation)          # [B, num_ws, w_dim]
-            value, _ = _data_term(G, w, target, degradation, loss_fn, resolution,
-                                  pixel_weight, perceptual_weight)
+            value, _ = _data_term(G, w, problem, pixel_weight, perceptual_weight)
             better = value < best
             best = torch.where(better, value, best)
             best_z[better] = z[better]
@@ -75,48 +71,45 @@ def best_of_n(G, target: Tensor, degradation, loss_fn, resolution: int, candidat
     return best_z, best_w, best
 
 
-def lbrgm(G, target: Tensor, degradation=None, loss: Optional[Callable] = None, steps: int = 500,
-          lr: float = 0.1, seed: int = 0, callback: Optional[Callable[[StepInfo], None]] = None,
-          progress: bool = True, resolution: Optional[int] = None, init_candidates: int = 200,
-          truncation: float = 0.8, pixel_weight: float = 13.005, perceptual_weight: float = 1.0,
-          mapping_weight: float = 30.0, z_weight: float = 0.4, **unknown) -> BaselineResult:
+def lbrgm(G, target: Tensor, degradation=None, *, loss: LossSpec = None, seed: int = 0,
+          callback: Optional[Callable[[StepInfo], None]] = None, progress: bool = True,
+          steps: int = 500, lr: float = 0.1, init_candidates: int = 200, truncation: float = 0.8,
+          pixel_weight: float = 13.005, perceptual_weight: float = 1.0,
+          mapping_weight: float = 30.0, z_weight: float = 0.4, resolution: Optional[int] = None,
+          **unknown) -> RestoreResult:
     """Restore `target` ([B, 3, h, w] in [0, 1]) with L-BRGM: joint z / W+ MAP with its priors.
 
     loss: the perceptual part of the data term, (x, y, mask=None) -> [B]; None takes the
-    generator's default preset like `restore`. steps / lr: Adam on z and w. See the module doc.
+    generator's default preset like `restore`. steps / lr: Adam on z and w. seed: the candidate
+    draws (image i from seed + i) and the loss's noise. See the module doc.
     """
-    reject_unknown(lbrgm, unknown)
+    config = dict(steps=int(steps), lr=lr, init_candidates=int(init_candidates),
+                  truncation=truncation, pixel_weight=pixel_weight,
+                  perceptual_weight=perceptual_weight, mapping_weight=mapping_weight,
+                  z_weight=z_weight, resolution=int(resolution or G.img_resolution), seed=int(seed))
+    reject_unknown("lbrgm", unknown, config)
     if init_candidates < 1:
         raise ValueError(f"init_candidates must be >= 1, got {init_candidates}")
     start = time.perf_counter()
-    target, degradation, loss_fn = prepare(G, target, degradation, loss,
-                                           need_loss=bool(perceptual_weight))
-    resolution = resolution or G.img_resolution
-    steps = int(steps)
+    problem = prepare(G, target, degradation, loss, seed=seed, resolution=resolution,
+                      need_loss=bool(perceptual_weight))
     terms = dict(pixel_weight=pixel_weight, perceptual_weight=perceptual_weight)
-    z0, w0, init_data = best_of_n(G, target, degradation, loss_fn, resolution,
-                                  int(init_candidates), truncation, seed, **terms)
+    z0, w0, init_data = best_of_n(G, problem, config["init_candidates"], truncation, seed, **terms)
     z = z0.detach().clone().requires_grad_(True)
     w = w0.detach().clone().requires_grad_(True)
-    opt = torch.optim.Adam([z, w], lr=lr)
-    losses: list[Tensor] = []
-    bar = tqdm(range(steps), desc="L-BRGM", disable=not progress, leave=False)
-    for step in bar:
-        data, prediction = _data_term(G, w, target, degradation, loss_fn, resolution, **terms)
+
+    def objective() -> tuple[Tensor, Tensor]:
+        """Data term plus L-BRGM's priors: W+ tied to mapping(z), z Gaussian. [B], prediction."""
+        data, prediction = _data_term(G, w, problem, **terms)
         prior_w = (G.mapping(z, None) - w).square().flatten(1).mean(1)
         prior_z = z.square().mean(1)
-        value = data + mapping_weight * prior_w + z_weight * prior_z                 # [B]
-        opt.zero_grad(set_to_none=True)
-        value.sum().backward()
-        opt.step()
-        losses.append(value.detach())
-        bar.set_postfix(loss=f"{value.mean().item():.4f}")
-        if callback is not None:
-            callback(StepInfo("lbrgm", step, steps, value.detach(), prediction.detach()))
+        return data + mapping_weight * prior_w + z_weight * prior_z, prediction
+
+    losses = run_steps(objective, torch.optim.Adam([z, w], lr=lr), config["steps"], phase="lbrgm",
+                       callback=callback, progress=progress)
     with torch.no_grad():
-        images = render(G, w, resolution)
+        images = render(G, w, problem.resolution)
     info = {"z": z.detach(), "init_data_loss": init_data.tolist(),
-            "init_candidates": int(init_candidates), "truncation": truncation,
             "perceptual": "rusir loss (VGG16 LPIPS features unavailable offline)"}
-    phase = PhaseResult("W+", images, w.detach(), losses)
-    return BaselineResult(images, {"lbrgm": phase}, time.perf_counter() - start, info)
+    phase = PhaseResult("W+", images, w.detach(), losses, lr)
+    return RestoreResult(images, {"lbrgm": phase}, time.perf_counter() - start, config, info)

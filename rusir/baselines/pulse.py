@@ -41,11 +41,11 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm.auto import tqdm
 
-from ..inversion.restore import PhaseResult, StepInfo, render
-from ._common import (BaselineResult, device_of, evaluate_loss, masked_mse, prepare,
-                      reject_unknown, seeded_randn)
+from ..inversion.latents import seeded_randn
+from ..inversion.loop import StepInfo, evaluate_loss, render, render_degraded, run_steps
+from ..inversion.losses import masked_mse
+from ..inversion.method import LossSpec, PhaseResult, Problem, RestoreResult, prepare, reject_unknown
 
 __all__ = ["pulse", "gaussian_fit", "to_w", "geocross", "lr_factor", "SCHEDULES"]
 
@@ -56,7 +56,7 @@ _FITS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 def gaussian_fit(G, samples: int = 10_000, seed: int = 0, chunk: int = 4096) -> tuple[Tensor, Tensor]:
     """(mean, std), each [w_dim]: statistics of LeakyReLU_5(mapping(z)) over `samples` draws of
     z ~ N(0, I) (own CPU generator seeded `seed`). Cached per generator object, samples and seed."""
-    device = device_of(G)
+    device = next(G.parameters()).device
     cache = _FITS.setdefault(G, {})
     key = (int(samples), int(seed), str(device))
     if key not in cache:
@@ -115,12 +115,62 @@ def _project(v: Tensor, radius: float) -> None:
     v.mul_(radius / (v.square().sum(-1, keepdim=True) + 1e-9).sqrt())
 
 
-def pulse(G, target: Tensor, degradation=None, loss: Optional[Callable] = None, steps: int = 100,
-          lr: float = 0.4, seed: int = 0, callback: Optional[Callable[[StepInfo], None]] = None,
-          progress: bool = True, resolution: Optional[int] = None, l2_weight: float = 100.0,
+class _PulseSteps:
+    """The hooks of one PULSE run for `run_steps`: the rate schedule before each step, the
+    objective (which also keeps each image's best iterate, the one PULSE returns, since the
+    objective is where an iterate's value is known), the sphere projection after each step."""
+
+    def __init__(self, G, problem: Problem, v: Tensor, fit: tuple[Tensor, Tensor], config: dict):
+        self.G, self.problem, self.v, self.fit, self.config = G, problem, v, fit, config
+        self.optimizer = torch.optim.Adam([v], lr=config["lr"])
+        self.radius = math.sqrt(G.w_dim)
+        self.step = 0
+        batch, device = v.shape[0], v.device
+        self.best = torch.full((batch,), math.inf, device=device)       # objective [B]
+        self.best_l2 = torch.full((batch,), math.inf, device=device)    # lowest L2 seen [B]
+        self.best_step = torch.full((batch,), -1, dtype=torch.long, device=device)
+        self.best_v = v.detach().clone()                                # [B, num_ws, w_dim]
+
+    def before_step(self, step: int) -> None:
+        self.step = step
+        factor = lr_factor(self.config["schedule"], step, self.config["steps"])
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config["lr"] * factor
+
+    def objective(self) -> tuple[Tensor, Tensor]:
+        """l2_weight * data + geocross_weight * GEOCROSS per image [B], and the prediction."""
+        c, problem = self.config, self.problem
+        w = to_w(self.v, *self.fit)
+        rendered = render_degraded(self.G, w, problem.degradation, problem.resolution)
+        l2 = masked_mse(rendered.degraded, problem.target, rendered.mask)             # [B]
+        if c["data_term"] == "l2":
+            data = l2.clamp_min(c["eps"])   # PULSE: no gradient once an image is below eps
+        else:
+            data = evaluate_loss(problem.loss, rendered, problem.target)
+        value = c["l2_weight"] * data + c["geocross_weight"] * geocross(w)            # [B]
+        self._track(value.detach(), l2.detach())
+        return value, rendered.prediction
+
+    @torch.no_grad()
+    def _track(self, value: Tensor, l2: Tensor) -> None:
+        """Keep, per image, the iterate just rendered if its objective is the best so far."""
+        better = value < self.best
+        self.best = torch.where(better, value, self.best)
+        self.best_step = torch.where(better, torch.full_like(self.best_step, self.step), self.best_step)
+        self.best_v[better] = self.v.detach()[better]
+        self.best_l2 = torch.minimum(self.best_l2, l2)
+
+    @torch.no_grad()
+    def after_step(self, step: int, value: Tensor) -> None:
+        _project(self.v, self.radius)
+
+
+def pulse(G, target: Tensor, degradation=None, *, loss: LossSpec = None, seed: int = 0,
+          callback: Optional[Callable[[StepInfo], None]] = None, progress: bool = True,
+          steps: int = 100, lr: float = 0.4, l2_weight: float = 100.0,
           geocross_weight: float = 0.05, eps: float = 2e-3, schedule: str = "linear1cycledrop",
           fit_samples: int = 10_000, fit_seed: int = 0, data_term: str = "l2",
-          **unknown) -> BaselineResult:
+          resolution: Optional[int] = None, **unknown) -> RestoreResult:
     """Restore `target` ([B, 3, h, w] in [0, 1]) with PULSE on the sphere of the Gaussianised W.
 
     steps / lr: Adam steps and peak rate (scaled by `schedule`); seed: image i starts from
@@ -128,65 +178,31 @@ def pulse(G, target: Tensor, degradation=None, loss: Optional[Callable] = None, 
     data_term: "l2" (PULSE; `loss` is then not used) or "loss" (`loss` replaces the L2).
     Returns the per-image best-objective iterate; see the module doc for `info`.
     """
-    reject_unknown(pulse, unknown)
+    config = dict(steps=int(steps), lr=lr, l2_weight=l2_weight, geocross_weight=geocross_weight,
+                  eps=eps, schedule=schedule, fit_samples=int(fit_samples), fit_seed=int(fit_seed),
+                  data_term=data_term, resolution=int(resolution or G.img_resolution),
+                  seed=int(seed))
+    reject_unknown("pulse", unknown, config)
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}")
     if data_term not in ("l2", "loss"):
         raise ValueError(f"data_term must be 'l2' (PULSE) or 'loss' (the given rusir loss), got {data_term!r}")
     start = time.perf_counter()
-    target, degradation, loss_fn = prepare(G, target, degradation, loss if data_term == "loss" else None,
-                                           need_loss=data_term == "loss")
-    resolution = resolution or G.img_resolution
-    steps, batch, device = int(steps), target.shape[0], target.device
-    mean, std = gaussian_fit(G, fit_samples, fit_seed)
-    radius = math.sqrt(G.w_dim)
-
-    v = seeded_randn((G.num_ws, G.w_dim), seed, batch, device)
+    use_loss = data_term == "loss"
+    problem = prepare(G, target, degradation, loss if use_loss else None, seed=seed,
+                      resolution=resolution, need_loss=use_loss)
+    fit = gaussian_fit(G, fit_samples, fit_seed)
+    v = seeded_randn((G.num_ws, G.w_dim), seed, problem.target.shape[0], problem.target.device)
     with torch.no_grad():
-        _project(v, radius)
-    v.requires_grad_(True)
-    opt = torch.optim.Adam([v], lr=lr)
-    best = torch.full((batch,), math.inf, device=device)
-    best_l2 = torch.full((batch,), math.inf, device=device)
-    best_step = torch.full((batch,), -1, dtype=torch.long, device=device)
-    best_v = v.detach().clone()
-    losses: list[Tensor] = []
-    bar = tqdm(range(steps), desc="PULSE", disable=not progress, leave=False)
-    for step in bar:
-        for group in opt.param_groups:
-            group["lr"] = lr * lr_factor(schedule, step, steps)
-        w = to_w(v, mean, std)
-        prediction = render(G, w, resolution)
-        degraded = degradation.degrade_prediction(prediction)
-        mask = getattr(degradation, "mask", None)
-        l2 = masked_mse(degraded, target, mask)                                  # [B]
-        if loss_fn is None:
-            data = l2.clamp_min(eps)        # PULSE: no gradient once an image is below eps
-        else:
-            data = evaluate_loss(loss_fn, degraded, target, mask, prediction)
-        value = l2_weight * data + geocross_weight * geocross(w)                 # [B]
-        with torch.no_grad():  # the objective of the iterate that was just rendered
-            better = value.detach() < best
-            best = torch.where(better, value.detach(), best)
-            best_step = torch.where(better, torch.full_like(best_step, step), best_step)
-            best_v[better] = v.detach()[better]
-            best_l2 = torch.minimum(best_l2, l2.detach())
-        opt.zero_grad(set_to_none=True)
-        value.sum().backward()
-        opt.step()
-        with torch.no_grad():
-            _project(v, radius)
-        losses.append(value.detach())
-        bar.set_postfix(loss=f"{value.mean().item():.4f}")
-        if callback is not None:
-            callback(StepInfo("pulse", step, steps, value.detach(), prediction.detach()))
+        _project(v, math.sqrt(G.w_dim))
+    run = _PulseSteps(G, problem, v.requires_grad_(True), fit, config)
+    losses = run_steps(run.objective, run.optimizer, config["steps"], phase="pulse",
+                       callback=callback, progress=progress, before_step=run.before_step,
+                       after_step=run.after_step)
     with torch.no_grad():
-        if steps == 0:
-            best_v = v.detach().clone()
-        w = to_w(best_v, mean, std)
-        images = render(G, w, resolution)
-    info = {"reached_eps": (best_l2 <= eps).tolist(), "best_l2": best_l2.tolist(),
-            "best_step": best_step.tolist(), "v": best_v, "eps": eps,
-            "data_term": data_term, "noise": "const (not optimised)"}
-    phase = PhaseResult("W+", images, w.detach(), losses)
-    return BaselineResult(images, {"pulse": phase}, time.perf_counter() - start, info)
+        w = to_w(run.best_v, *fit)
+        images = render(G, w, problem.resolution)
+    info = {"reached_eps": (run.best_l2 <= eps).tolist(), "best_l2": run.best_l2.tolist(),
+            "best_step": run.best_step.tolist(), "v": run.best_v, "noise": "const (not optimised)"}
+    phase = PhaseResult("W+", images, w.detach(), losses, lr)
+    return RestoreResult(images, {"pulse": phase}, time.perf_counter() - start, config, info)

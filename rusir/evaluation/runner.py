@@ -19,7 +19,6 @@ patch-FID, IS) are computed per cell by `rusir report` from the saved PNGs.
 """
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import shutil
@@ -214,32 +213,18 @@ def as_8bit(img: Tensor) -> Tensor:
     return to_uint8(img, rounding="round").to(torch.float32) / 255
 
 
-def _call_kwargs(fn: Callable, wanted: dict) -> dict:
-    """The subset of `wanted` that `fn` names (all of it for a plain `(G, target, deg, **kw)`)."""
-    params = inspect.signature(fn).parameters
-    named = {n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
-    if not named - {"G", "target", "degradation"} and any(
-            p.kind == p.VAR_KEYWORD for p in params.values()):
-        return dict(wanted)
-    return {k: v for k, v in wanted.items() if k in named}
-
-
-def method_kwargs(name: str, item: Item, steps: Sequence[int], baseline_steps: Optional[int],
-                  seed: int) -> dict:
-    """Keyword arguments of one method call: RUSIR's steps; a baseline's tuned table entry."""
+def method_kwargs(name: str, item: Item, steps: Sequence[int], baseline_steps: Optional[int]) -> dict:
+    """The method's own options for one item (loss, seed and progress go to every method alike):
+    RUSIR its steps per phase; a baseline its tuned (task, level) table entry, or {} (its code
+    defaults) when the table is absent, with `baseline_steps` as its step count if given; any
+    other method (a function passed in `methods`) nothing but `baseline_steps`. A method other
+    than RUSIR never gets RUSIR's per-phase steps."""
     if name == "rusir":
-        return {"steps": tuple(steps), "seed": seed}
-    config: dict = {}
-    try:
-        from ..baselines import baseline_config
-        config = dict(baseline_config(name, item.task, item.level))
-    except (ImportError, ValueError, FileNotFoundError):
-        pass
+        return {"steps": tuple(steps)}
+    from ..baselines.config import TABLES, baseline_config
+    config = dict(baseline_config(name, item.task, item.level)) if name in TABLES else {}
     if baseline_steps is not None:
         config["steps"] = int(baseline_steps)
-    elif "steps" not in config:
-        config["steps"] = tuple(steps)
-    config.setdefault("seed", seed)
     return config
 
 
@@ -287,9 +272,8 @@ def run_item(G, item: Item, fn: Callable, image_path: Path, out: Path, *, loss, 
     deg = degradations.make(item.task, item.level, seed=dseed)
     with torch.no_grad():
         target = deg.degrade_ground_truth(gt)
-    kwargs = method_kwargs(item.method, item, steps, baseline_steps, seed)
-    call = _call_kwargs(fn, {**kwargs, "loss": loss, "progress": False})
-    result = fn(G, target, deg, **call)
+    kwargs = method_kwargs(item.method, item, steps, baseline_steps)
+    result = fn(G, target, deg, loss=loss, seed=seed, progress=False, **kwargs)
     pred = as_8bit(result.images.detach())
     with torch.no_grad():
         degraded = deg.degrade_ground_truth(pred)

@@ -5,7 +5,8 @@
     W++  [B, num_ws, F, w_dim]    one code per output filter, starts as each W+ row repeated F times
 
 Each expansion renders exactly the same image as the latent it came from, so a phase picks up
-where the last one stopped.
+where the last one stopped. Methods that start from random codes (the baselines) draw them with
+`seeded_randn`, per image, so a batch equals its images run one by one.
 """
 from __future__ import annotations
 
@@ -32,6 +33,14 @@ def w_to_wplus(w: Tensor, num_ws: int) -> Tensor:
 def wplus_to_wpp(wp: Tensor, filters: int) -> Tensor:
     """[B, num_ws, w_dim] -> [B, num_ws, F, w_dim] (each row repeated once per filter)."""
     return wp.detach().unsqueeze(2).repeat(1, 1, filters, 1).clone()
+
+
+def seeded_randn(shape: tuple[int, ...], seed: int, batch: int, device: torch.device) -> Tensor:
+    """[batch, *shape] standard normal draws; image i's come from its own generator seeded
+    seed + i (on the CPU, so results do not depend on the device)."""
+    draws = [torch.randn(shape, generator=torch.Generator().manual_seed(int(seed) + i))
+             for i in range(batch)]
+    return torch.stack(draws).to(device)
 
 
 def space_of(latent: Tensor) -> str:

@@ -34,7 +34,7 @@ from .. import metrics
 __all__ = [
     "Term", "L1Term", "L2Term", "GradientTerm", "SSIMTerm", "MSSSIMTerm", "LPIPSTerm",
     "WeightedTerms", "MultiResolutionLoss", "ConsistencyLoss", "CompositeLoss", "LossConfig",
-    "TERMS", "make_term",
+    "TERMS", "make_term", "masked_mse",
 ]
 
 
@@ -47,6 +47,15 @@ class _Frozen(nn.Module):
 
 def _per_image_mean(t: Tensor) -> Tensor:
     return t.flatten(1).mean(1)
+
+
+def masked_mse(x: Tensor, y: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    """Per-image mean squared error [B] (the baselines' pixel term); with a mask [B, 1, h, w],
+    unknown pixels count as equal (zero error, still counted in the mean)."""
+    diff = x - y
+    if mask is not None:
+        diff = diff * mask.to(diff.dtype)
+    return diff.square().flatten(1).mean(1)
 
 
 # --- terms: (x, y) -> [B], no mask ------------------------------------------------------------
@@ -276,6 +285,9 @@ class ConsistencyLoss(_Frozen):
         self.sigma = sigma
         self.noise = _NoiseSource(seed)
 
+    def reset_noise(self, seed: Optional[int] = None) -> None:
+        self.noise.reset(seed)
+
     def forward(self, x_degraded: Optional[Tensor], y: Optional[Tensor] = None,
                 mask: Optional[Tensor] = None, prediction: Optional[Tensor] = None) -> Tensor:
         if prediction is None:
@@ -317,7 +329,10 @@ class CompositeLoss(_Frozen):
         self.needs_prediction = self.consistency is not None
 
     def reset_noise(self, seed: Optional[int] = None) -> None:
+        """Restart the hole-fill noise at `seed` and the consistency noise at seed + 1 (as built)."""
         self.pyramid.reset_noise(seed)
+        if self.consistency is not None:
+            self.consistency.reset_noise(None if seed is None else seed + 1)
 
     def forward(self, x: Tensor, y: Tensor, mask: Optional[Tensor] = None,
                 prediction: Optional[Tensor] = None) -> Tensor:
