@@ -112,7 +112,7 @@ def test_run_task_fidelity_is_the_true_degradation_of_the_clamped_prediction(tas
 def test_bench_fidelity_is_the_true_degradation_with_the_items_seed(tmp_path):
     G = small_generator(resolution=32)
 
-    def stand_in(G, target, degradation, loss=None, steps=None, progress=True):
+    def stand_in(G, target, degradation, *, loss=None, seed=0, progress=True, **config):
         """A fixed, visibly different prediction: the upside-down target."""
         return RestoreResult(target.flip(-2).clamp(0, 1), {})
 
