@@ -77,3 +77,13 @@ def noisy(y: torch.Tensor, sigma: float, seed: int = 1, clamp: bool = False) -> 
     g = torch.Generator().manual_seed(seed)
     out = y + sigma * torch.randn(y.shape, generator=g)
     return out.clamp(0, 1) if clamp else out
+
+
+def generated_target(G, seed: int, batch: int = 1, spread: float = 0.35) -> torch.Tensor:
+    """An image the generator itself makes (a W code a little away from w_avg), exactly as
+    rendered: it may overshoot [0, 1], which methods accept with a warning."""
+    from rusir.inversion.loop import render
+    g = torch.Generator().manual_seed(seed)
+    w = G.mapping.w_avg[None] + spread * torch.randn(batch, G.w_dim, generator=g)
+    with torch.no_grad():
+        return render(G, w)

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from conftest import small_generator
+from conftest import generated_target, small_generator
 from rusir.model.generators import GeneratorInfo, set_info
 from rusir.baselines import METHODS, baseline_config, get_method
 from rusir.baselines.config import TABLES
@@ -32,13 +32,6 @@ def one_thread():
 
 def mse(x, y, mask=None):
     return (x - y).square().flatten(1).mean(1)
-
-
-def generated_target(G, seed: int, batch: int = 1, spread: float = 0.35) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    w = G.mapping.w_avg[None] + spread * torch.randn(batch, G.w_dim, generator=g)
-    with torch.no_grad():
-        return render(G, w)
 
 
 def run(name, G, target, **kw):

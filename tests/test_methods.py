@@ -147,3 +147,49 @@ def test_runner_calls_every_method_alike_and_a_baseline_without_table_runs(monke
     for name, got in calls.items():
         assert (got["loss"], got["seed"], got["progress"]) == (mse, 4, False), name
         assert got.get("steps") == ((2, 1, 1) if name == "rusir" else None), name
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+@pytest.mark.parametrize("case", ["one nan", "all nan", "+inf", "-inf", "overflowing", "empty"])
+def test_unrestorable_targets_are_refused_before_any_step(name, case):
+    """A NaN/inf target used to run to the end with a NaN loss and return the start image."""
+    G = small_generator()
+    target = torch.rand(2, 3, 16, 16)
+    if case == "one nan":
+        target[1, 0, 3, 3] = float("nan")
+    elif case == "all nan":
+        target = torch.full_like(target, float("nan"))
+    elif case == "+inf":
+        target[0, 2, 0, 0] = float("inf")
+    elif case == "-inf":
+        target[0, 2, 0, 0] = -float("inf")
+    elif case == "overflowing":
+        target = target * 1e39                      # beyond float32: inf
+    else:
+        target = target[:0]
+    steps = []
+    with pytest.raises(ValueError, match="target"):
+        METHODS[name](G, target, loss=lambda x, y, mask=None: (x - y).square().flatten(1).mean(1),
+                      callback=steps.append, progress=False)
+    assert steps == []
+
+
+@pytest.mark.parametrize("scale, hint", [(lambda x: x * 2 - 1, "(x + 1) / 2"), (lambda x: x * 255, "x / 255"),
+                                         (lambda x: x * 5 - 2, "outside")])
+def test_targets_on_another_scale_warn_with_the_range(scale, hint):
+    G = small_generator()
+    with pytest.warns(UserWarning, match=r"outside \[0, 1\]") as record:
+        METHODS["rusir"](G, scale(torch.rand(1, 3, 16, 16)), loss=lambda x, y, mask=None: (x - y).abs().flatten(1).mean(1),
+                         steps=(1, 1, 1), progress=False)
+    assert hint in str(record[0].message)
+
+
+def test_targets_in_range_up_to_rounding_pass_silently():
+    G = small_generator()
+    target = torch.rand(1, 3, 16, 16)
+    target[0, 0, 0, 0], target[0, 0, 0, 1] = -1e-4, 1 + 1e-4          # float rounding of [0, 1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = METHODS["rusir"](G, target, loss=lambda x, y, mask=None: (x - y).abs().flatten(1).mean(1),
+                                  steps=(1, 1, 1), progress=False)
+    assert torch.isfinite(result.images).all()

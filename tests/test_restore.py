@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from conftest import small_generator
+from conftest import generated_target, small_generator
 from rusir.model.generators import GeneratorInfo, set_info
 from rusir.inversion.restore import render, restore
 
@@ -17,14 +17,6 @@ def mse(x, y, mask=None):
 
 def psnr(a, b):
     return (10 * torch.log10(1 / (a - b).square().flatten(1).mean(1))).tolist()
-
-
-def generated_target(G, seed: int, batch: int = 1, spread: float = 0.35) -> torch.Tensor:
-    """An image the generator itself makes: a W code a little away from w_avg."""
-    g = torch.Generator().manual_seed(seed)
-    w = G.mapping.w_avg[None] + spread * torch.randn(batch, G.w_dim, generator=g)
-    with torch.no_grad():
-        return render(G, w)
 
 
 def test_identity_inversion_recovers_a_generated_image(tiny32):

@@ -14,9 +14,11 @@ method-specific findings (`info`).
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, NamedTuple, Optional, Union
 
+import torch
 from torch import Tensor
 
 from ..degradations import Identity
@@ -69,13 +71,36 @@ class Problem(NamedTuple):
     resolution: int                 # working resolution R the degradation expects
 
 
+# Values this far outside [0, 1] are not rounding: a generator's own render, or another scale.
+RANGE_TOLERANCE = 1e-3
+
+
 def check_target(target: Tensor) -> Tensor:
-    """The target as a method needs it: a float tensor [B, 3, H, W] (else a clear ValueError)."""
+    """The target as a method needs it: a finite float tensor [B, 3, H, W], meant in [0, 1].
+
+    Non-finite values are refused (every loss would be NaN: the latent never moves and the
+    start image came back with no error). Values outside [0, 1] are used as given, with a
+    warning that names the range: a generator's own renders overshoot [0, 1] and are valid
+    inversion targets, while [-1, 1] or 0..255 data is a mistake the warning points at
+    (clamping would hide it, refusing would reject the renders)."""
     if not isinstance(target, Tensor) or target.dim() != 4 or target.shape[1] != 3:
         shape = tuple(target.shape) if isinstance(target, Tensor) else type(target).__name__
         raise ValueError(f"target must be a float tensor [B, 3, H, W] in [0, 1], got {shape}")
     if not target.is_floating_point():
         raise ValueError(f"target must be floating point in [0, 1], got dtype {target.dtype}")
+    if target.numel() == 0:
+        raise ValueError(f"target is empty: shape {tuple(target.shape)}")
+    bad = ~torch.isfinite(target)
+    if bad.any():
+        images = sorted(set(bad.flatten(1).any(1).nonzero().flatten().tolist()))
+        raise ValueError(f"target has {int(bad.sum())} non-finite value(s) (NaN or infinity) in "
+                         f"image(s) {images[:10]}")
+    low, high = float(target.min()), float(target.max())
+    if low < -RANGE_TOLERANCE or high > 1 + RANGE_TOLERANCE:
+        hint = ("; [-1, 1] data needs (x + 1) / 2" if low < -0.5 else "") + \
+               ("; 0..255 data needs x / 255" if high > 2 else "")
+        warnings.warn(f"target values span [{low:.4g}, {high:.4g}], outside [0, 1]: used as given"
+                      f"{hint}", stacklevel=3)
     return target
 
 
