@@ -3,14 +3,15 @@
     python scripts/compare_baselines.py                      # toyfaces64, 3 held-out images
     python scripts/compare_baselines.py --images 2 --rusir-steps 50,50,50 --baseline-steps 150
 
-For every task and level, the first N held-out images are degraded once (seed fixed per task and
-level) and restored by every method as one batch (batching is exact for every method); each
-method gets a fresh degradation object with the same seed, so they see identical targets and
-identical approximation noise streams. Baselines use their per-(task, level) tables
-(params/baselines/*.yaml) unless --baseline-steps overrides their step counts. PSNR and SSIM are
-measured against the clean images after the 8-bit round trip of a saved PNG. Wall time is the
-method's own `seconds` divided by the batch size. Results go to <out>.json and <out>.md
-(written after every cell, so an interrupted run keeps what it finished).
+A configuration of the benchmark runner (`rusir.evaluation.runner.run_bench`): for every task
+and level, the first N held-out images are degraded once per image (the runner's per-item seeds
+from --seed, the same targets for every method) and restored by every method. Baselines use their
+per-(task, level) tables (params/baselines/*.yaml) unless --baseline-steps overrides their step
+counts; --lbrgm-candidates fixes L-BRGM's best-of-N (`bind_method`). PSNR and SSIM are measured
+against the clean images after the 8-bit round trip of a saved PNG (the records' metrics). Time is
+the method's own `seconds` per image. The items are records under --records (default
+runs/<out name>/<configuration hash>), so an interrupted run resumes; <out>.json and <out>.md are
+rebuilt from the records after every cell.
 """
 from __future__ import annotations
 
@@ -18,35 +19,48 @@ import argparse
 import hashlib
 import json
 import platform
-import time
 from pathlib import Path
 
 import torch
 
-from rusir import degradations
-from rusir.baselines import baseline_config, get_method
-from rusir.data import heldout
-from rusir.model.generators import info as generator_info, load_generator
+from rusir.baselines import get_method
+from rusir.data import heldout_paths
+from rusir.evaluation.plan import bind_method
+from rusir.evaluation.records import config_folder, load_records
+from rusir.evaluation.report import summarise
+from rusir.evaluation.runner import run_bench
 from rusir.inversion.schedule import resolve as resolve_schedule
-from rusir.metrics import psnr, ssim
+from rusir.model.generators import REGISTRY, info as generator_info, load_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = {"rusir": "RUSIR", "pulse": "PULSE", "lbrgm": "L-BRGM", "adam_wplus": "W+ Adam"}
 
 
-def as_8bit(img: torch.Tensor) -> torch.Tensor:
-    return torch.round(img.detach().clamp(0, 1) * 255) / 255
+def methods_of(names: list[str], lbrgm_candidates: int | None = None) -> dict:
+    """{name: function}; L-BRGM with its best-of-N fixed when --lbrgm-candidates is given."""
+    fns = {m: get_method(m) for m in names}   # fails early on a typo
+    if "lbrgm" in fns and lbrgm_candidates is not None:
+        fns["lbrgm"] = bind_method(fns["lbrgm"], init_candidates=lbrgm_candidates)
+    return fns
 
 
-def method_kwargs(method: str, task: str, level: str, args) -> dict:
-    if method == "rusir":
-        return {"steps": tuple(args.rusir_steps)}
-    config = baseline_config(method, task, level)
-    if args.baseline_steps is not None:
-        config["steps"] = args.baseline_steps
-    if method == "lbrgm" and args.lbrgm_candidates is not None:
-        config["init_candidates"] = args.lbrgm_candidates
-    return config
+def cell_entry(records: list[dict], methods: list[str], task: str, level: str) -> dict:
+    """One (task, level) cell of the JSON from its records: per method mean PSNR/SSIM, per-image
+    PSNR, restore seconds per image, the method's configuration (and PULSE's reached_eps)."""
+    cell = {"task": task, "level": level, "methods": {}}
+    mine = [r for r in records if r["task"] == task and r["level"] == level]
+    cell["degradation_seeds"] = sorted({r["degradation_seed"] for r in mine})
+    groups = summarise(mine, by=("method",))
+    for m in methods:
+        if (m,) not in groups:
+            continue
+        s, recs = groups[(m,)], sorted((r for r in mine if r["method"] == m), key=lambda r: r["image_index"])
+        entry = {"psnr": s["mean_psnr"], "ssim": s["mean_ssim"], "psnr_per_image": s["psnr"],
+                 "seconds_per_image": s["mean_seconds"], "config": recs[0].get("method_config", {})}
+        if all("reached_eps" in r.get("info", {}) for r in recs):
+            entry["reached_eps"] = [r["info"]["reached_eps"] for r in recs]
+        cell["methods"][m] = entry
+    return cell
 
 
 def markdown(record: dict) -> str:
@@ -105,6 +119,7 @@ def main(argv=None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default=str(ROOT / "figures" / "baselines_table"))
+    p.add_argument("--records", default=None, help="records root (default: runs/<out name>)")
     p.add_argument("--note", action="append", default=[])
     args = p.parse_args(argv)
     if args.threads:
@@ -112,49 +127,32 @@ def main(argv=None) -> dict:
 
     G = load_generator(args.generator)
     args.rusir_steps = list(resolve_schedule(G, steps=args.rusir_steps)[0])
-    from rusir.model.generators import REGISTRY
     gen_file = REGISTRY[args.generator].path if args.generator in REGISTRY else Path(args.generator)
     gen_sha = hashlib.sha256(gen_file.read_bytes()).hexdigest()[:16] if gen_file and gen_file.is_file() else None
-    loss = None
-    if args.loss is not None:
-        from rusir.inversion.presets import load_preset
-        loss = load_preset(args.loss).build()
-    res = G.img_resolution
-    gt = as_8bit(heldout(args.images, size=res))
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    for m in methods:
-        get_method(m)  # fail early on a typo
+    fns = methods_of(methods, args.lbrgm_candidates)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    record = {"generator": args.generator, "generator_sha256_16": gen_sha, "resolution": res, "n_images": args.images,
-              "loss": args.loss or generator_info(G).default_loss, "methods": methods,
-              "rusir_steps": args.rusir_steps, "baseline_steps": args.baseline_steps,
+    record = {"generator": args.generator, "generator_sha256_16": gen_sha, "resolution": G.img_resolution,
+              "n_images": args.images, "loss": args.loss or generator_info(G).default_loss,
+              "methods": methods, "rusir_steps": args.rusir_steps, "baseline_steps": args.baseline_steps,
               "lbrgm_candidates": args.lbrgm_candidates, "seed": args.seed,
               "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} thread(s), shared",
               "notes": args.note, "cells": []}
-    for t_i, task in enumerate(t.strip() for t in args.tasks.split(",")):
+    settings = {k: record[k] for k in ("generator", "loss", "rusir_steps", "baseline_steps",
+                                       "lbrgm_candidates", "seed")}
+    store = config_folder(Path(args.records or ROOT / "runs" / out.name), settings)
+    record["records"] = str(store)
+    paths = heldout_paths()[:args.images]
+    for task in (t.strip() for t in args.tasks.split(",")):
         for level in (lv.strip() for lv in args.levels.split(",")):
-            dseed = 1000 * (t_i + 1) + degradations.LEVELS.index(level)
-            cell = {"task": task, "level": level, "degradation_seed": dseed, "methods": {}}
-            with torch.no_grad():
-                target = degradations.make(task, level, seed=dseed).degrade_ground_truth(gt)
-            for m in methods:
-                deg = degradations.make(task, level, seed=dseed)
-                deg.degrade_ground_truth(gt)  # same state as the one that made the target
-                kwargs = method_kwargs(m, task, level, args)
-                start = time.perf_counter()
-                result = get_method(m)(G, target, deg, loss=loss, seed=args.seed, progress=False,
-                                       **kwargs)
-                wall = time.perf_counter() - start
-                pred = as_8bit(result.images)
-                entry = {"psnr": psnr(pred, gt).mean().item(), "ssim": ssim(pred, gt).mean().item(),
-                         "psnr_per_image": psnr(pred, gt).tolist(),
-                         "seconds_per_image": wall / args.images,
-                         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()}}
-                info = getattr(result, "info", {})
-                if "reached_eps" in info:
-                    entry["reached_eps"] = info["reached_eps"]
-                cell["methods"][m] = entry
+            run_bench(G, paths, fns, [(task, level)], store, steps=args.rusir_steps, loss=args.loss,
+                      metrics=("psnr", "ssim"), seed=args.seed, baseline_steps=args.baseline_steps,
+                      device=next(G.parameters()).device, fail_fast=True, save_latent=False,
+                      progress=False)
+            recs = [r for r in load_records(store) if r["image_index"] < args.images]
+            cell = cell_entry(recs, methods, task, level)
+            for m, entry in cell["methods"].items():
                 print(f"{task:>13} {level:>2} {m:>10}: PSNR {entry['psnr']:6.2f}  SSIM "
                       f"{entry['ssim']:.3f}  {entry['seconds_per_image']:.1f} s/img", flush=True)
             record["cells"].append(cell)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from conftest import small_generator
 from rusir.evaluation import runner as bench
-from rusir.evaluation.runner import Item, parse_shard, parse_tasks, plan_items, run_bench, shard
+from rusir.evaluation.runner import Item, parse_shard, parse_tasks, plan_items, run_bench, shard_items
 from rusir.evaluation.report import build_tables, load_records
 from rusir.inversion.restore import RestoreResult, restore
 
@@ -82,7 +82,7 @@ def test_bad_shard_specs(spec):
 def test_shards_are_disjoint_and_cover_the_plan():
     items = plan_items(["rusir", "pulse"], "all", 3)
     for n in (1, 2, 3, 7):
-        parts = [shard(items, k, n) for k in range(n)]
+        parts = [shard_items(items, k, n) for k in range(n)]
         keys = [i.key for p in parts for i in p]
         assert len(keys) == len(set(keys)) == len(items)
         assert set(keys) == {i.key for i in items}

@@ -177,6 +177,35 @@ def test_records_feed_rusir_report(tmp_path, offline_home):
     assert len(rows) == 4 and all(r["psnr_gain"] == r["psnr"] - r["naive_psnr"] for r in rows)
 
 
+def test_study_records_equal_a_direct_runner_call(tmp_path, offline_home):
+    """The study is a configuration of the runner: its records on disk equal those of run_bench
+    with the same methods (`variant_methods`), and `rusir report` reads them."""
+    from rusir.evaluation.records import load_records
+    from rusir.evaluation.report import write_report
+    from rusir.evaluation.runner import run_bench
+    G = small_generator(resolution=32)
+    images = smooth_images(b=2, side=32)
+    kw = dict(steps=(1, 1, 1), metrics=("psnr", "ssim"))
+    iqa.run_iqa_study(G, images, ["baseline", "grad"], tasks=["denoising"], levels=["S", "M"],
+                      baseline="offline", set_metrics=(), out=tmp_path / "study", log=None, **kw)
+    configs = iqa.variant_configs(["baseline", "grad"], baseline="offline", G=G)
+    run_bench(G, images, iqa.variant_methods(configs), "denoising@S,denoising@M", tmp_path / "direct",
+              progress=False, **kw)
+    volatile = ("_dir", "seconds", "restore_seconds")
+    study, direct = ([{k: v for k, v in r.items() if k not in volatile} for r in load_records(tmp_path / d)]
+                     for d in ("study", "direct"))
+    assert len(study) == 8 and study == direct
+    assert {r["method_config"]["loss"]["terms"]["grad"] for r in study if r["method"] == "rusir[loss=grad]"} == {1.0}
+    report = write_report(tmp_path / "study", set_metrics=False, plots=False)
+    assert "### rusir[loss=grad]" in report["markdown"] and "| denoising | M | 2 |" in report["markdown"]
+    # a re-run of the study finds every item finished: no record is written again
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "study").rglob("record.json")}
+    again = iqa.run_iqa_study(G, images, ["baseline", "grad"], tasks=["denoising"], levels=["S", "M"],
+                              baseline="offline", set_metrics=(), out=tmp_path / "study", log=None,
+                              **kw)
+    assert len(again) == 8 and {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
 def _record(variant, task, level, j, psnr, lpips=None, fid=None):
     return {"method": iqa.method_name(variant), "variant": variant, "task": task, "level": level,
             "image_index": j, "status": "done",

@@ -1,3 +1,4 @@
 """Measuring restorations: one experiment (degrade, restore, score vs naive), the benchmark
-runner and its record store, report tables, the IQA-loss study, ablations, result tables and
-figure grids."""
+runner (`runner`, planned by `plan`) and its record store (`records`: the only writer of
+records), report tables, the IQA-loss study (a configuration of the runner), ablations, result
+tables and figure grids."""

@@ -2,7 +2,9 @@
 
 A follow-up study of RUSIR swaps the paper's loss for IQA losses (single and composed) and reports
 SSIM, PSNR, LPIPS, LPIPS-vgg, FID, IS, KID and patch-FID per task and level. Here the study is
-data (`IQA_VARIANTS`: name -> LossConfig fields) plus one runner and one table:
+data (`IQA_VARIANTS`: name -> LossConfig fields), run as a configuration of the benchmark runner
+(each variant is a method `rusir[loss=<variant>]`, see `variant_methods`), and one table built
+from the records:
 
     records = run_iqa_study(G, heldout(4), ["baseline", "ssim", "consistency"], tasks=["upsampling"],
                             levels=["M"], out="runs/iqa")
@@ -25,25 +27,32 @@ are None with their reason and show as "n/a" in the table.
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import math
-import os
-import shutil
-import time
+import tempfile
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
-from ..degradations import LEVELS, is_composition
-from ..inversion.losses import LossConfig
-from ..inversion.schedule import resolve as resolve_schedule
+from ..degradations import LEVELS
+from ..inversion.losses import TERMS, LossConfig
+from ..inversion.presets import load_preset
+from ..inversion.restore import restore
 from ..model.generators import info as generator_info
 from ..model.weights import MissingWeightsError
+from .figures import save_grid
+from .plan import bind_method
+from .records import item_dir, item_key, load_records, read_png, write_json
+from .report import set_metrics_for
+from .runner import run_bench
 
 __all__ = ["IQA_VARIANTS", "BASELINE", "STUDY_METRICS", "STUDY_SET_METRICS", "DEFAULT_TASKS",
-           "method_name", "variant_config", "variant_configs", "check_variant", "run_iqa_study",
+           "method_name", "variant_of", "variant_config", "variant_configs", "variant_methods",
+           "check_variant", "run_iqa_study",
            "iqa_rows", "iqa_table", "iqa_table_rows", "example_grid"]
 
 BASELINE = "baseline"
@@ -77,7 +86,6 @@ def method_name(variant: str) -> str:
 
 
 def _baseline_config(baseline: Union[str, LossConfig, Mapping, None], G=None) -> LossConfig:
-    from ..inversion.presets import load_preset
     if isinstance(baseline, LossConfig):
         return baseline
     if isinstance(baseline, Mapping):
@@ -98,7 +106,6 @@ def variant_config(name: str, spec=None, baseline: Union[str, LossConfig, Mappin
     if isinstance(spec, LossConfig):
         return dataclasses.replace(spec, name=name)
     if isinstance(spec, str):
-        from ..inversion.losses import TERMS
         if spec in TERMS:
             return LossConfig({spec: 1.0}, name=name)
         return dataclasses.replace(_baseline_config(spec), name=name)
@@ -148,32 +155,20 @@ def check_variant(config: LossConfig) -> Optional[str]:
     return None
 
 
-# --- the runner ---------------------------------------------------------------------------------
+# --- the study: a configuration of the runner ----------------------------------------------------------
 
-class _SetMetrics:
-    """Set metrics of one cell; a metric found unavailable once is not retried."""
+def variant_methods(configs: Mapping[str, LossConfig]) -> dict[str, Callable]:
+    """{`rusir[loss=<variant>]`: RUSIR with that variant's loss} -- the study's methods for
+    `rusir.evaluation.runner.run_bench`."""
+    return {method_name(v): bind_method(restore, loss=c) for v, c in configs.items()}
 
-    def __init__(self, names: Sequence[str], patch_fid_kwargs: Optional[dict]):
-        self.names, self.kwargs, self.reasons = list(names), patch_fid_kwargs, {}
 
-    def __call__(self, pred: Tensor, gt: Tensor) -> tuple[dict, dict]:
-        from ..metrics import compute_metrics
-        values, reasons = {}, {}
-        for name in self.names:
-            if name in self.reasons:
-                values[name], reasons[name] = None, self.reasons[name]
-                continue
-            try:
-                res = compute_metrics(pred, gt, names=[name], patch_fid_kwargs=self.kwargs)
-            except ValueError as exc:          # e.g. FID/KID on a single image
-                values[name], reasons[name] = None, f"ValueError: {exc}"
-                continue
-            if res.get(name) is None:
-                self.reasons[name] = res["unavailable"][name]
-                values[name], reasons[name] = None, self.reasons[name]
-            else:
-                values.update({k: v for k, v in res.items() if k != "unavailable"})
-        return values, reasons
+def variant_of(record: Mapping) -> str:
+    """The loss variant of a study record (`variant`, or parsed from `rusir[loss=<variant>]`)."""
+    if "variant" in record:
+        return record["variant"]
+    method = record.get("method", "")
+    return method[len("rusir[loss="):-1] if method.startswith("rusir[loss=") else method
 
 
 def run_iqa_study(G, images: Tensor, variants: Union[Sequence, Mapping, None] = None,
@@ -189,120 +184,65 @@ def run_iqa_study(G, images: Tensor, variants: Union[Sequence, Mapping, None] = 
     """Restore `images` ([N, 3, R, R] ground truths in [0, 1]) with each loss variant on every
     (task, level) and score them; returns one record per (variant, task, level, image).
 
-    Records follow `rusir bench` (method `rusir[loss=<variant>]`, `metrics` with accuracy_* and
-    fidelity_* on 8-bit images, `unavailable` reasons) plus `variant`, `loss` (the config),
-    `naive` (PSNR/SSIM of the naive baseline) and the cell's `set_metrics` (FID/KID/patch-FID/IS).
-    A variant whose loss cannot be built here gives one record per (task, level) with
-    `status: "unavailable"` and its `reason` (printed through `log`).
-    out: also write every item as `rusir bench` does (PNGs + record.json under
-    `<out>/<method>/<task>/<level>/<jjjj>/`, bench.json), so `rusir report <out>` reads them.
+    The study is a configuration of the benchmark runner: `run_bench` with the variants as methods
+    (`variant_methods`: `rusir[loss=<variant>]`), so the records are `rusir bench`'s (metrics
+    accuracy_* and fidelity_* on 8-bit images, `unavailable` reasons, `naive` PSNR/SSIM), written
+    under `out` (a temporary folder when None) -- `rusir report <out>` reads them, and a re-run
+    skips finished items. The returned records add `variant`, `status: "done"` and the cell's set
+    metrics (`set_metrics`, `set_unavailable`: FID/KID/patch-FID/IS from the saved PNGs, as
+    `rusir report` computes them). A variant whose loss cannot be built here gives one record per
+    (task, level) with `status: "unavailable"` and its `reason` (printed through `log`; listed in
+    `<out>/unavailable.json`).
     examples: a dict to fill with the first image's {ground_truth, target, prediction} per
     (variant, task, level), for `example_grid`.
-    The targets are the same for every variant (degradation seed `seed`).
+    The targets are the same for every variant (degradation seeds from `seed`).
     steps: RUSIR steps per phase; None: the generator's own schedule (rusir.inversion.schedule).
     """
-    from .runner import _MetricCache, as_8bit
-    from .experiment import naive_restoration, run_task
-    from ..metrics import psnr, ssim
-
     say = log or (lambda _msg: None)
-    steps = resolve_schedule(G, steps=steps)[0]
     configs = variant_configs(variants, baseline, G)
     names = list(image_names or [f"{i:04d}" for i in range(images.shape[0])])
-    gt = as_8bit(images.detach().cpu().float())
-    gen_name = generator_name or generator_info(G).name
-    per_image = _MetricCache(metrics)
-    per_cell = _SetMetrics(set_metrics, {"crops_per_image": patch_fid_crops} if patch_fid_crops else None)
-    if out is not None:
-        _write_study_config(Path(out), G, gen_name, names, configs, tasks, levels, steps, seed, metrics)
-    records: list[dict] = []
+    cells = [(t, lv) for t in tasks for lv in levels]
+    runnable, records = {}, []
     for variant, config in configs.items():
         reason = check_variant(config)
-        if reason is not None:
-            say(f"skipping variant {variant!r} ({config.terms}): {reason}")
-            records += [{"method": method_name(variant), "variant": variant, "task": t, "level": lv,
-                         "status": "unavailable", "reason": reason, "loss": config.to_dict()}
-                        for t in tasks for lv in levels]
+        if reason is None:
+            runnable[variant] = config
             continue
-        for task in tasks:
-            for level in levels:
-                t0 = time.time()
-                run = run_task(G, gt, task, level, seed=seed, loss=config, steps=tuple(steps),
-                               progress=progress)
-                deg, target = run.degradation, run.target.detach().cpu()
-                pred = as_8bit(run.result.images.detach().cpu())
-                with torch.no_grad():
-                    degraded = deg.degrade_ground_truth(pred.to(run.target.device)).cpu()
-                naive = naive_restoration(target, gt.shape[-1])
-                values, reasons = per_cell(pred, gt)
-                if examples is not None:
-                    examples[(variant, task, level)] = {"ground_truth": gt[0], "target": target[0],
-                                                        "prediction": pred[0]}
-                for j, name in enumerate(names):
-                    s = slice(j, j + 1)
-                    scores = per_image(pred[s], gt[s], degraded[s], target[s])
-                    rec = {
-                        "key": f"{method_name(variant)}/{task}/{level}/{j:04d}",
-                        "method": method_name(variant), "variant": variant, "task": task,
-                        "level": level, "category": "composed" if is_composition(task) else "single",
-                        "image_index": j, "image": name, "seed": seed,
-                        "status": "done", "generator": gen_name, "loss": config.to_dict(),
-                        "steps": list(steps), "restore_seconds": round(run.result.seconds, 3),
-                        "metrics": {k: v for k, v in scores.items() if k != "unavailable"},
-                        "unavailable": scores["unavailable"],
-                        "naive": {"psnr": float(psnr(naive[s], gt[s])), "ssim": float(ssim(naive[s], gt[s]))},
-                        "set_metrics": values, "set_unavailable": reasons,
-                    }
-                    records.append(rec)
-                    if out is not None:
-                        _write_item(Path(out), rec, {"ground_truth": gt[s], "target": target[s],
-                                                     "prediction": pred[s],
-                                                     "degraded_prediction": degraded[s]},
-                                    run.result.latent[s].detach().cpu())
-                say(f"{variant:>15s} {task} {level}: PSNR "
-                    f"{_mean([r['metrics'].get('accuracy_psnr') for r in records[-len(names):]]):.2f} dB "
-                    f"[{time.time() - t0:.1f} s]")
+        say(f"skipping variant {variant!r} ({config.terms}): {reason}")
+        records += [{"method": method_name(variant), "variant": variant, "task": t, "level": lv,
+                     "status": "unavailable", "reason": reason, "loss": config.to_dict()}
+                    for t, lv in cells]
+    with tempfile.TemporaryDirectory(prefix="rusir-iqa-") as scratch:
+        folder = Path(out) if out is not None else Path(scratch)
+        if runnable:
+            run_bench(G, dict(zip(names, images)), variant_methods(runnable), cells, folder,
+                      steps=steps, metrics=metrics, seed=seed, device=next(G.parameters()).device,
+                      fail_fast=True, progress=progress, generator_name=generator_name,
+                      extra_config={"losses": {method_name(v): c.to_dict() for v, c in runnable.items()}})
+        done = {r["key"]: r for r in load_records(folder)} if runnable else {}
+        study = {(v, t, lv): [done[item_key(method_name(v), t, lv, j)] for j in range(len(names))]
+                 for v in runnable for t, lv in cells}
+        per_cell = set_metrics_for(folder, [r for cell in study.values() for r in cell],
+                                   names=set_metrics, crops=patch_fid_crops) if study and set_metrics else {}
+        for (variant, task, level), cell in study.items():
+            values, reasons = per_cell.get((method_name(variant), task, level), ({}, {}))
+            for rec in cell:
+                rec.update(variant=variant, status="done", set_metrics=values, set_unavailable=reasons)
+            if examples is not None:
+                item = item_dir(folder, cell[0]["key"])
+                examples[(variant, task, level)] = {
+                    k: read_png(item / f"{k}.png")[0] for k in ("ground_truth", "target", "prediction")}
+            for rec in cell if out is None else ():
+                rec.pop("_dir")   # the temporary folder is gone after this
+            records += cell
+            say(f"{variant:>15s} {task} {level}: PSNR "
+                f"{_mean([r['metrics'].get('accuracy_psnr') for r in cell]):.2f} dB "
+                f"[{sum(r['restore_seconds'] for r in cell):.1f} s]")
+    order = {v: i for i, v in enumerate(configs)}
+    records.sort(key=lambda r: order[r["variant"]])   # stable: each variant's cells stay in order
     if out is not None:
-        from .runner import _write_json
-        _write_json(Path(out) / "unavailable.json",
-                    [r for r in records if r.get("status") == "unavailable"])
+        write_json(Path(out) / "unavailable.json", [r for r in records if r.get("status") == "unavailable"])
     return records
-
-
-def _write_study_config(out: Path, G, gen_name, names, configs, tasks, levels, steps, seed, metrics):
-    from .runner import _write_config
-    _write_config(out, {
-        "generator": gen_name, "resolution": int(G.img_resolution), "images": "given",
-        "image_names": list(names), "methods": [method_name(v) for v in configs],
-        "tasks": [f"{t}@{lv}" for t in tasks for lv in levels], "steps": list(steps), "seed": seed,
-        "loss": "per method (IQA study, rusir.evaluation.iqa)", "metrics": list(metrics), "baseline_steps": None,
-        "losses": {method_name(v): c.to_dict() for v, c in configs.items()}})
-
-
-def _write_item(out: Path, record: dict, images: dict, latent: Tensor) -> None:
-    """One item folder as `rusir bench` writes it: built in out/.tmp, moved with one os.replace."""
-    from .runner import TMP, _owner_tag, _write_json, save_png
-    final = out / record["key"]
-    tmp = out / TMP / f"{_owner_tag()}+{record['key'].replace('/', '__')}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
-        for name, img in images.items():
-            save_png(img, tmp / f"{name}.png")
-        torch.save({"latent": latent}, tmp / "latent.pt")
-        _write_json(tmp / "record.json", record)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            (out / TMP).rmdir()
-        except OSError:
-            pass
 
 
 # --- tables and figures ----------------------------------------------------------------------------
@@ -321,7 +261,7 @@ def iqa_rows(records: Sequence[dict], **extra) -> list[dict]:
             continue
         m = r["metrics"]
         row = dict(extra)
-        row.update(variant=r["variant"], task=r["task"], level=r["level"], image=r["image_index"],
+        row.update(variant=variant_of(r), task=r["task"], level=r["level"], image=r["image_index"],
                    psnr=m.get("accuracy_psnr"), ssim=m.get("accuracy_ssim"),
                    naive_psnr=r["naive"]["psnr"], naive_ssim=r["naive"]["ssim"],
                    psnr_gain=m.get("accuracy_psnr") - r["naive"]["psnr"],
@@ -335,13 +275,13 @@ def iqa_table_rows(records: Sequence[dict]) -> tuple[list[dict], dict[str, str]]
     """One row per (task, level, variant) -- baseline first within each (task, level) -- with the
     study's metric columns (means over images; set metrics of the cell) and `dpsnr` vs the
     baseline; plus {column or variant: reason} for every n/a."""
-    order_v = list(dict.fromkeys(r["variant"] for r in records))
+    order_v = list(dict.fromkeys(variant_of(r) for r in records))
     if BASELINE in order_v:
         order_v.remove(BASELINE)
         order_v.insert(0, BASELINE)
     cells: dict[tuple, list[dict]] = {}
     for r in records:
-        cells.setdefault((r["task"], r["level"], r["variant"]), []).append(r)
+        cells.setdefault((r["task"], r["level"], variant_of(r)), []).append(r)
     task_order = list(dict.fromkeys(r["task"] for r in records))
     keys = sorted(cells, key=lambda k: (task_order.index(k[0]),
                                         LEVELS.index(k[1]) if k[1] in LEVELS else 99,
@@ -395,8 +335,6 @@ def iqa_table(records: Sequence[dict], fmt: str = "markdown") -> str:
     cols = [("task", "task"), ("level", "level"), ("loss", "loss"), ("n", "n"), *_COLUMNS,
             ("dpsnr", "ΔPSNR vs baseline")]
     if fmt == "csv":
-        import csv
-        import io
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow([c for c, _ in cols])
@@ -418,7 +356,6 @@ def example_grid(examples: Mapping[tuple, dict], path: Union[str, Path], cell: i
     target, then each variant's restoration of the first image. `examples` is the dict that
     `run_iqa_study(..., examples={})` fills: {(variant, task, level): {ground_truth, target,
     prediction}} ([3, H, W] each)."""
-    from .figures import save_grid
     if not examples:
         raise ValueError("no examples: every variant was skipped or nothing ran")
     variants = list(dict.fromkeys(k[0] for k in examples))

@@ -28,10 +28,15 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import torch
+from tqdm.auto import tqdm
 
+from ..data import load_image
 from ..degradations.base import LEVELS
+from .. import metrics  # by module: tests (and users) may swap its feature extractor
+from .plan import resolve_images
+from .records import MetricCache, load_records, read_png, write_json
 
-__all__ = ["Table", "load_records", "cell_metrics", "set_metrics_for", "build_tables",
+__all__ = ["Table", "load_records", "cell_metrics", "summarise", "set_metrics_for", "build_tables",
            "write_report", "default_crops", "SET_METRIC_NAMES", "METRIC_ORDER"]
 
 SET_METRIC_NAMES = ("patch_fid", "fid", "kid", "is")
@@ -47,40 +52,7 @@ def default_crops(side: int) -> int:
     return 1000 if side >= 256 else 100
 
 
-# --- records ------------------------------------------------------------------------------------
-
-def load_records(directory: Union[str, Path]) -> list[dict]:
-    """Every finished item's record.json under `directory` (temporary folders ignored), sorted by
-    key; each record gains `_dir`, the item folder."""
-    root = Path(directory)
-    if not root.is_dir():
-        raise FileNotFoundError(f"benchmark folder {root} does not exist")
-    records = []
-    for path in sorted(root.rglob("record.json")):
-        rel = path.relative_to(root).parts
-        if any(part.startswith(".") for part in rel) or rel[0] == "report":
-            continue
-        rec = json.loads(path.read_text())
-        rec["_dir"] = str(path.parent)
-        records.append(rec)
-    return sorted(records, key=_order)
-
-
-def _order(rec: dict) -> tuple:
-    level = rec.get("level")
-    return (rec.get("method", ""), rec.get("category", "") != "single",
-            _task_rank(rec.get("task", "")), LEVELS.index(level) if level in LEVELS else 99,
-            rec.get("image_index", 0))
-
-
-def _task_rank(task: str) -> tuple:
-    from ..degradations import COMPOSITIONS, TASKS
-    if task in TASKS:
-        return (0, TASKS.index(task), task)
-    if task in COMPOSITIONS:
-        return (1, COMPOSITIONS.index(task), task)
-    return (2, 0, task)
-
+# --- records (read by rusir.evaluation.records.load_records) ------------------------------------------
 
 def _cells(records: Sequence[dict]) -> dict[tuple, list[dict]]:
     cells: dict[tuple, list[dict]] = {}
@@ -104,20 +76,42 @@ def cell_metrics(records: Sequence[dict]) -> tuple[dict, dict]:
     return values, reasons
 
 
+def summarise(records: Sequence[dict], by: Sequence[str] = KEYS) -> dict[tuple, dict]:
+    """{group: summary} per group of records (default: per (method, task, level) cell), images in
+    index order: `n`, `images` (indices), per-image lists `psnr`, `ssim` (accuracy, on the saved
+    8-bit images), `naive_psnr`, `naive_ssim` (the record's naive baseline, None when absent) and
+    `seconds` (the method's own restore seconds); means `mean_psnr`, `mean_ssim`,
+    `mean_naive_psnr`, `mean_naive_ssim`, `mean_seconds`; `psnr_wins`: images whose PSNR beats
+    the naive baseline's."""
+    groups: dict[tuple, list[dict]] = {}
+    for rec in records:
+        groups.setdefault(tuple(rec[k] for k in by), []).append(rec)
+    out = {}
+    for group, recs in groups.items():
+        recs = sorted(recs, key=lambda r: r.get("image_index", 0))
+        s: dict = {"n": len(recs), "images": [r.get("image_index") for r in recs]}
+        for key, get in (("psnr", lambda r: r["metrics"].get("accuracy_psnr")),
+                         ("ssim", lambda r: r["metrics"].get("accuracy_ssim")),
+                         ("naive_psnr", lambda r: (r.get("naive") or {}).get("psnr")),
+                         ("naive_ssim", lambda r: (r.get("naive") or {}).get("ssim")),
+                         ("seconds", lambda r: r.get("restore_seconds"))):
+            s[key] = [get(r) for r in recs]
+            s[f"mean_{key}"] = _mean(s[key])
+        s["psnr_wins"] = sum(p is not None and q is not None and p > q
+                             for p, q in zip(s["psnr"], s["naive_psnr"]))
+        out[group] = s
+    return out
+
+
+def _mean(values: Sequence) -> Optional[float]:
+    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return sum(vals) / len(vals) if vals else None
+
+
 # --- set metrics ----------------------------------------------------------------------------------
 
 def _read_pngs(paths: Sequence[Union[str, Path]], size: Optional[int] = None) -> torch.Tensor:
-    from ..data import load_image
-    imgs = [load_image(p, size) if size else _read_png(p) for p in paths]
-    return torch.cat(imgs)
-
-
-def _read_png(path) -> torch.Tensor:
-    import numpy as np
-    from PIL import Image
-    with Image.open(path) as f:
-        a = np.asarray(f.convert("RGB"), dtype=np.uint8).copy()
-    return torch.from_numpy(a).permute(2, 0, 1).unsqueeze(0).float() / 255
+    return torch.cat([load_image(p, size) if size else read_png(p) for p in paths])
 
 
 class _SetMetricEngine:
@@ -132,7 +126,7 @@ class _SetMetricEngine:
         self.reference, self.seed = reference, seed
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.cache: dict = {}
-        self.reasons: dict[str, str] = {}   # a metric unavailable once is not retried
+        self.availability = MetricCache()   # a metric unavailable once is not retried
 
     def config(self) -> dict:
         return {"names": self.names, "crop_size": self.crop_size, "crops": self.crops,
@@ -140,7 +134,6 @@ class _SetMetricEngine:
 
     def _reference(self, records: Sequence[dict], size: int) -> tuple[tuple, torch.Tensor]:
         if self.reference:
-            from .runner import resolve_images
             key = ("ref", str(self.reference), size)
             if key not in self.cache:
                 self.cache[key] = _read_pngs([p for _, p in resolve_images(str(self.reference))], size)
@@ -152,54 +145,46 @@ class _SetMetricEngine:
 
     def _features(self, key, images: torch.Tensor, crop: Optional[tuple] = None,
                   cache: Optional[dict] = None) -> torch.Tensor:
-        from ..metrics import inception_features, random_crops
         cache = self.cache if cache is None else cache
         fkey = ("features", key, crop)
         if fkey not in cache:
-            x = images if crop is None else random_crops(images, *crop)
-            cache[fkey] = inception_features(x, device=self.device)
+            x = images if crop is None else metrics.random_crops(images, *crop)
+            cache[fkey] = metrics.inception_features(x, device=self.device)
         return cache[fkey]
 
     def __call__(self, records: Sequence[dict]) -> tuple[dict, dict]:
-        from ..metrics import MetricUnavailable, fid, inception_score, kid
-        from ..model.weights import MissingWeightsError
         preds = _read_pngs([Path(r["_dir"]) / "prediction.png" for r in records])
-        side = preds.shape[-1]
-        ref_key, ref = self._reference(records, side)
+        ref_key, ref = self._reference(records, preds.shape[-1])
         values: dict = {}
         reasons: dict = {}
         mine: dict = {}  # this cell's prediction features
         for name in self.names:
-            if name in self.reasons:
-                values[name], reasons[name] = None, self.reasons[name]
-                continue
-            try:
-                if name == "patch_fid":
-                    from ..metrics import default_crop_size
-                    crop = self.crop_size or default_crop_size(side)
-                    n = self.crops or default_crops(side)
-                    fa = self._features("pred", preds, (crop, n, self.seed), mine)
-                    fb = self._features(ref_key, ref, (crop, n, self.seed + 1))
-                    values[name] = fid(fa, fb)
-                    values["patch_fid_crops"] = [crop, n]
-                elif name in ("fid", "kid"):
-                    if min(len(preds), len(ref)) < 2:
-                        raise ValueError("needs at least 2 images per set")
-                    fa = self._features("pred", preds, cache=mine)
-                    fb = self._features(ref_key, ref)
-                    if name == "fid":
-                        values[name] = fid(fa, fb)
-                    else:
-                        values["kid"], values["kid_std"] = kid(fa, fb, subsets=100, seed=self.seed)
-                elif name == "is":
-                    values["is"], values["is_std"] = inception_score(
-                        preds.to(self.device), splits=min(10, len(preds)))
-            except (MetricUnavailable, MissingWeightsError) as exc:
-                self.reasons[name] = f"{type(exc).__name__}: {exc}"
-                values[name], reasons[name] = None, self.reasons[name]
-            except ValueError as exc:
-                values[name], reasons[name] = None, f"ValueError: {exc}"
+            got, reason = self.availability.compute(
+                name, lambda: self._metric(name, preds, ref_key, ref, mine))
+            if reason is None:
+                values.update(got)
+            else:
+                values[name], reasons[name] = None, reason
         return values, reasons
+
+    def _metric(self, name: str, preds, ref_key, ref, mine: dict) -> dict:
+        side = preds.shape[-1]
+        if name == "patch_fid":
+            crop = self.crop_size or metrics.default_crop_size(side)
+            n = self.crops or default_crops(side)
+            fa = self._features("pred", preds, (crop, n, self.seed), mine)
+            fb = self._features(ref_key, ref, (crop, n, self.seed + 1))
+            return {"patch_fid": metrics.fid(fa, fb), "patch_fid_crops": [crop, n]}
+        if name in ("fid", "kid"):
+            if min(len(preds), len(ref)) < 2:
+                raise ValueError("needs at least 2 images per set")
+            fa, fb = self._features("pred", preds, cache=mine), self._features(ref_key, ref)
+            if name == "fid":
+                return {"fid": metrics.fid(fa, fb)}
+            value, std = metrics.kid(fa, fb, subsets=100, seed=self.seed)
+            return {"kid": value, "kid_std": std}
+        value, std = metrics.inception_score(preds.to(self.device), splits=min(10, len(preds)))
+        return {"is": value, "is_std": std}
 
 
 def set_metrics_for(directory: Union[str, Path, None], records: Sequence[dict],
@@ -216,11 +201,7 @@ def set_metrics_for(directory: Union[str, Path, None], records: Sequence[dict],
     cells = _cells(records)
     iterator = cells.items()
     if progress:
-        try:
-            from tqdm.auto import tqdm
-            iterator = tqdm(list(iterator), desc="set metrics", unit="cell")
-        except ImportError:
-            pass
+        iterator = tqdm(list(iterator), desc="set metrics", unit="cell")
     for cell, recs in iterator:
         sig = hashlib.sha1(json.dumps([sorted(r["key"] for r in recs), engine.config()],
                                       sort_keys=True).encode()).hexdigest()
@@ -232,8 +213,7 @@ def set_metrics_for(directory: Union[str, Path, None], records: Sequence[dict],
         cache[name] = {"signature": sig, "values": values, "unavailable": reasons}
         out[cell] = (values, reasons)
     if cache_path is not None:
-        from .runner import _write_json
-        _write_json(cache_path, cache)
+        write_json(cache_path, cache)
     return out
 
 
@@ -335,6 +315,7 @@ def build_tables(records: Sequence[dict], set_metrics: Union[bool, dict] = True,
 
 def plot_metrics_vs_level(table: Table, out: Union[str, Path]) -> list[Path]:
     """One figure per metric: a panel per task, metric against level, a line per method."""
+    # imported on use: choosing the Agg backend at import time would change a notebook's backend
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

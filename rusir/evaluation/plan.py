@@ -1,0 +1,206 @@
+"""What a benchmark run does: its items (method, task, level, image), shards, images and methods.
+
+`plan_items` orders the items method, task, level, image; `shard_items(items, k, n)` gives shard
+k of n (round robin, so shards are disjoint, cover the plan and differ by at most one item).
+Images are files (`heldout`, a folder, a list of paths) or given tensors; methods are names
+(`rusir.baselines.get_method`) or {name: function}. `bind_method(restore, loss=config)` fixes a
+method's keyword arguments (how the IQA study turns loss variants into methods).
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Optional, Sequence, Union
+
+from torch import Tensor
+
+from .. import degradations
+from ..data import heldout_paths
+from ..degradations.base import LEVELS, to_uint8
+from ..inversion.restore import restore
+from .records import item_key
+
+__all__ = ["Item", "canonical_task", "parse_tasks", "plan_items", "parse_shard", "shard_items",
+           "resolve_images", "images_config", "resolve_methods", "BoundMethod", "bind_method",
+           "IMAGE_EXTENSIONS", "COMPOSED_LEVEL", "ImageSource"]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+COMPOSED_LEVEL = "M"
+
+ImageSource = Union[Path, Tensor]   # an image file, or a [1, 3, R, R] ground truth in [0, 1]
+
+
+# --- items ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Item:
+    """One unit of work: restore image `image_index` degraded by `task` at `level` with `method`."""
+    method: str
+    task: str          # registry name (single task) or upper-case initials (composition)
+    level: str
+    image_index: int
+    image_name: str
+
+    @property
+    def key(self) -> str:
+        """Folder of the item relative to the output folder, e.g. `rusir/upsampling/M/0003`."""
+        return item_key(self.method, self.task, self.level, self.image_index)
+
+    @property
+    def category(self) -> str:
+        return "composed" if degradations.is_composition(self.task) else "single"
+
+
+def canonical_task(name: str) -> str:
+    """`degradations.canonical_task`, with the benchmark's extra words in the error."""
+    try:
+        return degradations.canonical_task(name)
+    except ValueError:
+        raise ValueError(f"unknown task {name!r}; valid: single, composed, all, or T@L with T one of "
+                         f"{degradations.available()} and L one of {list(LEVELS)}") from None
+
+
+def parse_tasks(spec: Union[str, Sequence[str]]) -> list[tuple[str, str]]:
+    """`single` (4 tasks x 5 levels), `composed` (11 compositions at M), `all`, or a comma list of
+    `T@L` / `T` (level M) -- mixable, e.g. `single,UNAP@M`. Returns unique (task, level) in order."""
+    parts = spec.split(",") if isinstance(spec, str) else list(spec)
+    out: list[tuple[str, str]] = []
+    for part in (p.strip() for p in parts):
+        if not part:
+            continue
+        if part.lower() in ("single", "all"):
+            out += [(t, lv) for t in degradations.TASKS for lv in LEVELS]
+        if part.lower() in ("composed", "all"):
+            out += [(c, COMPOSED_LEVEL) for c in degradations.COMPOSITIONS]
+        if part.lower() in ("single", "composed", "all"):
+            continue
+        task, _, level = part.partition("@")
+        level = level.strip().upper() or "M"
+        if level not in LEVELS:
+            raise ValueError(f"unknown level {level!r} in {part!r}; valid: {list(LEVELS)}")
+        out.append((canonical_task(task), level))
+    if not out:
+        raise ValueError(f"no tasks in {spec!r}; use single, composed, all or T@L,...")
+    return list(dict.fromkeys(out))
+
+
+def plan_items(methods: Sequence[str], tasks: Union[str, Sequence], images: Union[int, Sequence[str]]
+               ) -> list[Item]:
+    """Every (method, task, level, image) item in run order: method, task, level, image.
+    `images` is a count (names `0000`, ...) or the list of image names."""
+    names = [f"{i:04d}" for i in range(images)] if isinstance(images, int) else list(images)
+    pairs = tasks if not isinstance(tasks, str) and tasks and isinstance(tasks[0], tuple) \
+        else parse_tasks(tasks)
+    return [Item(m, t, lv, j, name) for m in methods for t, lv in pairs
+            for j, name in enumerate(names)]
+
+
+def parse_shard(text: Optional[str]) -> Optional[tuple[int, int]]:
+    """`k/n` with 0 <= k < n (0-based shard index) -> (k, n); None/'' -> None."""
+    if not text:
+        return None
+    try:
+        k, n = (int(v) for v in str(text).split("/"))
+    except ValueError:
+        raise ValueError(f"bad shard {text!r}: expected k/n, e.g. 0/4") from None
+    if n < 1 or not 0 <= k < n:
+        raise ValueError(f"bad shard {text!r}: need 0 <= k < n (shards are 0/{max(n, 1)} .. "
+                         f"{max(n, 1) - 1}/{max(n, 1)})")
+    return k, n
+
+
+def shard_items(items: Sequence[Item], k: int, n: int) -> list[Item]:
+    """Round-robin over the planned order: shard k of n gets items k, k+n, ... All shards must
+    plan the same items (same --methods/--tasks/--images); then they are disjoint and cover all."""
+    parse_shard(f"{k}/{n}")
+    return list(items[k::n])
+
+
+# --- inputs ---------------------------------------------------------------------------------
+
+def resolve_images(spec, n_images: Optional[int] = None) -> list[tuple[str, ImageSource]]:
+    """`heldout`, `heldout:N`, a folder (sorted recursive glob of png/jpg/jpeg/tif), a list of
+    paths, a tensor [N, 3, R, R] (names `0000`, ...) or {name: tensor [3, R, R] or path}
+    -> [(name, path or [1, 3, R, R] tensor)], the first `n_images` of them."""
+    if isinstance(spec, Tensor):
+        if spec.dim() != 4 or spec.shape[1] != 3:
+            raise ValueError(f"images as a tensor must be [N, 3, R, R], got {list(spec.shape)}")
+        found = [(f"{j:04d}", spec[j:j + 1]) for j in range(spec.shape[0])]
+    elif isinstance(spec, Mapping):
+        found = [(str(name), v if not isinstance(v, Tensor) or v.dim() == 4 else v.unsqueeze(0))
+                 for name, v in spec.items()]
+        found = [(name, v if isinstance(v, Tensor) else Path(v)) for name, v in found]
+    elif isinstance(spec, (list, tuple)):
+        found = [(Path(p).name, Path(p)) for p in spec]
+    elif isinstance(spec, str) and spec.split(":")[0] == "heldout":
+        head, _, count = str(spec).partition(":")
+        found = [(p.name, p) for p in heldout_paths()]
+        if count:
+            if not count.isdigit():
+                raise ValueError(f"bad image spec {spec!r}: expected heldout or heldout:N")
+            found = found[:int(count)]
+    else:
+        root = Path(spec).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(f"image folder {root} does not exist (or use --images heldout)")
+        paths = sorted(p for p in root.rglob("*") if p.is_file()
+                       and p.suffix.lower() in IMAGE_EXTENSIONS)
+        found = [(p.relative_to(root).as_posix(), p) for p in paths]
+    if n_images is not None:
+        found = found[:int(n_images)]
+    if not found:
+        raise ValueError(f"no images found in {spec!r} (extensions {', '.join(IMAGE_EXTENSIONS)})")
+    return found
+
+
+def images_config(spec, found: Sequence[tuple[str, ImageSource]]):
+    """How bench.json names the images: the spec, the list of paths, or a hash of given tensors."""
+    if isinstance(spec, (str, Path)):
+        return str(spec)
+    if all(isinstance(v, Path) for _, v in found):
+        return [str(v) for _, v in found]
+    digest = hashlib.sha1()
+    for name, v in found:
+        digest.update(name.encode())
+        digest.update(str(v).encode() if isinstance(v, Path) else to_uint8(v, "round").numpy().tobytes())
+    return f"tensors:{digest.hexdigest()[:16]}"
+
+
+def resolve_methods(methods: Union[str, Sequence[str], Mapping[str, Callable]]) -> dict[str, Callable]:
+    """Names -> restoration functions (`rusir.baselines.get_method`; only `rusir` without it)."""
+    if isinstance(methods, Mapping):
+        return dict(methods)
+    names = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods) if m.strip()]
+    if not names:
+        raise ValueError("no methods given")
+    try:  # the baselines are optional here (a slim install without rusir.baselines runs RUSIR only)
+        from ..baselines import get_method
+    except ImportError:
+        def get_method(name: str) -> Callable:
+            if name != "rusir":
+                raise ValueError(f"unknown method {name!r}; rusir.baselines is not available, "
+                                 "valid: ['rusir']")
+            return restore
+    return {name: get_method(name) for name in dict.fromkeys(names)}
+
+
+class BoundMethod:
+    """A method with some keyword arguments fixed, e.g. RUSIR with one IQA loss variant:
+    `bind_method(restore, loss=config)`. The fixed values win over what the runner passes (its
+    run-wide `loss`, usually None), unlike functools.partial, whose keywords a call overrides."""
+
+    def __init__(self, fn: Callable, **fixed):
+        self.fn, self.fixed = fn, dict(fixed)
+        self.__name__ = getattr(fn, "__name__", type(fn).__name__)
+
+    def __call__(self, G, target, degradation=None, **kwargs):
+        return self.fn(G, target, degradation, **{**kwargs, **self.fixed})
+
+    def __repr__(self) -> str:
+        return f"bind_method({self.__name__}, {', '.join(self.fixed)})"
+
+
+def bind_method(fn: Callable, **fixed) -> BoundMethod:
+    """`fn` with the keyword arguments `fixed` (see BoundMethod); recorded in `method_config`."""
+    return BoundMethod(fn, **fixed)

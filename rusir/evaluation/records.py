@@ -1,0 +1,322 @@
+"""The item store: one folder per benchmark item, written atomically. Only this module writes records.
+
+Layout of an output folder `out/` (written by `rusir.evaluation.runner`, read by `rusir report`):
+
+    bench.json                          the run configuration (write_config checks a re-run against it)
+    <method>/<task>/<level>/<jjjj>/     one finished item: ground_truth.png, target.png,
+                                        prediction.png, degraded_prediction.png (the TRUE degradation
+                                        of the prediction), latent.pt (optional), record.json
+    failed.json, failed-<k>of<n>.json   failures of a run / of shard k of n
+    .tmp/<host>-<pid>+<key>/            items being written (ignored by readers)
+
+An item is built in `out/.tmp/` and moved into place with one `os.replace`, so an item is finished
+iff its folder holds `record.json`; a killed run leaves only temporary folders, which the next run
+on the same host removes once their process is dead (`clean_stale_tmp`). JSON files are written
+to a sibling temporary file and replaced, so a reader never sees half a file.
+
+The images are stored and scored as 8-bit (`as_8bit`: what saving to PNG and reading back gives).
+`MetricCache` is the one memory of which metrics cannot be computed here (missing weights or
+packages), shared by the per-item metrics of the runner and the set metrics of the report.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from ..degradations import COMPOSITIONS, LEVELS, TASKS, cycle_8bit
+from ..degradations.base import to_uint8
+from ..metrics import PER_IMAGE_METRICS, MetricUnavailable
+from ..model.weights import MissingWeightsError
+
+__all__ = ["TMP", "RECORD", "CONFIG", "FIXED_CONFIG", "IMAGE_FILES", "UNAVAILABLE", "item_key", "item_dir",
+           "is_finished", "load_records", "write_item", "write_json", "read_config",
+           "config_conflicts", "write_config", "write_failures", "clean_stale_tmp", "remove_empty_tmp",
+           "owner_tag", "config_folder", "jsonable", "as_8bit", "save_png", "read_png", "MetricCache"]
+
+TMP = ".tmp"
+RECORD = "record.json"
+CONFIG = "bench.json"
+# Config fields that must agree between runs sharing one output folder.
+FIXED_CONFIG = ("generator", "images", "steps", "seed", "loss", "metrics", "baseline_steps",
+                "degradation_seeds")
+# Config fields that may grow between runs sharing one folder: the union is recorded.
+GROWING_CONFIG = ("methods", "tasks", "image_names")
+IMAGE_FILES = ("ground_truth", "target", "prediction", "degraded_prediction")
+# Exceptions meaning "this metric cannot be computed on this machine" (remembered, not retried).
+UNAVAILABLE = (MissingWeightsError, MetricUnavailable)
+
+PathLike = Union[str, Path]
+
+
+# --- layout and reading ---------------------------------------------------------------------------
+
+def item_key(method: str, task: str, level: str, index: int) -> str:
+    """`<method>/<task>/<level>/<jjjj>`: an item's folder relative to the output folder."""
+    return f"{method}/{task}/{level}/{index:04d}"
+
+
+def item_dir(out: PathLike, key) -> Path:
+    """The folder of an item: `key` is `<method>/<task>/<level>/<jjjj>` or has a `.key`."""
+    return Path(out) / getattr(key, "key", key)
+
+
+def is_finished(out: PathLike, key) -> bool:
+    return (item_dir(out, key) / RECORD).is_file()
+
+
+def load_records(directory: PathLike) -> list[dict]:
+    """Every finished item's record.json under `directory` (temporary folders and `report/`
+    ignored), sorted by method, single before composed, task, level, image; each record gains
+    `_dir`, the item folder."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise FileNotFoundError(f"benchmark folder {root} does not exist")
+    records = []
+    for path in sorted(root.rglob(RECORD)):
+        rel = path.relative_to(root).parts
+        if any(part.startswith(".") for part in rel) or rel[0] == "report":
+            continue
+        rec = json.loads(path.read_text())
+        rec["_dir"] = str(path.parent)
+        records.append(rec)
+    return sorted(records, key=_order)
+
+
+def _order(rec: dict) -> tuple:
+    level, task = rec.get("level"), rec.get("task", "")
+    rank = (0, TASKS.index(task)) if task in TASKS else (
+        (1, COMPOSITIONS.index(task)) if task in COMPOSITIONS else (2, 0))
+    return (rec.get("method", ""), rec.get("category", "") != "single", rank, task,
+            LEVELS.index(level) if level in LEVELS else 99, rec.get("image_index", 0))
+
+
+def read_config(out: PathLike) -> Optional[dict]:
+    path = Path(out) / CONFIG
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+# --- writing ----------------------------------------------------------------------------------------
+
+def owner_tag() -> str:
+    """`<host>-<pid>`: names temporary files and folders so that stale ones can be told apart."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def write_json(path: PathLike, data) -> Path:
+    """Atomic: write a sibling temporary file, then os.replace it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{owner_tag()}.tmp")
+    tmp.write_text(json.dumps(jsonable(data), indent=1, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def write_item(out: PathLike, key: str, images: Mapping[str, Tensor], record: dict,
+               latent: Optional[dict] = None) -> Path:
+    """Write one finished item: `images` ({name: [1, 3, H, W]}) as 8-bit PNGs, `latent` (a dict,
+    torch.save'd) and `record` as record.json, built in `out/.tmp/` and moved into place with one
+    os.replace. An unfinished folder already at the place (no record.json) is replaced."""
+    out = Path(out)
+    final = item_dir(out, key)
+    tmp = out / TMP / f"{owner_tag()}+{key.replace('/', '__')}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        for name, img in images.items():
+            save_png(img, tmp / f"{name}.png")
+        if latent is not None:
+            torch.save(latent, tmp / "latent.pt")
+        write_json(tmp / RECORD, record)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():  # a stale, unfinished folder (no record.json): replace it
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def config_conflicts(old: Mapping, new: Mapping) -> list[str]:
+    """The FIXED_CONFIG fields on which two runs' configurations disagree. A list of image paths
+    may grow (items are numbered by position, so a longer list keeps every finished item valid)."""
+    diff = []
+    for key in FIXED_CONFIG:
+        if key not in old:   # an older folder that did not record it
+            continue
+        a, b = old[key], new.get(key)
+        if key == "images" and isinstance(a, list) and isinstance(b, list) and _is_prefix(a, b):
+            continue
+        if a != b:
+            diff.append(key)
+    return diff
+
+
+def _is_prefix(a: Sequence, b: Sequence) -> bool:
+    short, long = (a, b) if len(a) <= len(b) else (b, a)
+    return list(long[:len(short)]) == list(short)
+
+
+def write_config(out: PathLike, config: dict) -> dict:
+    """Write `out/bench.json`; when one exists, refuse a run with another configuration (ValueError)
+    and record the union of methods, tasks and images. Returns what was written."""
+    out = Path(out)
+    old = read_config(out)
+    config = dict(config)
+    if old is not None:
+        diff = config_conflicts(old, config)
+        if diff:
+            raise ValueError(f"{out} holds a sweep with another configuration ({', '.join(diff)}: "
+                             f"{[old[k] for k in diff]} vs {[config.get(k) for k in diff]}); "
+                             "use a new --out folder")
+        for key in GROWING_CONFIG:
+            config[key] = list(dict.fromkeys(list(old.get(key, [])) + list(config.get(key, []))))
+        if isinstance(old.get("images"), list) and len(old["images"]) > len(config.get("images") or []):
+            config["images"] = old["images"]
+    write_json(out / CONFIG, config)
+    return config
+
+
+def write_failures(out: PathLike, shard: Optional[tuple[int, int]], failures: list) -> None:
+    """`failed.json` (`failed-<k>of<n>.json` for shard k of n); removed when nothing failed."""
+    name = "failed.json" if shard is None else f"failed-{shard[0]}of{shard[1]}.json"
+    path = Path(out) / name
+    if failures:
+        write_json(path, failures)
+    elif path.exists():
+        path.unlink()
+
+
+def clean_stale_tmp(out: PathLike) -> None:
+    """Remove temporary item folders left by dead processes of this host (killed runs); folders
+    of live processes (other shards) and of other hosts are left alone (and always ignored)."""
+    root = Path(out) / TMP
+    if not root.is_dir():
+        return
+    host = socket.gethostname()
+    for entry in root.iterdir():
+        owner, sep, _ = entry.name.partition("+")
+        owner_host, _, pid = owner.rpartition("-")
+        if not sep or owner_host != host or not pid.isdigit():
+            continue
+        if int(pid) != os.getpid() and _alive(int(pid)):
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+def remove_empty_tmp(out: PathLike) -> None:
+    """Remove `out/.tmp` when empty (other shards may still be writing there)."""
+    try:
+        (Path(out) / TMP).rmdir()
+    except OSError:
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def config_folder(root: PathLike, settings: Mapping) -> Path:
+    """`root/<10 hex digits of the settings' hash>`: one store per configuration of a study, so
+    that changed settings start a fresh store and switching back resumes the old one."""
+    text = json.dumps(jsonable(settings), sort_keys=True)
+    return Path(root) / hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+# --- values -------------------------------------------------------------------------------------------
+
+def jsonable(obj):
+    """Plain JSON data: tensors to lists, configs with `to_dict` to dicts, anything else to repr."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, Tensor):
+        return obj.detach().cpu().tolist()
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "to_dict"):
+        return jsonable(obj.to_dict())
+    if hasattr(obj, "item"):
+        return obj.item()
+    return repr(obj)
+
+
+def as_8bit(img: Tensor) -> Tensor:
+    """What saving to PNG and reading back gives (the images the metrics see)."""
+    return cycle_8bit(img, "round")
+
+
+def save_png(img: Tensor, path: PathLike) -> None:
+    """[1, 3, H, W] -> 8-bit PNG (clamped, rounded)."""
+    arr = to_uint8(img[0], rounding="round").permute(1, 2, 0).cpu().numpy()
+    Image.fromarray(arr, mode="RGB").save(path)
+
+
+def read_png(path: PathLike) -> Tensor:
+    """An 8-bit image file -> [1, 3, H, W] float32 in [0, 1], exactly as saved."""
+    with Image.open(path) as f:
+        arr = np.asarray(f.convert("RGB"), dtype=np.uint8).copy()
+    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).float() / 255
+
+
+# --- metric availability ---------------------------------------------------------------------------------
+
+class MetricCache:
+    """Which metrics cannot be computed here, remembered: a metric found unavailable once
+    (UNAVAILABLE: missing weights or package) is not retried on every item or cell. A ValueError
+    (e.g. an image too small for the metric, FID on one image) is reported but not remembered."""
+
+    def __init__(self):
+        self.reasons: dict[str, str] = {}
+
+    def compute(self, name: str, fn: Callable[[], Any]) -> tuple[Any, Optional[str]]:
+        """(fn(), None), or (None, why not)."""
+        if name in self.reasons:
+            return None, self.reasons[name]
+        try:
+            return fn(), None
+        except UNAVAILABLE as exc:
+            self.reasons[name] = f"{type(exc).__name__}: {exc}"
+            return None, self.reasons[name]
+        except ValueError as exc:
+            return None, f"ValueError: {exc}"
+
+    def item_metrics(self, names: Sequence[str], pred: Tensor, gt: Tensor, degraded: Tensor,
+                     target: Tensor) -> tuple[dict, dict]:
+        """Per-image metrics of one item ([1, 3, H, W] each): `accuracy_<m>` (prediction vs ground
+        truth) and `fidelity_<m>` (true degradation of the prediction vs target) -> (values,
+        {key: reason} of those that are None)."""
+        values: dict[str, Optional[float]] = {}
+        unavailable: dict[str, str] = {}
+        for kind, a, b in (("accuracy", pred, gt), ("fidelity", degraded, target)):
+            for name in names:
+                key = f"{kind}_{name}"
+                values[key], reason = self.compute(
+                    name, lambda: float(PER_IMAGE_METRICS[name](a, b).detach().reshape(-1)[0]))
+                if reason is not None:
+                    unavailable[key] = reason
+        return values, unavailable

@@ -1,0 +1,209 @@
+"""rusir.evaluation.records: the item store (atomic items and JSON, bench.json checks, 8-bit images,
+the one metric-availability cache) and rusir.evaluation.report.summarise over known records."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+from conftest import small_generator, smooth_images
+from rusir.degradations import cycle_8bit
+from rusir.evaluation import records
+from rusir.evaluation.report import summarise
+from rusir.evaluation.runner import bind_method, run_bench
+from rusir.inversion.losses import LossConfig
+from rusir.inversion.restore import RestoreResult
+from rusir.model.weights import MissingWeightsError
+
+KEY = "m/denoising/M/0003"
+
+
+def images(seed=0):
+    img = smooth_images(b=1, side=8, seed=seed)
+    return {name: img for name in records.IMAGE_FILES}
+
+
+# --- items and JSON are atomic ----------------------------------------------------------------------
+
+def test_write_item_is_all_or_nothing(tmp_path, monkeypatch):
+    final = records.write_item(tmp_path, KEY, images(), {"key": KEY, "x": 1}, {"latent": torch.zeros(2)})
+    assert final == tmp_path / KEY and records.is_finished(tmp_path, KEY)
+    assert {p.name for p in final.iterdir()} == {f"{n}.png" for n in records.IMAGE_FILES} | {
+        "latent.pt", "record.json"}
+    assert not any((tmp_path / records.TMP).iterdir())
+    # a failure half-way (after some PNGs) leaves neither a final folder nor a temporary one
+    other = "m/denoising/M/0004"
+    real, calls = records.save_png, []
+
+    def failing(img, path):
+        calls.append(path)
+        if len(calls) == 3:
+            raise OSError("disk full")
+        real(img, path)
+
+    monkeypatch.setattr(records, "save_png", failing)
+    with pytest.raises(OSError, match="disk full"):
+        records.write_item(tmp_path, other, images(), {"key": other})
+    assert not (tmp_path / other).exists() and not records.is_finished(tmp_path, other)
+    assert not any((tmp_path / records.TMP).iterdir())
+    monkeypatch.setattr(records, "save_png", real)
+    # an unfinished folder at the place (no record.json) is replaced as a whole
+    (tmp_path / other).mkdir(parents=True)
+    (tmp_path / other / "junk.png").write_bytes(b"partial")
+    assert not records.is_finished(tmp_path, other)
+    records.write_item(tmp_path, other, images(), {"key": other})
+    assert records.is_finished(tmp_path, other) and not (tmp_path / other / "junk.png").exists()
+    assert [r["key"] for r in records.load_records(tmp_path)] == [KEY, other]
+
+
+def test_write_json_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "a" / "b.json"
+    records.write_json(path, {"t": torch.tensor([1.5, 2.0]), "cfg": LossConfig({"l1": 1.0})})
+    data = json.loads(path.read_text())
+    assert data["t"] == [1.5, 2.0] and data["cfg"]["terms"] == {"l1": 1.0}
+    monkeypatch.setattr(os, "replace", lambda a, b: (_ for _ in ()).throw(OSError("killed")))
+    with pytest.raises(OSError):
+        records.write_json(path, {"new": 1})
+    assert json.loads(path.read_text()) == data        # the old file is untouched
+
+
+def test_load_records_ignores_temporary_and_report_folders(tmp_path):
+    records.write_item(tmp_path, KEY, images(), {"key": KEY, "method": "m", "task": "denoising",
+                                                 "level": "M", "image_index": 3})
+    for hidden in (tmp_path / records.TMP / "host-1+x", tmp_path / "report" / "x"):
+        hidden.mkdir(parents=True)
+        (hidden / "record.json").write_text("{}")
+    (loaded,) = records.load_records(tmp_path)
+    assert loaded["key"] == KEY and loaded["_dir"] == str(tmp_path / KEY)
+
+
+# --- bench.json ------------------------------------------------------------------------------------------
+
+def test_config_checks_growth_and_conflicts(tmp_path):
+    base = {"generator": "g", "images": ["a.png", "b.png"], "steps": [1, 1, 1], "seed": 0,
+            "loss": None, "metrics": ["psnr"], "baseline_steps": None, "methods": ["rusir"],
+            "tasks": ["denoising@M"], "image_names": ["a.png", "b.png"], "degradation_seeds": "derived"}
+    records.write_config(tmp_path, base)
+    grown = records.write_config(tmp_path, {**base, "images": ["a.png"], "image_names": ["a.png"],
+                                            "methods": ["pulse"], "tasks": ["UN@M"]})
+    assert grown["methods"] == ["rusir", "pulse"] and grown["tasks"] == ["denoising@M", "UN@M"]
+    assert grown["images"] == ["a.png", "b.png"]         # a prefix: the longer list is kept
+    records.write_config(tmp_path, {**base, "images": ["a.png", "b.png", "c.png"]})
+    assert records.read_config(tmp_path)["images"] == ["a.png", "b.png", "c.png"]
+    for change in ({"steps": [2, 1, 1]}, {"images": ["b.png"]}, {"seed": 1},
+                   {"degradation_seeds": "image"}):
+        with pytest.raises(ValueError, match="another configuration"):
+            records.write_config(tmp_path, {**base, **change})
+    # an older folder without degradation_seeds accepts either
+    older = {k: v for k, v in base.items() if k != "degradation_seeds"}
+    assert records.config_conflicts(older, {**base, "degradation_seeds": "image"}) == []
+    a = records.config_folder(tmp_path, {"steps": [1, 2], "x": "y"})
+    assert a == records.config_folder(tmp_path, {"x": "y", "steps": (1, 2)}) and a.parent == tmp_path
+    assert a != records.config_folder(tmp_path, {"steps": [1, 3], "x": "y"})
+
+
+def test_failures_file(tmp_path):
+    records.write_failures(tmp_path, (1, 3), [{"key": KEY, "error": "E"}])
+    assert json.loads((tmp_path / "failed-1of3.json").read_text())[0]["key"] == KEY
+    records.write_failures(tmp_path, (1, 3), [])
+    assert not (tmp_path / "failed-1of3.json").exists()
+
+
+# --- 8 bits and metrics --------------------------------------------------------------------------------------
+
+def test_8bit_images_round_trip_exactly(tmp_path):
+    x = torch.rand(1, 3, 5, 7, generator=torch.Generator().manual_seed(0)) * 1.2 - 0.1
+    assert torch.equal(records.as_8bit(x), cycle_8bit(x, "round"))
+    records.save_png(x, tmp_path / "x.png")
+    assert torch.equal(records.read_png(tmp_path / "x.png"), records.as_8bit(x))
+
+
+def test_metric_cache_remembers_only_unavailability(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))   # no LPIPS weights here
+    monkeypatch.setenv("RUSIR_OFFLINE", "1")
+    cache, calls = records.MetricCache(), []
+
+    def missing():
+        calls.append("missing")
+        raise MissingWeightsError("no vgg16 here")
+
+    def too_small():
+        calls.append("small")
+        raise ValueError("image too small")
+
+    assert cache.compute("lpips", missing) == (None, "MissingWeightsError: no vgg16 here")
+    assert cache.compute("lpips", missing) == (None, "MissingWeightsError: no vgg16 here")
+    assert cache.compute("ms_ssim", too_small) == (None, "ValueError: image too small")
+    assert cache.compute("ms_ssim", too_small)[1] == "ValueError: image too small"
+    assert calls == ["missing", "small", "small"]     # unavailable: tried once; ValueError: each time
+    assert cache.compute("psnr", lambda: 3.0) == (3.0, None)
+    x = smooth_images(b=1, side=16)
+    values, why = cache.item_metrics(["psnr", "lpips"], x, x * 0.9, x, x)
+    assert values["accuracy_psnr"] > 20 and values["fidelity_psnr"] > 90
+    assert values["accuracy_lpips"] is None and why["fidelity_lpips"].startswith("MissingWeightsError")
+
+
+# --- the runner writes through the store ----------------------------------------------------------------------
+
+def _naive(G, target, degradation=None, **kwargs):
+    s = G.img_resolution
+    return RestoreResult(torch.nn.functional.interpolate(target, size=(s, s), mode="bicubic",
+                                                         align_corners=False), {})
+
+
+def test_rerun_skips_finished_items_and_records_the_naive_baseline(tmp_path):
+    from rusir.evaluation.experiment import naive_restoration
+    from rusir.metrics import psnr, ssim
+    G = small_generator(resolution=16)
+    calls = []
+
+    def counting(G, target, degradation=None, **kwargs):
+        calls.append(1)
+        return _naive(G, target)
+
+    run = lambda: run_bench(G, "heldout:2", {"naive": counting}, "upsampling@M", tmp_path,  # noqa: E731
+                            metrics=("psnr",), progress=False)
+    assert run().done == 2 and len(calls) == 2
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("record.json")}
+    s = run()
+    assert (s.done, s.skipped, len(calls)) == (0, 2, 2)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    for r in records.load_records(tmp_path):   # `naive` is the naive restoration of the saved target
+        gt, target = (records.read_png(f"{r['_dir']}/{n}.png") for n in ("ground_truth", "target"))
+        naive = naive_restoration(target, 16)
+        assert r["naive"]["psnr"] == pytest.approx(float(psnr(naive, gt)[0]), abs=1e-4)
+        assert r["naive"]["ssim"] == pytest.approx(float(ssim(naive, gt)[0]), abs=1e-4)
+
+
+def test_bound_method_keeps_its_keywords_over_the_runners():
+    seen = {}
+
+    def method(G, target, degradation=None, loss=None, steps=None, progress=True):
+        seen.update(loss=loss, steps=steps)
+        return "done"
+
+    bound = bind_method(method, loss="mine")
+    assert bound(None, None, None, loss=None, steps=3, progress=False) == "done"
+    assert seen == {"loss": "mine", "steps": 3}
+    import inspect
+    assert "loss" not in inspect.signature(bound).parameters and bound.fixed == {"loss": "mine"}
+
+
+# --- summaries of known records ------------------------------------------------------------------------------
+
+def test_summarise_is_a_hand_computation():
+    def rec(m, j, p, s, n_p, sec):
+        return {"method": m, "task": "t", "level": "M", "image_index": j,
+                "metrics": {"accuracy_psnr": p, "accuracy_ssim": s}, "naive": {"psnr": n_p, "ssim": 0.2},
+                "restore_seconds": sec}
+    out = summarise([rec("a", 1, 20.0, 0.5, 20.0, 1.0), rec("a", 0, 24.0, 0.7, 21.0, 3.0),
+                     rec("b", 0, 10.0, 0.1, 21.0, 5.0), {**rec("a", 2, None, None, 15.0, None),
+                                                         "naive": None}])
+    a, b = out[("a", "t", "M")], out[("b", "t", "M")]
+    assert a["images"] == [0, 1, 2] and a["psnr"] == [24.0, 20.0, None]
+    assert (a["mean_psnr"], a["mean_ssim"], a["mean_naive_psnr"], a["mean_seconds"]) == (22.0, 0.6, 20.5, 2.0)
+    assert a["psnr_wins"] == 1 and a["n"] == 3          # a tie is no win; missing values are none
+    assert (b["n"], b["psnr_wins"], b["mean_naive_ssim"]) == (1, 0, 0.2)
+    assert list(summarise([rec("a", 0, 1.0, 1.0, 1.0, 1.0)], by=("task",))) == [("t",)]
