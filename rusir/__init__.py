@@ -1,11 +1,37 @@
 """rusir: robust unsupervised image restoration by StyleGAN2-ADA inversion (RUSIR, CVPR 2023).
 
-Public API (see README.md):
-    G = rusir.load_generator("toyfaces64")          # or "ffhq", or a .pkl / .safetensors path
+    import rusir
+    G, loss_fn, steps = rusir.setup("toyfaces64")      # or "ffhq", or a .pkl / .safetensors path
     deg = rusir.degradations.make("upsampling", "M", seed=0)
-    target = deg.degrade_ground_truth(clean)         # or your own degraded image
-    result = rusir.restore(G, target, deg)           # result.images, result.phases["W+"] ...
+    target = deg.degrade_ground_truth(rusir.heldout(4))  # or your own degraded image
+    result = rusir.restore(G, target, deg)               # result.images, result.phases["W+"] ...
+
+The public API: everything a notebook or a script needs is a name here (`rusir.x`, or
+`from rusir import x`); the submodules behind them are the layers (README, "Python API").
+
+Generator and restoration
+    load_generator, available_generators, Generator   a generator by name or file; the list
+    restore, RestoreResult                            RUSIR: W -> W+ -> W++
+    build_loss                                        a loss by name or as data (preset, term, dict)
+    degradations                                      the module: `degradations.make(task, level)`
+Experiments
+    setup, Setup            generator + loss + schedule resolved once: `G, loss_fn, steps = setup(...)`
+    run_task, TaskRun       degrade ground truth, restore, score against the naive baseline
+    score                   PSNR and SSIM per image
+    naive_restoration       the do-nothing baseline (bicubic upsampling / the target itself)
+Images
+    heldout, load_image, pick_image    the shipped held-out faces; any image file
+    image_grid, save_grid, demo_figure figure grids; a run's target | phases | naive | truth
+Result tables
+    task_rows, write_results, read_results, summary_table, plot_metric
+Studies and the panel
+    ablation                the module of the ablation configs (`ablation.configs(groups)`, ...)
+    iqa                     the module of the IQA-loss study (`iqa.run_iqa_study(...)`, ...)
+    QuickstartController, quickstart_panel   the quickstart notebook's interactive panel
+
+`import rusir` itself is light (no torch): each name is imported on first use.
 """
+import importlib
 import os
 
 # Idle OpenMP threads sleep instead of spinning: with two busy processes on a small machine
@@ -13,13 +39,53 @@ import os
 # (measured: 3.0 s vs 0.047 s per step on 2 cores). Only effective if torch is not imported yet.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from . import degradations
-from .inversion import schedule
-from .model.generators import available as available_generators  # noqa: E402
-from .model.generators import load_generator  # noqa: E402
-from .inversion.restore import RestoreResult, restore  # noqa: E402
-from .model.stylegan2 import Generator  # noqa: E402
-
-__all__ = ["load_generator", "available_generators", "restore", "RestoreResult", "Generator",
-           "degradations"]
 __version__ = "0.1.0"
+
+# public name -> (module, attribute in it; None: the module itself), imported on first access
+_EXPORTS = {
+    "load_generator": ("rusir.model.generators", "load_generator"),
+    "available_generators": ("rusir.model.generators", "available"),
+    "Generator": ("rusir.model.stylegan2", "Generator"),
+    "restore": ("rusir.inversion.restore", "restore"),
+    "RestoreResult": ("rusir.inversion.restore", "RestoreResult"),
+    "build_loss": ("rusir.inversion.presets", "build_loss"),
+    "degradations": ("rusir.degradations", None),
+    "setup": ("rusir.evaluation.experiment", "setup"),
+    "Setup": ("rusir.evaluation.experiment", "Setup"),
+    "run_task": ("rusir.evaluation.experiment", "run_task"),
+    "TaskRun": ("rusir.evaluation.experiment", "TaskRun"),
+    "score": ("rusir.evaluation.experiment", "score"),
+    "naive_restoration": ("rusir.evaluation.experiment", "naive_restoration"),
+    "heldout": ("rusir.data.images", "heldout"),
+    "load_image": ("rusir.data.images", "load_image"),
+    "pick_image": ("rusir.data.images", "pick_image"),
+    "image_grid": ("rusir.evaluation.figures", "image_grid"),
+    "save_grid": ("rusir.evaluation.figures", "save_grid"),
+    "demo_figure": ("rusir.evaluation.figures", "demo_figure"),
+    "task_rows": ("rusir.evaluation.results", "task_rows"),
+    "write_results": ("rusir.evaluation.results", "write_results"),
+    "read_results": ("rusir.evaluation.results", "read_results"),
+    "summary_table": ("rusir.evaluation.results", "summary_table"),
+    "plot_metric": ("rusir.evaluation.results", "plot_metric"),
+    "ablation": ("rusir.evaluation.ablation", None),
+    "iqa": ("rusir.evaluation.iqa", None),
+    "QuickstartController": ("rusir.panel", "QuickstartController"),
+    "quickstart_panel": ("rusir.panel", "quickstart_panel"),
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'rusir' has no attribute {name!r}")
+    module, attribute = _EXPORTS[name]
+    value = importlib.import_module(module)
+    if attribute is not None:
+        value = getattr(value, attribute)
+    globals()[name] = value  # later accesses skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

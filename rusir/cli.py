@@ -167,8 +167,9 @@ def _bench(p: argparse.ArgumentParser):
 def _report(p: argparse.ArgumentParser):
     p.add_argument("directory", type=Path)
     p.add_argument("--out", type=Path, default=None, help="default: DIRECTORY/report")
-    p.add_argument("--set-metrics", default="patch_fid,fid,kid,is",
-                   help="realism metrics from the PNGs: patch_fid,fid,kid,is ('' or none: skip)")
+    p.add_argument("--set-metrics", default=None,
+                   help="comma list of realism metrics from the PNGs (default: all of "
+                        "rusir.metrics.SET_METRICS; '' or none: skip)")
     p.add_argument("--no-set-metrics", action="store_true")
     p.add_argument("--crop-size", type=int, default=None, help="patch-FID crop side (default: 128 at >= 256 px, else side/2)")
     p.add_argument("--crops", type=int, default=None, help="patch-FID crops per image (default: 1000 at >= 256 px, else 100)")
@@ -178,7 +179,9 @@ def _report(p: argparse.ArgumentParser):
 
     def run(a: argparse.Namespace) -> int:
         from .evaluation.report import write_report
-        names = [n for n in a.set_metrics.split(",") if n and n != "none"]
+        from .metrics import SET_METRICS
+        names = list(SET_METRICS) if a.set_metrics is None else [
+            n for n in a.set_metrics.split(",") if n and n != "none"]
         use = bool(names) and not a.no_set_metrics
         kwargs = dict(names=names, crop_size=a.crop_size, crops=a.crops, reference=a.reference,
                       device=a.device, progress=True) if use else {}

@@ -14,21 +14,13 @@ from typing import Sequence
 import torch
 
 from .data import heldout
-from .evaluation.experiment import TaskRun, mean, run_task
-from .evaluation.figures import save_grid
-from .model.generators import DEFAULT, load_generator, info as generator_info
-from .inversion.schedule import resolve as resolve_schedule
+from .evaluation.experiment import TaskRun, mean, run_task, setup
+from .evaluation.figures import demo_figure
+from .model.generators import DEFAULT, info as generator_info
+
+__all__ = ["DEMO_TASKS", "demo_figure", "metrics_table", "run_demo"]
 
 DEMO_TASKS = ("upsampling", "denoising", "deartifacting", "inpainting", "UNAP")
-
-
-def demo_figure(run: TaskRun, path: Path) -> Path:
-    """One row per image: target, each phase, naive baseline, ground truth."""
-    phases = list(run.result.phases.values())
-    rows = [[run.target[i]] + [p.images[i] for p in phases] + [run.naive[i], run.ground_truth[i]]
-            for i in range(run.ground_truth.shape[0])]
-    labels = ["target"] + [p.space for p in phases] + ["naive", "truth"]
-    return save_grid(path, rows, labels, cell=128)
 
 
 def metrics_table(runs: Sequence[TaskRun]) -> str:
@@ -51,29 +43,25 @@ def run_demo(generator: str = DEFAULT, n_images: int = 4, tasks: Sequence[str] =
 
     loss: a preset name or YAML path; None uses the generator's own preset.
     steps: per phase; None uses the generator's own schedule (rusir.inversion.schedule).
+    Runs on the CPU (the committed figures and numbers are CPU runs).
     """
-    from .inversion.presets import load_preset
-
     start = time.perf_counter()
     out = Path(out)
-    G = load_generator(generator)
+    chosen = setup(generator, loss, steps, device="cpu", verbose=progress)
+    G, loss_fn, steps = chosen
     gt = heldout(n_images, size=G.img_resolution)
-    steps, lrs, lr_scale = resolve_schedule(G, steps=steps)
-    loss_fn = load_preset(loss).build() if loss else None
     runs = []
     for task in tasks:
         run = run_task(G, gt, task, level, seed=seed, loss=loss_fn, steps=steps, progress=progress)
         demo_figure(run, out / f"demo_{task}.png")
         runs.append(run)
         if progress:
-            s = run.scores
-            print(f"{task:>13} {level}: PSNR {mean(s['naive']['psnr']):.2f} (naive) -> "
-                  f"{mean(s['restored']['psnr']):.2f} dB (RUSIR) in {s['seconds']:.1f} s")
+            print(run.summary())
     table = metrics_table(runs)
     (out / "demo_metrics.md").write_text(table)
     record = {r.task: {"level": r.level, **r.scores} for r in runs}
-    record["_meta"] = {"generator": generator, "loss": loss or generator_info(G).default_loss, "n_images": n_images, "steps": list(steps),
-                       "lrs": [lr * lr_scale for lr in lrs],
+    record["_meta"] = {"generator": generator, "loss": loss or generator_info(G).default_loss,
+                       "n_images": n_images, "steps": list(steps), "lrs": list(chosen.rates()),
                        "seconds_total": time.perf_counter() - start, "torch_threads": torch.get_num_threads()}
     (out / "demo_metrics.json").write_text(json.dumps(record, indent=1))
     print(table)

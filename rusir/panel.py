@@ -16,29 +16,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
-import torch
+from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from . import degradations
-from .data import heldout_paths, load_image
-from .evaluation.experiment import TaskRun, mean, run_task
-from .evaluation.figures import image_grid, to_pil
+from .data import heldout_paths, load_image, pick_image
+from .evaluation.experiment import TaskRun, run_task
+from .evaluation.figures import image_grid, run_rows, to_pil
+from .inversion.presets import build_loss
 from .inversion.schedule import resolve as resolve_schedule
 
 __all__ = ["PanelState", "QuickstartController", "pick_image", "upload_bytes", "png_bytes",
            "quickstart_panel"]
 
 UPLOAD = "upload"
-
-
-def pick_image(image: Union[int, str, Path] = 0, size: int = 64) -> Tensor:
-    """A clean image [1, 3, size, size]: held-out image number `image`, or an image file path."""
-    if isinstance(image, (str, Path)) and not str(image).lstrip("-").isdigit():
-        return load_image(image, size)
-    index, paths = int(image), heldout_paths()
-    if not 0 <= index < len(paths):
-        raise ValueError(f"held-out image index must be in 0..{len(paths) - 1}, got {index}")
-    return load_image(paths[index], size)
 
 
 def upload_bytes(value) -> Optional[bytes]:
@@ -56,7 +47,6 @@ def png_bytes(image: Tensor, size: int = 256) -> bytes:
     """[3, h, w] in ~[0, 1] -> PNG bytes at size x size (nearest for small images), for display."""
     pil = to_pil(image)
     if pil.width != size:
-        from PIL import Image
         pil = pil.resize((size, size), Image.NEAREST if pil.width < size else Image.BOX)
     buf = io.BytesIO()
     pil.save(buf, format="PNG")
@@ -90,7 +80,6 @@ class QuickstartController:
         self.seed = seed
         self.loss = loss
         if loss is None and loss_preset:
-            from .inversion.presets import build_loss
             self.loss = build_loss(loss_preset)
         self.state = PanelState()
         self.listeners: list[Callable[[PanelState], None]] = []
@@ -159,7 +148,6 @@ class QuickstartController:
     def upload(self, data: bytes) -> Tensor:
         """Use the uploaded file's bytes as the (clean) image: [1, 3, R, R]."""
         self._check_idle()
-        from PIL import Image, UnidentifiedImageError
         try:
             pil = Image.open(io.BytesIO(bytes(data)))
         except (UnidentifiedImageError, OSError) as exc:
@@ -200,10 +188,8 @@ class QuickstartController:
             raise
         finally:
             s.running = False
-        sc = run.scores
         s.run, s.progress, s.current = run, 1.0, run.result.images[0].detach().cpu()
-        s.status = (f"done in {sc['seconds']:.1f} s: PSNR {mean(sc['naive']['psnr']):.2f} dB (naive) -> "
-                    f"{mean(sc['restored']['psnr']):.2f} dB (RUSIR)")
+        s.status = f"done: {run.summary()}"
         self._notify()
         return run
 
@@ -212,15 +198,14 @@ class QuickstartController:
         run = self.state.run
         if run is None:
             return None
-        phases = list(run.result.phases.values())
-        row = [run.target[0]] + [p.images[0] for p in phases] + [run.naive[0], run.ground_truth[0]]
-        labels = ["target"] + [p.space for p in phases] + ["naive", "truth"]
-        return image_grid([[t.detach().cpu() for t in row]], labels, cell)
+        return image_grid(*run_rows(run, images=[0]), cell)
 
 
 def quickstart_panel(controller: QuickstartController, display: bool = True):
     """The ipywidgets view over `controller`; returns the top-level widget (displayed by default)."""
+    # optional (the `notebooks` extra): loaded when a panel is built
     import ipywidgets as w
+    from IPython.display import display as show
 
     s = controller.state
     task = w.Dropdown(options=controller.task_options(), value=s.task, description="task")
@@ -263,7 +248,6 @@ def quickstart_panel(controller: QuickstartController, display: bool = True):
             status.value = f"error: {exc}"
             return
         with result:
-            from IPython.display import display as show
             show(controller.figure())
 
     def on_upload(change) -> None:
@@ -292,6 +276,5 @@ def quickstart_panel(controller: QuickstartController, display: bool = True):
     box = w.VBox([w.HBox([task, level, image]), w.HBox([upload, run, bar]), status,
                   w.HBox([picture, result])])
     if display:
-        from IPython.display import display as show
         show(box)
     return box

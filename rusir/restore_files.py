@@ -8,8 +8,8 @@ import torch
 
 from . import degradations
 from .data import load_image
+from .evaluation.experiment import setup
 from .evaluation.figures import save_grid, to_pil
-from .model.generators import load_generator
 from .inversion.restore import restore
 
 
@@ -29,20 +29,15 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
     with it each file is a clean image that is first degraded by the task (a demo/benchmark).
     Returns {input path: restored path}.
     """
-    from .inversion.presets import load_preset
-
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    G = load_generator(generator, device=device)
+    if mask is not None and degradations.canonical_task(task) != "inpainting":
+        raise ValueError("--mask only applies to the inpainting task")
+    G, loss_fn, steps = setup(generator, loss, steps, device=device, verbose=False)
+    device = next(G.parameters()).device
     R = G.img_resolution
-    loss_fn = load_preset(loss).build() if loss else None
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     written = {}
     for i, path in enumerate(map(Path, images)):
         if mask is not None:
-            if degradations.canonical_task(task) != "inpainting":
-                raise ValueError("--mask only applies to the inpainting task")
             deg = degradations.Inpainting.from_mask(_user_mask(mask, R))
         else:
             deg = degradations.make(task, level, seed=seed + i)
@@ -52,6 +47,7 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
         else:
             target = load_image(path, deg.target_size(R)).to(device)
         result = restore(G, target, deg, loss=loss_fn, steps=steps, lr_scale=lr_scale)
+        out.mkdir(parents=True, exist_ok=True)  # only once there is something to write
         restored = out / f"{path.stem}_restored.png"
         to_pil(result.images[0]).save(restored)
         columns = [target[0]] + [p.images[0] for p in result.phases.values()]

@@ -122,7 +122,7 @@ def load_sweep(path: Union[str, Path]) -> Sweep:
 
 def notebook_parameters(notebook: Path) -> set[str]:
     """Names assigned in the notebook's cell tagged `parameters` (papermill's reading of it)."""
-    import papermill as pm
+    import papermill as pm  # optional (the `notebooks` extra): loaded on use
     return set(pm.inspect_notebook(str(notebook)))
 
 
@@ -153,7 +153,7 @@ def set_status(folder: Path) -> str:
 def papermill_execute(notebook: Path, output: Path, parameters: dict, cwd: Path,
                       kernel_name: Optional[str] = None) -> None:
     """Execute `notebook` with papermill into `output` (raises if a cell fails)."""
-    import papermill as pm
+    import papermill as pm  # optional (the `notebooks` extra): loaded on use
     pm.execute_notebook(str(notebook), str(output), parameters=parameters, cwd=str(cwd),
                         kernel_name=kernel_name, progress_bar=False)
 

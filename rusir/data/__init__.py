@@ -4,6 +4,7 @@
   ``rusir/assets/heldout``, seeds ``2_000_000_000 + i``), ``[n, 3, size, size]`` in [0, 1].
 * ``heldout_paths()``: their file paths, sorted.
 * ``load_image(path_or_pil, size)``: any image file to ``[1, 3, size, size]`` in [0, 1].
+* ``pick_image(image, size)``: held-out image number ``image``, or an image file's path.
 * ``render(seed, size=64)``: render one avatar (training extra: ``pip install rusir[train]``).
   Training seeds are ``TRAIN_SEEDS = range(0, 10**9)``; held-out seeds start at
   ``HELDOUT_SEED_START = 2_000_000_000``.
@@ -18,7 +19,7 @@ from .avatars import (
     render,
     split_of_seed,
 )
-from .images import heldout, heldout_paths, load_image
+from .images import heldout, heldout_paths, load_image, pick_image
 
 __all__ = [
     "HELDOUT_SEED_START",
@@ -28,6 +29,7 @@ __all__ = [
     "heldout",
     "heldout_paths",
     "load_image",
+    "pick_image",
     "render",
     "split_of_seed",
 ]

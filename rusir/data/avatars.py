@@ -37,6 +37,7 @@ import random
 import re
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 TRAIN_SEED_START = 0
@@ -63,10 +64,12 @@ _INSTALL_HINT = (
 )
 
 
-def _import_backend():
-    try:
-        import py_avataaars  # noqa: F401
-        import cairosvg  # noqa: F401
+def import_backend():
+    """(py_avataaars, cairosvg), the optional rendering backend; ImportError with the install hint
+    when it is missing (so callers can fail early, before any work)."""
+    try:  # optional (the `train` extra): loaded on use
+        import py_avataaars
+        import cairosvg
     except ImportError as exc:  # also OSError from a missing libcairo, see below
         raise ImportError(f"{_INSTALL_HINT} ({exc})") from exc
     except OSError as exc:  # cairocffi could not find the cairo shared library
@@ -95,7 +98,7 @@ def _enum_arguments(pa) -> list[tuple[str, type[enum.Enum], enum.Enum]]:
 def sample_attributes(seed: int) -> dict[str, Any]:
     """The random attributes of ``seed``: enum members by argument name, plus
     ``"background"`` (a dict). Deterministic; needs ``py_avataaars``."""
-    pa, _ = _import_backend()
+    pa, _ = import_backend()
     rng = random.Random(seed)
     attrs: dict[str, Any] = {}
     for name, cls, default in _enum_arguments(pa):
@@ -132,8 +135,6 @@ def _sample_background(rng: random.Random) -> dict[str, Any]:
 
 
 def _background(bg: dict[str, Any], size: int) -> Image.Image:
-    import numpy as np
-
     c0 = np.asarray(bg["colours"][0], dtype=np.float64)
     if bg["kind"] == "solid":
         return Image.new("RGB", (size, size), tuple(int(v) for v in c0))
@@ -154,7 +155,7 @@ _SVG_HEADER = re.compile(r'width="280px" height="280px" viewBox="[^"]*"')
 
 
 def _avatar_rgba(attrs: dict[str, Any], render_size: int) -> Image.Image:
-    pa, cairosvg = _import_backend()
+    pa, cairosvg = import_backend()
     kwargs = {k: v for k, v in attrs.items() if k != "background"}
     kwargs["style"] = pa.AvatarStyle.TRANSPARENT
     avatar = pa.PyAvataaar(**kwargs)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from importlib import resources
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 import torch
@@ -112,3 +113,14 @@ def heldout(n: int | None = None, size: int = 64) -> torch.Tensor:
     if n == 0:
         return torch.empty(0, 3, size, size)
     return torch.cat([load_image(p, size) for p in paths[:n]], dim=0)
+
+
+def pick_image(image: Union[int, str, Path] = 0, size: int = 64) -> torch.Tensor:
+    """A clean image ``[1, 3, size, size]``: held-out image number ``image`` (an int, or a string
+    of digits), or the path of an image file of one's own."""
+    if isinstance(image, (str, Path)) and not str(image).lstrip("-").isdigit():
+        return load_image(image, size)
+    index, paths = int(image), heldout_paths()
+    if not 0 <= index < len(paths):
+        raise ValueError(f"held-out image index must be in 0..{len(paths) - 1}, got {index}")
+    return load_image(paths[index], size)

@@ -11,7 +11,7 @@ Three groups of `AblationConfig`s, each run with `run_config` on the same images
 - "loss": the generator's multiresolution loss preset vs the same terms at a single scale.
 
     for cfg, run in run_configs(G, truth, "upsampling", "M", configs(), steps=150, loss="offline"):
-        rows += rusir.evaluation.results.task_rows(run, config=cfg.name, group=cfg.group)
+        rows += rusir.task_rows(run, config=cfg.name, group=cfg.group)
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from typing import Iterator, Optional, Sequence, Union
 
 from .experiment import TaskRun, mean, run_task
 from ..inversion.latents import SPACES
+from ..inversion.presets import load_preset
 from ..model.generators import info as generator_info
 
 __all__ = ["AblationConfig", "CONFIGS", "GROUPS", "ADAM_LR_SCALES", "configs",
@@ -78,8 +79,6 @@ def configs(group: Union[str, Sequence[str], None] = None) -> list[AblationConfi
 
 def build_loss_for(G, config: AblationConfig, loss: Optional[str] = None):
     """The loss callable of `config`: preset `loss` (default: the generator's), at one or all scales."""
-    from ..inversion.presets import load_preset
-
     base = load_preset(loss or generator_info(G).default_loss)
     return dataclasses.replace(base, multiresolution=config.multiresolution).build()
 

@@ -1,19 +1,75 @@
-"""One restoration experiment: degrade ground truth, restore it, score it against naive baselines.
+"""One restoration experiment: set it up (generator, loss, schedule), degrade ground truth,
+restore it, score it against the naive baseline.
 
 Shared by the demo, the CLI, the notebooks and the benchmark so that they all measure the
-same thing the same way.
+same thing the same way:
+
+    G, loss_fn, steps = setup("toyfaces64", loss=None, steps=None)   # prints what it chose
+    run = run_task(G, heldout(4), "upsampling", "M", loss=loss_fn, steps=steps)
+    print(run.summary())   # "upsampling M: PSNR <naive> dB (naive) -> <ours> dB (RUSIR) in <s> s"
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from .. import degradations
+from ..inversion.presets import build_loss
 from ..inversion.restore import RestoreResult, restore
+from ..inversion.schedule import resolve as resolve_schedule
+from ..metrics import psnr, ssim
+from ..model.generators import DEFAULT, info as generator_info, load_generator
+from ..model.stylegan2 import Generator
+
+__all__ = ["Setup", "setup", "TaskRun", "naive_restoration", "score", "run_task", "mean"]
+
+
+class Setup(NamedTuple):
+    """What `setup` chose; unpacks as `G, loss_fn, steps = setup(...)`."""
+    G: Generator
+    loss: Optional[Callable]   # None: `restore` takes the generator's own loss preset
+    steps: tuple[int, ...]     # RUSIR steps per phase W, W+, W++ (given, or the generator's own)
+
+    def rates(self) -> tuple[float, ...]:
+        """The NGD step size of each phase (rate x lr_scale) that `restore` will use."""
+        _, lrs, lr_scale = resolve_schedule(self.G, steps=self.steps)
+        return tuple(r * lr_scale for r in lrs)
+
+
+def setup(generator: Union[str, Any] = DEFAULT, loss: Any = None,
+          steps: Optional[Sequence[int]] = None, device: Union[str, torch.device, None] = None,
+          verbose: bool = True) -> Setup:
+    """The three things every restoration run starts from, resolved once.
+
+    generator: a registry name ("toyfaces64", "ffhq", ...), a .pkl / .safetensors path, or a
+        generator already loaded (used as it is).
+    loss: a loss by name or as data (`build_loss`: preset, term, YAML path, dict, LossConfig),
+        a loss callable, or None for the generator's own preset (chosen by `restore`).
+    steps: RUSIR steps per phase; None: the generator's own schedule (rusir.inversion.schedule).
+    device: default "cuda" when available, else "cpu" (ignored for a loaded generator).
+    verbose: print one line saying what was chosen.
+    """
+    if isinstance(generator, torch.nn.Module):
+        G = generator
+    else:
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        G = load_generator(generator, device=device)
+    spec = loss
+    if loss is not None and not callable(loss):
+        loss = build_loss(loss)
+    chosen = Setup(G, loss, resolve_schedule(G, steps=steps)[0])
+    if verbose:
+        own = generator_info(G)
+        what = (f"{own.default_loss} (the generator's own)" if spec is None
+                else spec if isinstance(spec, str) else type(spec).__name__)
+        print(f"generator {own.name!r}: {G.img_resolution} px, on {next(G.parameters()).device}; "
+              f"loss {what}; RUSIR steps {chosen.steps} at rates {list(chosen.rates())}")
+    return chosen
 
 
 @dataclass
@@ -28,6 +84,12 @@ class TaskRun:
     degradation: object
     scores: dict = field(default_factory=dict)
 
+    def summary(self) -> str:
+        """One line: mean PSNR of the naive baseline and of RUSIR, and the time taken."""
+        s = self.scores
+        return (f"{self.task} {self.level}: PSNR {mean(s['naive']['psnr']):.2f} dB (naive) -> "
+                f"{mean(s['restored']['psnr']):.2f} dB (RUSIR) in {s['seconds']:.1f} s")
+
 
 def naive_restoration(target: Tensor, size: int) -> Tensor:
     """The do-nothing baseline: bicubic upsampling of a small target, else the target itself."""
@@ -38,7 +100,6 @@ def naive_restoration(target: Tensor, size: int) -> Tensor:
 
 def score(prediction: Tensor, ground_truth: Tensor) -> dict[str, list[float]]:
     """PSNR and SSIM per image (weight-free, always available)."""
-    from ..metrics import psnr, ssim
     pred = prediction.clamp(0, 1)
     return {"psnr": psnr(pred, ground_truth).tolist(), "ssim": ssim(pred, ground_truth).tolist()}
 
@@ -59,7 +120,6 @@ def run_task(G, ground_truth: Tensor, task: str, level: str = "M", seed: int = 0
     naive = naive_restoration(target, ground_truth.shape[-1])
     with torch.no_grad():
         fidelity = deg.degrade_ground_truth(result.images.clamp(0, 1))
-    from ..metrics import psnr
     scores = {"restored": score(result.images, ground_truth), "naive": score(naive, ground_truth),
               "fidelity_psnr": psnr(fidelity, target).tolist(),
               "phases": {s: score(p.images, ground_truth) for s, p in result.phases.items()},
@@ -68,4 +128,5 @@ def run_task(G, ground_truth: Tensor, task: str, level: str = "M", seed: int = 0
 
 
 def mean(values: Sequence[float]) -> float:
+    """The mean of a list of floats (0 for an empty list)."""
     return float(sum(values) / max(len(values), 1))

@@ -1,14 +1,16 @@
-"""Image grids for figures: rows of [0, 1] tensors with column labels, saved as PNG."""
+"""Image grids for figures: rows of [0, 1] tensors with column labels, saved as PNG; and the
+figure of a restoration run (target | W | W+ | W++ | naive | truth, one row per image)."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Sequence, Union
 
 import numpy as np
-import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from torch import Tensor
+
+__all__ = ["to_uint8", "to_pil", "fit", "image_grid", "save_grid", "run_rows", "demo_figure"]
 
 
 def to_uint8(img: Tensor) -> np.ndarray:
@@ -46,7 +48,26 @@ def image_grid(rows: Sequence[Sequence[Tensor]], labels: Sequence[str] = (), cel
 
 def save_grid(path: Union[str, Path], rows: Sequence[Sequence[Tensor]], labels: Sequence[str] = (),
               cell: int = 128) -> Path:
+    """`image_grid` saved as a PNG at `path` (folders created); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     image_grid(rows, labels, cell).save(path)
     return path
+
+
+
+def run_rows(run, images: Union[Sequence[int], None] = None) -> tuple[list[list[Tensor]], list[str]]:
+    """(rows, labels) of a `rusir.evaluation.experiment.TaskRun`: per image, the target, each
+    phase's result, the naive baseline and the ground truth (on the CPU)."""
+    phases = list(run.result.phases.values())
+    indices = range(run.ground_truth.shape[0]) if images is None else images
+    rows = [[t.detach().cpu() for t in
+             [run.target[i]] + [p.images[i] for p in phases] + [run.naive[i], run.ground_truth[i]]]
+            for i in indices]
+    labels = ["target"] + [p.space for p in phases] + ["naive", "truth"]
+    return rows, labels
+
+
+def demo_figure(run, path: Union[str, Path], cell: int = 128) -> Path:
+    """The figure of a run (`run_rows`: one row per image) saved at `path`."""
+    return save_grid(path, *run_rows(run), cell=cell)

@@ -117,7 +117,7 @@ def plot_metric(rows: Sequence[dict], x: str = "level", series: Optional[str] = 
     x values keep their first-seen order (levels XS..XL stay in order when the rows are).
     `where` keeps only matching rows (see `select`). Saves to `path` when given; returns the figure.
     """
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy (~0.3 s, picks a backend): loaded when plotting
 
     rows = select(rows, where)
     xs = list(dict.fromkeys(r[x] for r in rows))

@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import os
 import weakref
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Optional, Union
 import torch
 
 from . import weights
-from .checkpoint import load_generator_file
+from .checkpoint import load_generator_file, read_metadata
 from .pkl import load_network_pickle
 from .stylegan2 import Generator
 
@@ -64,7 +65,6 @@ def set_info(G: Generator, record: GeneratorInfo) -> Generator:
 
 
 def _cache_dir() -> str:
-    import os
     return os.environ.get("RUSIR_CACHE", "~/.cache/rusir")
 
 
@@ -128,7 +128,6 @@ def _load_file(path: Path) -> Generator:
 def _file_default_loss(path: Path) -> str:
     """A rusir checkpoint may name its loss preset in its metadata; official pickles use the paper's."""
     if path.suffix == ".safetensors":
-        from .checkpoint import read_metadata
         return read_metadata(path)["meta"].get("default_loss", "paper")
     return "paper"
 

@@ -23,7 +23,7 @@ SQRT2 = math.sqrt(2.0)
 NOISE_MODES = ("const", "random", "none")
 
 
-def _resample_filter() -> Tensor:
+def resample_filter_kernel() -> Tensor:
     """The [1,3,3,1] outer-product FIR filter, normalised to sum 1 ([4, 4])."""
     f = torch.tensor([1.0, 3.0, 3.0, 1.0])
     f = torch.outer(f, f)
@@ -179,7 +179,7 @@ class SynthesisLayer(nn.Module):
         if use_noise:
             self.noise_strength = nn.Parameter(torch.zeros([]))
         self.bias = nn.Parameter(torch.zeros([out_channels]))
-        self.register_buffer("resample_filter", _resample_filter())
+        self.register_buffer("resample_filter", resample_filter_kernel())
         if use_noise:
             self.register_buffer("noise_const", torch.randn([resolution, resolution]))
 
@@ -222,7 +222,7 @@ class SynthesisBlock(nn.Module):
         self.use_fp16 = use_fp16  # recorded from official files; we always compute in fp32
         if in_channels == 0:
             self.const = nn.Parameter(torch.randn([out_channels, resolution, resolution]))
-        self.register_buffer("resample_filter", _resample_filter())
+        self.register_buffer("resample_filter", resample_filter_kernel())
         if in_channels != 0:
             self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=True,
                                         conv_clamp=conv_clamp)

@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
+import torch.hub
+from tqdm.auto import tqdm
+
 __all__ = [
     "MissingWeightsError", "CorruptWeightsError", "WeightFile", "WEIGHTS", "register", "get",
     "fetch", "offline", "torch_hub_checkpoints", "file_sha256",
@@ -46,8 +49,6 @@ def offline() -> bool:
 
 def torch_hub_checkpoints() -> Path:
     """torchvision's weight cache: `$TORCH_HOME/hub/checkpoints` (torch.hub.get_dir() based)."""
-    import torch.hub
-
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
@@ -134,8 +135,6 @@ def _missing_message(entry: WeightFile, path: Path, why: str) -> str:
 
 def _download(entry: WeightFile, path: Path) -> None:
     """Stream the URL into a temp file beside `path`, verify, then rename atomically."""
-    from tqdm.auto import tqdm
-
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{entry.filename}.", suffix=".part", dir=path.parent)
     tmp = Path(tmp_name)

@@ -218,7 +218,7 @@ def main(argv=None) -> int:
     ap.add_argument("--keep-chunks", action="store_true")
     ap.add_argument("--grid", help="also write an 8x8 grid of the first 64 images here")
     a = ap.parse_args(argv)
-    avatars._import_backend()  # fail early with the install hint
+    avatars.import_backend()  # fail early with the install hint
     if a.png:
         out_dir = build_pngs(a.out, a.n, a.start_seed, a.size, a.workers)
         first = [Image.open(out_dir / f"{i:04d}.png") for i in range(min(64, a.n))]

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..model.stylegan2 import FullyConnectedLayer, _resample_filter, lrelu_gain
+from ..model.stylegan2 import FullyConnectedLayer, lrelu_gain, resample_filter_kernel
 
 
 def downsample2d(x: Tensor, f: Tensor, pad: int = 1) -> Tensor:
@@ -35,7 +35,7 @@ class Conv2dLayer(nn.Module):
         self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
         self.bias = nn.Parameter(torch.zeros([out_channels])) if bias else None
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size ** 2)
-        self.register_buffer("resample_filter", _resample_filter())
+        self.register_buffer("resample_filter", resample_filter_kernel())
 
     def forward(self, x: Tensor) -> Tensor:
         w = self.weight * self.weight_gain

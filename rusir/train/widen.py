@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 from typing import Mapping
 
-import torch
 from torch import Tensor, nn
 
 

