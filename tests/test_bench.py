@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import torch
 import torch.nn.functional as F
 
 from conftest import small_generator

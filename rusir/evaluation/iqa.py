@@ -42,6 +42,7 @@ from ..degradations import LEVELS
 from ..inversion.losses import TERMS, LossConfig
 from ..inversion.presets import load_preset
 from ..inversion.restore import restore
+from ..metrics import SET_METRICS
 from ..model.generators import info as generator_info
 from ..model.weights import MissingWeightsError
 from .figures import save_grid
@@ -50,7 +51,7 @@ from .records import item_dir, item_key, load_records, read_png, write_json
 from .report import set_metrics_for
 from .runner import run_bench
 
-__all__ = ["IQA_VARIANTS", "BASELINE", "STUDY_METRICS", "STUDY_SET_METRICS", "DEFAULT_TASKS",
+__all__ = ["IQA_VARIANTS", "BASELINE", "STUDY_METRICS", "DEFAULT_TASKS",
            "method_name", "variant_of", "variant_config", "variant_configs", "variant_methods",
            "check_variant", "run_iqa_study",
            "iqa_rows", "iqa_table", "iqa_table_rows", "example_grid"]
@@ -60,7 +61,6 @@ DEFAULT_TASKS = ("upsampling", "denoising", "deartifacting", "inpainting")
 # Per-image metrics (rusir.metrics.PER_IMAGE_METRICS names): `lpips_alex` is the study's LPIPS,
 # `lpips` is LPIPS-vgg. Set metrics per (variant, task, level).
 STUDY_METRICS = ("psnr", "ssim", "lpips_alex", "lpips")
-STUDY_SET_METRICS = ("fid", "kid", "patch_fid", "is")
 
 # name -> LossConfig fields; `on_baseline: True` adds the terms to the baseline's (same pyramid).
 IQA_VARIANTS: dict[str, dict] = {
@@ -176,7 +176,7 @@ def run_iqa_study(G, images: Tensor, variants: Union[Sequence, Mapping, None] = 
                   steps: Optional[Sequence[int]] = None, seed: int = 0,
                   baseline: Union[str, LossConfig, Mapping, None] = None,
                   metrics: Sequence[str] = STUDY_METRICS,
-                  set_metrics: Sequence[str] = STUDY_SET_METRICS,
+                  set_metrics: Sequence[str] = SET_METRICS,
                   patch_fid_crops: Optional[int] = None, out: Union[str, Path, None] = None,
                   image_names: Optional[Sequence[str]] = None, generator_name: Optional[str] = None,
                   examples: Optional[dict] = None, progress: bool = False,

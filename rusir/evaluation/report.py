@@ -37,9 +37,8 @@ from .plan import resolve_images
 from .records import MetricCache, load_records, read_png, write_json
 
 __all__ = ["Table", "load_records", "cell_metrics", "summarise", "set_metrics_for", "build_tables",
-           "write_report", "default_crops", "SET_METRIC_NAMES", "METRIC_ORDER"]
+           "write_report", "default_crops", "METRIC_ORDER"]
 
-SET_METRIC_NAMES = ("patch_fid", "fid", "kid", "is")
 METRIC_ORDER = ("accuracy_lpips", "accuracy_lpips_alex", "accuracy_psnr", "accuracy_ssim",
                 "accuracy_ms_ssim", "fidelity_lpips", "fidelity_lpips_alex", "fidelity_psnr",
                 "fidelity_ssim", "fidelity_ms_ssim", "patch_fid", "fid", "kid", "is")
@@ -119,9 +118,9 @@ class _SetMetricEngine:
 
     def __init__(self, names: Sequence[str], crop_size: Optional[int], crops: Optional[int],
                  reference: Optional[Union[str, Path]], device=None, seed: int = 0):
-        unknown = [n for n in names if n not in SET_METRIC_NAMES]
+        unknown = [n for n in names if n not in metrics.SET_METRICS]
         if unknown:
-            raise ValueError(f"unknown set metric(s) {unknown}; valid: {list(SET_METRIC_NAMES)}")
+            raise ValueError(f"unknown set metric(s) {unknown}; valid: {list(metrics.SET_METRICS)}")
         self.names, self.crop_size, self.crops = list(names), crop_size, crops
         self.reference, self.seed = reference, seed
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -188,7 +187,7 @@ class _SetMetricEngine:
 
 
 def set_metrics_for(directory: Union[str, Path, None], records: Sequence[dict],
-                    names: Sequence[str] = SET_METRIC_NAMES, crop_size: Optional[int] = None,
+                    names: Sequence[str] = metrics.SET_METRICS, crop_size: Optional[int] = None,
                     crops: Optional[int] = None, reference=None, device=None,
                     progress: bool = False) -> dict[tuple, tuple[dict, dict]]:
     """{(method, task, level): (values, reasons)} of the set metrics of every cell, cached in
