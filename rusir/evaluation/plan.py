@@ -16,9 +16,9 @@ from typing import Callable, Mapping, Optional, Sequence, Union
 from torch import Tensor
 
 from .. import degradations
+from ..baselines import get_method
 from ..data import heldout_paths
 from ..degradations.base import LEVELS, to_uint8
-from ..inversion.restore import restore
 from .records import item_key
 
 __all__ = ["Item", "canonical_task", "parse_tasks", "plan_items", "parse_shard", "shard_items",
@@ -168,20 +168,12 @@ def images_config(spec, found: Sequence[tuple[str, ImageSource]]):
 
 
 def resolve_methods(methods: Union[str, Sequence[str], Mapping[str, Callable]]) -> dict[str, Callable]:
-    """Names -> restoration functions (`rusir.baselines.get_method`; only `rusir` without it)."""
+    """Names -> restoration functions (`rusir.baselines.get_method`), or a {name: function} mapping."""
     if isinstance(methods, Mapping):
         return dict(methods)
     names = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods) if m.strip()]
     if not names:
         raise ValueError("no methods given")
-    try:  # the baselines are optional here (a slim install without rusir.baselines runs RUSIR only)
-        from ..baselines import get_method
-    except ImportError:
-        def get_method(name: str) -> Callable:
-            if name != "rusir":
-                raise ValueError(f"unknown method {name!r}; rusir.baselines is not available, "
-                                 "valid: ['rusir']")
-            return restore
     return {name: get_method(name) for name in dict.fromkeys(names)}
 
 

@@ -32,6 +32,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .. import degradations
+from ..baselines.config import TABLES, baseline_config
 from ..data import load_image
 from ..degradations.base import derive_seed
 from ..inversion.presets import load_preset
@@ -87,7 +88,6 @@ def method_kwargs(name: str, item: Item, steps: Sequence[int], baseline_steps: O
     than RUSIR never gets RUSIR's per-phase steps."""
     if name == "rusir":
         return {"steps": tuple(steps)}
-    from ..baselines.config import TABLES, baseline_config
     config = dict(baseline_config(name, item.task, item.level)) if name in TABLES else {}
     if baseline_steps is not None:
         config["steps"] = int(baseline_steps)
