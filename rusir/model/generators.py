@@ -128,8 +128,12 @@ def _load_file(path: Path) -> Generator:
 def _file_default_loss(path: Path) -> str:
     """A rusir checkpoint may name its loss preset in its metadata; official pickles use the paper's."""
     if path.suffix == ".safetensors":
-        from .checkpoint import read_metadata
-        return read_metadata(path)["meta"].get("default_loss", "paper")
+        from .checkpoint import CheckpointError, read_metadata
+        from .safety import describe
+        loss = read_metadata(path)["meta"].get("default_loss", "paper")
+        if type(loss) is not str or not 0 < len(loss) <= 200:
+            raise CheckpointError(f"{path}: meta 'default_loss' is {describe(loss)}, not a preset name")
+        return loss
     return "paper"
 
 
