@@ -17,6 +17,7 @@ validated before anything is built (rusir.model.safety).
 from __future__ import annotations
 
 import io
+import mmap
 import os
 import pickle
 import struct
@@ -449,28 +450,6 @@ class _BlobUnpickler(RestrictedUnpickler):
         return None
 
 
-class _FileReader:
-    """File reads that never ask for more than the file still holds (a pickle's length fields
-    are untrusted: a frame or string claiming 2**40 bytes must not allocate them)."""
-
-    def __init__(self, f: Any, size: int):
-        self.f, self.left = f, size
-
-    def read(self, n: int = -1) -> bytes:
-        if n is None or n < 0:
-            n = self.left
-        elif n > self.left and n > 1:
-            raise EOFError(f"needs {n} bytes but only {self.left} are left")
-        data = self.f.read(min(n, self.left))
-        self.left -= len(data)
-        return data
-
-    def readline(self) -> bytes:
-        data = self.f.readline(self.left)
-        self.left -= len(data)
-        return data
-
-
 def read_network_pickle(path: Union[str, Path]) -> dict:
     """Unpickle a network file safely; return its top-level dict of records."""
     path = Path(path)
@@ -484,9 +463,11 @@ def read_network_pickle(path: Union[str, Path]) -> dict:
         if size > MAX_FILE_BYTES:  # its tensors would take about as much memory again
             raise NetworkPickleError(f"{path} is {size / 2**30:.1f} GiB, more than any StyleGAN2 "
                                      f"network pickle this loader accepts ({MAX_FILE_BYTES >> 30} GiB)")
-        f.seek(0)
         try:
-            data = RestrictedUnpickler(_FileReader(f, size)).load()
+            # a read-only map: reads are C-speed and never return (or allocate) more than the
+            # file holds, whatever length a frame or string claims
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as view:
+                data = RestrictedUnpickler(view).load()
         except NetworkPickleError as e:
             raise type(e)(f"{path}: {e}") from None
         except (EOFError, struct.error) as e:
