@@ -15,12 +15,17 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
+from .safety import (ModelFileError, check_budget, check_config, check_names, clip, describe,
+                     load_checked, new_generator)
 from .stylegan2 import Generator
 
 FORMAT = "rusir-generator/1"
+MAX_CONFIG_CHARS = 64 * 1024   # our configs are ~300 characters
+MAX_META_CHARS = 1024 * 1024   # provenance: command line, hardware, numbers
+_FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ModelFileError):
     """A generator file that exists but cannot be turned into a Generator."""
 
 
@@ -49,33 +54,46 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     if "config" not in raw:
         raise CheckpointError(f"{path} has no generator 'config' in its safetensors metadata; "
                               "it was not written by rusir.model.checkpoint.save_generator")
-    try:
-        return {"config": json.loads(raw["config"]), "meta": json.loads(raw.get("meta", "{}"))}
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: metadata is not valid JSON ({exc})") from exc
+    out = {}
+    for key, default, limit in (("config", None, MAX_CONFIG_CHARS), ("meta", "{}", MAX_META_CHARS)):
+        text = raw.get(key, default)
+        if len(text) > limit:
+            raise CheckpointError(f"{path}: metadata {key!r} is {len(text):,} characters long "
+                                  f"(at most {limit:,})")
+        try:
+            value = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise CheckpointError(f"{path}: metadata {key!r} is not valid JSON "
+                                  f"({type(exc).__name__}: {clip(str(exc), 120)})") from None
+        if not isinstance(value, dict):
+            raise CheckpointError(f"{path}: metadata {key!r} is {describe(value)}, not a JSON object")
+        out[key] = value
+    return out
 
 
 def load_generator_file(path: str | Path, device: str | torch.device = "cpu") -> Generator:
     """Rebuild the Generator of a file written by `save_generator`: eval mode, no grads."""
     info = read_metadata(path)
     try:
-        G = Generator(**info["config"])
-    except TypeError as exc:
-        raise CheckpointError(f"{path}: config does not describe a Generator ({exc})") from exc
+        config = check_config(info["config"], CheckpointError)
+        check_budget(config, CheckpointError)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: config does not describe a sane Generator: {exc}") from None
+    G = new_generator(config, CheckpointError, str(path))
     try:
+        # the header first (names, shapes, dtypes), so nothing is read that the config does not ask for
+        with safe_open(str(path), framework="pt") as f:
+            header = {name: f.get_slice(name) for name in f.keys()}
+            check_names({k: v.get_shape() for k, v in header.items()},
+                        {k: v.shape for k, v in G.state_dict().items()}, CheckpointError, str(path))
+            for name, view in header.items():
+                if view.get_dtype() not in _FLOAT_DTYPES:
+                    raise CheckpointError(f"{path}: tensor {clip(name, 80)} has dtype "
+                                          f"{view.get_dtype()}; generator weights must be floating point")
         state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: tensors could not be read ({exc})") from exc
-    expected = G.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
-        raise CheckpointError(
-            f"{path}: tensors do not match the config: missing {missing[:5]}, "
-            f"unexpected {unexpected[:5]}, wrong shape {wrong[:5]}")
-    G.load_state_dict(state, strict=True)
-    return G.to(device).eval().requires_grad_(False)
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path}: tensors could not be read ({clip(str(exc), 200)})") from None
+    return load_checked(G, state, CheckpointError, str(path)).to(device)
 
 
 def _existing(path: str | Path) -> Path:

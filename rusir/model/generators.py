@@ -19,8 +19,9 @@ from typing import Optional, Union
 import torch
 
 from . import weights
-from .checkpoint import load_generator_file, read_metadata
+from .checkpoint import CheckpointError, load_generator_file, read_metadata
 from .pkl import load_network_pickle
+from .safety import describe
 from .stylegan2 import Generator
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -128,7 +129,10 @@ def _load_file(path: Path) -> Generator:
 def _file_default_loss(path: Path) -> str:
     """A rusir checkpoint may name its loss preset in its metadata; official pickles use the paper's."""
     if path.suffix == ".safetensors":
-        return read_metadata(path)["meta"].get("default_loss", "paper")
+        loss = read_metadata(path)["meta"].get("default_loss", "paper")
+        if type(loss) is not str or not 0 < len(loss) <= 200:
+            raise CheckpointError(f"{path}: meta 'default_loss' is {describe(loss)}, not a preset name")
+        return loss
     return "paper"
 
 
