@@ -267,6 +267,16 @@ def test_bench_refuses_bad_numbers_before_any_item(tmp_path, capsys, no_generato
     assert not out.exists()
 
 
+@pytest.mark.parametrize("line, option", [("steps: [-1, 1, 1]", "steps"), ("steps: [1, 1.5, 1]", "steps"),
+                                          ("device: bogus", "device"), ("n_images: 0", "n_images")])
+def test_bench_config_values_are_checked_like_options(tmp_path, capsys, no_generator, line, option):
+    cfg, out = tmp_path / "bench.yaml", tmp_path / "out"
+    cfg.write_text(f"images: heldout:1\ntasks: [denoising@XS]\n{line}\n")
+    assert main(["bench", "--config", str(cfg), "--out", str(out)]) == 2
+    one_line_error(capsys, str(cfg), option)
+    assert not out.exists()
+
+
 def test_demo_refuses_negative_steps(tmp_path, capsys, no_generator):
     assert main(["demo", "--out", str(tmp_path / "out"), "--steps=-1,1,1"]) == 2
     one_line_error(capsys, "--steps")
