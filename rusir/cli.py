@@ -6,11 +6,18 @@ so `rusir --help` stays fast and nothing below imports the command line.
     rusir demo                                   # the main job on the embedded generator
     rusir restore photo.png --task upsampling --level M --generator ffhq --out out/
     rusir restore clean.png --simulate --task UNAP  # degrade a clean image first, then restore
+
+Bad input ends in exit status 2 and one line on stderr naming the problem (`main`), and what can
+be checked before the compute is checked before it: option values when they are parsed, files,
+folders and the loss before the generator is loaded. An unexpected exception (a bug) still shows
+its traceback.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -29,14 +36,64 @@ def command(name: str, help: str):
     return wrap
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (`rusir restore: error: argument --steps: ...`)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _steps(text: str) -> tuple[int, ...]:
-    return tuple(int(v) for v in text.split(","))
+    """RUSIR steps per phase W, W+, W++: three whole numbers >= 0 (0 skips a phase)."""
+    if not re.fullmatch(r"\s*\d+\s*,\s*\d+\s*,\s*\d+\s*", str(text)):
+        raise argparse.ArgumentTypeError(
+            f"expected three whole numbers >= 0 (steps of W, W+, W++; 0 skips a phase), e.g. "
+            f"150,150,150; got {text!r}")
+    return tuple(int(v) for v in str(text).split(","))
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def _count(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(str(text))
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}")
+        return value
+    parse.__name__ = f"count>={minimum}"
+    return parse
+
+
+def _device(text: str) -> str:
+    """A device this machine has (checked now, not after loading the generator)."""
+    from .evaluation.experiment import check_device
+    try:
+        check_device(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _check_out(out: Path) -> None:
+    from .restore_files import check_output_dir
+    check_output_dir(out)
 
 
 @command("demo", "restore held-out images for every task at level M with the embedded generator")
 def _demo(p: argparse.ArgumentParser):
     p.add_argument("--generator", default="toyfaces64")
-    p.add_argument("--n-images", type=int, default=4)
+    p.add_argument("--n-images", type=_count(1), default=4)
     p.add_argument("--steps", type=_steps, default=None,
                    help="per phase, e.g. 150,150,150 (default: the generator's own schedule)")
     p.add_argument("--level", default="M")
@@ -46,6 +103,7 @@ def _demo(p: argparse.ArgumentParser):
 
     def run(a: argparse.Namespace) -> int:
         from .demo import run_demo
+        _check_out(Path(a.out))
         run_demo(a.generator, a.n_images, level=a.level, steps=a.steps, seed=a.seed, out=a.out,
                  loss=a.loss)
         return 0
@@ -61,18 +119,21 @@ def _restore(p: argparse.ArgumentParser):
     p.add_argument("--out", type=Path, default=Path("restored"))
     p.add_argument("--steps", type=_steps, default=None,
                    help="per phase, e.g. 150,150,150 (default: the generator's own schedule)")
-    p.add_argument("--lr-scale", type=float, default=None, help="default: the generator's own (1 for official ones)")
+    p.add_argument("--lr-scale", type=_positive_float, default=None,
+                   help="default: the generator's own (1 for official ones)")
     p.add_argument("--loss", default=None, help="loss preset name/YAML (default: the generator's)")
     p.add_argument("--mask", type=Path, default=None, help="inpainting: known-pixel mask image (white = known)")
     p.add_argument("--simulate", action="store_true", help="images are clean: degrade them first")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+    p.add_argument("--device", type=_device, default=None, help="default: cuda when available, else cpu")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace outputs that exist already (default: refuse, naming the first)")
 
     def run(a: argparse.Namespace) -> int:
         from .restore_files import restore_files
         paths = restore_files(a.images, a.task, a.level, a.generator, a.out, steps=a.steps,
                               lr_scale=a.lr_scale, loss=a.loss, mask=a.mask, simulate=a.simulate,
-                              seed=a.seed, device=a.device)
+                              seed=a.seed, device=a.device, overwrite=a.overwrite)
         print(json.dumps({str(k): str(v) for k, v in paths.items()}, indent=1))
         return 0
     return run
@@ -99,24 +160,34 @@ def _tasks(p: argparse.ArgumentParser):
 
 
 def _apply_config(p: argparse.ArgumentParser, a: argparse.Namespace, path: Path) -> None:
-    """Options from a YAML mapping, for those left at their defaults on the command line."""
+    """Options from a YAML mapping, for those left at their defaults on the command line; each
+    value is checked as the option's own (the same type as on the command line)."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"bench config {path} does not exist")
-    data = yaml.safe_load(Path(path).read_text()) or {}
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ValueError(f"{path}: not valid YAML{where}: "
+                         f"{getattr(exc, 'problem', None) or type(exc).__name__}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of option: value")
+    actions = {action.dest: action for action in p._actions}
     for key, value in data.items():
-        dest = key.replace("-", "_")
+        dest = str(key).replace("-", "_")
         if dest == "config" or not hasattr(a, dest):
             raise ValueError(f"{path}: unknown option {key!r}")
         if getattr(a, dest) != p.get_default(dest):
             continue
-        if dest == "steps" and value is not None:
-            value = _steps(value) if isinstance(value, str) else tuple(int(v) for v in value)
-        elif dest in ("methods", "tasks", "metrics") and isinstance(value, (list, tuple)):
+        if dest in ("steps", "methods", "tasks", "metrics") and isinstance(value, (list, tuple)):
             value = ",".join(str(v) for v in value)
-        elif dest == "out":
-            value = Path(value)
+        convert = actions[dest].type
+        if value is not None and convert is not None:
+            try:
+                value = convert(str(value))
+            except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
+                raise ValueError(f"{path}: option {key}: {exc}") from None
         setattr(a, dest, value)
 
 
@@ -127,19 +198,19 @@ def _bench(p: argparse.ArgumentParser):
                         "options given on the command line win")
     p.add_argument("--generator", default="toyfaces64", help="registry name or .pkl/.safetensors path")
     p.add_argument("--images", default="heldout", help="heldout, heldout:N, or an image folder")
-    p.add_argument("--n-images", type=int, default=None, help="use the first N images")
+    p.add_argument("--n-images", type=_count(1), default=None, help="use the first N images")
     p.add_argument("--methods", default="rusir", help="comma list: rusir,pulse,lbrgm,adam_wplus")
     p.add_argument("--tasks", default="single", help="single | composed | all | T@L,... (e.g. upsampling@M,UNAP@M)")
     p.add_argument("--out", type=Path, default=None, help="output folder (required)")
     p.add_argument("--shard", default=None, help="k/n: run shard k (0-based) of n")
     p.add_argument("--steps", type=_steps, default=None,
                    help="RUSIR steps per phase (default: the generator's own schedule)")
-    p.add_argument("--baseline-steps", type=int, default=None, help="override the baselines' steps")
+    p.add_argument("--baseline-steps", type=_count(0), default=None, help="override the baselines' steps")
     p.add_argument("--metrics", default="psnr,ssim,ms_ssim,lpips", help="per-image metrics")
     p.add_argument("--loss", default=None, help="loss preset name/YAML (default: the generator's)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None)
-    p.add_argument("--max-items", type=int, default=None, help="stop after running N items")
+    p.add_argument("--device", type=_device, default=None)
+    p.add_argument("--max-items", type=_count(1), default=None, help="stop after running N items")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failing item")
     p.add_argument("--no-latents", action="store_true", help="do not save latent.pt")
     p.add_argument("--no-progress", action="store_true")
@@ -150,6 +221,10 @@ def _bench(p: argparse.ArgumentParser):
             _apply_config(p, a, a.config)
         if a.out is None:
             raise ValueError("--out is required (or `out:` in --config)")
+        _check_out(a.out)
+        if a.loss is not None:
+            from .inversion.presets import load_preset
+            load_preset(a.loss)            # a bad preset or YAML, before the generator is loaded
         summary = run_bench(a.generator, a.images, a.methods, a.tasks, a.out, shard=a.shard,
                             steps=a.steps, n_images=a.n_images,
                             metrics=[m for m in a.metrics.split(",") if m], seed=a.seed,
@@ -174,7 +249,7 @@ def _report(p: argparse.ArgumentParser):
     p.add_argument("--crop-size", type=int, default=None, help="patch-FID crop side (default: 128 at >= 256 px, else side/2)")
     p.add_argument("--crops", type=int, default=None, help="patch-FID crops per image (default: 1000 at >= 256 px, else 100)")
     p.add_argument("--reference", default=None, help="reference image folder for FID/KID/patch-FID (default: the ground truths)")
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", type=_device, default=None)
     p.add_argument("--no-plots", action="store_true")
 
     def run(a: argparse.Namespace) -> int:
@@ -223,17 +298,41 @@ def _sweep(p: argparse.ArgumentParser):
     return run
 
 
+def _input_errors() -> tuple[type[BaseException], ...]:
+    """What bad input or a missing file raises: reported in one line, exit 2. The project's own
+    errors are ValueError or OSError subclasses (CheckpointError, NetworkPickleError,
+    MissingWeightsError, ImageFileError, ...) but for two, added when their module was imported
+    (only then can they have been raised). Anything else is a bug and keeps its traceback."""
+    kinds: list[type[BaseException]] = [ValueError, OSError, yaml.YAMLError]
+    for module, name in (("rusir.model.pkl", "UnsafePickleError"),
+                         ("rusir.metrics.realism", "MetricUnavailable")):
+        kind = getattr(sys.modules.get(module), name, None)
+        if kind is not None:
+            kinds.append(kind)
+    return tuple(kinds)
+
+
+def _one_line(exc: BaseException, args: argparse.Namespace) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if type(exc).__name__ == "UnsafePickleError" and getattr(args, "generator", None):
+        text = f"{args.generator}: {text}"      # its message names the global, not the file
+    return text
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="rusir", description="Robust unsupervised StyleGAN image restoration")
+    parser = _Parser(prog="rusir", description="Robust unsupervised StyleGAN image restoration")
     sub = parser.add_subparsers(dest="command", required=True)
     runners = {}
     for name, (help_text, setup) in COMMANDS.items():
         runners[name] = setup(sub.add_parser(name, help=help_text, description=help_text))
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:    # --help (0) or a bad option value (2, one line already printed)
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         return runners[args.command](args)
-    except (ValueError, FileNotFoundError) as exc:  # bad input, missing files or weights
-        print(f"rusir {args.command}: error: {exc}", file=sys.stderr)
+    except _input_errors() as exc:  # bad input, missing or refused files or weights
+        print(f"rusir {args.command}: error: {_one_line(exc, args)}", file=sys.stderr)
         return 2
 
 

@@ -1,16 +1,104 @@
-"""Restore image files from disk: what `rusir restore` does, usable from Python too."""
+"""Restore image files from disk: what `rusir restore` does, usable from Python too.
+
+Everything that can be checked without the generator is checked before it is loaded, so a bad
+call fails in a second with one message instead of after the compute (or, worse, half-way
+through the files): the task and level, the schedule, the device, the loss, the output folder
+and the output names, every input image and the mask.
+"""
 from __future__ import annotations
 
+import math
+import tempfile
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import torch
 
 from . import degradations
-from .data import load_image
-from .evaluation.experiment import setup
+from .data.images import load_image, open_image
+from .evaluation.experiment import check_device, setup
 from .evaluation.figures import save_grid, to_pil
+from .inversion.latents import SPACES
+from .inversion.presets import build_loss
 from .inversion.restore import restore
+from .inversion.schedule import check_rate, check_steps
+
+__all__ = ["restore_files", "output_names", "check_output_dir", "check_mask"]
+
+# what is written per input, named after its file name without the extension
+OUTPUTS = ("{stem}_restored.png", "{stem}_phases.png", "{stem}_latent.pt")
+# a mask of another size is used when its aspect ratio is the image's within this (then resized)
+MASK_ASPECT_TOLERANCE = 0.01
+
+
+def output_names(images: Sequence[Path], out: Path) -> dict[Path, list[Path]]:
+    """{input: the files written for it}. Two inputs with the same file name stem (`a/x.png` and
+    `b/x.png`, or `x.png` and `x.jpg`; compared case-insensitively, as some file systems do)
+    would write the same files: refused, naming both, rather than overwriting one with the other
+    or renaming outputs in a way a script cannot predict."""
+    names: dict[Path, list[Path]] = {}
+    first: dict[str, Path] = {}
+    for path in images:
+        key = path.stem.casefold()
+        if key in first:
+            raise ValueError(f"inputs {first[key]} and {path} would both write "
+                             f"{out / OUTPUTS[0].format(stem=path.stem)} (outputs are named after the "
+                             "file name): restore them into separate output folders, or rename one")
+        first[key] = path
+        names[path] = [out / pattern.format(stem=path.stem) for pattern in OUTPUTS]
+    return names
+
+
+def check_output_dir(out: Union[str, Path]) -> Path:
+    """Refuse an output folder that cannot be created or written in, before any compute: a file, a
+    path under a file, or a folder this process cannot write in (probed with a temporary file in
+    the nearest existing folder, so it is true for root and read-only file systems too). Creates
+    nothing."""
+    out = Path(out)
+    existing = out
+    while not existing.exists() and existing.parent != existing:
+        if existing.is_symlink():
+            raise NotADirectoryError(f"output folder {out}: {existing} is a broken link")
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == out else f"is under {existing}, which is a file"
+        raise NotADirectoryError(f"output folder {out} {where}, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise PermissionError(f"output folder {out}: cannot write in {existing} "
+                              f"({exc.strerror or exc})") from None
+    return out
+
+
+def _refuse_existing(names: dict[Path, list[Path]], overwrite: bool) -> None:
+    for files in names.values():
+        for f in files:
+            if f.is_dir():
+                raise IsADirectoryError(f"output {f} is a folder; it cannot be written")
+            if f.exists() and not overwrite:
+                raise FileExistsError(f"output {f} already exists: pass --overwrite "
+                                      "(overwrite=True) to replace it, or choose another output folder")
+
+
+def _same_aspect(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    return abs(math.log((a[0] / a[1]) / (b[0] / b[1]))) <= MASK_ASPECT_TOLERANCE
+
+
+def check_mask(mask: Path, sizes: dict[Path, tuple[int, int]]) -> tuple[int, int]:
+    """The mask's size, if it fits every image: the image's size, or its aspect ratio (within 1%;
+    then the mask is resized with the image: both are centre-cropped to a square and resized to
+    the generator's resolution, so their pixels still correspond). Any other size is refused (it
+    used to be cropped and stretched silently)."""
+    size = open_image(mask).size
+    for path, image_size in sizes.items():
+        if size != image_size and not _same_aspect(size, image_size):
+            raise ValueError(
+                f"mask {mask} is {size[0]}x{size[1]} px but image {path} is "
+                f"{image_size[0]}x{image_size[1]} px: a mask must have the image's size, or its "
+                "aspect ratio (then it is resized with the image)")
+    return size
 
 
 def _user_mask(path: Path, size: int) -> torch.Tensor:
@@ -22,21 +110,46 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
                   generator: str = "toyfaces64", out: Union[str, Path] = "restored",
                   steps: Optional[Sequence[int]] = None, lr_scale: Optional[float] = None,
                   loss: Optional[str] = None, mask: Optional[Path] = None, simulate: bool = False,
-                  seed: int = 0, device: Optional[str] = None) -> dict[Path, Path]:
+                  seed: int = 0, device: Optional[str] = None,
+                  overwrite: bool = False) -> dict[Path, Path]:
     """Restore each file; write `<stem>_restored.png`, `<stem>_phases.png`, `<stem>_latent.pt`.
 
     Without `simulate` each file is the degraded image itself (low resolution for upsampling);
     with it each file is a clean image that is first degraded by the task (a demo/benchmark).
     Returns {input path: restored path}.
+
+    Refused before the generator is loaded (ValueError or OSError, one line): an unknown task or
+    level; a bad schedule (rusir.inversion.schedule); an unusable device; a bad loss; an output
+    folder that is a file, under a file or not writable (`check_output_dir`); two inputs with the
+    same file name (`output_names`); an output that exists already, unless `overwrite`; an input
+    that is not a readable image (rusir.data.images.open_image); a mask of another aspect ratio
+    than an image (`check_mask`).
     """
+    paths = [Path(p) for p in images]
+    if not paths:
+        raise ValueError("no input images given")
+    degradations.make(task, level, seed=seed)          # an unknown task or level, now
     if mask is not None and degradations.canonical_task(task) != "inpainting":
         raise ValueError("--mask only applies to the inpainting task")
+    if steps is not None:
+        steps = check_steps(steps, len(SPACES))
+    if lr_scale is not None:
+        lr_scale = check_rate(lr_scale, "lr_scale")
+    device = check_device(device)
+    out = check_output_dir(out)
+    names = output_names(paths, out)
+    _refuse_existing(names, overwrite)
+    sizes = {path: open_image(path).size for path in paths}   # every input readable, now
+    if mask is not None:
+        check_mask(Path(mask), sizes)
+    if loss is not None and not callable(loss):
+        loss = build_loss(loss)        # a bad preset name or YAML, before the generator
+
     G, loss_fn, steps = setup(generator, loss, steps, device=device, verbose=False)
     device = next(G.parameters()).device
     R = G.img_resolution
-    out = Path(out)
     written = {}
-    for i, path in enumerate(map(Path, images)):
+    for i, path in enumerate(paths):
         if mask is not None:
             deg = degradations.Inpainting.from_mask(_user_mask(mask, R))
         else:
@@ -48,13 +161,13 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
             target = load_image(path, deg.target_size(R)).to(device)
         result = restore(G, target, deg, loss=loss_fn, steps=steps, lr_scale=lr_scale)
         out.mkdir(parents=True, exist_ok=True)  # only once there is something to write
-        restored = out / f"{path.stem}_restored.png"
+        restored, phases, latents = names[path]
         to_pil(result.images[0]).save(restored)
         columns = [target[0]] + [p.images[0] for p in result.phases.values()]
         labels = ["target"] + list(result.phases)
         if simulate:
             columns, labels = columns + [truth[0]], labels + ["truth"]
-        save_grid(out / f"{path.stem}_phases.png", [columns], labels)
-        torch.save({s: p.latent.cpu() for s, p in result.phases.items()}, out / f"{path.stem}_latent.pt")
+        save_grid(phases, [columns], labels)
+        torch.save({s: p.latent.cpu() for s, p in result.phases.items()}, latents)
         written[path] = restored
     return written

@@ -189,3 +189,25 @@ def test_shipped_heldout_matches_renderer():
         r = data.load_image(data.render(data.HELDOUT_SEED_START + i), 64)
         # exact with the versions used to make them; tolerate small cairo differences
         assert (r[0] - x[i]).abs().mean() < 2 / 255, i
+
+
+def test_load_image_refuses_unreadable_paths_in_one_line(tmp_path, monkeypatch):
+    """A decompression bomb, a directory, a corrupt or missing file: one-line ValueError naming it."""
+    from PIL import Image as PILImage
+    big = tmp_path / "big.png"
+    PILImage.new("RGB", (64, 64)).save(big)
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 100)   # 64 x 64 is now over 2x the limit
+    cases = {"big": big, "folder": tmp_path, "corrupt": tmp_path / "c.png",
+             "missing": tmp_path / "missing.png", "empty": tmp_path / "e.png"}
+    cases["corrupt"].write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    cases["empty"].write_bytes(b"")
+    for what, path in cases.items():
+        with pytest.raises(ValueError) as caught:
+            data.load_image(path, 64)
+        message = str(caught.value)
+        assert str(path) in message and "\n" not in message, (what, message)
+    assert "pixels" in str(pytest.raises(ValueError, data.load_image, big).value)
+    with pytest.raises(FileNotFoundError):   # still a FileNotFoundError too
+        data.load_image(tmp_path / "missing.png", 64)
+    monkeypatch.undo()
+    assert data.load_image(big, 8).shape == (1, 3, 8, 8)

@@ -65,3 +65,12 @@ def test_task_run_summary_states_both_psnrs():
     naive, ours = (sum(s[k]["psnr"]) / 2 for k in ("naive", "restored"))
     assert run.summary() == (f"denoising S: PSNR {naive:.2f} dB (naive) -> {ours:.2f} dB (RUSIR) "
                              f"in {s['seconds']:.1f} s")
+
+
+def test_setup_refuses_an_unusable_device_or_bad_steps_before_loading(monkeypatch):
+    monkeypatch.setattr(experiment, "load_generator", lambda *a, **k: pytest.fail("generator loaded"))
+    for device in ("bogus", "cuda:99"):
+        with pytest.raises(ValueError, match="device"):
+            rusir.setup("anything", device=device, verbose=False)
+    with pytest.raises(ValueError, match="steps"):
+        rusir.setup("anything", steps=(-1, 1, 1), device="cpu", verbose=False)

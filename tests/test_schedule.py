@@ -69,3 +69,40 @@ def test_official_generator_runs_the_paper_schedule(monkeypatch):
     G = load_generator("ffhq")
     assert resolve(G) == ((150, 150, 150), (0.08, 0.02, 0.005), 1.0)
     assert generator_info(G).default_loss == "paper"
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(steps=(-1, 1, 1)), dict(steps=(1.5, 1, 1)), dict(steps=(1, 1)), dict(steps=(True, 1, 1)),
+    dict(steps="abc"), dict(lr_scale=float("nan")), dict(lr_scale=float("inf")), dict(lr_scale=0),
+    dict(lr_scale=-2.0), dict(lrs=(0.1, float("nan"), 0.1)), dict(lrs=(0.1, 0.0, 0.1)),
+    dict(lrs=(0.1, 0.1))])
+def test_bad_schedules_are_refused_before_any_step(kwargs):
+    G = small_generator()
+    with pytest.raises(ValueError):
+        resolve(G, **kwargs)
+    steps_taken = []
+    with pytest.raises(ValueError):
+        restore(G, torch.rand(1, 3, 16, 16), loss=mse, callback=steps_taken.append, progress=False,
+                **kwargs)
+    assert not steps_taken
+
+
+def test_zero_steps_skip_a_phase():
+    """0 steps is allowed (documented): the phase passes its start latent on; all zeros gives the
+    start image, as the baselines' steps=0."""
+    G = small_generator()
+    assert resolve(G, steps=(0, 0, 2))[0] == (0, 0, 2)
+    assert resolve(G, steps=(2.0, 1, 1))[0] == (2, 1, 1)      # an integral float is a count
+    result = restore(G, torch.rand(1, 3, 16, 16), loss=mse, steps=(0, 0, 0), progress=False)
+    from rusir.inversion.loop import render
+    start = render(G, convert(initial_latent(G, "W", 1), "W+", G))
+    assert all(not p.losses for p in result.phases.values())
+    assert torch.allclose(result.images, start, atol=1e-5)
+
+
+def test_bench_refuses_bad_steps_before_any_item(tmp_path):
+    from rusir.evaluation.runner import run_bench
+    with pytest.raises(ValueError, match="steps"):
+        run_bench(small_generator(), torch.rand(1, 3, 16, 16), tasks="denoising@XS",
+                  out=tmp_path / "bench", steps=(-1, 1, 1), progress=False)
+    assert not (tmp_path / "bench").exists()

@@ -42,28 +42,58 @@ def _center_crop_square(img: Image.Image) -> Image.Image:
     return img.crop((left, top, left + s, top + s))
 
 
+class ImageFileError(ValueError):
+    """A path that is not a readable image (corrupt, not an image, a folder, too large, ...)."""
+
+
+class MissingImageError(ImageFileError, FileNotFoundError):
+    """An image path that does not exist (a ValueError like the others, and a FileNotFoundError)."""
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def open_image(path: Union[str, os.PathLike]) -> Image.Image:
+    """Open an image file fully decoded, upright (EXIF orientation applied), in its own mode.
+
+    Every way a path can fail to be an image -- missing, a folder, unreadable, corrupt or
+    truncated, not an image, or over Pillow's decompression-bomb limit (twice
+    ``PIL.Image.MAX_IMAGE_PIXELS``; over once, Pillow only warns) -- raises one
+    ``ImageFileError`` (a ``ValueError``; a ``FileNotFoundError`` too when missing) whose
+    one-line message names the file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise MissingImageError(f"no such image file: {path}")
+    if path.is_dir():
+        raise ImageFileError(f"{path} is a folder, not an image file")
+    try:
+        with Image.open(path) as f:
+            img = ImageOps.exif_transpose(f)  # a loaded copy, upright
+            img.load()
+    except Image.DecompressionBombError as exc:
+        raise ImageFileError(f"{path} is too large to open safely: {_one_line(exc)} (raise "
+                             "PIL.Image.MAX_IMAGE_PIXELS if the file is trusted)") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageFileError(f"cannot read {path} as an image: {_one_line(exc)}") from exc
+    return img
+
+
 def load_image(path_or_pil, size: int = 64) -> torch.Tensor:
     """Open an image (path or ``PIL.Image``) as a float tensor ``[1, 3, size, size]`` in
     [0, 1]: EXIF orientation applied, any mode converted to RGB (alpha composited over
     white), centre-cropped to a square and resized to ``size`` with an area (box) filter
     when shrinking, Lanczos when enlarging.
 
-    Raises ``FileNotFoundError`` for a missing path and ``ValueError`` for a file that is
-    not a readable image.
+    A path that is not a readable image raises a ``ValueError`` with a one-line message
+    naming the file (see ``open_image``; a missing one is also a ``FileNotFoundError``).
     """
     if isinstance(path_or_pil, Image.Image):
         img = path_or_pil
         img.load()
     elif isinstance(path_or_pil, (str, os.PathLike)):
-        path = Path(path_or_pil)
-        if not path.is_file():
-            raise FileNotFoundError(f"no such image file: {path}")
-        try:
-            with Image.open(path) as f:
-                img = ImageOps.exif_transpose(f)  # a loaded copy, upright
-                img.load()
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise ValueError(f"cannot read {path} as an image: {exc}") from exc
+        img = open_image(path_or_pil)
     else:
         raise TypeError(f"load_image expects a path or a PIL.Image, got {type(path_or_pil).__name__}")
     size = int(size)

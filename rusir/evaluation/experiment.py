@@ -20,12 +20,13 @@ from torch import Tensor
 from .. import degradations
 from ..inversion.presets import build_loss
 from ..inversion.restore import RestoreResult, restore
-from ..inversion.schedule import resolve as resolve_schedule
+from ..inversion.latents import SPACES
+from ..inversion.schedule import check_steps, resolve as resolve_schedule
 from ..metrics import psnr, ssim
 from ..model.generators import DEFAULT, info as generator_info, load_generator
 from ..model.stylegan2 import Generator
 
-__all__ = ["Setup", "setup", "TaskRun", "naive_restoration", "score", "run_task", "mean"]
+__all__ = ["Setup", "setup", "check_device", "TaskRun", "naive_restoration", "score", "run_task", "mean"]
 
 
 class Setup(NamedTuple):
@@ -40,6 +41,34 @@ class Setup(NamedTuple):
         return tuple(r * lr_scale for r in lrs)
 
 
+def check_device(device: Union[str, torch.device, None] = None) -> torch.device:
+    """The device to run on, checked before anything is loaded: None -> cuda when available, else
+    cpu; a name torch does not know, or cuda / cuda:N / mps where this machine has none, is a
+    ValueError that says so."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"unknown device {str(device)!r}: use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch is built without CUDA" if torch.version.cuda is None else "no GPU is visible"
+            raise ValueError(f"device {str(device)!r}: CUDA is not available here ({why}); use cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {str(device)!r}: this machine has {torch.cuda.device_count()} "
+                             "CUDA device(s)")
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"device {str(device)!r}: MPS is not available here; use cpu")
+    elif dev.type != "cpu":
+        backend = getattr(torch, dev.type, None)
+        if backend is None or not getattr(backend, "is_available", lambda: False)():
+            raise ValueError(f"device {str(device)!r} is not available here; use cpu, cuda or mps")
+    return dev
+
+
 def setup(generator: Union[str, Any] = DEFAULT, loss: Any = None,
           steps: Optional[Sequence[int]] = None, device: Union[str, torch.device, None] = None,
           verbose: bool = True) -> Setup:
@@ -50,15 +79,16 @@ def setup(generator: Union[str, Any] = DEFAULT, loss: Any = None,
     loss: a loss by name or as data (`build_loss`: preset, term, YAML path, dict, LossConfig),
         a loss callable, or None for the generator's own preset (chosen by `restore`).
     steps: RUSIR steps per phase; None: the generator's own schedule (rusir.inversion.schedule).
-    device: default "cuda" when available, else "cpu" (ignored for a loaded generator).
+    device: default "cuda" when available, else "cpu" (ignored for a loaded generator); checked
+        before the generator is loaded (`check_device`).
     verbose: print one line saying what was chosen.
     """
+    if steps is not None:
+        check_steps(steps, len(SPACES))     # before the generator is loaded
     if isinstance(generator, torch.nn.Module):
         G = generator
     else:
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        G = load_generator(generator, device=device)
+        G = load_generator(generator, device=str(check_device(device)))
     spec = loss
     if loss is not None and not callable(loss):
         loss = build_loss(loss)

@@ -44,13 +44,22 @@ def preset_path(name_or_path: Union[str, Path]) -> Path:
 def load_preset(name_or_path: Union[str, Path]) -> LossConfig:
     """LossConfig of a shipped preset (by name) or of a YAML file (path)."""
     path = preset_path(name_or_path)
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:   # one line that names the file (YAML's own message is several)
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ValueError(f"{path}: not valid YAML{where}: {problem}") from exc
     section = data.get("loss", data) if isinstance(data, dict) else None
     if not isinstance(section, dict) or "terms" not in section:
         raise ValueError(f"{path}: expected a mapping with `loss: {{terms: {{...}}, ...}}`")
     section = dict(section)
     section.setdefault("name", path.stem)
-    return LossConfig.from_dict(section)
+    try:
+        return LossConfig.from_dict(section)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"{path}: not a loss: {' '.join(str(exc).split())}") from exc
 
 
 def build_loss(spec: Union[str, Mapping, LossConfig], degradation_fn=None) -> CompositeLoss:

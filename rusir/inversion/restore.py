@@ -83,7 +83,9 @@ def restore(G: Generator, target: Tensor, degradation=None, *, loss: LossSpec = 
     steps / lrs: per phase, for the phases named in `spaces` (a subset of W, W+, W++ in order,
     e.g. ("W+",) for an ablation); lr_scale multiplies every rate. None takes the generator's
     own schedule (`info(G).steps` / `.lrs` / `.lr_scale`, recorded by `load_generator`), else
-    the paper's 150/150/150 steps at 0.08/0.02/0.005 x 1 (rusir.inversion.schedule).
+    the paper's 150/150/150 steps at 0.08/0.02/0.005 x 1 (rusir.inversion.schedule). Steps are
+    whole numbers >= 0 (0 skips a phase), rates and lr_scale finite and > 0; anything else is a
+    ValueError before any step.
     optimizer: "ngd" (RUSIR) or "adam" (ablation). resolution: working resolution R the
     degradation expects (default: G's). init: a starting latent instead of w_avg.
     callback(StepInfo) runs after every step; `result.config` holds the resolved configuration.
@@ -94,8 +96,6 @@ def restore(G: Generator, target: Tensor, degradation=None, *, loss: LossSpec = 
     config = dict(steps=steps, lrs=lrs, lr_scale=lr_scale, spaces=spaces, optimizer=optimizer,
                   resolution=int(resolution or G.img_resolution), seed=int(seed))
     reject_unknown("restore", unknown, [*config, "init"])
-    if len(steps) != len(spaces) or len(lrs) != len(spaces):
-        raise ValueError(f"need one step count and one learning rate per phase {spaces}, got {steps}, {lrs}")
     problem = prepare(G, target, degradation, loss, seed=seed, resolution=resolution)
     phases = _run_phases(G, problem, init, config, callback, progress)
     info = {"init": "w_avg" if init is None else "given"}

@@ -8,6 +8,8 @@ official generators keep the paper's.
 """
 from __future__ import annotations
 
+import math
+import operator
 from typing import Optional, Sequence
 
 from ..model.generators import info
@@ -22,13 +24,61 @@ def _pick(full: Sequence, spaces: Sequence[str]) -> tuple:
     return tuple(full[SPACES.index(s)] for s in spaces)
 
 
+def _count(v) -> Optional[int]:
+    """v as a whole number, or None (bools, fractions, NaN, strings are not step counts)."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, float):
+        return int(v) if v.is_integer() else None
+    try:
+        return operator.index(v)
+    except TypeError:
+        return None
+
+
+def check_steps(steps, n: Optional[int] = None, what: str = "steps") -> tuple[int, ...]:
+    """Step counts as ints: each a whole number >= 0 (0 skips that phase: it passes its start
+    latent on; all zeros give the start image, like a baseline's steps=0), and `n` of them when
+    given. Anything else -- negative, fractional, NaN, a bool, a string -- is a ValueError."""
+    if isinstance(steps, (str, bytes)) or not hasattr(steps, "__iter__"):
+        raise ValueError(f"{what} must be a sequence of step counts, got {steps!r}")
+    values = list(steps)
+    counts = [_count(v) for v in values]
+    if any(c is None or c < 0 for c in counts):
+        raise ValueError(f"{what} must be whole numbers >= 0 (one per phase), got {values}")
+    if n is not None and len(counts) != n:
+        raise ValueError(f"{what}: need one step count per phase ({n}), got {len(counts)}: {counts}")
+    return tuple(counts)
+
+
+def check_rate(value, what: str = "lr_scale") -> float:
+    """A learning rate or scale as a float: finite and > 0, else a ValueError naming `what`."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        rate = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a finite number > 0, got {value!r}") from None
+    if not math.isfinite(rate) or rate <= 0:
+        raise ValueError(f"{what} must be a finite number > 0, got {value!r}")
+    return rate
+
+
 def resolve(G, spaces: Sequence[str] = SPACES, steps: Optional[Sequence[int]] = None,
             lrs: Optional[Sequence[float]] = None, lr_scale: Optional[float] = None
             ) -> tuple[tuple[int, ...], tuple[float, ...], float]:
     """(steps, lrs, lr_scale) for the phases `spaces`: given values win; else G's own
-    (`info(G).steps` / `.lrs` / `.lr_scale`); else the paper's."""
+    (`info(G).steps` / `.lrs` / `.lr_scale`); else the paper's.
+
+    Checked here, so every caller (restore, the benchmark, the command line) refuses the same
+    things before any step: one step count and one rate per phase; steps whole numbers >= 0
+    (0 skips a phase; `check_steps`); rates and lr_scale finite and > 0 (`check_rate`)."""
     own = info(G)
-    steps = _pick(own.steps or PAPER_STEPS, spaces) if steps is None else tuple(steps)
-    lrs = _pick(own.lrs or PAPER_LRS, spaces) if lrs is None else tuple(lrs)
-    lr_scale = float(own.lr_scale if lr_scale is None else lr_scale)
-    return tuple(int(n) for n in steps), tuple(float(r) for r in lrs), lr_scale
+    steps = _pick(own.steps or PAPER_STEPS, spaces) if steps is None else steps
+    lrs = _pick(own.lrs or PAPER_LRS, spaces) if lrs is None else lrs
+    lr_scale = own.lr_scale if lr_scale is None else lr_scale
+    steps = check_steps(steps, len(spaces))
+    if isinstance(lrs, (str, bytes)) or not hasattr(lrs, "__iter__") or len(tuple(lrs)) != len(spaces):
+        raise ValueError(f"lrs: need one learning rate per phase {tuple(spaces)}, got {lrs!r}")
+    lrs = tuple(check_rate(r, "lrs") for r in lrs)
+    return steps, lrs, check_rate(lr_scale, "lr_scale")
