@@ -359,6 +359,11 @@ def test_pickle_weights_must_be_finite_floats(tmp_path, case):
 # one error type, one line on the command line
 
 def _cli(args: list) -> dict:
+    """Run the CLI; the input image (args[1]) is written first when missing: the command checks
+    its inputs before it loads the generator, and these tests are about the generator."""
+    if len(args) > 1 and args[1].endswith(".png") and not Path(args[1]).exists():
+        from PIL import Image
+        Image.new("RGB", (8, 8), (128, 100, 90)).save(args[1])
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         code = cli_main(args)
