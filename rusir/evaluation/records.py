@@ -15,8 +15,8 @@ on the same host removes once their process is dead (`clean_stale_tmp`). JSON fi
 to a sibling temporary file and replaced, so a reader never sees half a file.
 
 The images are stored and scored as 8-bit (`as_8bit`: what saving to PNG and reading back gives).
-`MetricCache` is the one memory of which metrics cannot be computed here (missing weights or
-packages), shared by the per-item metrics of the runner and the set metrics of the report.
+`MetricCache` (rusir.evaluation.availability, re-exported) remembers which metrics cannot be
+computed here.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import os
 import shutil
 import socket
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -35,8 +35,7 @@ from torch import Tensor
 
 from ..degradations import COMPOSITIONS, LEVELS, TASKS, cycle_8bit
 from ..degradations.base import to_uint8
-from ..metrics import PER_IMAGE_METRICS, MetricUnavailable
-from ..model.weights import MissingWeightsError
+from .availability import UNAVAILABLE, MetricCache  # re-exported: the store's users score items
 
 __all__ = ["TMP", "RECORD", "CONFIG", "FIXED_CONFIG", "IMAGE_FILES", "UNAVAILABLE", "item_key", "item_dir",
            "is_finished", "load_records", "write_item", "write_json", "read_config",
@@ -52,8 +51,6 @@ FIXED_CONFIG = ("generator", "images", "steps", "seed", "loss", "metrics", "base
 # Config fields that may grow between runs sharing one folder: the union is recorded.
 GROWING_CONFIG = ("methods", "tasks", "image_names")
 IMAGE_FILES = ("ground_truth", "target", "prediction", "degraded_prediction")
-# Exceptions meaning "this metric cannot be computed on this machine" (remembered, not retried).
-UNAVAILABLE = (MissingWeightsError, MetricUnavailable)
 
 PathLike = Union[str, Path]
 
@@ -281,42 +278,3 @@ def read_png(path: PathLike) -> Tensor:
     with Image.open(path) as f:
         arr = np.asarray(f.convert("RGB"), dtype=np.uint8).copy()
     return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).float() / 255
-
-
-# --- metric availability ---------------------------------------------------------------------------------
-
-class MetricCache:
-    """Which metrics cannot be computed here, remembered: a metric found unavailable once
-    (UNAVAILABLE: missing weights or package) is not retried on every item or cell. A ValueError
-    (e.g. an image too small for the metric, FID on one image) is reported but not remembered."""
-
-    def __init__(self):
-        self.reasons: dict[str, str] = {}
-
-    def compute(self, name: str, fn: Callable[[], Any]) -> tuple[Any, Optional[str]]:
-        """(fn(), None), or (None, why not)."""
-        if name in self.reasons:
-            return None, self.reasons[name]
-        try:
-            return fn(), None
-        except UNAVAILABLE as exc:
-            self.reasons[name] = f"{type(exc).__name__}: {exc}"
-            return None, self.reasons[name]
-        except ValueError as exc:
-            return None, f"ValueError: {exc}"
-
-    def item_metrics(self, names: Sequence[str], pred: Tensor, gt: Tensor, degraded: Tensor,
-                     target: Tensor) -> tuple[dict, dict]:
-        """Per-image metrics of one item ([1, 3, H, W] each): `accuracy_<m>` (prediction vs ground
-        truth) and `fidelity_<m>` (true degradation of the prediction vs target) -> (values,
-        {key: reason} of those that are None)."""
-        values: dict[str, Optional[float]] = {}
-        unavailable: dict[str, str] = {}
-        for kind, a, b in (("accuracy", pred, gt), ("fidelity", degraded, target)):
-            for name in names:
-                key = f"{kind}_{name}"
-                values[key], reason = self.compute(
-                    name, lambda: float(PER_IMAGE_METRICS[name](a, b).detach().reshape(-1)[0]))
-                if reason is not None:
-                    unavailable[key] = reason
-        return values, unavailable
