@@ -20,6 +20,13 @@ from rusir.model.weights import MissingWeightsError
 KEY = "m/denoising/M/0003"
 
 
+def rec(key=KEY, **extra):
+    """A minimal finished record of item `key` (the fields records.RECORD_FIELDS requires)."""
+    method, task, level, j = key.split("/")
+    return {"key": key, "method": method, "task": task, "level": level, "image_index": int(j),
+            "image": f"{j}.png", "metrics": {}, **extra}
+
+
 def images(seed=0):
     img = smooth_images(b=1, side=8, seed=seed)
     return {name: img for name in records.IMAGE_FILES}
@@ -28,7 +35,7 @@ def images(seed=0):
 # --- items and JSON are atomic ----------------------------------------------------------------------
 
 def test_write_item_is_all_or_nothing(tmp_path, monkeypatch):
-    final = records.write_item(tmp_path, KEY, images(), {"key": KEY, "x": 1}, {"latent": torch.zeros(2)})
+    final = records.write_item(tmp_path, KEY, images(), rec(x=1), {"latent": torch.zeros(2)})
     assert final == tmp_path / KEY and records.is_finished(tmp_path, KEY)
     assert {p.name for p in final.iterdir()} == {f"{n}.png" for n in records.IMAGE_FILES} | {
         "latent.pt", "record.json"}
@@ -45,7 +52,7 @@ def test_write_item_is_all_or_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(records, "save_png", failing)
     with pytest.raises(OSError, match="disk full"):
-        records.write_item(tmp_path, other, images(), {"key": other})
+        records.write_item(tmp_path, other, images(), rec(other))
     assert not (tmp_path / other).exists() and not records.is_finished(tmp_path, other)
     assert not any((tmp_path / records.TMP).iterdir())
     monkeypatch.setattr(records, "save_png", real)
@@ -53,7 +60,7 @@ def test_write_item_is_all_or_nothing(tmp_path, monkeypatch):
     (tmp_path / other).mkdir(parents=True)
     (tmp_path / other / "junk.png").write_bytes(b"partial")
     assert not records.is_finished(tmp_path, other)
-    records.write_item(tmp_path, other, images(), {"key": other})
+    records.write_item(tmp_path, other, images(), rec(other))
     assert records.is_finished(tmp_path, other) and not (tmp_path / other / "junk.png").exists()
     assert [r["key"] for r in records.load_records(tmp_path)] == [KEY, other]
 
@@ -70,8 +77,7 @@ def test_write_json_is_atomic(tmp_path, monkeypatch):
 
 
 def test_load_records_ignores_temporary_and_report_folders(tmp_path):
-    records.write_item(tmp_path, KEY, images(), {"key": KEY, "method": "m", "task": "denoising",
-                                                 "level": "M", "image_index": 3})
+    records.write_item(tmp_path, KEY, images(), rec())
     for hidden in (tmp_path / records.TMP / "host-1+x", tmp_path / "report" / "x"):
         hidden.mkdir(parents=True)
         (hidden / "record.json").write_text("{}")
@@ -207,3 +213,64 @@ def test_summarise_is_a_hand_computation():
     assert a["psnr_wins"] == 1 and a["n"] == 3          # a tie is no win; missing values are none
     assert (b["n"], b["psnr_wins"], b["mean_naive_ssim"]) == (1, 0, 0.2)
     assert list(summarise([rec("a", 0, 1.0, 1.0, 1.0, 1.0)], by=("task",))) == [("t",)]
+
+
+# --- damaged records: unfinished for bench, skipped with a warning by the report -------------------------------
+
+def _naive_run(out, **kw):
+    G = small_generator(resolution=16)
+    kw.setdefault("methods", {"naive": _naive})
+    return run_bench(G, "heldout:2", kw.pop("methods"), "upsampling@M", out, metrics=("psnr",),
+                     progress=False, **kw)
+
+
+def _damage(text: str) -> dict:
+    """Damaged contents of a real record.json (`text`): truncated, empty, not a record."""
+    return {"truncated": text[:text.index('"image"') + 5], "empty": "", "list": "[]",
+            "key only": '{"key": "x"}', "no metrics": json.dumps({k: v for k, v in json.loads(text).items()
+                                                                  if k != "metrics"}),
+            "metrics not a mapping": json.dumps({**json.loads(text), "metrics": [1, 2]}),
+            "another item's key": json.dumps({**json.loads(text), "key": "naive/upsampling/M/0009"})}
+
+
+def test_required_fields_are_defined_once_and_checked(tmp_path):
+    assert set(records.RECORD_FIELDS) >= {"key", "method", "task", "level", "image_index", "metrics"}
+    good = rec()
+    assert records.record_problem(good) is None
+    for bad, why in (([], "not a JSON object"), ({"key": "x"}, "missing"),
+                     ({**good, "image_index": "3"}, "image_index"), ({**good, "metrics": None}, "metrics")):
+        assert why in records.record_problem(bad)
+    with pytest.raises(ValueError, match="missing"):   # the store never writes an unfinished record
+        records.write_item(tmp_path, KEY, images(), {"key": KEY})
+    assert not (tmp_path / KEY).exists()
+
+
+@pytest.mark.parametrize("case", ["truncated", "empty", "list", "key only", "no metrics",
+                                  "metrics not a mapping", "another item's key"])
+def test_a_damaged_record_is_redone_by_bench_and_skipped_by_the_report(tmp_path, case):
+    assert _naive_run(tmp_path).done == 2
+    path = tmp_path / "naive" / "upsampling" / "M" / "0000" / records.RECORD
+    path.write_text(_damage(path.read_text())[case])
+    assert not records.is_finished(tmp_path, "naive/upsampling/M/0000")
+    with pytest.warns(records.DamagedFileWarning, match=str(path)):
+        loaded = records.load_records(tmp_path)
+    assert [r["key"] for r in loaded] == ["naive/upsampling/M/0001"]
+    s = _naive_run(tmp_path)                       # redone, the other item kept
+    assert (s.done, s.skipped) == (1, 1)
+    assert records.record_problem(json.loads(path.read_text())) is None
+    assert len(records.load_records(tmp_path)) == 2
+    assert not (tmp_path / records.TMP).exists()   # nothing left aside
+
+
+@pytest.mark.parametrize("text", ['{"generator": "g", "images": "heldout:2", "steps": [1, 1,', "", "[]"])
+def test_a_damaged_bench_json_is_one_error_naming_the_file(tmp_path, text):
+    assert _naive_run(tmp_path).done == 2
+    (tmp_path / records.CONFIG).write_text(text)
+    with pytest.raises(ValueError) as err:
+        records.read_config(tmp_path)
+    message = str(err.value)
+    assert str(tmp_path / records.CONFIG) in message and "\n" not in message
+    with pytest.raises(ValueError, match=str(tmp_path / records.CONFIG)):
+        _naive_run(tmp_path)                      # bench refuses it: it guards the configuration
+    assert len(records.load_records(tmp_path)) == 2   # the finished items are untouched
+

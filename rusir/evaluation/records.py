@@ -9,10 +9,16 @@ Layout of an output folder `out/` (written by `rusir.evaluation.runner`, read by
     failed.json, failed-<k>of<n>.json   failures of a run / of shard k of n
     .tmp/<host>-<pid>+<key>/            items being written (ignored by readers)
 
-An item is built in `out/.tmp/` and moved into place with one `os.replace`, so an item is finished
-iff its folder holds `record.json`; a killed run leaves only temporary folders, which the next run
-on the same host removes once their process is dead (`clean_stale_tmp`). JSON files are written
-to a sibling temporary file and replaced, so a reader never sees half a file.
+An item is finished iff its folder holds a `record.json` that parses and has the RECORD_FIELDS
+(`read_record`): a damaged one (truncated, empty, not an object, a field missing, another item's
+key) is unfinished -- redone by `rusir bench`, skipped by `load_records` with a DamagedFileWarning
+naming it. A damaged `bench.json` is a ValueError naming it (`read_config`): a run refuses to start
+(the file guards the configuration of the finished items); the report warns and leaves it out.
+
+An item is built in `out/.tmp/` and moved into place with one `os.replace` (an unfinished or
+damaged folder there is replaced). Temporary folders of killed runs are removed by the next run on
+their host (`clean_stale_tmp`). JSON files are written to a temporary sibling and replaced, so a
+reader never sees half a file.
 
 The images are stored and scored as 8-bit (`as_8bit`: what saving to PNG and reading back gives).
 `MetricCache` (rusir.evaluation.availability, re-exported) remembers which metrics cannot be
@@ -25,8 +31,9 @@ import json
 import os
 import shutil
 import socket
+import warnings
 from pathlib import Path
-from typing import Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -37,14 +44,19 @@ from ..degradations import COMPOSITIONS, LEVELS, TASKS, cycle_8bit
 from ..degradations.base import to_uint8
 from .availability import UNAVAILABLE, MetricCache  # re-exported: the store's users score items
 
-__all__ = ["TMP", "RECORD", "CONFIG", "FIXED_CONFIG", "IMAGE_FILES", "UNAVAILABLE", "item_key", "item_dir",
-           "is_finished", "load_records", "write_item", "write_json", "read_config",
+__all__ = ["TMP", "RECORD", "CONFIG", "RECORD_FIELDS", "FIXED_CONFIG", "IMAGE_FILES", "UNAVAILABLE",
+           "DamagedFileWarning", "item_key", "item_dir", "is_finished", "read_json", "record_problem",
+           "read_record", "load_records", "warn_damaged", "write_item", "write_json", "read_config",
            "config_conflicts", "write_config", "write_failures", "clean_stale_tmp", "remove_empty_tmp",
            "owner_tag", "config_folder", "jsonable", "as_8bit", "save_png", "read_png", "MetricCache"]
 
 TMP = ".tmp"
 RECORD = "record.json"
 CONFIG = "bench.json"
+# What makes a record.json a finished item: these fields, of these types (every runner so far,
+# the first rusir/bench.py and the first IQA study included, wrote them all).
+RECORD_FIELDS = {"key": str, "method": str, "task": str, "level": str, "image_index": int,
+                 "image": str, "metrics": dict}
 # Config fields that must agree between runs sharing one output folder.
 FIXED_CONFIG = ("generator", "images", "steps", "seed", "loss", "metrics", "baseline_steps",
                 "degradation_seeds")
@@ -53,6 +65,10 @@ GROWING_CONFIG = ("methods", "tasks", "image_names")
 IMAGE_FILES = ("ground_truth", "target", "prediction", "degraded_prediction")
 
 PathLike = Union[str, Path]
+
+
+class DamagedFileWarning(UserWarning):
+    """A file of a benchmark folder that cannot be read (a damaged record.json is skipped)."""
 
 
 # --- layout and reading ---------------------------------------------------------------------------
@@ -68,13 +84,62 @@ def item_dir(out: PathLike, key) -> Path:
 
 
 def is_finished(out: PathLike, key) -> bool:
-    return (item_dir(out, key) / RECORD).is_file()
+    """Whether the item's folder holds its finished record (see read_record)."""
+    key = getattr(key, "key", key)
+    return _holds_record(item_dir(out, key), key)
 
 
-def load_records(directory: PathLike) -> list[dict]:
+def read_json(path: PathLike) -> Any:
+    """The JSON data of a file; ValueError naming the file when it is empty, not text or not JSON."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: damaged (not text: {exc.reason})") from None
+    if not text.strip():
+        raise ValueError(f"{path}: damaged (empty)")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: damaged (not valid JSON: {exc})") from None
+
+
+def record_problem(record, key: Optional[str] = None) -> Optional[str]:
+    """Why `record` is not a finished item's record (of item `key` when given), or None."""
+    if not isinstance(record, dict):
+        return f"not a JSON object but {type(record).__name__}"
+    missing = [name for name in RECORD_FIELDS if name not in record]
+    if missing:
+        return f"missing field(s) {', '.join(missing)}"
+    wrong = [f"{name} is {type(record[name]).__name__}, not {kind.__name__}"
+             for name, kind in RECORD_FIELDS.items()
+             if not isinstance(record[name], kind) or (kind is int and isinstance(record[name], bool))]
+    if not wrong:
+        wrong = [f"metric {name} is {type(v).__name__}, not a number" for name, v in record["metrics"].items()
+                 if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))]
+    if wrong:
+        return "; ".join(wrong)
+    if key is not None and record["key"] != key:
+        return f"it is the record of {record['key']}, not of {key}"
+    return None
+
+
+def read_record(path: PathLike, key: Optional[str] = None) -> dict:
+    """A finished item's record; ValueError naming the file when it is damaged (see read_json and
+    record_problem; `key`: the item it must belong to)."""
+    record = read_json(path)
+    problem = record_problem(record, key)
+    if problem:
+        raise ValueError(f"{path}: damaged ({problem})")
+    return record
+
+
+def load_records(directory: PathLike, damaged: Optional[list] = None) -> list[dict]:
     """Every finished item's record.json under `directory` (temporary folders and `report/`
     ignored), sorted by method, single before composed, task, level, image; each record gains
-    `_dir`, the item folder."""
+    `_dir`, the item folder. A damaged record (see read_record; or one whose key is not its
+    folder) is skipped with a DamagedFileWarning naming it (and `<path>: damaged (why)` appended
+    to `damaged`)."""
     root = Path(directory)
     if not root.is_dir():
         raise FileNotFoundError(f"benchmark folder {root} does not exist")
@@ -83,10 +148,25 @@ def load_records(directory: PathLike) -> list[dict]:
         rel = path.relative_to(root).parts
         if any(part.startswith(".") for part in rel) or rel[0] == "report":
             continue
-        rec = json.loads(path.read_text())
+        try:
+            rec = read_record(path)
+            if tuple(rec["key"].split("/")) != rel[-1 - len(rec["key"].split("/")):-1]:
+                raise ValueError(f"{path}: damaged (its key {rec['key']} is not its folder)")
+        except (ValueError, OSError) as exc:
+            warn_damaged(f"skipped {exc}")
+            if damaged is not None:
+                damaged.append(str(exc))
+            continue
         rec["_dir"] = str(path.parent)
         records.append(rec)
     return sorted(records, key=_order)
+
+
+def warn_damaged(message: str, collect: Optional[list] = None) -> None:
+    """A DamagedFileWarning (message appended to `collect`)."""
+    warnings.warn(message, DamagedFileWarning, stacklevel=3)
+    if collect is not None:
+        collect.append(message)
 
 
 def _order(rec: dict) -> tuple:
@@ -98,8 +178,14 @@ def _order(rec: dict) -> tuple:
 
 
 def read_config(out: PathLike) -> Optional[dict]:
+    """`out/bench.json`, None when absent; ValueError naming it when it is damaged."""
     path = Path(out) / CONFIG
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    config = read_json(path)
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: damaged (not a JSON object but {type(config).__name__})")
+    return config
 
 
 # --- writing ----------------------------------------------------------------------------------------
@@ -122,9 +208,13 @@ def write_json(path: PathLike, data) -> Path:
 def write_item(out: PathLike, key: str, images: Mapping[str, Tensor], record: dict,
                latent: Optional[dict] = None) -> Path:
     """Write one finished item: `images` ({name: [1, 3, H, W]}) as 8-bit PNGs, `latent` (a dict,
-    torch.save'd) and `record` as record.json, built in `out/.tmp/` and moved into place with one
-    os.replace. An unfinished folder already at the place (no record.json) is replaced."""
+    torch.save'd) and `record` (with the RECORD_FIELDS, else ValueError) as record.json, built in
+    `out/.tmp/` and moved into place with one os.replace. An unfinished or damaged folder already
+    at the place is replaced."""
     out = Path(out)
+    problem = record_problem(jsonable(record), key)
+    if problem:
+        raise ValueError(f"refusing to write item {key}: its record is not finished ({problem})")
     final = item_dir(out, key)
     tmp = out / TMP / f"{owner_tag()}+{key.replace('/', '__')}"
     if tmp.exists():
@@ -137,13 +227,22 @@ def write_item(out: PathLike, key: str, images: Mapping[str, Tensor], record: di
             torch.save(latent, tmp / "latent.pt")
         write_json(tmp / RECORD, record)
         final.parent.mkdir(parents=True, exist_ok=True)
-        if final.exists():  # a stale, unfinished folder (no record.json): replace it
+        if final.exists():  # an unfinished or damaged folder (no valid record.json): replace it
             shutil.rmtree(final)
         os.replace(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def _holds_record(folder: Path, key: str) -> bool:
+    """Whether `folder` holds the finished record of item `key`."""
+    try:
+        read_record(folder / RECORD, key)
+    except (ValueError, OSError):
+        return False
+    return True
 
 
 def config_conflicts(old: Mapping, new: Mapping) -> list[str]:
@@ -170,7 +269,11 @@ def write_config(out: PathLike, config: dict) -> dict:
     """Write `out/bench.json`; when one exists, refuse a run with another configuration (ValueError)
     and record the union of methods, tasks and images. Returns what was written."""
     out = Path(out)
-    old = read_config(out)
+    try:
+        old = read_config(out)
+    except ValueError as exc:   # it guards the configuration the finished items were made with
+        raise ValueError(f"{exc}; restore it, or delete it to accept this run's configuration "
+                         "(the finished items are kept)") from None
     config = dict(config)
     if old is not None:
         diff = config_conflicts(old, config)
