@@ -10,7 +10,7 @@ import torch
 
 from conftest import small_generator, smooth_images
 from rusir.degradations import cycle_8bit
-from rusir.evaluation import records
+from rusir.evaluation import claims, records
 from rusir.evaluation.report import summarise
 from rusir.evaluation.runner import bind_method, run_bench
 from rusir.inversion.losses import LossConfig
@@ -274,3 +274,68 @@ def test_a_damaged_bench_json_is_one_error_naming_the_file(tmp_path, text):
         _naive_run(tmp_path)                      # bench refuses it: it guards the configuration
     assert len(records.load_records(tmp_path)) == 2   # the finished items are untouched
 
+
+# --- two runs into one folder: finalising never deletes a finished item ------------------------------------------
+
+def _stamp(out):
+    return {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()
+            and records.TMP not in p.parts}
+
+
+def test_finishing_into_a_finished_place_keeps_the_first_writer(tmp_path):
+    other = {**rec(), "writer": "first"}
+    assert records.write_item(tmp_path, KEY, images(1), other) == tmp_path / KEY   # no latent
+    before = _stamp(tmp_path)
+    assert records.write_item(tmp_path, KEY, images(2), {**other, "writer": "second"},
+                              {"latent": torch.zeros(2)}) is None
+    assert _stamp(tmp_path) == before                    # kept as it was, nothing mixed in
+    assert not (tmp_path / records.TMP).exists() or not any((tmp_path / records.TMP).iterdir())
+
+
+def test_an_item_finished_by_another_run_while_this_one_works_is_kept(tmp_path):
+    """Run A plans both items; while A restores item 0, run B finishes item 0 and item 1 into the
+    same folder (between A's plan and A's writes): A keeps B's folders, runs item 1 not at all."""
+    calls = []
+
+    def run_b(G, target, degradation=None, **kwargs):
+        calls.append("A")
+        if len(calls) == 1:                             # B runs the whole plan meanwhile
+            s = _naive_run(tmp_path, methods={"naive": counting_b})
+            assert (s.done, s.busy) == (1, 1)           # item 0 is A's (claimed): B leaves it
+            records.write_item(tmp_path, "naive/upsampling/M/0000", images(5),
+                               {**rec("naive/upsampling/M/0000"), "writer": "B"})
+        return _naive(G, target)
+
+    def counting_b(G, target, degradation=None, **kwargs):
+        calls.append("B")
+        return _naive(G, target)
+
+    s = _naive_run(tmp_path, methods={"naive": run_b})
+    assert calls == ["A", "B"]                          # nobody redid anybody's item
+    assert (s.done, s.skipped, s.failed) == (0, 2, 0)   # both finished by B first: kept
+    first = json.loads((tmp_path / "naive/upsampling/M/0000/record.json").read_text())
+    assert first["writer"] == "B"
+    assert {p.name for p in (tmp_path / "naive/upsampling/M/0000").iterdir()} == {
+        f"{n}.png" for n in records.IMAGE_FILES} | {"record.json"}   # B's files only (no latent.pt)
+    assert len(records.load_records(tmp_path)) == 2 and not (tmp_path / records.TMP).exists()
+
+
+def test_a_claim_of_a_live_run_is_left_to_it_and_a_dead_ones_is_taken_over(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert claims.claim_item(tmp_path, "naive/upsampling/M/0000", f"{socket.gethostname()}-{live.pid}+x")
+        s = _naive_run(tmp_path)
+        assert (s.done, s.busy) == (1, 1) and "1 busy" in s.line()
+        assert not records.is_finished(tmp_path, "naive/upsampling/M/0000")
+    finally:
+        live.kill()
+        live.wait()
+    s = _naive_run(tmp_path)                           # its owner is dead: the claim is stale
+    assert (s.done, s.skipped, s.busy) == (1, 1, 0)
+    assert claims.claim_item(tmp_path, "naive/upsampling/M/0000", "otherhost-1+x")
+    (tmp_path / "naive/upsampling/M/0000/record.json").write_text("")
+    s = _naive_run(tmp_path)          # another host's claim cannot be checked: run last, anyway
+    assert (s.done, s.busy) == (1, 0) and records.is_finished(tmp_path, "naive/upsampling/M/0000")

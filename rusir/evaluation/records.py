@@ -8,6 +8,7 @@ Layout of an output folder `out/` (written by `rusir.evaluation.runner`, read by
                                         of the prediction), latent.pt (optional), record.json
     failed.json, failed-<k>of<n>.json   failures of a run / of shard k of n
     .tmp/<host>-<pid>+<key>/            items being written (ignored by readers)
+    .tmp/claims/<key>                   which run works on an item (rusir.evaluation.claims)
 
 An item is finished iff its folder holds a `record.json` that parses and has the RECORD_FIELDS
 (`read_record`): a damaged one (truncated, empty, not an object, a field missing, another item's
@@ -15,10 +16,12 @@ key) is unfinished -- redone by `rusir bench`, skipped by `load_records` with a 
 naming it. A damaged `bench.json` is a ValueError naming it (`read_config`): a run refuses to start
 (the file guards the configuration of the finished items); the report warns and leaves it out.
 
-An item is built in `out/.tmp/` and moved into place with one `os.replace` (an unfinished or
-damaged folder there is replaced). Temporary folders of killed runs are removed by the next run on
-their host (`clean_stale_tmp`). JSON files are written to a temporary sibling and replaced, so a
-reader never sees half a file.
+An item is built in `out/.tmp/` and moved into place with one atomic rename, and the first writer
+wins: a finished item already in place (another run's) is kept and the new one discarded; an
+unfinished or damaged folder there is renamed aside whole, then replaced. So a finished folder is
+never deleted and a folder never mixes two writers. Temporary folders of killed runs are removed
+by the next run on their host (`clean_stale_tmp`). JSON files are written to a temporary sibling
+and replaced, so a reader never sees half a file.
 
 The images are stored and scored as 8-bit (`as_8bit`: what saving to PNG and reading back gives).
 `MetricCache` (rusir.evaluation.availability, re-exported) remembers which metrics cannot be
@@ -26,11 +29,13 @@ computed here.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import shutil
 import socket
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
@@ -44,13 +49,14 @@ from ..degradations import COMPOSITIONS, LEVELS, TASKS, cycle_8bit
 from ..degradations.base import to_uint8
 from .availability import UNAVAILABLE, MetricCache  # re-exported: the store's users score items
 
-__all__ = ["TMP", "RECORD", "CONFIG", "RECORD_FIELDS", "FIXED_CONFIG", "IMAGE_FILES", "UNAVAILABLE",
+__all__ = ["TMP", "CLAIMS", "RECORD", "CONFIG", "RECORD_FIELDS", "FIXED_CONFIG", "IMAGE_FILES", "UNAVAILABLE",
            "DamagedFileWarning", "item_key", "item_dir", "is_finished", "read_json", "record_problem",
            "read_record", "load_records", "warn_damaged", "write_item", "write_json", "read_config",
            "config_conflicts", "write_config", "write_failures", "clean_stale_tmp", "remove_empty_tmp",
            "owner_tag", "config_folder", "jsonable", "as_8bit", "save_png", "read_png", "MetricCache"]
 
 TMP = ".tmp"
+CLAIMS = "claims"     # under TMP
 RECORD = "record.json"
 CONFIG = "bench.json"
 # What makes a record.json a finished item: these fields, of these types (every runner so far,
@@ -206,19 +212,18 @@ def write_json(path: PathLike, data) -> Path:
 
 
 def write_item(out: PathLike, key: str, images: Mapping[str, Tensor], record: dict,
-               latent: Optional[dict] = None) -> Path:
+               latent: Optional[dict] = None) -> Optional[Path]:
     """Write one finished item: `images` ({name: [1, 3, H, W]}) as 8-bit PNGs, `latent` (a dict,
     torch.save'd) and `record` (with the RECORD_FIELDS, else ValueError) as record.json, built in
-    `out/.tmp/` and moved into place with one os.replace. An unfinished or damaged folder already
-    at the place is replaced."""
+    `out/.tmp/` and moved into place with one atomic rename. Returns the item's folder, or None when
+    it already held a finished item (another run's: kept, this one discarded). An unfinished or
+    damaged folder at the place is replaced as a whole."""
     out = Path(out)
     problem = record_problem(jsonable(record), key)
     if problem:
         raise ValueError(f"refusing to write item {key}: its record is not finished ({problem})")
     final = item_dir(out, key)
-    tmp = out / TMP / f"{owner_tag()}+{key.replace('/', '__')}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = out / TMP / f"{owner_tag()}+{key.replace('/', '__')}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:
         for name, img in images.items():
@@ -226,14 +231,40 @@ def write_item(out: PathLike, key: str, images: Mapping[str, Tensor], record: di
         if latent is not None:
             torch.save(latent, tmp / "latent.pt")
         write_json(tmp / RECORD, record)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if final.exists():  # an unfinished or damaged folder (no valid record.json): replace it
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        return final if _move_into_place(out, key, tmp, final) else None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return final
+
+
+def _move_into_place(out: Path, key: str, tmp: Path, final: Path) -> bool:
+    """Rename `tmp` to `final`: True, or False when `final` holds a finished item (first writer
+    wins). rename(2) refuses a non-empty target folder, so a finished folder is never replaced;
+    an unfinished one is first renamed aside (atomic) and then removed."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(5):   # each retry follows another writer's move at the same place
+        try:
+            os.rename(tmp, final)
+            return True
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+        if _holds_record(final, key):
+            return False
+        aside = out / TMP / f"{owner_tag()}+replaced-{uuid.uuid4().hex[:12]}"
+        try:
+            os.rename(final, aside)
+        except FileNotFoundError:
+            continue
+        if _holds_record(aside, key):
+            # finished by another writer between the check and the move: put it back, keep it
+            try:
+                os.rename(aside, final)
+                return False
+            except OSError:   # a third writer's finished item is there now: this one is a copy
+                pass
+        shutil.rmtree(aside, ignore_errors=True)
+    raise OSError(f"could not move item {key} into place at {final}: other writers keep changing it")
 
 
 def _holds_record(folder: Path, key: str) -> bool:
@@ -301,7 +332,8 @@ def write_failures(out: PathLike, shard: Optional[tuple[int, int]], failures: li
 
 def clean_stale_tmp(out: PathLike) -> None:
     """Remove temporary item folders left by dead processes of this host (killed runs); folders
-    of live processes (other shards) and of other hosts are left alone (and always ignored)."""
+    of live processes (other shards, other runs in this process) and of other hosts are left alone
+    (and always ignored)."""
     root = Path(out) / TMP
     if not root.is_dir():
         return
@@ -311,7 +343,7 @@ def clean_stale_tmp(out: PathLike) -> None:
         owner_host, _, pid = owner.rpartition("-")
         if not sep or owner_host != host or not pid.isdigit():
             continue
-        if int(pid) != os.getpid() and _alive(int(pid)):
+        if _alive(int(pid)):
             continue
         if entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)
@@ -321,13 +353,16 @@ def clean_stale_tmp(out: PathLike) -> None:
 
 def remove_empty_tmp(out: PathLike) -> None:
     """Remove `out/.tmp` when empty (other shards may still be writing there)."""
-    try:
-        (Path(out) / TMP).rmdir()
-    except OSError:
-        pass
+    for folder in (Path(out) / TMP / CLAIMS, Path(out) / TMP):
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
 
 
 def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
