@@ -11,9 +11,13 @@ A sweep file names a notebook and its parameter sets, listed and/or as a grid:
 
 Each set runs into `<out>/<set-name>/`: the executed notebook `<notebook>.ipynb` (papermill,
 with the set's parameters and `out_dir` = that folder, so its figures and results file land
-beside it) and `sweep.json` (parameters, status, seconds, the results files found). A set whose
-`sweep.json` says "done" with the same parameters is skipped on re-run (`--force` re-runs it);
-failed sets, and sets whose parameters changed, run again.
+beside it) and `sweep.json` (parameters and their hash, status, seconds, the results files found;
+for a failed set the error `Type: message`, the failing cell and the traceback). A set's status is
+a function of its parameters (`set_status`): "done" only when `sweep.json` says done with the same
+parameters (their hash; `out_dir` left out, so a moved folder stays done), "changed" when done with
+others, else "failed" or "todo". A done set is skipped on re-run (`--force` re-runs it); failed,
+changed and todo sets run -- and `--dry-run` says which. A malformed sweep file (YAML syntax, a
+`!!python` tag, a value of the wrong kind) is one ValueError line naming the file.
 
     rusir sweep params/task_upsampling.yaml --out runs/sweeps/upsampling
     rusir sweep params/ablation.yaml --dry-run              # list the sets and their status
@@ -22,9 +26,13 @@ failed sets, and sets whose parameters changed, run again.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import itertools
 import json
+import os
+import re
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
@@ -33,7 +41,7 @@ import yaml
 
 
 __all__ = ["ParamSet", "Sweep", "load_sweep", "check_parameters", "notebook_parameters", "run_sweep",
-           "set_status", "papermill_execute"]
+           "set_status", "parameters_hash", "failure_reason", "papermill_execute"]
 
 STATUS_FILE = "sweep.json"
 _KEYS = {"notebook", "parameters", "grid", "sets", "name", "description"}
@@ -65,11 +73,39 @@ def _resolve_notebook(value: str, sweep_file: Path) -> Path:
                             f"directory, {sweep_file.parent} or {sweep_file.parent.parent})")
 
 
-def _safe_name(name: str) -> str:
+def _safe_name(name: str, path: Path) -> str:
     cleaned = "".join(c if c.isalnum() or c in "-_.+=" else "_" for c in name).strip("._")
     if not cleaned:
-        raise ValueError(f"set name {name!r} has no usable characters")
+        raise ValueError(f"{path}: set name {name!r} has no usable characters")
     return cleaned
+
+
+def _read_yaml(path: Path):
+    """yaml.safe_load of the file; a syntax error or a `!!python` tag (which safe_load refuses) is a
+    one-line ValueError naming the file and the line."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a text file ({exc.reason})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0]
+        tag = re.search(r"tag:yaml\.org,2002:(python/[^'\s]*)", problem)
+        if tag or "python/" in problem:
+            problem = (f"!!{tag.group(1)}: " if tag else "") + "a !!python tag (only plain YAML data is read)"
+        raise ValueError(f"{path}: not a valid sweep file: {where}{problem}") from None
+
+
+_KINDS = {"notebook": (str, "a path"), "name": (str, "a string"), "description": (str, "a string"),
+          "parameters": (dict, "a mapping"), "grid": (dict, "a mapping"), "sets": (list, "a list of sets")}
+
+
+def _check_kinds(path: Path, data: dict) -> None:
+    """The top-level values are of the kinds load_sweep reads (else a ValueError naming the file)."""
+    for key, (kind, what) in _KINDS.items():
+        if data.get(key) is not None and not isinstance(data[key], kind):
+            raise ValueError(f"{path}: {key} must be {what} (got {type(data[key]).__name__})")
 
 
 def load_sweep(path: Union[str, Path]) -> Sweep:
@@ -77,12 +113,13 @@ def load_sweep(path: Union[str, Path]) -> Sweep:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such sweep file: {path}")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = _read_yaml(path) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a sweep file is a mapping with notebook, parameters, grid / sets")
     unknown = set(data) - _KEYS
     if unknown:
-        raise ValueError(f"{path}: unknown key(s) {sorted(unknown)}; valid: {sorted(_KEYS)}")
+        raise ValueError(f"{path}: unknown key(s) {sorted(map(str, unknown))}; valid: {sorted(_KEYS)}")
+    _check_kinds(path, data)
     shared = dict(data.get("parameters") or {})
     default_nb = data.get("notebook")
     sets: list[ParamSet] = []
@@ -98,18 +135,27 @@ def load_sweep(path: Union[str, Path]) -> Sweep:
                 name = template.format(**params)
             except KeyError as exc:
                 raise ValueError(f"{path}: name template {template!r} uses unknown parameter {exc}") from None
+            except (IndexError, ValueError, TypeError) as exc:
+                raise ValueError(f"{path}: bad name template {template!r} ({exc})") from None
             if default_nb is None:
                 raise ValueError(f"{path}: a grid needs a top-level notebook")
-            sets.append(ParamSet(_safe_name(name), _resolve_notebook(default_nb, path), params))
+            sets.append(ParamSet(_safe_name(name, path), _resolve_notebook(default_nb, path), params))
 
     for i, entry in enumerate(data.get("sets") or []):
         if not isinstance(entry, dict) or "name" not in entry:
             raise ValueError(f"{path}: sets[{i}] must be a mapping with a name")
+        if not isinstance(entry["name"], (str, int)) or isinstance(entry["name"], bool):
+            raise ValueError(f"{path}: sets[{i}]: name must be a string (got {type(entry['name']).__name__})")
+        if not isinstance(entry.get("parameters") or {}, dict):
+            raise ValueError(f"{path}: sets[{i}]: parameters must be a mapping "
+                             f"(got {type(entry['parameters']).__name__})")
         nb = entry.get("notebook", default_nb)
         if nb is None:
             raise ValueError(f"{path}: sets[{i}] has no notebook (and there is no top-level one)")
+        if not isinstance(nb, str):
+            raise ValueError(f"{path}: sets[{i}]: notebook must be a path (got {type(nb).__name__})")
         params = {**shared, **(entry.get("parameters") or {})}
-        sets.append(ParamSet(_safe_name(str(entry["name"])), _resolve_notebook(nb, path), params))
+        sets.append(ParamSet(_safe_name(str(entry["name"]), path), _resolve_notebook(nb, path), params))
 
     if not sets:
         raise ValueError(f"{path}: no parameter sets (give a grid and/or sets)")
@@ -139,15 +185,72 @@ def check_parameters(sweep: Sweep) -> None:
                              f"{sorted(known[pset.notebook])}")
 
 
-def set_status(folder: Path) -> str:
-    """'done', 'failed' or 'todo' for a set's output folder."""
-    status_file = folder / STATUS_FILE
-    if not status_file.is_file():
-        return "todo"
+def parameters_hash(parameters: dict) -> str:
+    """A hash of a set's parameters as JSON, `out_dir` left out (it is where the set is, not what)."""
+    data = {k: v for k, v in parameters.items() if k != "out_dir"}
+    return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _read_status(folder: Path) -> Optional[dict]:
+    """The set's sweep.json, or None (absent or unreadable: the set is not done)."""
     try:
-        return json.loads(status_file.read_text()).get("status", "todo")
+        record = json.loads((folder / STATUS_FILE).read_text())
     except (ValueError, OSError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def set_status(folder: Path, parameters: Optional[dict] = None) -> str:
+    """'todo', 'failed', 'done' or -- given the set's `parameters` -- 'changed': done with other
+    parameters (compared by parameters_hash; a sweep.json from before the hash, by its parameters)."""
+    record = _read_status(Path(folder))
+    status = record.get("status") if record is not None else None
+    if status not in ("done", "failed"):
         return "todo"
+    if parameters is None or status != "done":
+        return status
+    stored = record.get("parameters_hash")
+    if stored is None and isinstance(record.get("parameters"), dict):
+        stored = parameters_hash(record["parameters"])
+    return "done" if stored == parameters_hash(parameters) else "changed"
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def failure_reason(exc: BaseException) -> dict:
+    """What a failed set records: `error` (`Type: message`), `traceback` and, from papermill's
+    PapermillExecutionError, the notebook's failing `cell` (index, execution count, source) and
+    `line` (the cell's failing line) -- papermill's own message starts with a line of dashes."""
+    if getattr(exc, "ename", None) is not None and hasattr(exc, "traceback"):
+        tb = _ANSI.sub("", "\n".join(exc.traceback or []))
+        error = f"{exc.ename}: {exc.evalue}" if str(exc.evalue or "").strip() else str(exc.ename)
+        source = str(getattr(exc, "source", "") or "")
+        marked = [m.group(1).strip() for m in re.finditer(r"^-*>\s*\d+\s(.*)$", tb, re.M)]
+        lines = [ln.strip() for ln in source.splitlines() if ln.strip()]
+        return {"error": error[:2000], "traceback": tb[-8000:], "line": (marked or lines[-1:] or [""])[0],
+                "cell": {"index": exc.cell_index, "execution_count": exc.exec_count, "source": source}}
+    text = str(exc).strip()
+    error = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return {"error": error[:2000], "traceback": tb[-8000:]}
+
+
+def _failure_line(reason: dict) -> str:
+    """One line: the error's first line, and for a notebook cell its number and failing line."""
+    text = next((ln for ln in reason["error"].splitlines() if ln.strip()), reason["error"])
+    cell = reason.get("cell")
+    if cell:
+        number = cell.get("execution_count") or cell.get("index")
+        text += f" (in cell {number}: {reason.get('line', '')})" if reason.get("line") else f" (in cell {number})"
+    return text
+
+
+def _write_status(folder: Path, record: dict) -> None:
+    """sweep.json, atomically (a temporary sibling, then os.replace)."""
+    tmp = folder / f".{STATUS_FILE}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(record, indent=1, default=str))
+    os.replace(tmp, folder / STATUS_FILE)
 
 
 def papermill_execute(notebook: Path, output: Path, parameters: dict, cwd: Path,
@@ -180,35 +283,36 @@ def run_sweep(path: Union[str, Path], out: Union[str, Path, None] = None, dry_ru
         folder = (out / pset.name).resolve()
         executed = folder / f"{pset.notebook.stem}.ipynb"
         params = {**pset.parameters, **(overrides or {}), "out_dir": str(folder)}
-        status = set_status(folder)
+        status = set_status(folder, params)
         head = f"[{i}/{len(chosen)}] {pset.name}"
         if dry_run:
-            log(f"{head}: {status:6s} {pset.notebook.name} {json.dumps(params)}")
+            log(f"{head}: {status:7s} {pset.notebook.name} {json.dumps(params, default=str)}")
             statuses[pset.name] = status
             continue
         if status == "done" and not force:
-            previous = json.loads((folder / STATUS_FILE).read_text()).get("parameters")
-            if previous == json.loads(json.dumps(params)):
-                log(f"{head}: done, skipped ({folder})")
-                statuses[pset.name] = "skipped"
-                continue
+            log(f"{head}: done, skipped ({folder})")
+            statuses[pset.name] = "skipped"
+            continue
+        if status == "changed":
             log(f"{head}: done with other parameters, running again")
         folder.mkdir(parents=True, exist_ok=True)
         log(f"{head}: running {pset.notebook.name} -> {executed}")
         record = {"set": pset.name, "notebook": str(pset.notebook), "parameters": params,
-                  "sweep": str(sweep.path), "executed": executed.name}
+                  "parameters_hash": parameters_hash(params), "sweep": str(sweep.path),
+                  "executed": executed.name}
         start = time.perf_counter()
         try:
             execute(pset.notebook, executed, params, Path.cwd(), kernel_name)
             record["status"] = "done"
         except Exception as exc:  # a failed set is recorded and retried on the next run
-            record.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
-            log(f"{head}: FAILED: {record['error'].splitlines()[0] if record['error'] else ''}")
+            reason = failure_reason(exc)
+            record.update(status="failed", **reason)
+            log(f"{head}: FAILED: {_failure_line(reason)}")
         record["seconds"] = round(time.perf_counter() - start, 2)
         record["results"] = _results_files(folder, executed)
         if record["status"] == "done" and not record["results"]:
             record.update(status="failed", error="the notebook wrote no results file (.json/.csv) into out_dir")
             log(f"{head}: FAILED: {record['error']}")
-        (folder / STATUS_FILE).write_text(json.dumps(record, indent=1))
+        _write_status(folder, record)
         statuses[pset.name] = record["status"]
     return statuses

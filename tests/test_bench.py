@@ -317,3 +317,33 @@ def test_cli_config_file(tmp_path, capsys):
         keys = set(yaml.safe_load((Path(__file__).parents[1] / "params" / "bench" / name).read_text()))
         assert keys <= {"generator", "images", "methods", "tasks", "steps", "loss", "metrics",
                         "seed", "out", "n_images", "shard", "device", "baseline_steps"}
+
+
+def test_cli_damaged_files(tmp_path, capsys):
+    """A damaged record is redone (and named by the report); a damaged bench.json is one error
+    line naming it, and nothing runs."""
+    from rusir.cli import main
+    gen = _cli_generator(tmp_path)
+    out = tmp_path / "bench"
+    args = ["bench", "--generator", gen, "--images", "heldout:2", "--tasks", "denoising@XS",
+            "--steps", "1,1,1", "--loss", "offline", "--metrics", "psnr", "--out", str(out),
+            "--no-progress", "--device", "cpu"]
+    assert main(args) == 0
+    record = out / "rusir" / "denoising" / "XS" / "0001" / "record.json"
+    text = record.read_text()
+    record.write_text(text[:text.index('"image"') + 5])
+    capsys.readouterr()
+    from rusir.evaluation.records import DamagedFileWarning
+    with pytest.warns(DamagedFileWarning, match=str(record)):   # on stderr outside pytest
+        assert main(["report", str(out), "--no-set-metrics", "--no-plots"]) == 0
+    text = capsys.readouterr().out
+    assert "| denoising | XS | 1 |" in text and "skipped 1 damaged record(s)" in text and str(record) in text
+    assert main(args) == 0
+    assert "2 items: 1 done now, 1 skipped" in capsys.readouterr().out
+    config = out / "bench.json"
+    config.write_text(config.read_text()[:60])
+    stamp = record.stat().st_mtime_ns
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rusir bench: error: ") and str(config) in err and "\n" not in err
+    assert record.stat().st_mtime_ns == stamp

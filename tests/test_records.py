@@ -10,7 +10,7 @@ import torch
 
 from conftest import small_generator, smooth_images
 from rusir.degradations import cycle_8bit
-from rusir.evaluation import records
+from rusir.evaluation import claims, records
 from rusir.evaluation.report import summarise
 from rusir.evaluation.runner import bind_method, run_bench
 from rusir.inversion.losses import LossConfig
@@ -18,6 +18,13 @@ from rusir.inversion.restore import RestoreResult
 from rusir.model.weights import MissingWeightsError
 
 KEY = "m/denoising/M/0003"
+
+
+def rec(key=KEY, **extra):
+    """A minimal finished record of item `key` (the fields records.RECORD_FIELDS requires)."""
+    method, task, level, j = key.split("/")
+    return {"key": key, "method": method, "task": task, "level": level, "image_index": int(j),
+            "image": f"{j}.png", "metrics": {}, **extra}
 
 
 def images(seed=0):
@@ -28,7 +35,7 @@ def images(seed=0):
 # --- items and JSON are atomic ----------------------------------------------------------------------
 
 def test_write_item_is_all_or_nothing(tmp_path, monkeypatch):
-    final = records.write_item(tmp_path, KEY, images(), {"key": KEY, "x": 1}, {"latent": torch.zeros(2)})
+    final = records.write_item(tmp_path, KEY, images(), rec(x=1), {"latent": torch.zeros(2)})
     assert final == tmp_path / KEY and records.is_finished(tmp_path, KEY)
     assert {p.name for p in final.iterdir()} == {f"{n}.png" for n in records.IMAGE_FILES} | {
         "latent.pt", "record.json"}
@@ -45,7 +52,7 @@ def test_write_item_is_all_or_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(records, "save_png", failing)
     with pytest.raises(OSError, match="disk full"):
-        records.write_item(tmp_path, other, images(), {"key": other})
+        records.write_item(tmp_path, other, images(), rec(other))
     assert not (tmp_path / other).exists() and not records.is_finished(tmp_path, other)
     assert not any((tmp_path / records.TMP).iterdir())
     monkeypatch.setattr(records, "save_png", real)
@@ -53,7 +60,7 @@ def test_write_item_is_all_or_nothing(tmp_path, monkeypatch):
     (tmp_path / other).mkdir(parents=True)
     (tmp_path / other / "junk.png").write_bytes(b"partial")
     assert not records.is_finished(tmp_path, other)
-    records.write_item(tmp_path, other, images(), {"key": other})
+    records.write_item(tmp_path, other, images(), rec(other))
     assert records.is_finished(tmp_path, other) and not (tmp_path / other / "junk.png").exists()
     assert [r["key"] for r in records.load_records(tmp_path)] == [KEY, other]
 
@@ -70,8 +77,7 @@ def test_write_json_is_atomic(tmp_path, monkeypatch):
 
 
 def test_load_records_ignores_temporary_and_report_folders(tmp_path):
-    records.write_item(tmp_path, KEY, images(), {"key": KEY, "method": "m", "task": "denoising",
-                                                 "level": "M", "image_index": 3})
+    records.write_item(tmp_path, KEY, images(), rec())
     for hidden in (tmp_path / records.TMP / "host-1+x", tmp_path / "report" / "x"):
         hidden.mkdir(parents=True)
         (hidden / "record.json").write_text("{}")
@@ -207,3 +213,129 @@ def test_summarise_is_a_hand_computation():
     assert a["psnr_wins"] == 1 and a["n"] == 3          # a tie is no win; missing values are none
     assert (b["n"], b["psnr_wins"], b["mean_naive_ssim"]) == (1, 0, 0.2)
     assert list(summarise([rec("a", 0, 1.0, 1.0, 1.0, 1.0)], by=("task",))) == [("t",)]
+
+
+# --- damaged records: unfinished for bench, skipped with a warning by the report -------------------------------
+
+def _naive_run(out, **kw):
+    G = small_generator(resolution=16)
+    kw.setdefault("methods", {"naive": _naive})
+    return run_bench(G, "heldout:2", kw.pop("methods"), "upsampling@M", out, metrics=("psnr",),
+                     progress=False, **kw)
+
+
+def _damage(text: str) -> dict:
+    """Damaged contents of a real record.json (`text`): truncated, empty, not a record."""
+    return {"truncated": text[:text.index('"image"') + 5], "empty": "", "list": "[]",
+            "key only": '{"key": "x"}', "no metrics": json.dumps({k: v for k, v in json.loads(text).items()
+                                                                  if k != "metrics"}),
+            "metrics not a mapping": json.dumps({**json.loads(text), "metrics": [1, 2]}),
+            "another item's key": json.dumps({**json.loads(text), "key": "naive/upsampling/M/0009"})}
+
+
+def test_required_fields_are_defined_once_and_checked(tmp_path):
+    assert set(records.RECORD_FIELDS) >= {"key", "method", "task", "level", "image_index", "metrics"}
+    good = rec()
+    assert records.record_problem(good) is None
+    for bad, why in (([], "not a JSON object"), ({"key": "x"}, "missing"),
+                     ({**good, "image_index": "3"}, "image_index"), ({**good, "metrics": None}, "metrics")):
+        assert why in records.record_problem(bad)
+    with pytest.raises(ValueError, match="missing"):   # the store never writes an unfinished record
+        records.write_item(tmp_path, KEY, images(), {"key": KEY})
+    assert not (tmp_path / KEY).exists()
+
+
+@pytest.mark.parametrize("case", ["truncated", "empty", "list", "key only", "no metrics",
+                                  "metrics not a mapping", "another item's key"])
+def test_a_damaged_record_is_redone_by_bench_and_skipped_by_the_report(tmp_path, case):
+    assert _naive_run(tmp_path).done == 2
+    path = tmp_path / "naive" / "upsampling" / "M" / "0000" / records.RECORD
+    path.write_text(_damage(path.read_text())[case])
+    assert not records.is_finished(tmp_path, "naive/upsampling/M/0000")
+    with pytest.warns(records.DamagedFileWarning, match=str(path)):
+        loaded = records.load_records(tmp_path)
+    assert [r["key"] for r in loaded] == ["naive/upsampling/M/0001"]
+    s = _naive_run(tmp_path)                       # redone, the other item kept
+    assert (s.done, s.skipped) == (1, 1)
+    assert records.record_problem(json.loads(path.read_text())) is None
+    assert len(records.load_records(tmp_path)) == 2
+    assert not (tmp_path / records.TMP).exists()   # nothing left aside
+
+
+@pytest.mark.parametrize("text", ['{"generator": "g", "images": "heldout:2", "steps": [1, 1,', "", "[]"])
+def test_a_damaged_bench_json_is_one_error_naming_the_file(tmp_path, text):
+    assert _naive_run(tmp_path).done == 2
+    (tmp_path / records.CONFIG).write_text(text)
+    with pytest.raises(ValueError) as err:
+        records.read_config(tmp_path)
+    message = str(err.value)
+    assert str(tmp_path / records.CONFIG) in message and "\n" not in message
+    with pytest.raises(ValueError, match=str(tmp_path / records.CONFIG)):
+        _naive_run(tmp_path)                      # bench refuses it: it guards the configuration
+    assert len(records.load_records(tmp_path)) == 2   # the finished items are untouched
+
+
+# --- two runs into one folder: finalising never deletes a finished item ------------------------------------------
+
+def _stamp(out):
+    return {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()
+            and records.TMP not in p.parts}
+
+
+def test_finishing_into_a_finished_place_keeps_the_first_writer(tmp_path):
+    other = {**rec(), "writer": "first"}
+    assert records.write_item(tmp_path, KEY, images(1), other) == tmp_path / KEY   # no latent
+    before = _stamp(tmp_path)
+    assert records.write_item(tmp_path, KEY, images(2), {**other, "writer": "second"},
+                              {"latent": torch.zeros(2)}) is None
+    assert _stamp(tmp_path) == before                    # kept as it was, nothing mixed in
+    assert not (tmp_path / records.TMP).exists() or not any((tmp_path / records.TMP).iterdir())
+
+
+def test_an_item_finished_by_another_run_while_this_one_works_is_kept(tmp_path):
+    """Run A plans both items; while A restores item 0, run B finishes item 0 and item 1 into the
+    same folder (between A's plan and A's writes): A keeps B's folders, runs item 1 not at all."""
+    calls = []
+
+    def run_b(G, target, degradation=None, **kwargs):
+        calls.append("A")
+        if len(calls) == 1:                             # B runs the whole plan meanwhile
+            s = _naive_run(tmp_path, methods={"naive": counting_b})
+            assert (s.done, s.busy) == (1, 1)           # item 0 is A's (claimed): B leaves it
+            records.write_item(tmp_path, "naive/upsampling/M/0000", images(5),
+                               {**rec("naive/upsampling/M/0000"), "writer": "B"})
+        return _naive(G, target)
+
+    def counting_b(G, target, degradation=None, **kwargs):
+        calls.append("B")
+        return _naive(G, target)
+
+    s = _naive_run(tmp_path, methods={"naive": run_b})
+    assert calls == ["A", "B"]                          # nobody redid anybody's item
+    assert (s.done, s.skipped, s.failed) == (0, 2, 0)   # both finished by B first: kept
+    first = json.loads((tmp_path / "naive/upsampling/M/0000/record.json").read_text())
+    assert first["writer"] == "B"
+    assert {p.name for p in (tmp_path / "naive/upsampling/M/0000").iterdir()} == {
+        f"{n}.png" for n in records.IMAGE_FILES} | {"record.json"}   # B's files only (no latent.pt)
+    assert len(records.load_records(tmp_path)) == 2 and not (tmp_path / records.TMP).exists()
+
+
+def test_a_claim_of_a_live_run_is_left_to_it_and_a_dead_ones_is_taken_over(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert claims.claim_item(tmp_path, "naive/upsampling/M/0000", f"{socket.gethostname()}-{live.pid}+x")
+        s = _naive_run(tmp_path)
+        assert (s.done, s.busy) == (1, 1) and "1 busy" in s.line()
+        assert not records.is_finished(tmp_path, "naive/upsampling/M/0000")
+    finally:
+        live.kill()
+        live.wait()
+    s = _naive_run(tmp_path)                           # its owner is dead: the claim is stale
+    assert (s.done, s.skipped, s.busy) == (1, 1, 0)
+    assert claims.claim_item(tmp_path, "naive/upsampling/M/0000", "otherhost-1+x")
+    (tmp_path / "naive/upsampling/M/0000/record.json").write_text("")
+    s = _naive_run(tmp_path)          # another host's claim cannot be checked: run last, anyway
+    assert (s.done, s.busy) == (1, 0) and records.is_finished(tmp_path, "naive/upsampling/M/0000")

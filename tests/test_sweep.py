@@ -152,3 +152,97 @@ def test_shipped_sweeps_are_valid(name):
     sweep = load_sweep(ROOT / "params" / name)
     check_parameters(sweep)                     # every parameter exists in its notebook
     assert all(s.notebook.parent == ROOT / "notebooks" for s in sweep.sets)
+
+
+# --- status follows the parameters; malformed files; failure reasons --------------------------------
+
+def test_dry_run_status_follows_the_parameters(tmp_path, nb):
+    path = _yaml(tmp_path, f"notebook: {nb}\ngrid: {{a: [1, 2]}}\nname: 'set{{a}}'")
+    out = tmp_path / "out"
+    run_sweep(path, out, execute=FakeExecutor(), log=lambda m: None)
+    record = json.loads((out / "set1" / "sweep.json").read_text())
+    assert record["parameters_hash"]
+    logs = []
+    assert run_sweep(path, out, dry_run=True, log=logs.append) == {"set1": "done", "set2": "done"}
+    assert run_sweep(path, out, dry_run=True, overrides={"b": "y"}, log=logs.append) == {
+        "set1": "changed", "set2": "changed"}                # a real run would run them again
+    assert "changed" in logs[-1]
+    path.write_text(f"notebook: {nb}\ngrid: {{a: [1, 2]}}\nname: 'set{{a}}'\nparameters: {{b: z}}")
+    assert run_sweep(path, out, dry_run=True, log=logs.append) == {"set1": "changed", "set2": "changed"}
+    ex = FakeExecutor()                                       # ... and it does
+    assert run_sweep(path, out, execute=ex, log=logs.append) == {"set1": "done", "set2": "done"}
+    assert len(ex.calls) == 2
+    assert run_sweep(path, out, dry_run=True, log=logs.append) == {"set1": "done", "set2": "done"}
+    assert set_status(out / "set1", {"a": 1, "b": "z"}) == "done"
+    assert set_status(out / "set1", {"a": 1, "b": "q"}) == "changed"
+    # a status written before the hash (parameters with out_dir only) is compared by its parameters
+    old = {k: v for k, v in json.loads((out / "set2" / "sweep.json").read_text()).items()
+           if k != "parameters_hash"}
+    (out / "set2" / "sweep.json").write_text(json.dumps(old))
+    assert run_sweep(path, out, dry_run=True, log=logs.append)["set2"] == "done"
+    assert run_sweep(path, out, execute=ex, log=logs.append)["set2"] == "skipped"
+    # a damaged status file is "todo", not a traceback
+    (out / "set2" / "sweep.json").write_text('{"status": "do')
+    assert run_sweep(path, out, dry_run=True, log=logs.append)["set2"] == "todo"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("notebook: [unclosed\ngrid: {{a: [1]}}", "line 2"),
+    ("notebook: {nb}\ngrid: {{a: [1]}}\n  bad: indentation: here", "line 3"),
+    ("notebook: {nb}\ngrid: {{a: [1]}}\nsets: \"unterminated", "line 3"),
+    ("!!python/object/apply:os.system ['echo pwned']", "python"),
+    ("notebook: {nb}\ngrid: {{a: !!python/name:os.system }}", "python"),
+    ("notebook: {nb}\nparameters: [1, 2]\ngrid: {{a: [1]}}", "parameters"),
+    ("notebook: {nb}\nsets: 5", "sets"),
+    ("notebook: 5\ngrid: {{a: [1]}}", "notebook"),
+    ("notebook: {nb}\ngrid: {{a: [1]}}\nname: 5", "name"),
+    ("notebook: {nb}\nsets: [{{name: s, parameters: [1]}}]", "parameters"),
+    ("notebook: {nb}\nsets: [{{name: [s]}}]", "name"),
+])
+def test_malformed_sweep_files_are_one_line_naming_the_file(tmp_path, nb, text, message, capsys):
+    path = _yaml(tmp_path, text.format(nb=nb))
+    with pytest.raises(ValueError, match=message) as err:
+        load_sweep(path)
+    assert str(err.value).startswith(f"{path}") and "\n" not in str(err.value)
+    assert cli.main(["sweep", str(path), "--dry-run", "--out", str(tmp_path / "o")]) == 2
+    err_text = capsys.readouterr().err
+    assert err_text.count("\n") == 1 and str(path) in err_text and "Traceback" not in err_text
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_failed_set_records_and_prints_the_real_reason(tmp_path, nb):
+    from papermill.exceptions import PapermillExecutionError
+    path = _yaml(tmp_path, f"notebook: {nb}\ngrid: {{a: [1, 2, 3]}}\nname: 'set{{a}}'")
+
+    def execute(notebook, output, parameters, cwd, kernel_name):
+        if parameters["a"] == 1:
+            raise PapermillExecutionError(cell_index=2, exec_count=3,
+                                          source="x = compute()\nraise ValueError('bad level')",
+                                          ename="ValueError", evalue="bad level",
+                                          traceback=["\x1b[0;31mValueError\x1b[0m: bad level"])
+        if parameters["a"] == 2:
+            raise RuntimeError()
+        raise KeyError("steps")
+
+    logs = []
+    assert set(run_sweep(path, tmp_path / "out", execute=execute, log=logs.append).values()) == {"failed"}
+    failed = [line for line in logs if "FAILED" in line]
+    assert "ValueError: bad level" in failed[0] and "cell 3" in failed[0] and "raise ValueError" in failed[0]
+    assert failed[1].endswith("FAILED: RuntimeError") and failed[2].endswith("FAILED: KeyError: 'steps'")
+    record = json.loads((tmp_path / "out" / "set1" / "sweep.json").read_text())
+    assert record["error"].startswith("ValueError: bad level")
+    assert record["cell"] == {"index": 2, "execution_count": 3,
+                              "source": "x = compute()\nraise ValueError('bad level')"}
+    assert "\x1b" not in record["traceback"] and "ValueError" in record["traceback"]
+
+
+def test_papermill_failure_reason(tmp_path):
+    pytest.importorskip("papermill")
+    nb = _notebook(tmp_path / "bad.ipynb", body="raise ValueError(f'no such level {a}')")
+    path = _yaml(tmp_path, f"notebook: {nb}\ngrid: {{a: [7]}}")
+    logs = []
+    assert run_sweep(path, tmp_path / "out", log=logs.append) == {"7": "failed"}
+    line = next(m for m in logs if "FAILED" in m)
+    assert "ValueError: no such level 7" in line and "raise ValueError" in line, line
+    assert json.loads((tmp_path / "out" / "7" / "sweep.json").read_text())["error"].startswith(
+        "ValueError: no such level 7")

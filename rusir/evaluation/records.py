@@ -8,25 +8,37 @@ Layout of an output folder `out/` (written by `rusir.evaluation.runner`, read by
                                         of the prediction), latent.pt (optional), record.json
     failed.json, failed-<k>of<n>.json   failures of a run / of shard k of n
     .tmp/<host>-<pid>+<key>/            items being written (ignored by readers)
+    .tmp/claims/<key>                   which run works on an item (rusir.evaluation.claims)
 
-An item is built in `out/.tmp/` and moved into place with one `os.replace`, so an item is finished
-iff its folder holds `record.json`; a killed run leaves only temporary folders, which the next run
-on the same host removes once their process is dead (`clean_stale_tmp`). JSON files are written
-to a sibling temporary file and replaced, so a reader never sees half a file.
+An item is finished iff its folder holds a `record.json` that parses and has the RECORD_FIELDS
+(`read_record`): a damaged one (truncated, empty, not an object, a field missing, another item's
+key) is unfinished -- redone by `rusir bench`, skipped by `load_records` with a DamagedFileWarning
+naming it. A damaged `bench.json` is a ValueError naming it (`read_config`): a run refuses to start
+(the file guards the configuration of the finished items); the report warns and leaves it out.
+
+An item is built in `out/.tmp/` and moved into place with one atomic rename, and the first writer
+wins: a finished item already in place (another run's) is kept and the new one discarded; an
+unfinished or damaged folder there is renamed aside whole, then replaced. So a finished folder is
+never deleted and a folder never mixes two writers. Temporary folders of killed runs are removed
+by the next run on their host (`clean_stale_tmp`). JSON files are written to a temporary sibling
+and replaced, so a reader never sees half a file.
 
 The images are stored and scored as 8-bit (`as_8bit`: what saving to PNG and reading back gives).
-`MetricCache` is the one memory of which metrics cannot be computed here (missing weights or
-packages), shared by the per-item metrics of the runner and the set metrics of the report.
+`MetricCache` (rusir.evaluation.availability, re-exported) remembers which metrics cannot be
+computed here.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import shutil
 import socket
+import uuid
+import warnings
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -35,27 +47,34 @@ from torch import Tensor
 
 from ..degradations import COMPOSITIONS, LEVELS, TASKS, cycle_8bit
 from ..degradations.base import to_uint8
-from ..metrics import PER_IMAGE_METRICS, MetricUnavailable
-from ..model.weights import MissingWeightsError
+from .availability import UNAVAILABLE, MetricCache  # re-exported: the store's users score items
 
-__all__ = ["TMP", "RECORD", "CONFIG", "FIXED_CONFIG", "IMAGE_FILES", "UNAVAILABLE", "item_key", "item_dir",
-           "is_finished", "load_records", "write_item", "write_json", "read_config",
+__all__ = ["TMP", "CLAIMS", "RECORD", "CONFIG", "RECORD_FIELDS", "FIXED_CONFIG", "IMAGE_FILES", "UNAVAILABLE",
+           "DamagedFileWarning", "item_key", "item_dir", "is_finished", "read_json", "record_problem",
+           "read_record", "load_records", "warn_damaged", "write_item", "write_json", "read_config",
            "config_conflicts", "write_config", "write_failures", "clean_stale_tmp", "remove_empty_tmp",
            "owner_tag", "config_folder", "jsonable", "as_8bit", "save_png", "read_png", "MetricCache"]
 
 TMP = ".tmp"
+CLAIMS = "claims"     # under TMP
 RECORD = "record.json"
 CONFIG = "bench.json"
+# What makes a record.json a finished item: these fields, of these types (every runner so far,
+# the first rusir/bench.py and the first IQA study included, wrote them all).
+RECORD_FIELDS = {"key": str, "method": str, "task": str, "level": str, "image_index": int,
+                 "image": str, "metrics": dict}
 # Config fields that must agree between runs sharing one output folder.
 FIXED_CONFIG = ("generator", "images", "steps", "seed", "loss", "metrics", "baseline_steps",
                 "degradation_seeds")
 # Config fields that may grow between runs sharing one folder: the union is recorded.
 GROWING_CONFIG = ("methods", "tasks", "image_names")
 IMAGE_FILES = ("ground_truth", "target", "prediction", "degraded_prediction")
-# Exceptions meaning "this metric cannot be computed on this machine" (remembered, not retried).
-UNAVAILABLE = (MissingWeightsError, MetricUnavailable)
 
 PathLike = Union[str, Path]
+
+
+class DamagedFileWarning(UserWarning):
+    """A file of a benchmark folder that cannot be read (a damaged record.json is skipped)."""
 
 
 # --- layout and reading ---------------------------------------------------------------------------
@@ -71,13 +90,62 @@ def item_dir(out: PathLike, key) -> Path:
 
 
 def is_finished(out: PathLike, key) -> bool:
-    return (item_dir(out, key) / RECORD).is_file()
+    """Whether the item's folder holds its finished record (see read_record)."""
+    key = getattr(key, "key", key)
+    return _holds_record(item_dir(out, key), key)
 
 
-def load_records(directory: PathLike) -> list[dict]:
+def read_json(path: PathLike) -> Any:
+    """The JSON data of a file; ValueError naming the file when it is empty, not text or not JSON."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: damaged (not text: {exc.reason})") from None
+    if not text.strip():
+        raise ValueError(f"{path}: damaged (empty)")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: damaged (not valid JSON: {exc})") from None
+
+
+def record_problem(record, key: Optional[str] = None) -> Optional[str]:
+    """Why `record` is not a finished item's record (of item `key` when given), or None."""
+    if not isinstance(record, dict):
+        return f"not a JSON object but {type(record).__name__}"
+    missing = [name for name in RECORD_FIELDS if name not in record]
+    if missing:
+        return f"missing field(s) {', '.join(missing)}"
+    wrong = [f"{name} is {type(record[name]).__name__}, not {kind.__name__}"
+             for name, kind in RECORD_FIELDS.items()
+             if not isinstance(record[name], kind) or (kind is int and isinstance(record[name], bool))]
+    if not wrong:
+        wrong = [f"metric {name} is {type(v).__name__}, not a number" for name, v in record["metrics"].items()
+                 if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))]
+    if wrong:
+        return "; ".join(wrong)
+    if key is not None and record["key"] != key:
+        return f"it is the record of {record['key']}, not of {key}"
+    return None
+
+
+def read_record(path: PathLike, key: Optional[str] = None) -> dict:
+    """A finished item's record; ValueError naming the file when it is damaged (see read_json and
+    record_problem; `key`: the item it must belong to)."""
+    record = read_json(path)
+    problem = record_problem(record, key)
+    if problem:
+        raise ValueError(f"{path}: damaged ({problem})")
+    return record
+
+
+def load_records(directory: PathLike, damaged: Optional[list] = None) -> list[dict]:
     """Every finished item's record.json under `directory` (temporary folders and `report/`
     ignored), sorted by method, single before composed, task, level, image; each record gains
-    `_dir`, the item folder."""
+    `_dir`, the item folder. A damaged record (see read_record; or one whose key is not its
+    folder) is skipped with a DamagedFileWarning naming it (and `<path>: damaged (why)` appended
+    to `damaged`)."""
     root = Path(directory)
     if not root.is_dir():
         raise FileNotFoundError(f"benchmark folder {root} does not exist")
@@ -86,10 +154,25 @@ def load_records(directory: PathLike) -> list[dict]:
         rel = path.relative_to(root).parts
         if any(part.startswith(".") for part in rel) or rel[0] == "report":
             continue
-        rec = json.loads(path.read_text())
+        try:
+            rec = read_record(path)
+            if tuple(rec["key"].split("/")) != rel[-1 - len(rec["key"].split("/")):-1]:
+                raise ValueError(f"{path}: damaged (its key {rec['key']} is not its folder)")
+        except (ValueError, OSError) as exc:
+            warn_damaged(f"skipped {exc}")
+            if damaged is not None:
+                damaged.append(str(exc))
+            continue
         rec["_dir"] = str(path.parent)
         records.append(rec)
     return sorted(records, key=_order)
+
+
+def warn_damaged(message: str, collect: Optional[list] = None) -> None:
+    """A DamagedFileWarning (message appended to `collect`)."""
+    warnings.warn(message, DamagedFileWarning, stacklevel=3)
+    if collect is not None:
+        collect.append(message)
 
 
 def _order(rec: dict) -> tuple:
@@ -101,8 +184,14 @@ def _order(rec: dict) -> tuple:
 
 
 def read_config(out: PathLike) -> Optional[dict]:
+    """`out/bench.json`, None when absent; ValueError naming it when it is damaged."""
     path = Path(out) / CONFIG
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    config = read_json(path)
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: damaged (not a JSON object but {type(config).__name__})")
+    return config
 
 
 # --- writing ----------------------------------------------------------------------------------------
@@ -123,15 +212,18 @@ def write_json(path: PathLike, data) -> Path:
 
 
 def write_item(out: PathLike, key: str, images: Mapping[str, Tensor], record: dict,
-               latent: Optional[dict] = None) -> Path:
+               latent: Optional[dict] = None) -> Optional[Path]:
     """Write one finished item: `images` ({name: [1, 3, H, W]}) as 8-bit PNGs, `latent` (a dict,
-    torch.save'd) and `record` as record.json, built in `out/.tmp/` and moved into place with one
-    os.replace. An unfinished folder already at the place (no record.json) is replaced."""
+    torch.save'd) and `record` (with the RECORD_FIELDS, else ValueError) as record.json, built in
+    `out/.tmp/` and moved into place with one atomic rename. Returns the item's folder, or None when
+    it already held a finished item (another run's: kept, this one discarded). An unfinished or
+    damaged folder at the place is replaced as a whole."""
     out = Path(out)
+    problem = record_problem(jsonable(record), key)
+    if problem:
+        raise ValueError(f"refusing to write item {key}: its record is not finished ({problem})")
     final = item_dir(out, key)
-    tmp = out / TMP / f"{owner_tag()}+{key.replace('/', '__')}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = out / TMP / f"{owner_tag()}+{key.replace('/', '__')}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:
         for name, img in images.items():
@@ -139,14 +231,49 @@ def write_item(out: PathLike, key: str, images: Mapping[str, Tensor], record: di
         if latent is not None:
             torch.save(latent, tmp / "latent.pt")
         write_json(tmp / RECORD, record)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if final.exists():  # a stale, unfinished folder (no record.json): replace it
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        return final if _move_into_place(out, key, tmp, final) else None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return final
+
+
+def _move_into_place(out: Path, key: str, tmp: Path, final: Path) -> bool:
+    """Rename `tmp` to `final`: True, or False when `final` holds a finished item (first writer
+    wins). rename(2) refuses a non-empty target folder, so a finished folder is never replaced;
+    an unfinished one is first renamed aside (atomic) and then removed."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(5):   # each retry follows another writer's move at the same place
+        try:
+            os.rename(tmp, final)
+            return True
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+        if _holds_record(final, key):
+            return False
+        aside = out / TMP / f"{owner_tag()}+replaced-{uuid.uuid4().hex[:12]}"
+        try:
+            os.rename(final, aside)
+        except FileNotFoundError:
+            continue
+        if _holds_record(aside, key):
+            # finished by another writer between the check and the move: put it back, keep it
+            try:
+                os.rename(aside, final)
+                return False
+            except OSError:   # a third writer's finished item is there now: this one is a copy
+                pass
+        shutil.rmtree(aside, ignore_errors=True)
+    raise OSError(f"could not move item {key} into place at {final}: other writers keep changing it")
+
+
+def _holds_record(folder: Path, key: str) -> bool:
+    """Whether `folder` holds the finished record of item `key`."""
+    try:
+        read_record(folder / RECORD, key)
+    except (ValueError, OSError):
+        return False
+    return True
 
 
 def config_conflicts(old: Mapping, new: Mapping) -> list[str]:
@@ -173,7 +300,11 @@ def write_config(out: PathLike, config: dict) -> dict:
     """Write `out/bench.json`; when one exists, refuse a run with another configuration (ValueError)
     and record the union of methods, tasks and images. Returns what was written."""
     out = Path(out)
-    old = read_config(out)
+    try:
+        old = read_config(out)
+    except ValueError as exc:   # it guards the configuration the finished items were made with
+        raise ValueError(f"{exc}; restore it, or delete it to accept this run's configuration "
+                         "(the finished items are kept)") from None
     config = dict(config)
     if old is not None:
         diff = config_conflicts(old, config)
@@ -201,7 +332,8 @@ def write_failures(out: PathLike, shard: Optional[tuple[int, int]], failures: li
 
 def clean_stale_tmp(out: PathLike) -> None:
     """Remove temporary item folders left by dead processes of this host (killed runs); folders
-    of live processes (other shards) and of other hosts are left alone (and always ignored)."""
+    of live processes (other shards, other runs in this process) and of other hosts are left alone
+    (and always ignored)."""
     root = Path(out) / TMP
     if not root.is_dir():
         return
@@ -211,7 +343,7 @@ def clean_stale_tmp(out: PathLike) -> None:
         owner_host, _, pid = owner.rpartition("-")
         if not sep or owner_host != host or not pid.isdigit():
             continue
-        if int(pid) != os.getpid() and _alive(int(pid)):
+        if _alive(int(pid)):
             continue
         if entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)
@@ -221,13 +353,16 @@ def clean_stale_tmp(out: PathLike) -> None:
 
 def remove_empty_tmp(out: PathLike) -> None:
     """Remove `out/.tmp` when empty (other shards may still be writing there)."""
-    try:
-        (Path(out) / TMP).rmdir()
-    except OSError:
-        pass
+    for folder in (Path(out) / TMP / CLAIMS, Path(out) / TMP):
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
 
 
 def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -281,42 +416,3 @@ def read_png(path: PathLike) -> Tensor:
     with Image.open(path) as f:
         arr = np.asarray(f.convert("RGB"), dtype=np.uint8).copy()
     return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).float() / 255
-
-
-# --- metric availability ---------------------------------------------------------------------------------
-
-class MetricCache:
-    """Which metrics cannot be computed here, remembered: a metric found unavailable once
-    (UNAVAILABLE: missing weights or package) is not retried on every item or cell. A ValueError
-    (e.g. an image too small for the metric, FID on one image) is reported but not remembered."""
-
-    def __init__(self):
-        self.reasons: dict[str, str] = {}
-
-    def compute(self, name: str, fn: Callable[[], Any]) -> tuple[Any, Optional[str]]:
-        """(fn(), None), or (None, why not)."""
-        if name in self.reasons:
-            return None, self.reasons[name]
-        try:
-            return fn(), None
-        except UNAVAILABLE as exc:
-            self.reasons[name] = f"{type(exc).__name__}: {exc}"
-            return None, self.reasons[name]
-        except ValueError as exc:
-            return None, f"ValueError: {exc}"
-
-    def item_metrics(self, names: Sequence[str], pred: Tensor, gt: Tensor, degraded: Tensor,
-                     target: Tensor) -> tuple[dict, dict]:
-        """Per-image metrics of one item ([1, 3, H, W] each): `accuracy_<m>` (prediction vs ground
-        truth) and `fidelity_<m>` (true degradation of the prediction vs target) -> (values,
-        {key: reason} of those that are None)."""
-        values: dict[str, Optional[float]] = {}
-        unavailable: dict[str, str] = {}
-        for kind, a, b in (("accuracy", pred, gt), ("fidelity", degraded, target)):
-            for name in names:
-                key = f"{kind}_{name}"
-                values[key], reason = self.compute(
-                    name, lambda: float(PER_IMAGE_METRICS[name](a, b).detach().reshape(-1)[0]))
-                if reason is not None:
-                    unavailable[key] = reason
-        return values, unavailable

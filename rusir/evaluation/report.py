@@ -34,7 +34,8 @@ from ..data import load_image
 from ..degradations.base import LEVELS
 from .. import metrics  # by module: tests (and users) may swap its feature extractor
 from .plan import resolve_images
-from .records import MetricCache, load_records, read_png, write_json
+from .records import (MetricCache, load_records, read_config, read_json, read_png, warn_damaged,
+                      write_json)
 
 __all__ = ["Table", "load_records", "cell_metrics", "summarise", "set_metrics_for", "build_tables",
            "write_report", "default_crops", "METRIC_ORDER"]
@@ -195,7 +196,7 @@ def set_metrics_for(directory: Union[str, Path, None], records: Sequence[dict],
     change)."""
     engine = _SetMetricEngine(names, crop_size, crops, reference, device)
     cache_path = Path(directory) / "report" / "set_metrics.json" if directory else None
-    cache = json.loads(cache_path.read_text()) if cache_path and cache_path.is_file() else {}
+    cache = _read_cache(cache_path)
     out = {}
     cells = _cells(records)
     iterator = cells.items()
@@ -205,8 +206,10 @@ def set_metrics_for(directory: Union[str, Path, None], records: Sequence[dict],
         sig = hashlib.sha1(json.dumps([sorted(r["key"] for r in recs), engine.config()],
                                       sort_keys=True).encode()).hexdigest()
         name = "/".join(cell)
-        if name in cache and cache[name].get("signature") == sig:
-            out[cell] = (cache[name]["values"], cache[name]["unavailable"])
+        entry = cache.get(name)
+        if isinstance(entry, dict) and entry.get("signature") == sig and isinstance(
+                entry.get("values"), dict) and isinstance(entry.get("unavailable"), dict):
+            out[cell] = (entry["values"], entry["unavailable"])
             continue
         values, reasons = engine(recs)
         cache[name] = {"signature": sig, "values": values, "unavailable": reasons}
@@ -214,6 +217,20 @@ def set_metrics_for(directory: Union[str, Path, None], records: Sequence[dict],
     if cache_path is not None:
         write_json(cache_path, cache)
     return out
+
+
+def _read_cache(path: Optional[Path]) -> dict:
+    """The set-metric cache; a damaged one is recomputed (with a warning naming it)."""
+    if path is None or not path.is_file():
+        return {}
+    try:
+        cache = read_json(path)
+        if not isinstance(cache, dict):
+            raise ValueError(f"{path}: damaged (not a JSON object)")
+    except (ValueError, OSError) as exc:
+        warn_damaged(f"{exc}: recomputing the set metrics")
+        return {}
+    return cache
 
 
 # --- tables ---------------------------------------------------------------------------------------
@@ -353,19 +370,29 @@ def plot_metrics_vs_level(table: Table, out: Union[str, Path]) -> list[Path]:
 def write_report(directory: Union[str, Path], out: Union[str, Path, None] = None,
                  set_metrics: bool = True, plots: bool = True, **set_metric_kwargs) -> dict:
     """Build the tables of `directory`, write Markdown, CSV and plots into `out`
-    (default `<directory>/report`). Returns {"markdown": str, "tables": ..., "files": [...]}."""
-    records = load_records(directory)
+    (default `<directory>/report`). Returns {"markdown": str, "tables": ..., "files": [...],
+    "damaged": [skipped records]}. A damaged record.json is skipped and a damaged bench.json left
+    out, each with a DamagedFileWarning naming the file; the Markdown lists the skipped records."""
+    damaged: list[str] = []
+    records = load_records(directory, damaged)
     if not records:
-        raise ValueError(f"no finished items (record.json) under {directory}")
+        raise ValueError(f"no finished items (record.json) under {directory}"
+                         + (f" ({len(damaged)} damaged)" if damaged else ""))
     out = Path(out) if out is not None else Path(directory) / "report"
     out.mkdir(parents=True, exist_ok=True)
     tables = build_tables(records, set_metrics=set_metrics, directory=directory, **set_metric_kwargs)
     files, parts = [], [f"# rusir benchmark: {directory}", ""]
-    config = Path(directory) / "bench.json"
-    if config.is_file():
-        c = json.loads(config.read_text())
+    try:
+        c = read_config(directory)
+    except ValueError as exc:
+        warn_damaged(f"{exc}; left out of the report")
+        c = None
+    if c is not None:
         parts += [f"generator `{c.get('generator')}`, images `{c.get('images')}`, steps "
                   f"{c.get('steps')}, seed {c.get('seed')}, loss `{c.get('loss')}`", ""]
+    if damaged:
+        parts += [f"skipped {len(damaged)} damaged record(s) (`rusir bench` redoes them): "
+                  + "; ".join(damaged), ""]
     for name, table in tables.items():
         if not table.rows:
             continue
@@ -375,4 +402,4 @@ def write_report(directory: Union[str, Path], out: Union[str, Path, None] = None
         parts.append(md)
     if plots and tables["single_tasks"].rows:
         files += plot_metrics_vs_level(tables["single_tasks"], out)
-    return {"markdown": "\n".join(parts), "tables": tables, "files": files}
+    return {"markdown": "\n".join(parts), "tables": tables, "files": files, "damaged": damaged}

@@ -8,9 +8,12 @@ Every study is a configuration of this one runner: the IQA-loss study passes its
 methods (`bind_method(restore, loss=...)` named `rusir[loss=<variant>]`), the baselines table
 (scripts/compare_baselines.py) and the quality bar (benchmarks/quality_bar.py) summarise its
 records. The records (layout, atomic writes, `bench.json`, failures) are `rusir.evaluation.records`:
-an item is finished iff its folder holds `record.json`, so a re-run skips finished items and an
-interrupted run loses nothing finished. Failures go to `failed.json` (`failed-<k>of<n>.json` for a
-shard) and do not stop the sweep unless `fail_fast`.
+an item is finished iff its folder holds a valid `record.json`, so a re-run skips finished items,
+redoes damaged ones, and an interrupted run loses nothing finished. Runs sharing a folder split
+the items (a claim per item, `rusir.evaluation.claims`; an item claimed by another live run is
+left to it, counted `busy`), re-check each item just before running it, and never replace a
+finished item (the first to finish wins). Failures go to `failed.json` (`failed-<k>of<n>.json`
+for a shard) and do not stop the sweep unless `fail_fast`.
 
 Per-item record fields: the item (key, method, task, level, category, image_index, image), seeds,
 the degradation, the method's configuration and timings, `metrics` on the 8-bit images as saved
@@ -39,7 +42,7 @@ from ..inversion.presets import load_preset
 from ..inversion.schedule import resolve as resolve_schedule
 from ..metrics import PER_IMAGE_METRICS, psnr, ssim
 from ..model.generators import info as generator_info, load_generator
-from . import records
+from . import claims, records
 from .experiment import naive_restoration
 from .plan import (IMAGE_EXTENSIONS, BoundMethod, ImageSource, Item, bind_method, images_config,
                    parse_shard, parse_tasks, plan_items, resolve_images, resolve_methods,
@@ -97,7 +100,8 @@ def method_kwargs(name: str, item: Item, steps: Sequence[int], baseline_steps: O
 def run_item(G, item: Item, fn: Callable, image: ImageSource, out: Path, *, loss, steps,
              baseline_steps, seed: int, metrics: records.MetricCache, metric_names: Sequence[str],
              save_latent: bool, device: torch.device, degradation_seeds: str = "derived") -> dict:
-    """Run one item and write it (records.write_item); returns its record."""
+    """Run one item and write it (records.write_item); returns its record, or None when another
+    run finished the item meanwhile (its folder is kept, this result discarded)."""
     res = G.img_resolution
     started = time.time()
     gt = as_8bit(load_ground_truth(image, res)).to(device)
@@ -130,9 +134,9 @@ def run_item(G, item: Item, fn: Callable, image: ImageSource, out: Path, *, loss
         "naive": {"psnr": float(psnr(naive, gt)[0]), "ssim": float(ssim(naive, gt)[0])},
         "info": records.jsonable(getattr(result, "info", {}) or {}),
     }
-    records.write_item(out, item.key, {"ground_truth": gt, "target": target, "prediction": pred,
-                                       "degraded_prediction": degraded}, record, latent)
-    return record
+    kept = records.write_item(out, item.key, {"ground_truth": gt, "target": target, "prediction": pred,
+                                              "degraded_prediction": degraded}, record, latent)
+    return record if kept is not None else None
 
 
 # --- the sweep --------------------------------------------------------------------------------
@@ -141,8 +145,9 @@ def run_item(G, item: Item, fn: Callable, image: ImageSource, out: Path, *, loss
 class BenchSummary:
     items: int = 0
     done: int = 0
-    skipped: int = 0
+    skipped: int = 0             # finished before this run, or by another run meanwhile
     failed: int = 0
+    busy: int = 0                # left to another live run that holds the item's claim
     remaining: int = 0           # not attempted (max_items reached)
     seconds: float = 0.0
     failures: list = field(default_factory=list)
@@ -150,6 +155,8 @@ class BenchSummary:
     def line(self) -> str:
         text = (f"{self.items} items: {self.done} done now, {self.skipped} skipped (already "
                 f"finished), {self.failed} failed")
+        if self.busy:
+            text += f", {self.busy} busy (being run by another process)"
         if self.remaining:
             text += f", {self.remaining} left (max items reached)"
         return text + f" [{self.seconds:.1f} s]"
@@ -213,6 +220,7 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
               **dict(extra_config or {})}
     records.write_config(out, config)
     records.clean_stale_tmp(out)
+    claims.clean_stale_claims(out)
 
     summary = BenchSummary(items=len(items))
     todo = []
@@ -226,23 +234,45 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
         todo = todo[:max_items]
     sources = dict(found)
     metric_cache = records.MetricCache()
+    token = claims.claim_token()
+    deferred: list[Item] = []   # claimed by another run: tried again at the end
+
+    def attempt(item: Item, last: bool) -> None:
+        if is_finished(out, item):        # finished by another run since the plan
+            summary.skipped += 1
+            return
+        if not claims.claim_item(out, item.key, token, force=last):
+            if last:
+                summary.busy += 1
+            else:
+                deferred.append(item)
+            return
+        try:
+            kept = run_item(G, item, fns[item.method], sources[item.image_name], out, loss=loss_fn,
+                            steps=steps, baseline_steps=baseline_steps, seed=seed,
+                            metrics=metric_cache, metric_names=metric_names,
+                            save_latent=save_latent, device=dev, degradation_seeds=degradation_seeds)
+            if kept is None:
+                summary.skipped += 1
+            else:
+                summary.done += 1
+        except Exception as exc:  # noqa: BLE001 - one failing item must not stop a sweep
+            if fail_fast:
+                raise
+            summary.failed += 1
+            summary.failures.append({"key": item.key, "error": f"{type(exc).__name__}: {exc}",
+                                     "traceback": traceback.format_exc(limit=8)})
+        finally:
+            claims.release_claim(out, item.key, token)
+
     bar = _progress(todo, progress)
     try:
         for item in bar:
             if hasattr(bar, "set_postfix_str"):
                 bar.set_postfix_str(item.key)
-            try:
-                run_item(G, item, fns[item.method], sources[item.image_name], out, loss=loss_fn,
-                         steps=steps, baseline_steps=baseline_steps, seed=seed,
-                         metrics=metric_cache, metric_names=metric_names, save_latent=save_latent,
-                         device=dev, degradation_seeds=degradation_seeds)
-                summary.done += 1
-            except Exception as exc:  # noqa: BLE001 - one failing item must not stop a sweep
-                if fail_fast:
-                    raise
-                summary.failed += 1
-                summary.failures.append({"key": item.key, "error": f"{type(exc).__name__}: {exc}",
-                                         "traceback": traceback.format_exc(limit=8)})
+            attempt(item, last=False)
+        for item in list(deferred):
+            attempt(item, last=True)
     finally:
         if hasattr(bar, "close"):
             bar.close()

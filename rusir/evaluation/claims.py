@@ -1,0 +1,102 @@
+"""Which run works on which item: one claim file per item, so that runs sharing an output folder
+split the work instead of each redoing every item.
+
+    .tmp/claims/<method>__<task>__<level>__<jjjj>     holds the claiming run's token
+                                                      `<host>-<pid>+<random>`
+
+A run claims an item before running it (`claim_item`: the file is created with one atomic
+`os.link`, so of two runs exactly one gets it) and releases it after (`release_claim`). A claim
+whose process is dead (same host) is stale and taken over. The liveness of another host's process
+cannot be checked: its claims are respected on a run's first pass and taken over on its last
+(`force=True`), so a run killed on another host never blocks an item for good; two hosts may then
+run the same item, and the store keeps the first to finish (rusir.evaluation.records.write_item).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from pathlib import Path
+from typing import Optional, Union
+
+from .records import CLAIMS, TMP, _alive, owner_tag
+
+__all__ = ["claim_token", "claim_item", "release_claim", "claim_holder", "clean_stale_claims"]
+
+PathLike = Union[str, Path]
+
+
+def claim_token() -> str:
+    """`<host>-<pid>+<random>`: one run's claims (two runs in one process differ)."""
+    return f"{owner_tag()}+{uuid.uuid4().hex[:12]}"
+
+
+def _path(out: PathLike, key: str) -> Path:
+    return Path(out) / TMP / CLAIMS / key.replace("/", "__")
+
+
+def claim_holder(out: PathLike, key: str) -> Optional[str]:
+    """The token of the run holding the item's claim, or None."""
+    return _read(_path(out, key))
+
+
+def _read(path: Path) -> Optional[str]:
+    try:
+        return path.read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _state(token: str) -> str:
+    """'live' (a live process of this host), 'stale' (dead, or not a token) or 'foreign'."""
+    owner, sep, _ = token.partition("+")
+    host, _, pid = owner.rpartition("-")
+    if not sep or not host or not pid.isdigit():
+        return "stale"
+    if host != socket.gethostname():
+        return "foreign"
+    return "live" if _alive(int(pid)) else "stale"
+
+
+def claim_item(out: PathLike, key: str, token: str, force: bool = False) -> bool:
+    """Claim item `key` for the run `token`: True when it is (now) this run's. False when a live
+    process of this host holds it, or (unless `force`) a process of another host."""
+    path = _path(out, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(3):
+        holder = claim_holder(out, key)
+        if holder == token:
+            return True
+        if holder is not None:
+            state = _state(holder)
+            if state == "live" or (state == "foreign" and not force):
+                return False
+            path.unlink(missing_ok=True)   # stale (or forced): free it
+        tmp = path.with_name(f".{token}+{path.name}")
+        tmp.write_text(token)
+        try:
+            os.link(tmp, path)             # atomic, and refused when another run claimed first
+            return True
+        except FileExistsError:
+            continue
+        finally:
+            tmp.unlink(missing_ok=True)
+    return claim_holder(out, key) == token
+
+
+def release_claim(out: PathLike, key: str, token: str) -> None:
+    """Remove the item's claim if it is this run's."""
+    if claim_holder(out, key) == token:
+        _path(out, key).unlink(missing_ok=True)
+
+
+def clean_stale_claims(out: PathLike) -> None:
+    """Remove the claims of dead processes of this host (killed runs)."""
+    folder = Path(out) / TMP / CLAIMS
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        # a claim holds its token; a claim being written is named `.<token>+<item>`
+        holder = entry.name[1:] if entry.name.startswith(".") else _read(entry)
+        if holder is not None and _state(holder) == "stale":
+            entry.unlink(missing_ok=True)
