@@ -271,7 +271,11 @@ def _override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"--param expects NAME=VALUE (YAML value), got {text!r}")
     key, value = text.split("=", 1)
-    return key.strip(), yaml.safe_load(value)
+    try:
+        return key.strip(), yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise argparse.ArgumentTypeError(f"--param {key.strip()}: not a YAML value ({problem}): {value!r}")
 
 
 @command("sweep", "execute a notebook for every parameter set of a params/*.yaml sweep (papermill)")

@@ -246,3 +246,11 @@ def test_papermill_failure_reason(tmp_path):
     assert "ValueError: no such level 7" in line and "raise ValueError" in line, line
     assert json.loads((tmp_path / "out" / "7" / "sweep.json").read_text())["error"].startswith(
         "ValueError: no such level 7")
+
+
+def test_a_malformed_param_value_is_one_line(tmp_path, capsys):
+    path = tmp_path / "s.yaml"
+    path.write_text("notebook: x.ipynb\n")
+    assert cli.main(["sweep", str(path), "--dry-run", "--param", "a=[1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--param a: not a YAML value" in err[0]
