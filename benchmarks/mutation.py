@@ -474,11 +474,11 @@ class Runner:
 def run_module(name: str, target: Target, runner: Runner, per_module: int, seed: int,
                timeout_factor: float, min_timeout: float, log=print) -> dict:
     """Sample and run one module's mutants; returns its raw results and timings."""
-    source = (ROOT / target.file).read_text()
+    path = runner.root / target.file                 # the copy: the tree as it was at the start
+    original = path.read_bytes()
+    source = original.decode()
     available = len(sites(source, target.only))
     chosen = draw(source, per_module, seed, name, target.file, target.only)
-    path = runner.root / target.file
-    original = path.read_bytes()
     status, base_s = runner(target.tests, timeout=max(600.0, min_timeout))
     if status != "passed":
         raise RuntimeError(f"{name}: the tests {target.tests} do not pass on the unmutated copy")
