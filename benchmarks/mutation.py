@@ -540,14 +540,15 @@ def markdown(data: dict) -> str:
         f"{t['survived']} survived (survival rate {100 * t['survival_rate']:.1f} %; "
         f"{t['unexplained_survivors']} unexplained, {100 * t['unexplained_rate']:.1f} %).**",
         "",
-        "| module | tests | mutants (of) | killed | timeouts | survived | survival | unexplained | run on |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| module | tests | mutants (of) | killed | timeouts | survived | survival | unexplained | run on | earlier |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, m in data["modules"].items():
         tests = ", ".join(Path(p).stem for p in m["tests"])
+        earlier = ", ".join(f"{100 * h['survival_rate']:.0f} % (`{h['commit']}`)" for h in m.get("history", []))
         lines.append(f"| {name} | {tests} | {m['mutants']} ({m['available']}) | {m['killed']} | "
                      f"{m['timeouts']} | {m['survived']} | {100 * m['survival_rate']:.0f} % | "
-                     f"{m['unexplained_survivors']} | {m['date']} `{m['commit']}` |")
+                     f"{m['unexplained_survivors']} | {m['date']} `{m['commit']}` | {earlier} |")
     lines += ["", "## Survivors", ""]
     for name, m in data["modules"].items():
         if not m["survivors"]:
@@ -629,7 +630,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             t0 = time.perf_counter()
             mod = run_module(name, MODULES[name], runner, a.per_module, a.seed,
                              a.timeout_factor, a.min_timeout)
-            modules[name] = {"date": date, "commit": commit, "seed": a.seed, **mod}
+            history = []
+            if name in modules:                   # keep the earlier runs' rates of this module
+                old = modules[name]
+                history = old.get("history", []) + [
+                    {k: old[k] for k in ("date", "commit", "seed", "mutants", "survived", "survival_rate")}]
+            modules[name] = {"date": date, "commit": commit, "seed": a.seed, **mod, "history": history}
             print(f"{name}: {summarize(mod['results'], notes)['survived']} survived "
                   f"[{time.perf_counter() - t0:.0f} s]", flush=True)
     finally:
