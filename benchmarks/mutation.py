@@ -566,9 +566,27 @@ def markdown(data: dict) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def dumps(data: dict) -> str:
+    """JSON with one line per mutant (in `results` and `survivors`): readable, small diffs."""
+    rows: dict[str, str] = {}
+
+    def one_line(item: dict) -> str:
+        key = f"@row{len(rows)}@"
+        rows[key] = json.dumps(item)
+        return key
+
+    shallow = dict(data, modules={
+        name: dict(mod, **{k: [one_line(r) for r in mod.get(k, [])] for k in ("results", "survivors")})
+        for name, mod in data["modules"].items()})
+    text = json.dumps(shallow, indent=1)
+    for key, row in rows.items():
+        text = text.replace(json.dumps(key), row, 1)
+    return text + "\n"
+
+
 def write_outputs(data: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "mutation.json").write_text(json.dumps(data, indent=1) + "\n")
+    (out / "mutation.json").write_text(dumps(data))
     (out / "mutation.md").write_text(markdown(data))
 
 
