@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import torch.nn.functional as F
 
 from conftest import small_generator
@@ -159,6 +160,59 @@ def test_item_files_and_record(clean_run):
     assert not (out / ".tmp").exists() and not (out / "failed.json").exists()
 
 
+RECORD_KEYS = {"key", "method", "task", "level", "category", "image_index", "image", "image_path",
+               "seed", "degradation_seed", "degradation", "method_config", "seconds",
+               "restore_seconds", "resolution", "target_size", "metrics", "unavailable", "info",
+               "naive"}
+
+
+def _png(path):
+    import numpy as np
+    from PIL import Image
+    return torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)[None].float() / 255
+
+
+def test_record_metrics_are_those_of_the_saved_images(clean_run, naive_run):
+    """What a record says can be recomputed from the PNGs and latent beside it."""
+    from rusir.data import heldout_paths, load_image
+    from rusir.metrics import psnr
+
+    out, _ = clean_run
+    for rec in load_records(out):
+        d = Path(rec["_dir"])
+        assert set(rec) - {"_dir"} == RECORD_KEYS
+        assert rec["category"] == ("composed" if rec["task"] == "UNAP" else "single")
+        assert 0 < rec["restore_seconds"] <= rec["seconds"]
+        gt, pred = _png(d / "ground_truth.png"), _png(d / "prediction.png")
+        truth = load_image(heldout_paths()[rec["image_index"]], 16)
+        assert (gt - truth).abs().max() <= 0.5 / 255 + 1e-6     # the held-out image, rounded to 8 bits
+        assert rec["metrics"]["accuracy_psnr"] == pytest.approx(psnr(pred, gt).item(), abs=1e-4)
+        assert rec["metrics"]["fidelity_psnr"] == pytest.approx(
+            psnr(_png(d / "degraded_prediction.png"), _png(d / "target.png")).item(), abs=1e-4)
+        latent = torch.load(d / "latent.pt")
+        assert latent["space"] == "W++" and latent["latent"].dim() == 4    # the last phase's
+    assert all(r["restore_seconds"] == 0.0 and r["info"] == {} for r in load_records(naive_run))
+
+
+def test_a_methods_info_goes_into_the_record(G, tmp_path):
+    def with_info(G, target, degradation, *, loss=None, seed=0, progress=True, **config):
+        result = naive(G, target, degradation)
+        result.info = {"reached_eps": torch.tensor([True]), "note": "stand-in"}
+        return result
+
+    run(G, tmp_path, methods={"naive": with_info}, tasks="denoising@XS", n_images=1)
+    assert load_records(tmp_path)[0]["info"] == {"reached_eps": [True], "note": "stand-in"}
+
+
+def test_baselines_keep_their_own_steps():
+    """The seed goes to every method as the protocol's keyword (tests/test_methods.py)."""
+    item = Item("pulse", "upsampling", "M", 0, "0000.png")
+    config = bench.method_kwargs("pulse", item, steps=(3, 3, 3), baseline_steps=None)
+    assert config["steps"] == 100 and "seed" not in config           # params/baselines/pulse.yaml
+    assert bench.method_kwargs("pulse", item, (3, 3, 3), baseline_steps=7)["steps"] == 7
+    assert bench.method_kwargs("rusir", item, (3, 3, 3), None) == {"steps": (3, 3, 3)}
+
+
 def test_targets_are_shared_across_methods(G, tmp_path):
     run(G, tmp_path, methods={"rusir": restore, "naive": naive}, tasks="denoising@M",
         n_images=1)
@@ -261,9 +315,11 @@ def test_changed_config_in_same_folder_is_refused(G, tmp_path):
     with pytest.raises(ValueError, match="another configuration"):
         run_bench(G, "heldout:2", {"naive": naive}, "denoising@XS", tmp_path, steps=(5, 5, 5),
                   loss=mse, metrics=("psnr", "ssim", "lpips"), progress=False)
-    # more tasks or methods in the same folder are fine
+    # more tasks or methods in the same folder are fine, and bench.json records the union
     s = run(G, tmp_path, methods={"naive": naive}, tasks="denoising@XS,denoising@S")
     assert (s.done, s.skipped) == (2, 2)
+    run(G, tmp_path, methods={"naive": naive}, tasks="denoising@XS")
+    assert json.loads((tmp_path / "bench.json").read_text())["tasks"] == ["denoising@XS", "denoising@S"]
 
 
 # --- command line ---------------------------------------------------------------------------------

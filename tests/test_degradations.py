@@ -16,6 +16,10 @@ from conftest import procedural_images as images
 from rusir.degradations.base import from_pil, to_pil
 from rusir.degradations.inpainting import stroke_mask
 from rusir.degradations.upsampling import FILTERS
+from rusir.degradations import (DEFAULT_SEED, Composition, Uncropping, Upsampling, cycle_8bit,
+                                gaussian_blur)
+from rusir.degradations.base import derive_seed
+from rusir.degradations.inpainting import _outer_third
 
 EXTRA = ["avgpool_upsampling", "nearest_upsampling", "gaussian_noise", "clamped_gaussian_noise",
          "uncropping", "identity", "blur"]
@@ -227,7 +231,7 @@ def test_masks_shapes_and_user_mask():
 
 
 # ---------------------------------------------------------------------------- compositions
-@pytest.mark.parametrize("initials", ["UNA", "UNAP", "NAP"])
+@pytest.mark.parametrize("initials", ["UNA", "UNAP", "NAP", "NP"])  # NP: a float stage last
 def test_composition_equals_manual_chain(initials):
     x = images(2, 128)
     names = dict(zip("UNAP", TASKS))
@@ -295,3 +299,180 @@ def test_canonical_task_names_every_spelling_once():
     for bad in ("PA", "UX", "", "sharpening"):                               # out of order, unknown
         with pytest.raises(ValueError, match="task"):
             canonical_task(bad)
+
+
+# ---------------------------------------------------------------------------- the paper's numbers, records
+def test_levels_and_defaults_are_the_papers():
+    table = {"upsampling": ("factor", [2, 4, 8, 16, 32]), "deartifacting": ("quality", [18, 15, 12, 9, 6]),
+             "inpainting": ("strokes", [1, 5, 9, 13, 17]), "denoising": ("photons", [96, 48, 24, 12, 6])}
+    for task, (key, values) in table.items():
+        assert [make(task, lvl).describe()[key] for lvl in LEVELS] == values, task
+    assert [make("denoising", lvl).describe()["dead_prob"] for lvl in LEVELS] == [0.04, 0.08, 0.16, 0.32, 0.64]
+    for lvl, lam in zip(LEVELS, table["denoising"][1]):  # Gaussian variants: Poisson std at mid-grey
+        assert make("gaussian_noise", lvl).describe()["sigma"] == pytest.approx(math.sqrt(0.5 / lam))
+    assert set(FILTERS) == {"bilinear", "bicubic", "lanczos"} and DEFAULT_SEED == 2023
+    assert make("denoising").describe()["seed"] == 2023 and make("denoising").clamp_slope == 2.0
+    jpeg = make("deartifacting").describe()
+    assert (jpeg["chroma_subsampling"], jpeg["authors_exact_tables"], jpeg["fancy_upsampling"],
+            jpeg["round_k"]) == ("4:2:0", False, False, 0.8)
+
+
+RECORD_KEYS = {"upsampling": {"factor", "filters"}, "denoising": {"photons", "dead_prob"},
+               "deartifacting": {"quality", "chroma_subsampling", "authors_exact_tables",
+                                 "fancy_upsampling", "round_k"},
+               "inpainting": {"strokes", "hole_fraction"}, "avgpool_upsampling": {"factor"},
+               "nearest_upsampling": {"factor"}, "gaussian_noise": {"sigma"},
+               "clamped_gaussian_noise": {"sigma"}, "uncropping": {"region"}, "identity": set(),
+               "blur": {"sigma"}, "UN": {"length", "stages"}, "UNAP": {"length", "stages"}}
+
+
+@pytest.mark.parametrize("name", list(RECORD_KEYS))
+def test_describe_is_a_complete_json_record(name):
+    import json
+
+    d = make(name, "S", seed=4)
+    d.degrade_ground_truth(images(2, 64))
+    info = json.loads(json.dumps(d.describe()))
+    assert (info["name"], info["level"], info["seed"]) == (name, "S", 4)
+    assert set(info) - {"name", "level", "seed"} == RECORD_KEYS[name]
+    if name in ("UN", "UNAP"):
+        assert info["length"] == len(name) and [s["name"] for s in info["stages"]][0] == "upsampling"
+
+
+def test_inpainting_records_its_hole_fraction():
+    d = make("inpainting", "L", seed=0)
+    assert d.describe()["hole_fraction"] is None  # nothing drawn yet
+    d.degrade_ground_truth(images(2, 64))
+    assert d.describe()["hole_fraction"] == [round(1 - float(m.mean()), 4) for m in d.mask]
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("name", list(TASKS) + EXTRA)
+def test_truth_and_approximation_have_the_target_shape(name, level):
+    x = images(2, 96)[:, :, :71, :]  # not square, 71 rows: not a multiple of any factor
+    d = make(name, level, seed=0)
+    y, y_hat = d.degrade_ground_truth(x), d.degrade_prediction(x)
+    assert y.shape == y_hat.shape == (2, 3, *d.target_shape(71, 96))
+    if d.mask is not None:
+        assert d.mask.shape == (2, 1, *y.shape[-2:])
+
+
+def test_derived_seeds_never_change():
+    """Targets must stay the same across versions: the per-task streams' seeds are pinned."""
+    assert derive_seed(2023, "denoising") == 7747446313923937564
+    assert derive_seed(7, "inpainting") == 2357622447857309951
+
+
+def test_8bit_cycle_truncates_or_rounds():
+    x = torch.tensor([-0.2, 0.3 / 255, 0.7 / 255, 100.6 / 255, 1.3]).view(1, 1, 1, 5)
+    assert (cycle_8bit(x) * 255).round().flatten().tolist() == [0, 0, 0, 100, 255]
+    assert (cycle_8bit(x, "round") * 255).round().flatten().tolist() == [0, 0, 1, 101, 255]
+    with pytest.raises(ValueError, match="rounding"):
+        cycle_8bit(x, "nearest")
+
+
+def test_blur_equals_scipy_gaussian_filter():
+    from scipy.ndimage import gaussian_filter
+
+    x = images(1, 32).double()
+    for sigma in (1.0, 2.0, 3.0):  # radius 3 sigma, reflect-101 borders (scipy's "mirror")
+        ref = gaussian_filter(x.numpy(), sigma=(0, 0, sigma, sigma), mode="mirror", truncate=3.0)
+        assert torch.allclose(gaussian_blur(x, sigma), torch.from_numpy(ref), atol=1e-9)
+    assert gaussian_blur(x, 0) is x
+    with pytest.raises(ValueError, match="too large"):
+        gaussian_blur(torch.rand(1, 3, 3, 3), 1.0)  # radius 3 on a 3-px image
+
+
+def test_gaussian_noise_std_and_shared_draw():
+    x = torch.full((1, 3, 128, 128), 0.5)
+    d = make("gaussian_noise", "M", seed=0)
+    for y in (d.degrade_ground_truth(x), d.degrade_prediction(x)):
+        assert abs(float((y - x).std()) - d.sigma) < 0.05 * d.sigma
+    clamped = make("clamped_gaussian_noise", "M", seed=0).degrade_ground_truth(x)
+    assert torch.equal(clamped, cycle_8bit(d.degrade_ground_truth(x)))  # the same draw, clamped
+
+
+def test_uncropping_regions():
+    quarters = {"top-left": (0, 0), "top-right": (0, 32), "bottom-left": (32, 0), "bottom-right": (32, 32)}
+    for region, (r, c) in quarters.items():
+        expected = torch.zeros(64, 64)
+        expected[r:r + 32, c:c + 32] = 1
+        assert torch.equal(Uncropping(region=region).region_mask(64, 64)[0, 0], expected), region
+    centre = torch.zeros(1024, 1024)
+    centre[400:600, 400:600] = 1  # the authors' crop at 1024 px
+    assert torch.equal(Uncropping(region="centre").region_mask(1024, 1024)[0, 0], centre)
+    with pytest.raises(ValueError, match="region"):
+        Uncropping(region="middle")
+
+
+def test_composition_mask_is_the_last_stages_at_the_target_size():
+    x = images(2, 128)
+    unap, un, up = (make(n, "M", seed=0) for n in ("UNAP", "UN", "UP"))
+    for d in (unap, un, up):
+        d.degrade_ground_truth(x)
+    assert unap.mask.shape == (2, 1, 16, 16) and un.mask is None
+    eager = make("UP", "M", seed=0, resolution=128, batch_size=2)  # before any image is degraded
+    assert eager.mask.shape == (2, 1, 16, 16) and torch.allclose(eager.mask, up.mask)
+    user = Inpainting.from_mask(up.stages[-1].mask_at(128, 128))
+    user.prepare(128, 128, [0, 1], torch.device("cpu"))
+    assert torch.equal(user.mask, up.stages[-1].mask_at(128, 128))
+
+
+def test_composition_built_by_hand():
+    with pytest.raises(ValueError, match="at least one stage"):
+        Composition([])
+    assert Composition([make("upsampling"), make("denoising")]).name == "upsampling+denoising"
+
+
+def test_registry_single_initials_and_clear_errors():
+    assert isinstance(make("U", "M"), Upsampling) and isinstance(make("p", "S"), Inpainting)
+    with pytest.raises(ValueError, match="non-empty name"):
+        register("", Upsampling)
+    with pytest.raises(ValueError, match="callable"):
+        register("thing", 3)
+    with pytest.raises(ValueError, match="string"):
+        make(3)
+    with pytest.raises(ValueError, match="no task options"):
+        make("UN", "M", factor=2)
+    with pytest.raises(ValueError, match="dead_prob"):
+        make("denoising", "M", dead_prob=1.5)
+
+
+def test_upsampling_options_and_image_size_limits():
+    assert make("upsampling", "XL").degrade_ground_truth(images(1, 32)).shape == (1, 3, 1, 1)
+    with pytest.raises(ValueError, match="smaller than the factor"):
+        make("upsampling", "XL").degrade_ground_truth(images(1, 16))
+    for bad in (("box",), ()):
+        with pytest.raises(ValueError, match="unknown filters"):
+            make("upsampling", "M", filters=bad)
+    d = make("upsampling", "M", seed=0, filters=("bicubic",))
+    d.degrade_ground_truth(images(2, 64))
+    assert d.describe()["filters"] == ["bicubic", "bicubic"]
+
+
+def test_stroke_end_points_lie_in_the_outer_thirds():
+    rng = random.Random(0)
+    assert {_outer_third(rng, 30) for _ in range(2000)} == set(range(0, 10)) | set(range(19, 30))
+
+
+class _Points:
+    """Stands in for random.Random so that a stroke goes where the test says (canvas pixels)."""
+
+    def __init__(self, *coords):
+        self.coords = list(coords)
+
+    def random(self):
+        return 0.0
+
+    def randint(self, low, high):
+        return self.coords.pop(0)
+
+
+def test_stroke_has_round_caps_and_the_brush_width():
+    # one horizontal stroke on the 4x canvas from x=60 to x=196 at y=128: image columns 15..49 of
+    # row 32, brush 4 * int(0.08 * 64) = 20 canvas px (5 image px), caps of radius 10 (2.5 px)
+    m = stroke_mask(64, 64, 1, _Points(60, 128, 196, 128))[0]
+    assert m.shape == (64, 64) and float(m[31:34, 15:50].max()) < 0.01
+    assert float(m[32, 14]) < 0.05 and float(m[32, 50]) < 0.05   # the round caps
+    assert float(m[32, 11]) > 0.95 and float(m[32, 53]) > 0.95   # beyond them
+    assert float(m[27, 32]) > 0.95 and float(m[37, 32]) > 0.95   # beyond the brush width

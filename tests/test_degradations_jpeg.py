@@ -115,3 +115,11 @@ def test_differentiable_jpeg_hard_forward_is_a_projection():
     once = jp(x)
     assert psnr(jp(once), once) > psnr(once, x) + 3
     assert np.isfinite(psnr(once, x))
+
+
+def test_quality_range_is_1_to_100():
+    for q in (1, 100):
+        assert all(t.shape == (8, 8) for t in quantization_tables(q))
+    for q in (0, 101):
+        with pytest.raises(ValueError, match="1..100"):
+            quantization_tables(q)

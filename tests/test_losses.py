@@ -156,6 +156,24 @@ def test_lpips_term_rejects_images_below_backbone_size(lpips_random):
         lpips_random(y, y)
 
 
+def test_lpips_term_accepts_images_of_exactly_the_backbone_minimum(lpips_random):
+    y = smooth_images(side=31)  # AlexNet's smallest side
+    assert lpips_random(y, y).shape == (3,)
+
+
+def test_gradient_term_measures_the_per_pixel_slope():
+    """Sobel / 8 of a ramp rising 0.01 per pixel: 0.01 along it, 0 across it (interior pixels)."""
+    ramp = (0.01 * torch.arange(16.0)).expand(1, 3, 16, 16)  # rises along the width
+    maps = GradientTerm()._grad(ramp)                          # [1, 3 * 2, 16, 16]
+    inner = (slice(None), slice(None), slice(1, -1), slice(1, -1))
+    horizontal, vertical = maps[:, 0::2][inner], maps[:, 1::2][inner]
+    assert torch.allclose(horizontal, torch.full_like(horizontal, 0.01), atol=1e-6)
+    assert torch.allclose(vertical, torch.zeros_like(vertical), atol=1e-6)
+    turned = GradientTerm()._grad(ramp.transpose(-1, -2))
+    assert torch.allclose(turned[:, 1::2][inner], torch.full_like(horizontal, 0.01), atol=1e-6)
+    assert torch.allclose(turned[:, 0::2][inner], torch.zeros_like(vertical), atol=1e-6)
+
+
 def test_frozen_eval_and_dtype_move(lpips_random):
     loss = MultiResolutionLoss(lpips_random)
     loss.train()

@@ -98,6 +98,21 @@ def test_compute_metrics_set_level_plumbing(monkeypatch):
     assert out["fid"] > 0 and isinstance(out["kid"], float) and isinstance(out["kid_std"], float)
 
 
+def test_compute_metrics_needs_both_halves_for_fidelity():
+    gt = smooth_images()
+    out = metrics.compute_metrics(gt, gt, degraded_pred=gt, target=None, names=["psnr"])
+    assert set(out) == {"accuracy_psnr", "unavailable"}
+
+
+def test_random_crops_reach_every_position():
+    cols = torch.arange(8.0).expand(1, 3, 8, 8)                   # pixel value = its column
+    crops = metrics.random_crops(cols, 4, 200, seed=0)
+    assert crops.shape == (200, 3, 4, 4)
+    assert {int(c[0, 0, 0]) for c in crops} == set(range(5))       # left edges 0 .. 8 - 4
+    assert all(torch.equal(c[0, 0], torch.arange(c[0, 0, 0].item(), c[0, 0, 0].item() + 4)) for c in crops)
+    assert torch.equal(metrics.random_crops(cols, 8, 2, seed=0)[0], cols[0])  # crop = whole image
+
+
 # --- Inception Score: unavailable offline, formula checked on logits -------------------------
 
 def test_inception_score_from_logits_known_answers():
@@ -192,6 +207,15 @@ def test_frechet_paths_agree_with_scipy_sqrtm():
         assert metrics.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(ref, rel=1e-6)
         assert metrics.fid(a, b) == pytest.approx(ref, rel=1e-6)
         assert metrics.realism._frechet_from_samples(a, b) == pytest.approx(ref, rel=1e-6)
+    # a feature that never fires (constant, here the first): S1 is singular, Cholesky fails at once;
+    # S1 S2 is then block-triangular, so tr sqrt(S1 S2) involves the live features only
+    a[:, 0] = 0.0
+    mu1, s1 = metrics.feature_statistics(a)
+    live = np.real(scipy.linalg.sqrtm(s1[1:, 1:] @ s2[1:, 1:]))
+    ref = float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(live))
+    assert metrics.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(ref, rel=1e-6)
+    with pytest.raises(ValueError, match="at least 2"):
+        metrics.fid(a[:1], b[:5])  # the sample-space path (fewer samples than dimensions)
 
 
 def noisy(y, sigma, seed=1):

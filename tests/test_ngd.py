@@ -35,3 +35,24 @@ def test_tiny_gradients_still_take_a_full_step():
 def test_rejects_non_positive_lr():
     with pytest.raises(ValueError, match="positive"):
         NGD([torch.zeros(1, requires_grad=True)], lr=0)
+
+
+def test_step_with_closure_returns_its_loss_and_moves_lr():
+    p = torch.tensor([[3.0, 4.0]], requires_grad=True)
+    opt = NGD([p], lr=0.5)
+
+    def closure():
+        opt.zero_grad()
+        loss = p.square().sum()
+        loss.backward()
+        return loss
+
+    assert opt.step(closure).item() == 25.0
+    assert torch.allclose(p.detach(), torch.tensor([[3.0, 4.0]]) * (1 - 0.5 / 5))
+
+
+def test_non_finite_latent_is_an_error_not_a_silent_nan():
+    p = torch.tensor([[1.0, float("inf")]], requires_grad=True)
+    p.grad = torch.tensor([[1.0, 0.0]])
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        NGD([p], lr=0.1).step()

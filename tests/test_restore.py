@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import generated_target, small_generator
 from rusir.model.generators import GeneratorInfo, set_info
@@ -81,3 +82,32 @@ def test_generator_default_lr_scale_is_used_unless_overridden():
     assert torch.equal(restore(G, target, **kw).images, explicit)
     assert torch.equal(restore(G, target, lr_scale=1.0, **kw).images, paper)
     assert not torch.equal(explicit, paper)
+
+
+def test_render_resizes_to_the_working_resolution():
+    G = small_generator(resolution=16)
+    w = G.mapping.w_avg[None]
+    with torch.no_grad():
+        full = render(G, w)
+        assert torch.allclose(render(G, w, resolution=8), F.avg_pool2d(full, 2), atol=1e-6)  # area
+        assert torch.equal(render(G, w, resolution=32), full.repeat_interleave(2, 2).repeat_interleave(2, 3))
+
+
+def test_loss_as_data_is_built_around_the_degradation_and_time_is_measured():
+    import time
+    from rusir.inversion.presets import build_loss
+
+    G = small_generator()
+    target = generated_target(G, seed=5)
+    kw = dict(steps=(2, 2, 2), progress=False)
+    start = time.perf_counter()
+    by_name = restore(G, target, loss="l2", **kw)
+    elapsed = time.perf_counter() - start
+    assert torch.equal(by_name.images, restore(G, target, loss=build_loss("l2"), **kw).images)
+    assert 0 < by_name.seconds <= elapsed
+
+
+def test_integer_targets_are_refused():
+    G = small_generator()
+    with pytest.raises(ValueError, match="floating point"):
+        restore(G, torch.zeros(1, 3, 16, 16, dtype=torch.uint8), loss=mse)

@@ -48,7 +48,8 @@ def test_summaries():
     assert len(select(rows, {"level": "M"})) == 4 and select(rows) == rows
     s = summarize(rows)
     assert [(r["task"], r["level"], r["n"]) for r in s] == [("upsampling", "XS", 2), ("upsampling", "M", 2), ("denoising", "M", 2)]
-    assert s[0]["psnr"] == 21.0 and s[0]["psnr_gain"] == 0.5
+    assert s[0]["psnr"] == 21.0 and s[0]["psnr_gain"] == 0.5 and s[0]["naive_psnr"] == 20.5
+    assert [r["image"] for r in task_rows(_run())] == [0, 1]
     s = summarize(rows, by=("task",), where={"level": "M"})
     assert [(r["task"], r["n"]) for r in s] == [("upsampling", 2), ("denoising", 2)]
     assert math.isnan(summarize(rows, by=("task",), metrics=("nope",))[0]["nope"])
@@ -62,10 +63,12 @@ def test_plot_metric(tmp_path):
     import matplotlib
     matplotlib.use("Agg")
     rows = [dict(r, config=c) for c in ("a", "b") for lv in ("XS", "S", "M") for r in task_rows(_run(level=lv))]
-    fig = plot_metric(rows, x="level", series="config", path=tmp_path / "p.png", where={"config": "a"})
+    fig = plot_metric(rows, series="config", path=tmp_path / "new" / "p.png", where={"config": "a"})
     ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["XS", "S", "M"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["XS", "S", "M"]   # x: level by default
     assert len(ax.lines) == 1 and list(ax.lines[0].get_ydata()) == [21.0] * 3
-    assert (tmp_path / "p.png").stat().st_size > 1000
+    assert (tmp_path / "new" / "p.png").stat().st_size > 1000
+    assert ax.get_ylabel() == "psnr" and ax.get_legend_handles_labels()[1] == ["a"]
     fig = plot_metric(rows, x="level", metrics=("naive_psnr", "psnr"))
-    assert len(fig.axes[0].lines) == 2
+    assert len(fig.axes[0].lines) == 2 and fig.axes[0].get_ylabel() == "value"
+    assert fig.axes[0].get_legend_handles_labels()[1] == ["naive_psnr", "psnr"]

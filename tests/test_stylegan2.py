@@ -133,3 +133,46 @@ def test_mapping_never_updates_w_avg_unless_asked():
     assert torch.equal(G.mapping.w_avg, before)
     G.mapping(torch.randn(4, G.z_dim), update_w_avg=True)
     assert not torch.equal(G.mapping.w_avg, before)
+
+
+def test_fresh_generator_starts_like_the_official_one(tiny32):
+    """Built from scratch (training, widening), buffers and style biases take the official
+    initial values: loading a pickle overwrites them, so the golden tests cannot see them."""
+    G = Generator(**tiny32.init_kwargs)
+    official = dict(tiny32.named_buffers())
+    filters = [k for k in official if k.endswith("resample_filter")]
+    assert filters and all(torch.equal(dict(G.named_buffers())[k], official[k]) for k in filters)
+    f = torch.tensor([1.0, 3.0, 3.0, 1.0])
+    assert torch.allclose(official[filters[0]], torch.outer(f, f) / 64)  # [1, 3, 3, 1], sum 1
+    affine_biases = [p for k, p in G.named_parameters() if k.endswith("affine.bias")]
+    assert affine_biases and all(torch.equal(b, torch.ones_like(b)) for b in affine_biases)
+
+
+@pytest.mark.parametrize("resolution", [2, 48, 100])
+def test_resolution_must_be_a_power_of_two(resolution):
+    with pytest.raises(ValueError, match="power of two"):
+        Generator(16, 0, 16, resolution, 3, synthesis_kwargs=dict(channel_base=128, channel_max=16))
+
+
+def test_generator_call_is_mapping_then_synthesis():
+    G = small_generator()
+    z = torch.randn(2, G.z_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(G(z), G.synthesis(G.mapping(z), noise_mode="const"))
+        assert torch.equal(G(z, truncation_psi=0.5), G.synthesis(G.mapping(z, truncation_psi=0.5)))
+
+
+def test_latents_lift_upwards_and_refuse_to_lower():
+    from rusir.inversion.latents import convert, space_of
+
+    G = small_generator()
+    w = torch.randn(2, G.w_dim)
+    wp, wpp = convert(w, "W+", G), convert(w, "W++", G)
+    assert (wp.shape, wpp.shape) == ((2, G.num_ws, G.w_dim), (2, G.num_ws, G.synthesis.max_channels, G.w_dim))
+    assert [space_of(x) for x in (w, wp, wpp)] == ["W", "W+", "W++"]
+    assert torch.equal(convert(wpp, "W++", G), wpp) and torch.equal(convert(wp, "W++", G), wpp)
+    for latent, space in ((wpp, "W"), (wpp, "W+"), (wp, "W")):
+        with pytest.raises(ValueError, match="cannot lower"):
+            convert(latent, space, G)
+    with pytest.raises(ValueError, match="unknown latent space"):
+        convert(w, "Z", G)
