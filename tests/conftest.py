@@ -87,3 +87,18 @@ def generated_target(G, seed: int, batch: int = 1, spread: float = 0.35) -> torc
     w = G.mapping.w_avg[None] + spread * torch.randn(batch, G.w_dim, generator=g)
     with torch.no_grad():
         return render(G, w)
+
+
+def mse(x, y, mask=None):
+    """The simplest per-image loss [B] (tests that are about the loop, not the loss)."""
+    return (x - y).square().flatten(1).mean(1)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny nets on a shared CPU run far faster on one thread; restore the setting after.
+    Use with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

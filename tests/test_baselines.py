@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from conftest import generated_target, small_generator
+from conftest import generated_target, mse, small_generator
 from rusir.model.generators import GeneratorInfo, set_info
 from rusir.baselines import METHODS, baseline_config, get_method
 from rusir.baselines.config import TABLES
@@ -21,17 +21,7 @@ FAST = {"pulse": dict(fit_samples=256), "lbrgm": dict(init_candidates=4), "adam_
 BASELINES = tuple(FAST)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny nets on a shared CPU run far faster on one thread; restore the setting after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def mse(x, y, mask=None):
-    return (x - y).square().flatten(1).mean(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run(name, G, target, **kw):

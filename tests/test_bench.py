@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import small_generator
+from conftest import mse, small_generator
 from rusir.evaluation import runner as bench
 from rusir.evaluation.runner import Item, parse_shard, parse_tasks, plan_items, run_bench, shard_items
 from rusir.evaluation.report import build_tables, load_records
@@ -19,10 +19,6 @@ from rusir.inversion.restore import RestoreResult, restore
 
 TASKS = "upsampling@M,UNAP@M"
 STEPS = (3, 3, 3)
-
-
-def mse(x, y, mask=None):
-    return (x - y).square().flatten(1).mean(1)
 
 
 def naive(G, target, degradation, loss=None, seed=0, steps=None, progress=True):

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import small_generator, smooth_images
+from conftest import mse, small_generator, smooth_images
 from rusir import degradations
 from rusir.evaluation.runner import run_bench
 from rusir.evaluation.experiment import run_task
@@ -24,10 +24,6 @@ from rusir.metrics import ssim
 from rusir.inversion.restore import RestoreResult
 
 QUALITY_M = 12  # deartifacting level M
-
-
-def mse(x, y, mask=None):
-    return (x - y).square().flatten(1).mean(1)
 
 
 def pillow_jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:

@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 
-from conftest import small_generator
+from conftest import mse, small_generator
 from rusir.baselines import METHODS, baseline_config
 from rusir.evaluation import runner
 from rusir.evaluation.runner import Item, method_kwargs
@@ -21,16 +21,7 @@ QUICK = {"rusir": dict(steps=(2, 1, 1)), "pulse": dict(steps=3, fit_samples=64),
          "lbrgm": dict(steps=3, init_candidates=2), "adam_wplus": dict(steps=3)}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def mse(x, y, mask=None):
-    return (x - y).square().flatten(1).mean(1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def target_of(G, seed: int = 0) -> torch.Tensor:

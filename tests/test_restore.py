@@ -7,13 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import generated_target, small_generator
+from conftest import generated_target, mse, small_generator
 from rusir.model.generators import GeneratorInfo, set_info
 from rusir.inversion.restore import render, restore
-
-
-def mse(x, y, mask=None):
-    return (x - y).square().flatten(1).mean(1)
 
 
 def psnr(a, b):

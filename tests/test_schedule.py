@@ -4,16 +4,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import fixture_path, small_generator
+from conftest import fixture_path, mse, small_generator
 from rusir import load_generator, restore
 from rusir.inversion.latents import convert, initial_latent
 from rusir.inversion.schedule import PAPER_LRS, PAPER_STEPS, resolve
 from rusir.model.generators import REGISTRY, GeneratorInfo, set_info
 from rusir.model.generators import info as generator_info
-
-
-def mse(x, y, mask=None):
-    return (x - y).square().flatten(1).mean(1)
 
 
 def test_paper_schedule_is_the_default():
