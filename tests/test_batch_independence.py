@@ -16,6 +16,7 @@ import torch
 
 from rusir.degradations import make
 from rusir.inversion.losses import ConsistencyLoss, LPIPSTerm, MultiResolutionLoss
+from rusir.inversion.ngd import normalized_direction
 from rusir.inversion.presets import build_loss
 from rusir.inversion.restore import restore
 
@@ -72,6 +73,15 @@ def test_loss_noise_is_per_image(images):
     cons = ConsistencyLoss(lambda t: t, seed=3)(None, prediction=images)
     for i in (0, 8):
         assert torch.equal(cons[i:i + 1], ConsistencyLoss(lambda t: t, seed=3)(None, prediction=images[i:i + 1]))
+
+
+@pytest.mark.parametrize("shape", [(9, 16), (9, 7, 16), (9, 7, 16, 16)], ids=["W", "W+", "W++"])
+def test_ngd_rows_belong_to_one_image(shape):
+    g = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    g[1] *= 1e6  # another image's scale must not matter
+    d = normalized_direction(g)
+    for i in (0, 8):
+        assert torch.allclose(d[i:i + 1], normalized_direction(g[i:i + 1]), rtol=1e-6, atol=0)
 
 
 # --- the whole restore (float64) ---------------------------------------------------------------
