@@ -17,6 +17,9 @@ Seeding: an ``int`` seed ``s`` applied to a batch of ``B`` images means per-imag
 explicit generator derived from those seeds and a per-task *salt* (:func:`derive_seed`), so
 the same seed drives independent streams in different stages of a composition, and image
 ``i`` of a batch degraded with seed ``s`` equals that image alone degraded with seed ``s+i``.
+The approximation's fresh randomness (denoising's noise and dead pixels) follows the same rule:
+each image draws from its own stream (:meth:`Degradation.prediction_generators`), so what
+image ``i`` sees never depends on its batch neighbours or on the batch size.
 """
 
 from __future__ import annotations
@@ -56,6 +59,14 @@ def per_image_seeds(seed: Seed, batch_size: int) -> list[int]:
     if len(seeds) != batch_size:
         raise ValueError(f"got {len(seeds)} seeds for a batch of {batch_size} images")
     return seeds
+
+
+def per_image_draw(draw, shape: Sequence[int], generators: list[torch.Generator],
+                   device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``draw`` (torch.randn / torch.rand) of ``shape`` per image from that image's own
+    generator, stacked to [B, *shape]: image ``i``'s values never depend on the others."""
+    return torch.stack([draw(tuple(shape), generator=g, device=device, dtype=dtype)
+                        for g in generators])
 
 
 def derive_seed(seed: int, salt: str) -> int:
@@ -156,7 +167,8 @@ class Degradation:
         self.seed = seed
         self._mask: torch.Tensor | None = None  # last mask at the target size, [B, 1, h, w]
         self._seen: tuple[int, int, int] | None = None  # (B, H, W) of the last input
-        self._pred_generators: dict[str, torch.Generator] = {}
+        # the approximation's per-image streams: device -> (image seed, occurrence) -> stream
+        self._pred_generators: dict[str, dict[tuple[int, int], torch.Generator]] = {}
 
     # -- the two methods a subclass writes -------------------------------------------------
     def true_degradation(self, x: torch.Tensor, seeds: list[int]) -> torch.Tensor:
@@ -217,17 +229,28 @@ class Degradation:
         self._prepare_for(x)
         return self.approximation(x)
 
-    def prediction_generator(self, device: torch.device) -> torch.Generator:
-        """This object's own seeded stream for the approximation's fresh randomness."""
-        key = str(device)
-        if key not in self._pred_generators:
-            base = self.seed if isinstance(self.seed, (int, np.integer)) else sum(
-                (i + 1) * int(s) for i, s in enumerate(self.seed)
-            )
-            gen = torch.Generator(device=device)
-            gen.manual_seed(derive_seed(int(base), f"{self.salt or self.name}:prediction"))
-            self._pred_generators[key] = gen
-        return self._pred_generators[key]
+    def prediction_generators(self, batch_size: int, device: torch.device) -> list[torch.Generator]:
+        """One seeded stream per image for the approximation's fresh randomness.
+
+        Image ``i``'s stream is seeded by its own seed alone (``derive_seed(seed_i,
+        "<salt>:prediction")``) and advances only with that image's draws, so image ``i`` of a
+        batch sees exactly the noise it would see alone with seed ``seed_i`` (the rule of the
+        true degradation). A seed repeated within one sequence gets one stream per occurrence,
+        so each copy still behaves as if alone. For a single image the stream is the one a
+        single shared stream used to give, so batch-1 results are unchanged.
+        """
+        streams = self._pred_generators.setdefault(str(device), {})
+        seen: dict[int, int] = {}
+        out = []
+        for s in self.seeds_for(batch_size):
+            key = (s, seen.get(s, 0))
+            seen[s] = key[1] + 1
+            if key not in streams:
+                gen = torch.Generator(device=device)
+                gen.manual_seed(derive_seed(s, f"{self.salt or self.name}:prediction"))
+                streams[key] = gen
+            out.append(streams[key])
+        return out
 
     def describe(self) -> dict[str, Any]:
         """Name, level, seed and parameters, for benchmark records."""

@@ -2,7 +2,8 @@
 
 True: y = Poisson(lambda x) / lambda per pixel and channel, then each pixel (all channels
 together) is zeroed with probability p, clamped to [0, 1].
-Approximation (fresh noise at every call, from the object's own seeded stream):
+Approximation (fresh noise at every call, from each image's own seeded stream, so an image's
+noise does not depend on its batch neighbours):
   x' = c(x);  y' = ((lambda x' - 1/2) + sqrt(lambda x' + 1e-3) n) / lambda,  n ~ N(0, 1);
   y' *= Bernoulli keep-mask (u > p, one draw per pixel, shared by the channels);
   out = c(y'),
@@ -17,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .base import DEFAULT_SEED, Degradation, Seed, surrogate_clamp
+from .base import DEFAULT_SEED, Degradation, Seed, per_image_draw, surrogate_clamp
 
 
 class Denoising(Degradation):
@@ -51,14 +52,14 @@ class Denoising(Degradation):
         return torch.stack(out)
 
     def approximation(self, x: torch.Tensor) -> torch.Tensor:
-        gen = self.prediction_generator(x.device)
+        b, c, h, w = x.shape
+        gens = self.prediction_generators(b, x.device)  # one stream per image
         lam, k = self.photons, self.clamp_slope
         x = surrogate_clamp(x, k)
         if lam > 0:
-            n = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+            n = per_image_draw(torch.randn, (c, h, w), gens, x.device, x.dtype)
             x = ((lam * x - 0.5) + torch.sqrt(lam * x + 1e-3) * n) / lam
-        b, _, h, w = x.shape
-        u = torch.rand((b, 1, h, w), generator=gen, device=x.device, dtype=x.dtype)
+        u = per_image_draw(torch.rand, (1, h, w), gens, x.device, x.dtype)
         return surrogate_clamp(x * (u > self.dead_prob).to(x.dtype), k)
 
     def params(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from .base import DEFAULT_SEED, Degradation, Seed, surrogate_clamp
+from .base import DEFAULT_SEED, Degradation, Seed, per_image_draw, surrogate_clamp
 from .denoising import Denoising
 from .upsampling import Upsampling, average_pool_downsample
 
@@ -84,19 +84,21 @@ class GaussianNoise(Degradation):
         super().__init__(level, seed)
         self.sigma = float(sigma if sigma is not None else self.LEVEL_PARAMS[level])
 
-    def _noisy(self, x: torch.Tensor, gens: list[torch.Generator] | torch.Generator) -> torch.Tensor:
-        if isinstance(gens, torch.Generator):
-            n = torch.randn(x.shape, generator=gens, device=x.device, dtype=x.dtype)
-        else:  # per-image CPU streams, identical targets on every device
-            n = torch.stack([torch.randn(x.shape[1:], generator=g, dtype=torch.float64)
-                             for g in gens]).to(x.device, x.dtype)
-        return x + self.sigma * n
+    def _noisy(self, x: torch.Tensor, gens: list[torch.Generator], cpu64: bool = False) -> torch.Tensor:
+        """x + sigma * n, n drawn per image from that image's generator (float64 on the CPU for
+        targets, identical on every device; on x's device and dtype for the approximation)."""
+        if cpu64:
+            n = per_image_draw(torch.randn, x.shape[1:], gens, torch.device("cpu"), torch.float64)
+        else:
+            n = per_image_draw(torch.randn, x.shape[1:], gens, x.device, x.dtype)
+        return x + self.sigma * n.to(x.device, x.dtype)
 
     def true_degradation(self, x: torch.Tensor, seeds: list[int]) -> torch.Tensor:
-        return self._noisy(x, [torch.Generator().manual_seed(self.stream_seed(s)) for s in seeds])
+        return self._noisy(x, [torch.Generator().manual_seed(self.stream_seed(s)) for s in seeds],
+                           cpu64=True)
 
     def approximation(self, x: torch.Tensor) -> torch.Tensor:
-        return self._noisy(x, self.prediction_generator(x.device))
+        return self._noisy(x, self.prediction_generators(x.shape[0], x.device))
 
     def params(self) -> dict[str, Any]:
         return {"sigma": self.sigma}
@@ -113,7 +115,8 @@ class ClampedGaussianNoise(GaussianNoise):
         return super().true_degradation(x, seeds).clamp(0, 1)
 
     def approximation(self, x: torch.Tensor) -> torch.Tensor:
-        return surrogate_clamp(self._noisy(surrogate_clamp(x), self.prediction_generator(x.device)))
+        gens = self.prediction_generators(x.shape[0], x.device)
+        return surrogate_clamp(self._noisy(surrogate_clamp(x), gens))
 
 
 class Uncropping(Degradation):

@@ -22,7 +22,9 @@ def init_w(G: Generator, batch: int) -> Tensor:
     """W at the generator's tracked mean (the paper's init): [B, w_dim]."""
     if not hasattr(G.mapping, "w_avg"):
         raise ValueError("this generator tracks no w_avg, which RUSIR needs as its starting point")
-    return G.mapping.w_avg.detach().float().unsqueeze(0).repeat(batch, 1).clone()
+    w_avg = G.mapping.w_avg.detach()
+    w_avg = w_avg.to(torch.promote_types(w_avg.dtype, torch.float32))  # fp32, or fp64 for G.double()
+    return w_avg.unsqueeze(0).repeat(batch, 1).clone()
 
 
 def w_to_wplus(w: Tensor, num_ws: int) -> Tensor:

@@ -18,6 +18,11 @@ n = (N(0, 1) + 0.5) / 2 is added to both images weighted by (1 - m), so holes ho
 texture instead of black; the noise comes from a seeded generator owned by the loss
 (`reset_noise(seed)` restarts it). Weight-free terms see the masked images (holes 0 in both), so
 content inside holes never contributes. The coarse L1 is taken on the pooled masked images.
+
+Batch independence: a loss's own noise (hole fill, consistency) is ONE draw of a single image's
+shape per call, broadcast over the batch, so the stream advances by the same amount whatever
+the batch size and every image sees exactly the noise it would see alone (the noise depends on
+the loss's seed and call count, never on the other images). Nothing reduces over the batch.
 """
 from __future__ import annotations
 
@@ -169,7 +174,12 @@ def make_term(name: str, **options) -> Term:
 # --- masking, noise, pyramid -----------------------------------------------------------------
 
 class _NoiseSource:
-    """Seeded per-device generators for the hole noise, so runs are reproducible."""
+    """Seeded per-device generators for the loss's noise, so runs are reproducible.
+
+    Each draw is one image's worth ([1, C, H, W]) expanded over the batch: drawing [B, C, H, W]
+    from one stream would give image i noise that depends on its position and on B (and the
+    stream would advance B times as fast), coupling the images of a batch. For B = 1 the values
+    are those of the former full-shape draw."""
 
     def __init__(self, seed: int):
         self.seed = seed
@@ -183,8 +193,9 @@ class _NoiseSource:
         key = str(like.device)
         if key not in self._gens:
             self._gens[key] = torch.Generator(device=like.device).manual_seed(self.seed)
-        return torch.randn(like.shape, generator=self._gens[key], device=like.device,
-                           dtype=like.dtype)
+        one = torch.randn((1, *like.shape[1:]), generator=self._gens[key], device=like.device,
+                          dtype=like.dtype)
+        return one.expand(like.shape)
 
     def __call__(self, like: Tensor) -> Tensor:
         """The hole fill: (N(0, 1) + 0.5) / 2, mean 0.25, std 0.5."""
@@ -217,7 +228,7 @@ class WeightedTerms(_Frozen):
         for name, term in self.terms.items():
             a, b = x, y
             if m is not None and term.noise_fill:
-                if filled is None:  # one fresh noise per level, shared by both images and terms
+                if filled is None:  # one fresh noise per level, shared by x and y and the terms
                     n = (1 - m) * noise(y)
                     filled = (x + n, y + n)
                 a, b = filled

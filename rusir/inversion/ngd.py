@@ -2,8 +2,11 @@
 
 RUSIR's optimiser (spec section 3): the gradient of each row (last axis) is divided by its own
 L2 norm, with no epsilon. Rows whose gradient norm is zero or not finite do not move (0/0 -> 0),
-which is what freezes the W++ slots of layers narrower than F. Because each row is normalised on
-its own, optimising B images in one batch is exactly optimising each alone.
+which is what freezes the W++ slots of layers narrower than F. A row never spans two images
+(W [B, w]: one row per image; W+ [B, num_ws, w]: per image and layer; W++ [B, num_ws, F, w]: per
+image, layer and filter), so NGD never mixes the images of a batch. It does amplify rounding: a
+row moves lr however small its gradient, so a ~1e-6 difference (float32 batched vs single-image
+kernels) grows step by step; README, "Python API", gives the measured size.
 """
 from __future__ import annotations
 

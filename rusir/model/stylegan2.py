@@ -2,7 +2,9 @@
 
 Parameter names, shapes and order equal the official `state_dict()`, so official weights load
 with `strict=True`. The maths follows ../shared/spec/stylegan2-ada-format.md section 2 and
-always runs in fp32 (the official fp16 path is a speed trick that changes values by ~1e-2).
+runs in the dtype of the parameters: fp32 as loaded (the official fp16 path is a speed trick
+that changes values by ~1e-2); `G.double()` gives a float64 generator (inputs are cast to it),
+which measures what float32 rounding does to a result.
 
 Synthesis takes three latent layouts (RUSIR's phases):
     W    [B, w_dim]              one code, repeated for every layer
@@ -91,11 +93,12 @@ class MappingNetwork(nn.Module):
     def forward(self, z: Tensor, c: Optional[Tensor] = None, truncation_psi: float = 1.0,
                 truncation_cutoff: Optional[int] = None, update_w_avg: bool = False) -> Tensor:
         """[B, z_dim] -> [B, num_ws, w_dim]. w_avg changes only when update_w_avg (training)."""
-        x = _normalize_2nd_moment(z.float()) if self.z_dim > 0 else None
+        dtype = self.fc0.weight.dtype  # fp32 as loaded; fp64 after .double()
+        x = _normalize_2nd_moment(z.to(dtype)) if self.z_dim > 0 else None
         if self.c_dim > 0:
             if c is None:
                 raise ValueError(f"this generator is conditional (c_dim={self.c_dim}): pass c")
-            y = _normalize_2nd_moment(self.embed(c.float()))
+            y = _normalize_2nd_moment(self.embed(c.to(dtype)))
             x = torch.cat([x, y], dim=1) if x is not None else y
         for i in range(self.num_layers):
             x = getattr(self, f"fc{i}")(x)
@@ -315,7 +318,7 @@ class SynthesisNetwork(nn.Module):
     def forward(self, ws: Tensor, noise_mode: str = "const", **unused) -> Tensor:
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
-        styles = iter(self.styles(ws.float()))
+        styles = iter(self.styles(ws.to(self.blocks()[0].const.dtype)))  # fp32 unless .double()
         x = img = None
         for block in self.blocks():
             block_styles = [next(styles) for _ in block.layers()]
