@@ -72,7 +72,8 @@ def test_loss_noise_is_per_image(images):
             assert torch.allclose(value[i:i + 1], ref, rtol=1e-12, atol=0), i
     cons = ConsistencyLoss(lambda t: t, seed=3)(None, prediction=images)
     for i in (0, 8):
-        assert torch.equal(cons[i:i + 1], ConsistencyLoss(lambda t: t, seed=3)(None, prediction=images[i:i + 1]))
+        alone = ConsistencyLoss(lambda t: t, seed=3)(None, prediction=images[i:i + 1])
+        assert torch.equal(cons[i:i + 1], alone)
 
 
 @pytest.mark.parametrize("shape", [(9, 16), (9, 7, 16), (9, 7, 16, 16)], ids=["W", "W+", "W++"])
@@ -111,3 +112,36 @@ def test_restore_batch_equals_alone_float64(task, images):
         assert torch.allclose(l9[..., i], la[..., 0], rtol=1e-9, atol=0), f"losses, image {i}"
         if i < 2:
             assert (b2[i] - alone[0]).abs().max() <= 1e-9, f"batch 2, image {i}"
+
+
+# --- the README's float32 numbers are the committed record's ----------------------------------
+
+def test_readme_numbers_match_record():
+    import json
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    text = re.sub(r"\s+", " ", (root / "README.md").read_text(encoding="utf-8"))
+    name = "benchmarks/results/batch_independence_toyfaces64.json"
+    assert name in text
+    records = {(r["dtype"], r["schedule"]): r for r in json.loads((root / name).read_text())}
+    num = r"([−-]?\d+\.\d+)"
+    m = re.search(rf"max \|pixel difference\|: {num} after 1 step per phase, {num} after 3, {num} "
+                  rf"after 10; after the full schedule \(batch of 4, 7 tasks × 4 faces\) its PSNR "
+                  rf"differs by {num} dB on average \(at most {num} dB, on a UNAP face; mean signed "
+                  rf"{num} dB\), about as much as restoring it alone from a start latent one ulp "
+                  rf"away \({num} dB, at most {num} dB\)", text)
+    assert m, "README's batch sentence was reworded: update this test with the record"
+    full = records[("float32", "default")]
+    assert full["batch"] == 4 and len(full["tasks"]) == 7 and full["control"]
+    assert all(len(t["rows"]) == 4 for t in full["tasks"].values())
+    short = ("1,1,1", "3,3,3", "10,10,10")
+    expected = [records[("float32", s)]["summary"]["max_abs"] for s in short]
+    expected += [full["summary"][k] for k in ("mean_abs_dpsnr", "max_abs_dpsnr", "mean_dpsnr",
+                                               "ulp_mean_abs_dpsnr", "ulp_max_abs_dpsnr")]
+    for printed, value in zip(m.groups(), expected):
+        decimals = len(printed.split(".")[1])
+        assert float(printed.replace("−", "-")) == round(value, decimals), (printed, value)
+    worst = max(full["tasks"], key=lambda t: full["tasks"][t]["max_abs_dpsnr"])
+    assert worst == "UNAP"
