@@ -43,6 +43,7 @@ from ..inversion.schedule import resolve as resolve_schedule
 from ..metrics import PER_IMAGE_METRICS
 from ..model.generators import info as generator_info, load_generator
 from . import claims, records
+from .cluster import ENGINES, require_ray, run_units
 from .plan import (IMAGE_EXTENSIONS, BoundMethod, Item, Unit, bind_method, images_config,
                    parse_batch, parse_shard, parse_tasks, plan_items, plan_units, resolve_images,
                    resolve_methods, shard_items)
@@ -93,7 +94,9 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
               progress: bool = True, degradation_seeds: str = "derived",
               generator_name: Optional[str] = None,
               extra_config: Optional[Mapping] = None, batch: int = 1,
-              dtype: Union[str, torch.dtype] = "float32") -> BenchSummary:
+              dtype: Union[str, torch.dtype] = "float32", engine: str = "local",
+              address: Optional[str] = None, gpus_per_unit: Optional[float] = None,
+              cpus_per_unit: float = 1, max_retries: int = 3) -> BenchSummary:
     """Run every (method, task, level, image) item not yet finished in `out`.
 
     generator: a Generator, or a registry name / .pkl / .safetensors path (load_generator).
@@ -111,6 +114,11 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
     degradation_seeds: `derived` or `image` (see degradation_seed).
     dtype: the precision of the restorations (`float64` runs the generator and the targets in
     float64: how the tests check that a batch equals its items alone; records stay 8-bit).
+    engine: `local` (this process, one unit after another) or `ray` (each unit a Ray task:
+    rusir.evaluation.cluster); address: the Ray cluster to join (`auto`, `ray://host:port`;
+    None starts a local one); gpus_per_unit: GPUs per task (fractions pack units on a GPU;
+    None: 1 when the cluster has GPUs, else 0 and `cpus_per_unit` CPUs); max_retries: runs of a
+    unit whose worker process died. Both engines write the same records and resume each other.
     generator_name: the name recorded in bench.json (default: the path / info(G).name).
     extra_config: more fields for bench.json (e.g. the IQA study's losses).
     """
@@ -118,6 +126,11 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
     out = Path(out)
     batch = parse_batch(batch)
     precision = parse_dtype(dtype)
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; valid: {list(ENGINES)}")
+    if engine == "ray":
+        require_ray()                     # before any work: the install command if absent
+        device = "cpu"                    # the driver only plans; workers pick their device
     dev = torch.device(device) if device is not None else (
         torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
     G = load_generator(generator, device=dev) if isinstance(generator, (str, Path)) else generator.to(dev)
@@ -158,10 +171,16 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
     job = Job(G, fns, dict(found), out, loss_fn, steps, baseline_steps, seed, metric_names,
               save_latent, dev, degradation_seeds, precision)
     try:
-        run_local(job, todo, summary, fail_fast, progress)
+        if engine == "ray":
+            run_units(job, generator if isinstance(generator, (str, Path)) else G, todo, summary,
+                      address=address, gpus_per_unit=gpus_per_unit, cpus_per_unit=cpus_per_unit,
+                      max_retries=max_retries, fail_fast=fail_fast, progress=progress)
+        else:
+            run_local(job, todo, summary, fail_fast, progress)
     finally:
         summary.seconds = time.time() - t0
         records.write_failures(out, which, summary.failures)
+        records.clean_stale_tmp(out)      # e.g. a dead worker's half-written item
         records.remove_empty_tmp(out)
     return summary
 
@@ -191,14 +210,6 @@ def unfinished_units(out: Path, units: Sequence[Unit], summary: BenchSummary,
     return todo
 
 
-def claim_unit(out: Path, unit: Unit, token: str, last: bool) -> tuple[list[Item], list[Item]]:
-    """(items now this run's, items held by another live run): see rusir.evaluation.claims."""
-    mine, held = [], []
-    for item in unit.items:
-        (mine if claims.claim_item(out, item.key, token, force=last) else held).append(item)
-    return mine, held
-
-
 def run_local(job: Job, todo: Sequence[Unit], summary: BenchSummary, fail_fast: bool,
               progress: bool) -> None:
     """Run the units one after another in this process. Items claimed by another live run are
@@ -209,7 +220,7 @@ def run_local(job: Job, todo: Sequence[Unit], summary: BenchSummary, fail_fast: 
                dynamic_ncols=True, disable=not progress)
 
     def attempt(unit: Unit, last: bool) -> None:
-        mine, held = claim_unit(job.out, unit, token, last)
+        mine, held = claims.claim_items(job.out, unit.items, token, force=last)
         if held and last:
             summary.busy += len(held)
         elif held:
