@@ -204,8 +204,8 @@ def _drive(ray, task, spec_ref, out: Path, todo: Sequence[Unit], summary, fail_f
                     for item in mine:
                         claims.release_claim(out, item.key, owner)
                 units_done += 1
+                bar.set_postfix_str(f"{units_done} units", refresh=False)
                 bar.update(len(mine))
-                bar.set_postfix_str(f"{units_done} units")
             if phase == "first":
                 for unit in list(deferred):
                     submit(unit, last=True)
@@ -224,9 +224,9 @@ def _outcome(ray, ref, items: Sequence[Item], fail_fast: bool) -> UnitOutcome:
     try:
         return ray.get(ref)
     except ray.exceptions.RayTaskError as exc:     # raised in the task: fail_fast, storage
-        cause = exc.as_instanceof_cause()
+        cause = getattr(exc, "cause", None) or exc
         if isinstance(cause, OSError) and "shared storage" in str(cause):
-            raise OSError(str(cause).splitlines()[-1] if str(cause) else "shared storage") from None
+            raise OSError(str(cause)) from None
         if fail_fast:
             raise
         return _failed(items, f"{type(cause).__name__}: {cause}")

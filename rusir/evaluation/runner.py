@@ -8,7 +8,9 @@
 Work units (`rusir.evaluation.plan.plan_units`): the items sharing (method, task, level), in
 batches of `batch` images, restored by one call (`run_unit`) and then scored and written one item
 at a time; each item keeps its own degradation seed and the method's seed (`method_seed`), so a
-batch equals its items alone up to float rounding. Shards split the units.
+batch equals its items alone up to float rounding. Shards split the units. Engines: `local` runs
+the units one after another in this process; `ray` runs each as a Ray task on this machine's or
+a cluster's GPUs / CPUs (rusir.evaluation.cluster); both write the same records.
 
 Every study is a configuration of this one runner: the IQA-loss study passes its loss variants as
 methods (`bind_method(restore, loss=...)` named `rusir[loss=<variant>]`), the baselines table
