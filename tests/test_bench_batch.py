@@ -93,6 +93,20 @@ def test_a_unit_restores_only_its_unfinished_items(tmp_path):
     assert not (tmp_path / ".tmp").exists()
 
 
+def test_shards_split_units(tmp_path):
+    G = small_generator(resolution=16)
+    calls = []
+    for k in range(2):
+        method = Counting()
+        s = run(tmp_path, 2, G, methods={"naive": method}, tasks="UNAP@M,upsampling@M", shard=f"{k}/2")
+        calls.append(method.calls)
+        assert s.failed == 0 and s.done == sum(method.calls)
+    # units of UNAP: [0, 1], [2]; of upsampling: [0, 1], [2] -> shard 0 gets 1st and 3rd
+    assert calls == [[2, 2], [1, 1]]
+    assert sorted(r["key"] for r in load_records(tmp_path)) == sorted(
+        f"naive/{t}/M/000{j}" for t in ("UNAP", "upsampling") for j in range(3))
+
+
 def test_a_failing_unit_fails_each_of_its_items(tmp_path):
     def boom(G, target, degradation, **kw):
         raise RuntimeError("boom")
