@@ -85,6 +85,31 @@ def _device(text: str) -> str:
     return text
 
 
+def _fraction(text: str) -> float:
+    """A number >= 0 (GPUs or CPUs per Ray task; fractions allowed)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def _engine_options(p: argparse.ArgumentParser, what: str) -> None:
+    """--engine and the Ray options (rusir.evaluation.cluster), for bench and sweep."""
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help=f"local: one {what} after another here; ray: each {what} a Ray task "
+                        "(pip install 'rusir[cluster]')")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster to join: auto | ray://host:port (default: start one here)")
+    p.add_argument("--gpus-per-unit", type=_fraction, default=None,
+                   help=f"GPUs per {what} (0.5 packs two on a GPU; default: 1 if the cluster has GPUs)")
+    p.add_argument("--cpus-per-unit", type=_fraction, default=1, help=f"CPUs per {what} (default 1)")
+    p.add_argument("--max-retries", type=_count(0), default=3,
+                   help=f"runs again a {what} whose worker process died, at most N times")
+
+
 def _check_out(out: Path) -> None:
     from .restore_files import check_output_dir
     check_output_dir(out)
@@ -202,7 +227,9 @@ def _bench(p: argparse.ArgumentParser):
     p.add_argument("--methods", default="rusir", help="comma list: rusir,pulse,lbrgm,adam_wplus")
     p.add_argument("--tasks", default="single", help="single | composed | all | T@L,... (e.g. upsampling@M,UNAP@M)")
     p.add_argument("--out", type=Path, default=None, help="output folder (required)")
-    p.add_argument("--shard", default=None, help="k/n: run shard k (0-based) of n")
+    p.add_argument("--shard", default=None, help="k/n: run shard k (0-based) of n (of the work units)")
+    p.add_argument("--batch", type=_count(1), default=1,
+                   help="images restored together per work unit (items of one method, task, level)")
     p.add_argument("--steps", type=_steps, default=None,
                    help="RUSIR steps per phase (default: the generator's own schedule)")
     p.add_argument("--baseline-steps", type=_count(0), default=None, help="override the baselines' steps")
@@ -214,6 +241,7 @@ def _bench(p: argparse.ArgumentParser):
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failing item")
     p.add_argument("--no-latents", action="store_true", help="do not save latent.pt")
     p.add_argument("--no-progress", action="store_true")
+    _engine_options(p, "unit")
 
     def run(a: argparse.Namespace) -> int:
         from .evaluation.runner import run_bench
@@ -230,7 +258,10 @@ def _bench(p: argparse.ArgumentParser):
                             metrics=[m for m in a.metrics.split(",") if m], seed=a.seed,
                             device=a.device, loss=a.loss, baseline_steps=a.baseline_steps,
                             fail_fast=a.fail_fast, max_items=a.max_items,
-                            save_latent=not a.no_latents, progress=not a.no_progress)
+                            save_latent=not a.no_latents, progress=not a.no_progress,
+                            batch=a.batch, engine=a.engine, address=a.address,
+                            gpus_per_unit=a.gpus_per_unit, cpus_per_unit=a.cpus_per_unit,
+                            max_retries=a.max_retries)
         for f in summary.failures:
             print(f"failed {f['key']}: {f['error']}", file=sys.stderr)
         print(summary.line())
@@ -288,11 +319,14 @@ def _sweep(p: argparse.ArgumentParser):
     p.add_argument("--param", action="append", default=[], type=_override, metavar="NAME=VALUE",
                    help="override a parameter in every set (YAML value, e.g. steps=[5,5,5])")
     p.add_argument("--kernel", default=None, help="Jupyter kernel name (default: the notebook's)")
+    _engine_options(p, "set")
 
     def run(a: argparse.Namespace) -> int:
         from .sweep import run_sweep
         statuses = run_sweep(a.sweep_file, a.out, dry_run=a.dry_run, force=a.force, only=a.only,
-                             overrides=dict(a.param), kernel_name=a.kernel)
+                             overrides=dict(a.param), kernel_name=a.kernel, engine=a.engine,
+                             address=a.address, gpus_per_unit=a.gpus_per_unit or 0,
+                             cpus_per_unit=a.cpus_per_unit, max_retries=a.max_retries)
         if not statuses:
             print("no set matches --only")
             return 2
@@ -305,11 +339,12 @@ def _sweep(p: argparse.ArgumentParser):
 def _input_errors() -> tuple[type[BaseException], ...]:
     """What bad input or a missing file raises: reported in one line, exit 2. The project's own
     errors are ValueError or OSError subclasses (CheckpointError, NetworkPickleError,
-    MissingWeightsError, ImageFileError, ...) but for two, added when their module was imported
+    MissingWeightsError, ImageFileError, ...) but for three, added when their module was imported
     (only then can they have been raised). Anything else is a bug and keeps its traceback."""
     kinds: list[type[BaseException]] = [ValueError, OSError, yaml.YAMLError]
     for module, name in (("rusir.model.pkl", "UnsafePickleError"),
-                         ("rusir.metrics.realism", "MetricUnavailable")):
+                         ("rusir.metrics.realism", "MetricUnavailable"),
+                         ("rusir.evaluation.cluster", "RayNotInstalled")):
         kind = getattr(sys.modules.get(module), name, None)
         if kind is not None:
             kinds.append(kind)

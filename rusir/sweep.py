@@ -22,6 +22,7 @@ changed and todo sets run -- and `--dry-run` says which. A malformed sweep file 
     rusir sweep params/task_upsampling.yaml --out runs/sweeps/upsampling
     rusir sweep params/ablation.yaml --dry-run              # list the sets and their status
     rusir sweep params/compositions.yaml --param steps=[5,5,5] --param n_images=1   # overrides
+    rusir sweep params/ablation.yaml --engine ray --address auto   # each set a Ray task
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ import yaml
 
 
 __all__ = ["ParamSet", "Sweep", "load_sweep", "check_parameters", "notebook_parameters", "run_sweep",
-           "set_status", "parameters_hash", "failure_reason", "papermill_execute"]
+           "run_set", "set_status", "parameters_hash", "failure_reason", "papermill_execute"]
 
 STATUS_FILE = "sweep.json"
 _KEYS = {"notebook", "parameters", "grid", "sets", "name", "description"}
@@ -269,8 +270,18 @@ def _results_files(folder: Path, executed: Path) -> list[str]:
 def run_sweep(path: Union[str, Path], out: Union[str, Path, None] = None, dry_run: bool = False,
               force: bool = False, only: Sequence[str] = (), overrides: Optional[dict] = None,
               kernel_name: Optional[str] = None, execute: Callable = papermill_execute,
-              log: Callable[[str], None] = print) -> dict[str, str]:
-    """Run (or list) every set of a sweep; returns {set name: status after this call}."""
+              log: Callable[[str], None] = print, engine: str = "local",
+              address: Optional[str] = None, gpus_per_unit: float = 0, cpus_per_unit: float = 1,
+              max_retries: int = 3) -> dict[str, str]:
+    """Run (or list) every set of a sweep; returns {set name: status after this call}.
+    engine `ray`: each set to run is a Ray task (rusir.evaluation.cluster; `address`,
+    `gpus_per_unit` / `cpus_per_unit` per set, `max_retries` for dead workers) writing its own
+    sweep.json into `out`, which must be on storage every node sees."""
+    from .evaluation.cluster import ENGINES, require_ray
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; valid: {list(ENGINES)}")
+    if engine == "ray" and not dry_run:
+        require_ray()
     sweep = load_sweep(path)
     check_parameters(sweep)
     out = Path(out) if out is not None else Path("runs") / "sweeps" / sweep.path.stem
@@ -279,9 +290,9 @@ def run_sweep(path: Union[str, Path], out: Union[str, Path, None] = None, dry_ru
         check_parameters(Sweep(sweep.path, [ParamSet(s.name, s.notebook, dict(overrides))
                                             for s in chosen]))
     statuses: dict[str, str] = {}
+    runs: list[tuple] = []      # (head, set name, run_set's arguments)
     for i, pset in enumerate(chosen, 1):
         folder = (out / pset.name).resolve()
-        executed = folder / f"{pset.notebook.stem}.ipynb"
         params = {**pset.parameters, **(overrides or {}), "out_dir": str(folder)}
         status = set_status(folder, params)
         head = f"[{i}/{len(chosen)}] {pset.name}"
@@ -295,24 +306,50 @@ def run_sweep(path: Union[str, Path], out: Union[str, Path, None] = None, dry_ru
             continue
         if status == "changed":
             log(f"{head}: done with other parameters, running again")
-        folder.mkdir(parents=True, exist_ok=True)
-        log(f"{head}: running {pset.notebook.name} -> {executed}")
-        record = {"set": pset.name, "notebook": str(pset.notebook), "parameters": params,
-                  "parameters_hash": parameters_hash(params), "sweep": str(sweep.path),
-                  "executed": executed.name}
-        start = time.perf_counter()
-        try:
-            execute(pset.notebook, executed, params, Path.cwd(), kernel_name)
-            record["status"] = "done"
-        except Exception as exc:  # a failed set is recorded and retried on the next run
-            reason = failure_reason(exc)
-            record.update(status="failed", **reason)
-            log(f"{head}: FAILED: {_failure_line(reason)}")
-        record["seconds"] = round(time.perf_counter() - start, 2)
-        record["results"] = _results_files(folder, executed)
-        if record["status"] == "done" and not record["results"]:
-            record.update(status="failed", error="the notebook wrote no results file (.json/.csv) into out_dir")
-            log(f"{head}: FAILED: {record['error']}")
-        _write_status(folder, record)
-        statuses[pset.name] = record["status"]
+        log(f"{head}: running {pset.notebook.name} -> {folder / (pset.notebook.stem + '.ipynb')}")
+        runs.append((head, pset.name, (pset, folder, params, sweep.path, execute, kernel_name, Path.cwd())))
+
+    def done(index: int, result) -> None:
+        head, name, _ = runs[index]
+        if isinstance(result, BaseException):       # the set's worker died on every attempt
+            folder = runs[index][2][1]
+            record = {"set": name, "status": "failed", **failure_reason(result)}
+            folder.mkdir(parents=True, exist_ok=True)
+            _write_status(folder, record)
+            result = record
+        if result["status"] == "failed":
+            log(f"{head}: FAILED: {_failure_line(result)}")
+        statuses[name] = result["status"]
+
+    if engine == "ray" and runs:
+        from .evaluation.cluster import run_tasks
+        out.mkdir(parents=True, exist_ok=True)
+        run_tasks(run_set, [args for _, _, args in runs], on_done=done, folder=out, address=address,
+                  gpus_per_task=gpus_per_unit, cpus_per_task=cpus_per_unit, max_retries=max_retries)
+    else:
+        for index, (_, _, args) in enumerate(runs):
+            done(index, run_set(*args))
     return statuses
+
+
+def run_set(pset: ParamSet, folder: Path, params: dict, sweep_path: Path, execute: Callable,
+            kernel_name: Optional[str], cwd: Path) -> dict:
+    """Execute one parameter set into `folder` and write its sweep.json (the set's status, the one
+    source of it); returns that record. Runs in the sweep's process or in a Ray worker."""
+    folder.mkdir(parents=True, exist_ok=True)
+    executed = folder / f"{pset.notebook.stem}.ipynb"
+    record = {"set": pset.name, "notebook": str(pset.notebook), "parameters": params,
+              "parameters_hash": parameters_hash(params), "sweep": str(sweep_path),
+              "executed": executed.name}
+    start = time.perf_counter()
+    try:
+        execute(pset.notebook, executed, params, cwd, kernel_name)
+        record["status"] = "done"
+    except Exception as exc:  # a failed set is recorded and retried on the next run
+        record.update(status="failed", **failure_reason(exc))
+    record["seconds"] = round(time.perf_counter() - start, 2)
+    record["results"] = _results_files(folder, executed)
+    if record["status"] == "done" and not record["results"]:
+        record.update(status="failed", error="the notebook wrote no results file (.json/.csv) into out_dir")
+    _write_status(folder, record)
+    return record

@@ -556,3 +556,23 @@ def test_every_measured_number_names_its_source(name):
                  if measured(block) and not any(s in context for s in SOURCE)]
     assert not unsourced, (f"{name}: measured numbers without a committed source or a "
                            "'historical' / 'not recorded' mark:\n" + "\n---\n".join(unsourced))
+
+
+def test_cluster_throughput_numbers_match_the_record():
+    """README, "Scaling out": items per hour per engine, as recorded."""
+    name = "benchmarks/results/cluster_throughput_toyfaces64_cpu.json"
+    text = flat(README)
+    assert name in text
+    rec = record(name)["configs"]
+    m = re.search(r"load average (\d+\.\d) to (\d+\.\d) during the runs\), in items per hour: local "
+                  r"engine (\d+) \(1 thread\) and (\d+) \(2 threads\), with `--batch 8` (\d+) and (\d+); "
+                  r"Ray (\d+) with 1 CPU worker, (\d+) with 2 workers, (\d+) with 2 workers and "
+                  r"`--batch 8` \(Ray's own start, (\d+\.\d) s", text)
+    assert m, "README's throughput sentence was reworded: update this test with the record"
+    loads = [v[k][0] for v in rec.values() for k in ("load_before", "load_after")]
+    expected = [min(loads), max(loads)] + [rec[k]["items_per_hour"] for k in (
+        "local_t1_b1", "local_t2_b1", "local_t1_b8", "local_t2_b8", "ray_w1_b1", "ray_w2_b1",
+        "ray_w2_b8")] + [fmean(v["ray_init_s"] for v in rec.values() if "ray_init_s" in v)]
+    for printed, value in zip(m.groups(), expected):
+        decimals = len(printed.split(".")[1]) if "." in printed else 0
+        assert float(printed) == round(value, decimals), (printed, value)

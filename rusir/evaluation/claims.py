@@ -21,7 +21,8 @@ from typing import Optional, Union
 
 from .records import CLAIMS, TMP, _alive, owner_tag
 
-__all__ = ["claim_token", "claim_item", "release_claim", "claim_holder", "clean_stale_claims"]
+__all__ = ["claim_token", "claim_item", "claim_items", "release_claim", "claim_holder",
+           "clean_stale_claims"]
 
 PathLike = Union[str, Path]
 
@@ -82,6 +83,14 @@ def claim_item(out: PathLike, key: str, token: str, force: bool = False) -> bool
         finally:
             tmp.unlink(missing_ok=True)
     return claim_holder(out, key) == token
+
+
+def claim_items(out: PathLike, items, token: str, force: bool = False) -> tuple[list, list]:
+    """Claim each of `items` (having a `.key`): (those now this run's, those another run holds)."""
+    mine, held = [], []
+    for item in items:
+        (mine if claim_item(out, item.key, token, force=force) else held).append(item)
+    return mine, held
 
 
 def release_claim(out: PathLike, key: str, token: str) -> None:

@@ -65,7 +65,7 @@ RECORD_FIELDS = {"key": str, "method": str, "task": str, "level": str, "image_in
                  "image": str, "metrics": dict}
 # Config fields that must agree between runs sharing one output folder.
 FIXED_CONFIG = ("generator", "images", "steps", "seed", "loss", "metrics", "baseline_steps",
-                "degradation_seeds")
+                "degradation_seeds", "dtype")
 # Config fields that may grow between runs sharing one folder: the union is recorded.
 GROWING_CONFIG = ("methods", "tasks", "image_names")
 IMAGE_FILES = ("ground_truth", "target", "prediction", "degraded_prediction")
@@ -231,10 +231,25 @@ def write_item(out: PathLike, key: str, images: Mapping[str, Tensor], record: di
         if latent is not None:
             torch.save(latent, tmp / "latent.pt")
         write_json(tmp / RECORD, record)
+        _die_here_for_tests()
         return final if _move_into_place(out, key, tmp, final) else None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _die_here_for_tests() -> None:
+    """Test hook: when the file named by $RUSIR_TEST_DIE_FILE exists, the first writer to remove
+    it kills its own process here, a half-written item left in `.tmp` (how the tests kill a Ray
+    worker once). Unset, it costs one environment lookup."""
+    path = os.environ.get("RUSIR_TEST_DIE_FILE")
+    if not path:
+        return
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        return
+    os._exit(70)
 
 
 def _move_into_place(out: Path, key: str, tmp: Path, final: Path) -> bool:
@@ -369,7 +384,17 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Whether `pid` has exited but is not yet reaped by its parent (Linux; False elsewhere):
+    e.g. a Ray worker that died a moment ago."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 def config_folder(root: PathLike, settings: Mapping) -> Path:

@@ -1,0 +1,215 @@
+"""`--engine ray` (rusir.evaluation.cluster): a local Ray with 2 CPUs, started once for the module.
+
+Ray runs equal local runs (same records), resume them and are resumed by them; a unit whose
+worker dies once is run again and nothing is lost or left behind; a killed driver's run is
+completed by the next; a batch on Ray equals single items (float64); sweeps run as tasks.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import small_generator
+from rusir.evaluation import cluster
+from rusir.evaluation.records import load_records
+from rusir.evaluation.runner import run_bench
+
+ray = pytest.importorskip("ray", reason="Ray is optional (pip install 'rusir[cluster]')")
+
+ROOT = Path(__file__).resolve().parents[1]
+LOSS = {"terms": {"l2": 1.0, "consistency": 0.1}}
+TASKS = "upsampling@M,UNAP@M"
+
+
+@pytest.fixture(scope="module")
+def local_ray(tmp_path_factory):
+    """A 2-CPU Ray for the module; the workers inherit $RUSIR_TEST_DIE_FILE (records' test hook)."""
+    die = tmp_path_factory.mktemp("hook") / "die-once"
+    os.environ["RUSIR_TEST_DIE_FILE"] = str(die)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield die
+    ray.shutdown()
+    os.environ.pop("RUSIR_TEST_DIE_FILE", None)
+
+
+@pytest.fixture(scope="module")
+def G():
+    return small_generator(resolution=16)
+
+
+def bench(G, out, engine, **kw):
+    kw.setdefault("methods", "rusir,pulse")
+    kw.setdefault("batch", 2)
+    return run_bench(G, "heldout:3", out=out, tasks=kw.pop("tasks", TASKS), steps=(2, 2, 2),
+                     baseline_steps=3, loss=LOSS, metrics=("psnr", "ssim"), progress=False,
+                     engine=engine, **kw)
+
+
+def same_records(a: Path, b: Path, tol: float = 1e-6) -> None:
+    ra = {r["key"]: r for r in load_records(a)}
+    rb = {r["key"]: r for r in load_records(b)}
+    assert set(ra) == set(rb) and ra
+    for key, r in ra.items():
+        for name, value in r["metrics"].items():
+            assert abs(rb[key]["metrics"][name] - value) <= tol, (key, name)
+        for png in ("target", "prediction", "degraded_prediction"):
+            assert (Path(r["_dir"]) / f"{png}.png").read_bytes() == \
+                (Path(rb[key]["_dir"]) / f"{png}.png").read_bytes(), (key, png)
+
+
+def clean(out: Path) -> None:
+    """Nothing left behind: no temporary folder, claim or storage token."""
+    assert not (out / ".tmp").exists(), sorted(p.name for p in (out / ".tmp").rglob("*"))
+
+
+@pytest.fixture(scope="module")
+def local_run(G, tmp_path_factory):
+    out = tmp_path_factory.mktemp("local")
+    s = bench(G, out, "local")
+    assert (s.done, s.failed) == (12, 0)
+    return out
+
+
+# --- runs -----------------------------------------------------------------------------------
+
+def test_ray_equals_local_and_a_second_run_restores_nothing(local_ray, G, local_run, tmp_path):
+    s = bench(G, tmp_path, "ray")
+    assert (s.items, s.done, s.failed) == (12, 12, 0), s.failures
+    same_records(local_run, tmp_path)
+    clean(tmp_path)
+    s = bench(G, tmp_path, "ray")
+    assert (s.done, s.skipped) == (0, 12)
+    s = bench(G, tmp_path, "local")               # and the local engine agrees
+    assert (s.done, s.skipped) == (0, 12)
+
+
+def test_a_worker_that_dies_once_is_retried(local_ray, G, local_run, tmp_path):
+    local_ray.write_text("die")                   # the first item write kills its worker
+    s = bench(G, tmp_path, "ray", max_retries=2)
+    assert not local_ray.exists()                 # the hook fired (and only once)
+    assert (s.done, s.failed) == (12, 0), s.failures
+    same_records(local_run, tmp_path)
+    clean(tmp_path)
+
+
+def test_a_unit_whose_worker_always_dies_is_recorded_failed(local_ray, G, tmp_path):
+    local_ray.write_text("die")
+    s = bench(G, tmp_path, "ray", methods="rusir", tasks="upsampling@M", max_retries=0)
+    assert not local_ray.exists()
+    # units [0, 1] and [2] run side by side: the one whose worker died fails, each of its items
+    assert s.failed in (1, 2) and s.done + s.failed == 3
+    failed = json.loads((tmp_path / "failed.json").read_text())
+    assert len(failed) == s.failed and all("died" in f["error"] for f in failed)
+    clean(tmp_path)
+    n = s.failed
+    s = bench(G, tmp_path, "ray", methods="rusir", tasks="upsampling@M")
+    assert (s.done, s.skipped, s.failed) == (n, 3 - n, 0) and not (tmp_path / "failed.json").exists()
+
+
+def test_local_and_ray_resume_each_other(local_ray, G, local_run, tmp_path):
+    s = bench(G, tmp_path, "local", max_items=3)  # an interrupted local run (a unit cut in two)
+    assert (s.done, s.remaining) == (3, 9)
+    s = bench(G, tmp_path, "ray")
+    assert (s.done, s.skipped) == (9, 3)
+    same_records(local_run, tmp_path)
+    clean(tmp_path)
+
+
+def test_a_killed_driver_is_completed_by_the_next_run(local_ray, G, local_run, tmp_path):
+    """A driver process joins this Ray, is killed once items are written, and a re-run here
+    completes the rest: nothing missing, nothing left behind, records as the local run's."""
+    from rusir.model.checkpoint import save_generator
+    path = save_generator(G, tmp_path / "g.safetensors")
+    out = tmp_path / "out"
+    code = (f"from rusir.evaluation.runner import run_bench\n"
+            f"run_bench({str(path)!r}, 'heldout:3', out={str(out)!r}, tasks={TASKS!r}, "
+            f"methods='rusir,pulse', steps=(2, 2, 2), baseline_steps=3, loss={LOSS!r}, "
+            f"metrics=('psnr', 'ssim'), progress=False, batch=1, engine='ray', address='auto')\n")
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    env.pop("RUSIR_TEST_DIE_FILE", None)
+    driver = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(out.rglob("record.json"))) < 2 and driver.poll() is None:
+        time.sleep(0.05)
+    driver.kill()
+    driver.wait()
+    written = len(list(out.rglob("record.json")))
+    assert 2 <= written < 12, written
+    s = run_bench(str(path), "heldout:3", out=out, tasks=TASKS, methods="rusir,pulse",
+                  steps=(2, 2, 2), baseline_steps=3, loss=LOSS, metrics=("psnr", "ssim"),
+                  progress=False, batch=2, engine="ray")
+    assert s.failed == 0 and s.skipped >= written and s.done + s.skipped == 12
+    same_records(local_run, out)
+    clean(out)
+
+
+def test_a_batch_on_ray_equals_single_items_float64(local_ray, G, tmp_path):
+    s = bench(G, tmp_path / "one", "local", batch=1, dtype="float64")
+    t = bench(G, tmp_path / "three", "ray", batch=3, dtype="float64")
+    assert s.done == t.done == 12
+    same_records(tmp_path / "one", tmp_path / "three", tol=1e-9)
+    assert {r["batch"] for r in load_records(tmp_path / "three")} == {3}
+
+
+# --- shared storage, Ray missing --------------------------------------------------------------
+
+def test_workers_that_do_not_see_the_folder_are_refused(local_ray, tmp_path):
+    with pytest.raises(OSError, match="shared by every node"):
+        cluster.check_nodes_see(tmp_path / "no-such-token", "x")
+    token = cluster.check_shared_storage(tmp_path)
+    assert token.is_file() and token.parent == tmp_path / ".tmp"
+    from rusir.evaluation.unit import Job
+    job = Job(None, {}, {}, tmp_path)
+    spec = cluster.WorkerSpec("k", job, None, False, (str(tmp_path / "elsewhere"), "x"))
+    with pytest.raises(OSError, match="shared storage"):
+        cluster._worker_job(spec)
+
+
+def test_ray_missing_is_one_line_naming_the_install(monkeypatch, tmp_path, capsys):
+    from rusir import cli
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ImportError, match=r"pip install 'rusir\[cluster\]'"):
+        cluster.require_ray()
+    code = cli.main(["bench", "--images", "heldout:1", "--tasks", "denoising@XS", "--out",
+                     str(tmp_path / "o"), "--engine", "ray", "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "rusir[cluster]" in err
+
+
+# --- sweeps -----------------------------------------------------------------------------------
+
+def fake_execute(notebook, output, parameters, cwd, kernel_name):
+    """Stands in for papermill: writes the results file a notebook would (in the worker)."""
+    out = Path(parameters["out_dir"])
+    if parameters["a"] == 3:
+        raise RuntimeError("set three fails")
+    (out / "result.json").write_text(json.dumps({"a": parameters["a"], "pid": os.getpid()}))
+
+
+def test_sweep_sets_run_as_ray_tasks(local_ray, tmp_path):
+    pytest.importorskip("papermill", reason="sweeps need papermill (the notebooks extra)")
+    from ray import cloudpickle
+    from test_sweep import _notebook
+    from rusir.sweep import run_sweep, set_status
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])   # workers cannot import tests/
+    nb = _notebook(tmp_path / "nb.ipynb")
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(f"notebook: {nb}\nname: 'a{{a}}'\ngrid: {{a: [1, 2, 3]}}\n")
+    out = tmp_path / "runs"
+    logs = []
+    statuses = run_sweep(sweep, out, execute=fake_execute, engine="ray", log=logs.append)
+    assert statuses == {"a1": "done", "a2": "done", "a3": "failed"}
+    assert any("FAILED: RuntimeError: set three fails" in line for line in logs)
+    pids = {json.loads((out / f"a{a}" / "result.json").read_text())["pid"] for a in (1, 2)}
+    assert os.getpid() not in pids                 # ran in Ray workers
+    assert [set_status(out / f"a{a}") for a in (1, 2, 3)] == ["done", "done", "failed"]
+    statuses = run_sweep(sweep, out, execute=fake_execute, engine="ray", log=logs.append)
+    assert statuses == {"a1": "skipped", "a2": "skipped", "a3": "failed"}
+    assert not (out / ".tmp").exists()
