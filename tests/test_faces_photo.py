@@ -126,3 +126,18 @@ def test_align_options_need_align(tmp_path, capsys):
     assert main(["restore", str(photo), "--task", "upsampling", "--face", "0",
                  "--out", str(tmp_path / "o")]) == 2
     one_line(capsys, "need --align")
+
+
+def test_readme_quotes_the_committed_alignment_record():
+    """The README's offline check equals benchmarks/results/align_toyfaces64.json."""
+    import re
+    text = " ".join((ROOT / "README.md").read_text().split())
+    m = re.search(r"(?i)over (\d+) faces, PSNR in the face region: aligned ([\d.]+) dB, unaligned "
+                  r"centre crop ([\d.]+) dB, bicubic ([\d.]+) dB; aligned beats the unaligned "
+                  r"crop on (\d+) of \d+ faces and bicubic on (\d+)", text)
+    assert m, "the README's alignment sentence is missing or reworded"
+    s = json.loads((ROOT / "benchmarks/results/align_toyfaces64.json").read_text())["summary"]
+    assert [int(m[1]), int(m[5]), int(m[6])] == [s["n_faces"], s["aligned_wins_over_unaligned"],
+                                                 s["aligned_wins_over_bicubic"]]
+    for printed, key in zip(m.groups()[1:4], ("psnr_aligned", "psnr_unaligned", "psnr_bicubic")):
+        assert abs(float(printed) - s[key]) <= 0.005 + 1e-9, (printed, key, s[key])

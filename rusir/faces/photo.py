@@ -162,7 +162,7 @@ def restore_photo(G, photo: Image.Image, task: str, level: str = "M", *,
         result = restore(G, aligned.image.to(device), deg, loss=loss, seed=seed, steps=steps,
                          lr_scale=lr_scale, progress=progress)
         done.append(FaceRestoration(index, aligned, deg, result))
-    scale = min(f.factor for f in done) if upsampling else 1.0
+    scale = 1.0 if not upsampling else factor or min(f.factor for f in done)
     size = (max(int(round(photo.width * scale)), 1), max(int(round(photo.height * scale)), 1))
     base = pil_to_tensor(photo.resize(size, Image.BICUBIC) if size != photo.size else photo)
     pasted = paste_all(base, [(f.face, f.result.images.detach().cpu().clamp(0, 1)) for f in done],
