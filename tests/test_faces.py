@@ -1,4 +1,5 @@
-"""rusir.faces: FFHQ-style alignment, paste-back, several faces, the detector, any upsampling factor.
+"""rusir.faces: FFHQ-style alignment, paste-back, several faces, the detector, any upsampling
+factor.
 
 Tolerances are measured (comments give the values seen) with room for platform differences,
 and each is far below what a misplaced crop gives (a quarter-pixel shift of the landmarks in the
@@ -15,7 +16,7 @@ from conftest import small_generator
 from rusir import degradations
 from rusir.data import avatars, heldout
 from rusir.faces import align as A
-from rusir.faces.paste import paste, paste_all
+from rusir.faces.paste import paste
 from rusir.faces.photo import find_faces, photo_degradation, pil_to_tensor, restore_photo
 from rusir.faces.scenes import place_faces
 from rusir.model import weights
@@ -84,7 +85,8 @@ def test_a_face_cut_by_the_photo_border_is_padded_not_refused():
 
 def test_align_then_paste_back_reproduces_the_photo():
     """An unchanged face, aligned at its native size and pasted back: mean |error| over the
-    face's quad 0.002 measured (0.04 when pasted 3 px off); outside the quad the photo is untouched (exactly)."""
+    face's quad 0.002 measured (0.04 when pasted 3 px off); outside the quad the photo is
+    untouched (exactly)."""
     s = scene(1, 4, cell=240)
     photo = to_pil(s.photo)
     corners = A.TOYFACES64.frame(s.landmarks[0])
@@ -117,14 +119,15 @@ def test_paste_fills_the_quad_with_the_restoration_and_scales_with_the_photo():
     out = paste(big, red, face, scale=2.0)
     centre = face.to_photo([[32, 32]])[0] * 2
     assert out[0, :, int(centre[1]), int(centre[0])].tolist() == [1, 0, 0]
-    corner = face.quad[0] * 2 + 1                          # just inside: feathered to ~0
+    corner = face.quad[0] * 2 + 1                          # at the corner: feathered to ~0
     assert float(out[0, 0, int(corner[1]), int(corner[0])]) < 0.05
 
 
 def test_several_faces_from_a_landmark_provider_are_each_pasted_back_where_they_were():
     """Three faces found by a stub provider, restored (a tiny generator, a few steps) and pasted:
     re-aligning the result at each face's landmarks gives back that face's restoration (mean
-    |error| <= 0.02; 0.008 measured, 0.04 when re-aligned 4 px off), and nothing outside the faces' quads changes."""
+    |error| <= 0.02; 0.008 measured, 0.04 when re-aligned 4 px off), and nothing outside the
+    faces' quads changes."""
     s = scene(3, 6, cell=160)
     photo = to_pil(s.photo)
     G = small_generator(resolution=16)
@@ -188,6 +191,47 @@ def test_a_mask_in_photo_coordinates_is_warped_with_the_face():
     mask.paste(0, (int(x) - 4, int(y) - 4, int(x) + 4, int(y) + 4))
     warped = pil_to_tensor(A.warp_quad(mask, face.quad, 64, soft_pad=False))[0, 0]
     assert float(warped[16, 16]) < 0.2 and float(warped[48, 48]) == 1.0
+
+
+def test_restore_photo_warps_the_mask_with_each_face():
+    """Inpainting (and UP) with a mask the photo's size: the loss sees the hole where it lies in
+    the aligned frame; a mask of another size is refused."""
+    s = scene(1, 7, cell=240)
+    photo = to_pil(s.photo)
+    face = A.align(photo, s.landmarks[0], 16, "toyfaces64")
+    mask = Image.new("L", photo.size, 255)
+    x, y = face.to_photo([[4, 4]])[0]                    # a hole at the 16 px crop's (4, 4)
+    mask.paste(0, (int(x) - 12, int(y) - 12, int(x) + 12, int(y) + 12))
+    G = small_generator(resolution=16)
+    l2 = lambda x, y, mask=None: (x - y).pow(2).flatten(1).mean(1)
+    for task in ("inpainting", "UP"):
+        out = restore_photo(G, photo, task, "M", landmarks=s.landmarks, template="toyfaces64",
+                            mask=mask, loss=l2, steps=(1, 0, 0), progress=False)
+        known = out.faces[0].degradation.mask[0, 0]      # [h, w] at the target's size
+        h = known.shape[-1]
+        assert float(known[h // 4, h // 4]) < 0.3 and float(known[3 * h // 4, 3 * h // 4]) > 0.95
+    with pytest.raises(ValueError, match="must have the photo's size"):
+        restore_photo(G, photo, "inpainting", landmarks=s.landmarks, mask=mask.resize((10, 10)))
+
+
+def test_yunet_goes_through_the_weight_registry(tmp_path, monkeypatch):
+    """Pinned URL and sha256 (OpenCV Zoo's LFS pointer); offline, the usual one-message error;
+    a damaged file is refused by its checksum."""
+    import dataclasses
+    pytest.importorskip("cv2", reason="OpenCV absent (pip install 'rusir[photos]')")
+    from rusir.faces.detect import detect_faces
+    entry = weights.get("yunet")
+    assert entry.sha256 == "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
+    assert "/opencv_zoo/raw/82b38c8f" in entry.url and entry.url.endswith(entry.filename)
+    moved = dataclasses.replace(entry, cache_dir=str(tmp_path))
+    monkeypatch.setitem(weights.WEIGHTS, "yunet", moved)
+    monkeypatch.setenv("RUSIR_OFFLINE", "1")
+    photo = Image.new("RGB", (64, 64))
+    with pytest.raises(weights.MissingWeightsError, match="from https://github.com/opencv"):
+        detect_faces(photo)
+    (tmp_path / entry.filename).write_bytes(b"not the model")
+    with pytest.raises(weights.CorruptWeightsError, match="sha256"):
+        detect_faces(photo)
 
 
 def test_detector_finds_the_faces_of_a_photo_when_yunet_is_present():

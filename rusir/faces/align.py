@@ -34,7 +34,7 @@ from ..data import avatars
 __all__ = ["Template", "AlignedFace", "TEMPLATES", "ffhq_quad", "template_for", "align",
            "warp_quad", "check_landmarks"]
 
-SUPERSAMPLE = 4        # the quad is resampled at 4x the output size, then reduced (FFHQ: 4096 -> 1024)
+SUPERSAMPLE = 4   # the quad is resampled at 4x the output size, then reduced (FFHQ: 4096 -> 1024)
 
 
 def check_landmarks(landmarks) -> np.ndarray:

@@ -77,8 +77,9 @@ def find_faces(photo: Image.Image, landmarks: Union[Sequence, LandmarkProvider, 
     return [faces[int(face)]]
 
 
-def align_face(photo: Union[str, Image.Image], size: int, generator: Union[str, Template, None] = None,
-               face: int = 0, landmarks: Union[Sequence, LandmarkProvider, None] = None) -> AlignedFace:
+def align_face(photo: Union[str, Image.Image], size: int,
+               generator: Union[str, Template, None] = None, face: int = 0,
+               landmarks: Union[Sequence, LandmarkProvider, None] = None) -> AlignedFace:
     """One face of a (clean) photo, aligned as `generator`'s training data were, at `size`: what
     a notebook or the panel uses as the ground truth of "your own image"."""
     name = str(photo) if not isinstance(photo, Image.Image) else "the image"
@@ -146,7 +147,8 @@ def restore_photo(G, photo: Image.Image, task: str, level: str = "M", *,
         raise ValueError("--mask only applies to the inpainting task")
     if mask is not None and mask.size != photo.size:
         raise ValueError(f"mask is {mask.size[0]}x{mask.size[1]} px but the photo is "
-                         f"{photo.size[0]}x{photo.size[1]} px: with --align it must have the photo's size")
+                         f"{photo.size[0]}x{photo.size[1]} px: with --align it must have the "
+                         "photo's size")
     photo = photo.convert("RGB")
     done = []
     for index, lm in find_faces(photo, landmarks, face, name):
