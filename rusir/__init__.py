@@ -19,6 +19,11 @@ Experiments
     run_task, TaskRun       degrade ground truth, restore, score against the naive baseline
     score                   PSNR and SSIM per image
     naive_restoration       the do-nothing baseline (bicubic upsampling / the target itself)
+Photographs (rusir.faces)
+    align                   a face cut out as FFHQ was aligned (or the generator's own template)
+    align_face              the face of a photo, found and aligned for a generator (notebooks)
+    detect_faces            five landmarks per face with OpenCV's YuNet (`rusir[photos]`)
+    restore_photo           find, align, restore and paste back every face of a photo
 Images
     heldout, load_image, pick_image    the shipped held-out faces; any image file
     image_grid, save_grid, demo_figure figure grids; a run's target | phases | naive | truth
@@ -56,6 +61,10 @@ _EXPORTS = {
     "TaskRun": ("rusir.evaluation.experiment", "TaskRun"),
     "score": ("rusir.evaluation.experiment", "score"),
     "naive_restoration": ("rusir.evaluation.experiment", "naive_restoration"),
+    "align": ("rusir.faces.align", "align"),
+    "align_face": ("rusir.faces.photo", "align_face"),
+    "detect_faces": ("rusir.faces.detect", "detect_faces"),
+    "restore_photo": ("rusir.faces.photo", "restore_photo"),
     "heldout": ("rusir.data.images", "heldout"),
     "load_image": ("rusir.data.images", "load_image"),
     "pick_image": ("rusir.data.images", "pick_image"),

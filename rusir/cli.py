@@ -6,6 +6,7 @@ so `rusir --help` stays fast and nothing below imports the command line.
     rusir demo                                   # the main job on the embedded generator
     rusir restore photo.png --task upsampling --level M --generator ffhq --out out/
     rusir restore clean.png --simulate --task UNAP  # degrade a clean image first, then restore
+    rusir restore photo.jpg --align --generator ffhq --task upsampling   # find, align, paste back
 
 Bad input ends in exit status 2 and one line on stderr naming the problem (`main`), and what can
 be checked before the compute is checked before it: option values when they are parsed, files,
@@ -153,12 +154,23 @@ def _restore(p: argparse.ArgumentParser):
     p.add_argument("--device", type=_device, default=None, help="default: cuda when available, else cpu")
     p.add_argument("--overwrite", action="store_true",
                    help="replace outputs that exist already (default: refuse, naming the first)")
+    p.add_argument("--align", action="store_true",
+                   help="photos: find the faces, align each as the generator's dataset was, "
+                        "restore it and paste it back (detection: pip install 'rusir[photos]')")
+    p.add_argument("--face", type=_count(0), default=None,
+                   help="with --align: restore only face INDEX (0 = leftmost; default: all)")
+    p.add_argument("--factor", type=_positive_float, default=None,
+                   help="with --align: upsampling factor (default: generator size / face size)")
+    p.add_argument("--landmarks", type=Path, default=None,
+                   help="with --align: JSON of each face's 5 [x, y] points (eyes, nose tip, "
+                        "mouth corners) instead of detecting them")
 
     def run(a: argparse.Namespace) -> int:
         from .restore_files import restore_files
         paths = restore_files(a.images, a.task, a.level, a.generator, a.out, steps=a.steps,
                               lr_scale=a.lr_scale, loss=a.loss, mask=a.mask, simulate=a.simulate,
-                              seed=a.seed, device=a.device, overwrite=a.overwrite)
+                              seed=a.seed, device=a.device, overwrite=a.overwrite, align=a.align,
+                              face=a.face, factor=a.factor, landmarks=a.landmarks)
         print(json.dumps({str(k): str(v) for k, v in paths.items()}, indent=1))
         return 0
     return run

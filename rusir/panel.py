@@ -23,6 +23,7 @@ from . import degradations
 from .data import heldout_paths, load_image, pick_image
 from .evaluation.experiment import TaskRun, run_task
 from .evaluation.figures import image_grid, run_rows, to_pil
+from .faces.photo import align_face
 from .inversion.presets import build_loss
 from .inversion.schedule import resolve as resolve_schedule
 
@@ -74,8 +75,9 @@ class QuickstartController:
 
     def __init__(self, G, task: str = "upsampling", level: str = "M", image: Union[int, str] = 0,
                  steps: Optional[Sequence[int]] = None, seed: int = 0, loss=None,
-                 loss_preset: Optional[str] = None):
+                 loss_preset: Optional[str] = None, align: Optional[str] = None):
         self.G = G
+        self.align = align      # a face generator's name: an upload's face is aligned for it
         self.steps = resolve_schedule(G, steps=steps)[0]  # None: the generator's own
         self.seed = seed
         self.loss = loss
@@ -135,7 +137,7 @@ class QuickstartController:
             if self.state.uploaded is None:
                 raise ValueError("no uploaded image yet")
         elif isinstance(image, (str, Path)) and not str(image).isdigit():  # a file of one's own
-            self.state.uploaded = load_image(image, self.resolution)
+            self.state.uploaded = self._own_image(image)
             image = UPLOAD
         else:
             pick_image(int(image), 8)  # validates the index
@@ -152,9 +154,16 @@ class QuickstartController:
             pil = Image.open(io.BytesIO(bytes(data)))
         except (UnidentifiedImageError, OSError) as exc:
             raise ValueError(f"the uploaded file is not a readable image: {exc}") from exc
-        self.state.uploaded = load_image(pil, self.resolution)
+        self.state.uploaded = self._own_image(pil)
         self.choose_image(UPLOAD)
         return self.state.uploaded
+
+    def _own_image(self, image) -> Tensor:
+        """[1, 3, R, R]: the face aligned for `self.align`'s generator (rusir.faces: found by
+        YuNet), or the centre-cropped image when not aligning."""
+        if self.align:
+            return align_face(image, self.resolution, self.align).image
+        return load_image(image, self.resolution)
 
     def ground_truth(self) -> Tensor:
         if self.state.image == UPLOAD:
@@ -257,7 +266,7 @@ def quickstart_panel(controller: QuickstartController, display: bool = True):
         if data is not None:
             try:
                 controller.upload(data)
-            except ValueError as exc:
+            except (ValueError, OSError, ImportError) as exc:   # not an image, no face, no detector
                 status.value = f"error: {exc}"
 
     def forward(action):

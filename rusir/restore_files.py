@@ -3,10 +3,15 @@
 Everything that can be checked without the generator is checked before it is loaded, so a bad
 call fails in a second with one message instead of after the compute (or, worse, half-way
 through the files): the task and level, the schedule, the device, the loss, the output folder
-and the output names, every input image and the mask.
+and the output names, every input image and the mask; with `align`, the faces of every photo
+(found before the generator is loaded: "no face found" comes first).
+
+Without `align` an image is centre-cropped and resized to the generator's frame. With it, each
+face is aligned as the generator's dataset was (`rusir.faces`), restored, and pasted back.
 """
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 from pathlib import Path
@@ -16,17 +21,24 @@ import torch
 
 from . import degradations
 from .data.images import load_image, open_image
+from .degradations.registry import INITIALS
 from .evaluation.experiment import check_device, setup
 from .evaluation.figures import save_grid, to_pil
+from .faces.align import check_landmarks, template_for
+from .faces.photo import find_faces, restore_photo
 from .inversion.latents import SPACES
 from .inversion.presets import build_loss
 from .inversion.restore import restore
 from .inversion.schedule import check_rate, check_steps
 
-__all__ = ["restore_files", "output_names", "check_output_dir", "check_mask"]
+__all__ = ["restore_files", "output_names", "check_output_dir", "check_mask", "read_landmarks"]
 
 # what is written per input, named after its file name without the extension
 OUTPUTS = ("{stem}_restored.png", "{stem}_phases.png", "{stem}_latent.pt")
+# with `align`: the whole photo, and per face i the aligned target, its restoration, the
+# side-by-side figure (target | W | W+ | W++) and the latents
+FACE_OUTPUTS = ("{stem}_face{i}_target.png", "{stem}_face{i}_restored.png",
+                "{stem}_face{i}_phases.png", "{stem}_face{i}_latent.pt")
 # a mask of another size is used when its aspect ratio is the image's within this (then resized)
 MASK_ASPECT_TOLERANCE = 0.01
 
@@ -72,14 +84,46 @@ def check_output_dir(out: Union[str, Path]) -> Path:
     return out
 
 
-def _refuse_existing(names: dict[Path, list[Path]], overwrite: bool) -> None:
-    for files in names.values():
+def _refuse_existing(names: dict[Path, list[Path]], overwrite: bool, align: bool = False) -> None:
+    for path, files in names.items():
+        if align:      # the per-face names depend on the faces found: any of this stem's
+            files = files[:1] + sorted(files[0].parent.glob(f"{path.stem}_face*"))
         for f in files:
             if f.is_dir():
                 raise IsADirectoryError(f"output {f} is a folder; it cannot be written")
             if f.exists() and not overwrite:
                 raise FileExistsError(f"output {f} already exists: pass --overwrite "
                                       "(overwrite=True) to replace it, or choose another output folder")
+
+
+def read_landmarks(source, paths: Sequence[Path]) -> dict[Path, list]:
+    """{image: its faces' landmarks} from a JSON file (or the loaded data): a list of faces, each
+    five [x, y] points in photo pixels (one input image), or {file name: list of faces}."""
+    data = source
+    if isinstance(source, (str, Path)):
+        try:
+            data = json.loads(Path(source).read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"--landmarks {source}: not a readable JSON file ({exc})") from None
+    if isinstance(data, dict):
+        missing = [p.name for p in paths if p.name not in data]
+        if missing:
+            raise ValueError(f"--landmarks: no entry for {', '.join(missing)}")
+        given = {p: data[p.name] for p in paths}
+    elif len(paths) != 1:
+        raise ValueError("--landmarks: a list of faces fits one image; for several give "
+                         "{file name: list of faces}")
+    else:
+        given = {paths[0]: data}
+    for path, faces in given.items():
+        if not isinstance(faces, list):
+            raise ValueError(f"--landmarks: {path.name}: expected a list of faces")
+        for i, lm in enumerate(faces):
+            try:
+                check_landmarks(lm)
+            except ValueError as exc:
+                raise ValueError(f"--landmarks: {path.name}, face {i}: {exc}") from None
+    return given
 
 
 def _same_aspect(a: tuple[int, int], b: tuple[int, int]) -> bool:
@@ -110,27 +154,41 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
                   generator: str = "toyfaces64", out: Union[str, Path] = "restored",
                   steps: Optional[Sequence[int]] = None, lr_scale: Optional[float] = None,
                   loss: Optional[str] = None, mask: Optional[Path] = None, simulate: bool = False,
-                  seed: int = 0, device: Optional[str] = None,
-                  overwrite: bool = False) -> dict[Path, Path]:
+                  seed: int = 0, device: Optional[str] = None, overwrite: bool = False,
+                  align: bool = False, face: Optional[int] = None, factor: Optional[float] = None,
+                  landmarks=None) -> dict[Path, Path]:
     """Restore each file; write `<stem>_restored.png`, `<stem>_phases.png`, `<stem>_latent.pt`.
 
     Without `simulate` each file is the degraded image itself (low resolution for upsampling);
     with it each file is a clean image that is first degraded by the task (a demo/benchmark).
-    Returns {input path: restored path}.
+    With `align` each file is a photo: its faces (YuNet's, or `landmarks`: a JSON file or data,
+    see `read_landmarks`; `face` picks one) are aligned, restored (upsampling: `factor`, default
+    the face's native size to the generator's) and pasted back; it writes `<stem>_restored.png`
+    (the whole photo) and per face i `<stem>_face<i>_target.png`, `_restored.png`, `_phases.png`
+    (target | W | W+ | W++), `_latent.pt`. Returns {input path: restored path}.
 
     Refused before the generator is loaded (ValueError or OSError, one line): an unknown task or
     level; a bad schedule (rusir.inversion.schedule); an unusable device; a bad loss; an output
     folder that is a file, under a file or not writable (`check_output_dir`); two inputs with the
     same file name (`output_names`); an output that exists already, unless `overwrite`; an input
     that is not a readable image (rusir.data.images.open_image); a mask of another aspect ratio
-    than an image (`check_mask`).
+    than an image (`check_mask`; with `align`, of another size); with `align`, a photo without a
+    face, a `face` index it does not have, a generator with no face alignment (AFHQ).
     """
     paths = [Path(p) for p in images]
     if not paths:
         raise ValueError("no input images given")
     degradations.make(task, level, seed=seed)          # an unknown task or level, now
-    if mask is not None and degradations.canonical_task(task) != "inpainting":
+    tasks = _task_names(task) if align else {degradations.canonical_task(task)}
+    if mask is not None and "inpainting" not in tasks:     # with --align, compositions too
         raise ValueError("--mask only applies to the inpainting task")
+    if not align and (face is not None or factor is not None or landmarks is not None):
+        raise ValueError("--face, --factor and --landmarks need --align")
+    if align and simulate:
+        raise ValueError("--simulate cannot be combined with --align (give a degraded photo)")
+    if factor is not None and (not math.isfinite(factor) or factor < 1 or
+                               "upsampling" not in _task_names(task)):
+        raise ValueError(f"--factor must be a number >= 1 for a task with upsampling, got {factor}")
     if steps is not None:
         steps = check_steps(steps, len(SPACES))
     if lr_scale is not None:
@@ -138,12 +196,19 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
     device = check_device(device)
     out = check_output_dir(out)
     names = output_names(paths, out)
-    _refuse_existing(names, overwrite)
+    _refuse_existing(names, overwrite, align)
     sizes = {path: open_image(path).size for path in paths}   # every input readable, now
     if mask is not None:
         check_mask(Path(mask), sizes)
     if loss is not None and not callable(loss):
         loss = build_loss(loss)        # a bad preset name or YAML, before the generator
+    if align:
+        template = template_for(generator)             # AFHQ has no face alignment: now
+        faces = _faces_of(paths, landmarks, face, mask, sizes)
+        G, loss_fn, steps = setup(generator, loss, steps, device=device, verbose=False)
+        return {path: _restore_photo_file(G, path, out, task, level, faces[path], face, factor,
+                                          mask, template, loss_fn, steps, lr_scale, seed)
+                for path in paths}
 
     G, loss_fn, steps = setup(generator, loss, steps, device=device, verbose=False)
     device = next(G.parameters()).device
@@ -171,3 +236,52 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
         torch.save({s: p.latent.cpu() for s, p in result.phases.items()}, latents)
         written[path] = restored
     return written
+
+
+def _task_names(task: str) -> set[str]:
+    """The single tasks a task or composition is made of (`UN` -> {upsampling, denoising})."""
+    task = degradations.canonical_task(task)
+    if not degradations.is_composition(task):
+        return {task}
+    return {INITIALS[c] for c in task}
+
+
+def _faces_of(paths: Sequence[Path], landmarks, face: Optional[int], mask: Optional[Path],
+              sizes: dict[Path, tuple[int, int]]) -> dict[Path, list]:
+    """Every photo's faces (given, or detected now): a photo without one is refused here."""
+    if mask is not None and any(open_image(mask).size != size for size in sizes.values()):
+        raise ValueError(f"mask {mask} must have the photo's size with --align")
+    given = read_landmarks(landmarks, paths) if landmarks is not None else {}
+    found = {}
+    for path in paths:
+        photo = open_image(path).convert("RGB")
+        try:
+            faces = find_faces(photo, given.get(path), None, name=str(path))
+        except ImportError as exc:      # OpenCV missing: say how to install it, in one line
+            raise ValueError(str(exc)) from None
+        find_faces(photo, [lm for _, lm in faces], face, name=str(path))   # --face in range
+        found[path] = [lm for _, lm in faces]
+    return found
+
+
+def _restore_photo_file(G, path: Path, out: Path, task: str, level: str, landmarks: list,
+                        face: Optional[int], factor: Optional[float], mask: Optional[Path],
+                        template, loss, steps, lr_scale, seed: int) -> Path:
+    """Restore one photo's faces and write the photo and each face's files."""
+    photo = open_image(path).convert("RGB")
+    user_mask = open_image(mask) if mask is not None else None
+    result = restore_photo(G, photo, task, level, landmarks=landmarks, template=template,
+                           face=face, factor=factor, mask=user_mask, loss=loss, seed=seed,
+                           steps=steps, lr_scale=lr_scale, name=str(path))
+    out.mkdir(parents=True, exist_ok=True)
+    whole = out / OUTPUTS[0].format(stem=path.stem)
+    to_pil(result.photo[0]).save(whole)
+    for f in result.faces:
+        target, restored, phases, latents = (out / n.format(stem=path.stem, i=f.index)
+                                             for n in FACE_OUTPUTS)
+        to_pil(f.face.image[0]).save(target)
+        to_pil(f.result.images[0].detach().cpu().clamp(0, 1)).save(restored)
+        columns = [f.face.image[0]] + [p.images[0].detach().cpu() for p in f.result.phases.values()]
+        save_grid(phases, [columns], ["target"] + list(f.result.phases))
+        torch.save({s: p.latent.cpu() for s, p in f.result.phases.items()}, latents)
+    return whole

@@ -172,3 +172,26 @@ def _walk(widget):
     yield widget
     for child in getattr(widget, "children", ()):
         yield from _walk(child)
+
+
+def test_an_upload_is_aligned_for_a_face_generator(G, monkeypatch):
+    """With `align`, the uploaded photo's face (landmarks from a stub detector) is cut out as the
+    generator's data were framed: here exactly the 32 px avatar placed in a larger photo."""
+    import numpy as np
+    from rusir.data import avatars, heldout
+    from rusir.faces import detect
+    from rusir.faces.scenes import place_faces
+    s = place_faces(heldout(1), avatars.landmarks(64), np.random.default_rng(0), cell=200,
+                    side=(0.6, 0.8))
+    photo = Image.fromarray((s.photo[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+    buf = io.BytesIO()
+    photo.save(buf, format="PNG")
+    monkeypatch.setattr(detect, "detect_faces", lambda img: [s.landmarks[0]])
+    ctl = QuickstartController(G, "denoising", "S", 0, steps=STEPS, loss_preset="offline",
+                               align="toyfaces64")
+    t = ctl.upload(buf.getvalue())
+    face = torch.nn.functional.interpolate(heldout(1), size=32, mode="area")
+    assert t.shape == (1, 3, 32, 32) and float((t - face).abs().mean()) < 0.02
+    monkeypatch.setattr(detect, "detect_faces", lambda img: [])
+    with pytest.raises(ValueError, match="no face found"):
+        ctl.upload(buf.getvalue())

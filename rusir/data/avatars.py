@@ -50,6 +50,13 @@ RENDER_SIZE = 256
 # head spans x 66..198, y 36..194 before hair/hats). Centred on the face, it keeps the
 # hair and hats on top and a little of the shoulders below.
 CROP_BOX = (22.0, 8.0, 220.0)  # x0, y0, side
+# Five facial landmarks in SVG canvas units, read off py-avataaars' templates (every avatar
+# shares the head): the face group sits at translate(76, 82); eyes at (30, 22) and (82, 22) in
+# the eyes group, translate(0, 8); the default mouth runs from (40, 15) to (68, 15) in the mouth
+# group, translate(2, 52); the nose's centre is (28, 12) in the nose group, translate(28, 40).
+# Order: the eye on the image's left, the other eye, nose tip, the mouth corner on the image's
+# left, the other corner (YuNet's order for an upright, unmirrored face).
+LANDMARKS_CANVAS = ((106.0, 112.0), (158.0, 112.0), (132.0, 134.0), (118.0, 149.0), (146.0, 149.0))
 # Probability of the "none" member (DEFAULT) for attributes where uniform sampling
 # would almost always add an occluder (6 of 7 accessories are glasses, 5 of 6 facial
 # hair types are beards): most faces get none.
@@ -189,6 +196,15 @@ def render(seed: int, size: int = 64, render_size: int = RENDER_SIZE) -> Image.I
     if size != render_size:
         img = img.resize((size, size), Image.LANCZOS)
     return img
+
+
+def landmarks(size: int = 64) -> np.ndarray:
+    """The five landmarks of every avatar in a ``size`` x ``size`` render, [5, 2] pixels (x, y),
+    with (0, 0) the top-left corner of the top-left pixel. Mouth types other than the default
+    put their corners within a few canvas units of these (the eyes and nose never move)."""
+    x0, y0, side = CROP_BOX
+    canvas = np.asarray(LANDMARKS_CANVAS, dtype=np.float64)
+    return (canvas - (x0, y0)) * (size / side)
 
 
 def describe(seed: int) -> dict[str, Any]:

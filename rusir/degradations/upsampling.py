@@ -5,10 +5,16 @@ image (seeded) from bilinear, bicubic and Lanczos -- Pillow antialiases when red
 kernel support is stretched by f. Approximation: f x f average pooling; the filter actually
 used is deliberately unknown to the method. Targets stay at low resolution; the loss compares
 at the target's size.
+
+Any factor > 1 can be given (`factor=5.8`, e.g. a face 11 px wide in a photo restored at 64 px):
+the target is floor(H/f) px and a non-integer factor's approximation is area averaging to that
+size (`adaptive_avg_pool2d`: boxes of f pixels, rounded to whole pixels); whole factors keep the
+exact f x f average pooling.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
@@ -25,9 +31,17 @@ FILTERS: dict[str, Image.Resampling] = {
 }
 
 
-def average_pool_downsample(x: torch.Tensor, factor: int) -> torch.Tensor:
-    """[B, C, H, W] -> [B, C, H//f, W//f] box average (kernel = stride = f)."""
-    return F.avg_pool2d(x, factor) if factor > 1 else x
+def average_pool_downsample(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """[B, C, H, W] -> [B, C, floor(H/f), floor(W/f)] box average (kernel = stride = f for a
+    whole factor; area averaging for any other)."""
+    if factor == int(factor):
+        return F.avg_pool2d(x, int(factor)) if factor > 1 else x
+    return F.adaptive_avg_pool2d(x, downsampled_shape(x.shape[2], x.shape[3], factor))
+
+
+def downsampled_shape(height: int, width: int, factor: float) -> tuple[int, int]:
+    """floor(H/f) x floor(W/f), robust to the rounding of f = H/n (which must give n)."""
+    return math.floor(height / factor + 1e-6), math.floor(width / factor + 1e-6)
 
 
 class Upsampling(Degradation):
@@ -36,10 +50,13 @@ class Upsampling(Degradation):
     name = "upsampling"
     LEVEL_PARAMS = {"XS": 2, "S": 4, "M": 8, "L": 16, "XL": 32}
 
-    def __init__(self, level: str = "M", seed: Seed = DEFAULT_SEED, factor: int | None = None,
+    def __init__(self, level: str = "M", seed: Seed = DEFAULT_SEED, factor: float | None = None,
                  filters: tuple[str, ...] = tuple(FILTERS)) -> None:
         super().__init__(level, seed)
-        self.factor = int(factor) if factor is not None else self.LEVEL_PARAMS[level]
+        factor = self.LEVEL_PARAMS[level] if factor is None else float(factor)
+        if not math.isfinite(factor) or factor < 1:
+            raise ValueError(f"upsampling factor must be a finite number >= 1, got {factor}")
+        self.factor = int(factor) if factor == int(factor) else factor
         unknown = [f for f in filters if f not in FILTERS]
         if unknown or not filters:
             raise ValueError(f"unknown filters {unknown}; valid: {list(FILTERS)}")
@@ -56,7 +73,7 @@ class Upsampling(Degradation):
         self._chosen = [self.filter_for(s) for s in seeds]
 
     def target_shape(self, height: int, width: int) -> tuple[int, int]:
-        return height // self.factor, width // self.factor
+        return downsampled_shape(height, width, self.factor)
 
     def true_degradation(self, x: torch.Tensor, seeds: list[int]) -> torch.Tensor:
         h, w = self.target_shape(x.shape[2], x.shape[3])

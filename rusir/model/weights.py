@@ -217,3 +217,15 @@ register(WeightFile(
     filename="weights-inception-2015-12-05-6726825d.pth",
     note="torch-fidelity's Inception-v3 (used by torchmetrics' InceptionScore); presence checked "
          "only, see pt_inception."))
+
+# --- YuNet face detector (OpenCV Zoo), for aligning faces in photographs (rusir.faces) ------
+
+register(WeightFile(
+    name="yunet",
+    url="https://github.com/opencv/opencv_zoo/raw/82b38c8f98e7b52aa171400f3e4c722352d0669f/"
+        "models/face_detection_yunet/face_detection_yunet_2023mar.onnx",
+    filename="face_detection_yunet_2023mar.onnx",
+    sha256="8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
+    cache_dir=os.environ.get("RUSIR_CACHE", "~/.cache/rusir"),
+    note="OpenCV Zoo's YuNet (MIT), 232589 bytes; the sha256 is the one in the zoo's Git LFS "
+         "pointer at that commit. Used by `rusir restore --align` (pip install 'rusir[photos]')."))

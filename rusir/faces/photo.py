@@ -1,0 +1,172 @@
+"""Restore the faces of a photograph: align each, restore it in its aligned frame, paste it back.
+
+A degraded photo's face is small, and its size sets the degradation: for upsampling the target
+is the aligned crop at the face's *native* resolution n (its side in photo pixels, rounded) and
+the factor is R / n for a generator of resolution R (any factor, not only the five levels),
+unless a factor is given. Noise, JPEG and holes are the task's own at the chosen level, applied
+by the approximations at the target's resolution. A mask given in photo coordinates is warped
+with the face. The restored faces are pasted into the photo enlarged by the upsampling factor of
+the largest face (so it keeps every restored pixel; smaller faces are reduced on pasting), or
+into the photo itself for the other tasks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .. import degradations
+from ..degradations import Degradation
+from ..inversion.restore import RestoreResult, restore
+from .align import AlignedFace, Template, align, check_landmarks, template_for, warp_quad
+from .paste import paste_all
+
+__all__ = ["FaceRestoration", "PhotoRestoration", "find_faces", "photo_degradation",
+           "restore_photo", "align_face", "pil_to_tensor"]
+
+LandmarkProvider = Callable[[Image.Image], Sequence[np.ndarray]]
+
+
+@dataclass
+class FaceRestoration:
+    """One face: its aligned target (`face.image`), the degradation and RUSIR's result."""
+    index: int
+    face: AlignedFace
+    degradation: Degradation
+    result: RestoreResult
+
+    @property
+    def factor(self) -> float:
+        """Generator resolution / target resolution (1 without upsampling)."""
+        return self.result.images.shape[-1] / self.face.size
+
+
+@dataclass
+class PhotoRestoration:
+    """The whole restored photo [1, 3, H', W'] (H' = H x scale) and each face's restoration."""
+    photo: torch.Tensor
+    scale: float
+    faces: list[FaceRestoration] = field(default_factory=list)
+
+
+def pil_to_tensor(img: Image.Image) -> torch.Tensor:
+    a = np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+    return torch.from_numpy(a).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)   # [1, 3, H, W]
+
+
+def find_faces(photo: Image.Image, landmarks: Union[Sequence, LandmarkProvider, None] = None,
+               face: Optional[int] = None, name: str = "the photo") -> list[tuple[int, np.ndarray]]:
+    """(index, landmarks [5, 2]) of the faces to restore: given landmarks, a provider's, or
+    YuNet's (`rusir.faces.detect`). `face` picks one. No face is a ValueError saying so."""
+    if landmarks is None:
+        from .detect import detect_faces   # OpenCV is optional: loaded only to detect
+        landmarks = detect_faces
+    found = list(landmarks(photo) if callable(landmarks) else landmarks)
+    if not found:
+        raise ValueError(f"no face found in {name}: nothing to align (give the landmarks, or "
+                         "restore without --align)")
+    faces = [(i, check_landmarks(lm)) for i, lm in enumerate(found)]
+    if face is None:
+        return faces
+    if not 0 <= int(face) < len(faces):
+        raise ValueError(f"--face {face}: {name} has {len(faces)} face(s), "
+                         f"numbered 0..{len(faces) - 1} from the left")
+    return [faces[int(face)]]
+
+
+def align_face(photo: Union[str, Image.Image], size: int,
+               generator: Union[str, Template, None] = None, face: int = 0,
+               landmarks: Union[Sequence, LandmarkProvider, None] = None) -> AlignedFace:
+    """One face of a (clean) photo, aligned as `generator`'s training data were, at `size`: what
+    a notebook or the panel uses as the ground truth of "your own image"."""
+    name = str(photo) if not isinstance(photo, Image.Image) else "the image"
+    if not isinstance(photo, Image.Image):
+        from ..data.images import open_image
+        photo = open_image(photo)
+    photo = photo.convert("RGB")
+    template = template_for(generator)
+    ((_, lm),) = find_faces(photo, landmarks, face, name)
+    return align(photo, lm, size, template)
+
+
+def photo_degradation(task: str, level: str, seed: int, factor: float = 1.0,
+                      mask: Optional[torch.Tensor] = None) -> Degradation:
+    """The task at `level`, its upsampling (if any) by `factor`, its inpainting (if any) by
+    `mask` ([1, 1, R, R], 1 = known) when one is given."""
+    task = degradations.canonical_task(task)
+    initials = task if degradations.is_composition(task) else {
+        "upsampling": "U", "denoising": "N", "deartifacting": "A", "inpainting": "P"}.get(task)
+    if initials is None:                            # a registered custom task: as it is
+        return degradations.make(task, level, seed=seed)
+    stages = []
+    for c in initials:
+        if c == "U":
+            stages.append(degradations.Upsampling(level, seed, factor=factor))
+        elif c == "P" and mask is not None:
+            stages.append(degradations.Inpainting.from_mask(mask))
+        else:
+            stages.append(degradations.make(c, level, seed=seed))
+    if len(stages) == 1:
+        return stages[0]
+    return degradations.Composition(stages, initials, level, seed)
+
+
+def _has(task: str, initial: str) -> bool:
+    task = degradations.canonical_task(task)
+    name = {"U": "upsampling", "P": "inpainting"}[initial]
+    return task == name or (degradations.is_composition(task) and initial in task)
+
+
+def _target_side(resolution: int, native: float, factor: Optional[float]) -> int:
+    """Side of the aligned target: the face's native size (or R / factor), at most R."""
+    n = resolution / factor if factor is not None else native
+    return int(min(max(round(n), 1), resolution))
+
+
+def restore_photo(G, photo: Image.Image, task: str, level: str = "M", *,
+                  landmarks: Union[Sequence, LandmarkProvider, None] = None,
+                  template: Union[str, Template, None] = None, face: Optional[int] = None,
+                  factor: Optional[float] = None, mask: Optional[Image.Image] = None,
+                  loss=None, seed: int = 0, steps=None, lr_scale=None, progress: bool = True,
+                  name: str = "the photo") -> PhotoRestoration:
+    """Find (or take) the faces of `photo`, restore each in its aligned frame, paste them back.
+
+    template: the generator's alignment, a Template or a generator name
+    (`rusir.faces.align.template_for`; default FFHQ's). factor: upsampling factor (default:
+    inferred per face). mask: an inpainting mask the photo's size (white = known)."""
+    template = template_for(template)
+    R = G.img_resolution
+    device = next(G.parameters()).device
+    upsampling = _has(task, "U")
+    if factor is not None and not upsampling:
+        raise ValueError("a factor only applies to tasks with upsampling")
+    if mask is not None and not _has(task, "P"):
+        raise ValueError("--mask only applies to the inpainting task")
+    if mask is not None and mask.size != photo.size:
+        raise ValueError(f"mask is {mask.size[0]}x{mask.size[1]} px but the photo is "
+                         f"{photo.size[0]}x{photo.size[1]} px: with --align it must have the "
+                         "photo's size")
+    photo = photo.convert("RGB")
+    done = []
+    for index, lm in find_faces(photo, landmarks, face, name):
+        corners = template.frame(lm)
+        native = float(np.hypot(*(corners[3] - corners[0])))          # face side in photo px
+        n = _target_side(R, native, factor) if upsampling else R
+        aligned = align(photo, lm, n, template)                       # [1, 3, n, n]
+        known = None
+        if mask is not None:                                          # warped with the face
+            warped = warp_quad(mask.convert("L"), aligned.quad, R, soft_pad=False)
+            known = pil_to_tensor(warped)[:, :1]                      # [1, 1, R, R]
+        deg = photo_degradation(task, level, seed + index, R / n, known)
+        result = restore(G, aligned.image.to(device), deg, loss=loss, seed=seed, steps=steps,
+                         lr_scale=lr_scale, progress=progress)
+        done.append(FaceRestoration(index, aligned, deg, result))
+    scale = 1.0 if not upsampling else factor or min(f.factor for f in done)
+    size = (max(int(round(photo.width * scale)), 1), max(int(round(photo.height * scale)), 1))
+    base = pil_to_tensor(photo.resize(size, Image.BICUBIC) if size != photo.size else photo)
+    pasted = paste_all(base, [(f.face, f.result.images.detach().cpu().clamp(0, 1)) for f in done],
+                       scale=size[0] / photo.width)
+    return PhotoRestoration(pasted, size[0] / photo.width, done)
