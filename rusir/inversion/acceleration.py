@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator, Union
 
 import torch
 
-__all__ = ["PRECISIONS", "check_precision", "tf32_scope", "LossRunner", "SynthesisProxy",
+__all__ = ["PRECISIONS", "check_precision", "tf32_scope", "recompile_limit", "LossRunner", "SynthesisProxy",
            "compile_or_eager", "compiled_terms"]
 
 PRECISIONS = ("fp32", "tf32", "bf16")
@@ -55,6 +55,24 @@ def tf32_scope(enabled: bool) -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
+RECOMPILE_LIMIT = 64   # graphs per function while compiling: 3 latent spaces x grad / no-grad x
+                       # batch sizes (chunks, the benchmark's batches) pass dynamo's default 8
+
+
+@contextmanager
+def recompile_limit(limit: int = RECOMPILE_LIMIT) -> Iterator[None]:
+    """Dynamo's per-function graph limit raised for the block (past it dynamo silently runs
+    eager, which would make a compiled run look slow), then put back."""
+    import torch._dynamo.config as dynamo_config
+
+    before = dynamo_config.recompile_limit
+    dynamo_config.recompile_limit = max(before, limit)
+    try:
+        yield
+    finally:
+        dynamo_config.recompile_limit = before
+
+
 class compile_or_eager:
     """`fn` compiled with torch.compile, falling back to `fn` itself (with one warning) when
     compiling or running the compiled function raises. A genuine error of `fn` (bad input)
@@ -73,6 +91,11 @@ class compile_or_eager:
         warnings.warn(f"torch.compile of {self.name} failed ({type(exc).__name__}: "
                       f"{str(exc).splitlines()[0] if str(exc) else ''}); running it uncompiled",
                       RuntimeWarning, stacklevel=3)
+
+    def __getattr__(self, name: str) -> Any:     # e.g. synthesis.max_channels: fn's own
+        if name in ("fn", "compiled", "failed", "name"):
+            raise AttributeError(name)
+        return getattr(self.fn, name)
 
     def __call__(self, *args, **kwargs):
         if not self.failed:

@@ -19,7 +19,8 @@ from torch import Tensor
 from ..degradations.base import Degradation
 from ..model.stylegan2 import Generator
 from .acceleration import (LossRunner, SynthesisProxy, check_compile, check_precision,
-                           compile_or_eager, compiled_terms, tf32_scope)
+                           compile_or_eager, compiled_terms, recompile_limit,
+                           tf32_scope)
 from .batching import (auto_batch_size, check_batch_size, chunk_degradation, chunk_loss, chunks,
                        largest_that_fits)
 from .latents import SPACES, convert, initial_latent
@@ -145,6 +146,7 @@ def _accelerated(G: Generator, loss, config: dict) -> Iterator[tuple]:
             stack.callback(loss.clear_target_cache)
         G_run = G
         if backend:
+            stack.enter_context(recompile_limit())
             G_run = SynthesisProxy(G, compile_or_eager(G.synthesis, "synthesis", backend))
 
         def wrap(chunk_loss_fn):
