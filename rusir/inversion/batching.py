@@ -90,10 +90,16 @@ def chunk_loss(loss, degradation, part):
 
 
 def free_memory(device: torch.device) -> Optional[int]:
-    """Free bytes on a CUDA device (torch.cuda.mem_get_info), None elsewhere."""
+    """Bytes this process can still allocate on a CUDA device: the device's free memory plus
+    what PyTorch's allocator holds unused, within `set_per_process_memory_fraction` (how a
+    16 GB card is simulated on a larger one); None off CUDA."""
     if device.type != "cuda":
         return None
-    return int(torch.cuda.mem_get_info(device)[0])
+    free, total = torch.cuda.mem_get_info(device)
+    allocated = torch.cuda.memory_allocated(device)
+    available = free + torch.cuda.memory_reserved(device) - allocated
+    fraction = getattr(torch.cuda, "get_per_process_memory_fraction", lambda d: 1.0)(device)
+    return int(max(0, min(available, fraction * total - allocated)))
 
 
 def fit_batch_size(batch: int, free: int, fixed: int, per_image: int,
