@@ -6,6 +6,7 @@
     precision="bf16"   the LOSS (its networks: LPIPS's VGG) under bf16 autocast; the generator
                        stays fp32 (its per-filter W++ codes move by lr = 0.005, far below bf16's
                        resolution of a value near 1)
+    precision="tf32+bf16"  both: the generator in TF32, the loss in bf16
     compile=True       torch.compile of the synthesis network and of every loss term's comparison
                        (`Term.compare`); a backend name (e.g. "aot_eager") picks the backend. When
                        compiling or running a compiled function fails, a warning says so and the
@@ -26,7 +27,7 @@ import torch
 __all__ = ["PRECISIONS", "check_precision", "tf32_scope", "recompile_limit", "LossRunner", "SynthesisProxy",
            "compile_or_eager", "compiled_terms"]
 
-PRECISIONS = ("fp32", "tf32", "bf16")
+PRECISIONS = ("fp32", "tf32", "bf16", "tf32+bf16")
 Compile = Union[bool, str]
 
 
@@ -128,7 +129,7 @@ class LossRunner:
         self.needs_prediction = getattr(loss, "needs_prediction", False)
 
     def __call__(self, x, y, **kwargs):
-        if self.precision != "bf16":
+        if "bf16" not in self.precision:
             return self.loss(x, y, **kwargs)
         with torch.autocast(x.device.type, dtype=torch.bfloat16):
             value = self.loss(x, y, **kwargs)

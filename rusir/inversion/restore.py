@@ -103,9 +103,10 @@ def restore(G: Generator, target: Tensor, degradation=None, *, loss: LossSpec = 
     amplifies it); "auto" picks n from the free GPU memory and the measured cost of one W++
     step (the whole batch on the CPU). A CUDA out-of-memory error is re-raised naming a
     batch_size that fits. Callbacks then see one chunk at a time.
-    precision: "fp32" (default), "tf32" (CUDA TF32 matmuls/convolutions) or "bf16" (the loss
-    under bf16 autocast, the generator in fp32); compile: True (or a torch.compile backend)
-    compiles the synthesis and the loss terms, falling back to eager with a warning
+    precision: "fp32" (default), "tf32" (CUDA TF32 matmuls/convolutions), "bf16" (the loss
+    under bf16 autocast, the generator in fp32) or "tf32+bf16" (both); compile: True (or a
+    torch.compile backend) compiles the synthesis and the loss terms, falling back to eager
+    with a warning
     (`rusir.inversion.acceleration`). cache_target: the loss computes the target's side
     (pyramid, LPIPS features) once per restore where it is constant (bit-identical; False
     recomputes it every step, as the reference code).
@@ -138,7 +139,7 @@ def _accelerated(G: Generator, loss, config: dict) -> Iterator[tuple]:
     precision, compilation and target caching; everything is put back afterwards."""
     backend, precision = config["compile"], config["precision"]
     with ExitStack() as stack:
-        stack.enter_context(tf32_scope(precision == "tf32"))
+        stack.enter_context(tf32_scope("tf32" in precision))
         if hasattr(loss, "cache_target"):
             before = loss.cache_target
             loss.cache_target = config["cache_target"]
@@ -153,7 +154,7 @@ def _accelerated(G: Generator, loss, config: dict) -> Iterator[tuple]:
             """A chunk's loss as the loop calls it (compiled terms and autocast as configured)."""
             if backend:
                 stack.enter_context(compiled_terms(chunk_loss_fn, backend))
-            return LossRunner(chunk_loss_fn, precision) if precision == "bf16" else chunk_loss_fn
+            return LossRunner(chunk_loss_fn, precision) if "bf16" in precision else chunk_loss_fn
 
         yield G_run, wrap
 
