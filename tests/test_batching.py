@@ -151,3 +151,31 @@ def test_out_of_memory_with_not_one_image(monkeypatch, setup64):
     monkeypatch.setattr(restore_module, "render_degraded", render_degraded)
     with pytest.raises(torch.OutOfMemoryError, match="not even one image fits"):
         restore(G, clean, make("denoising", "M"), loss="l2", steps=(1, 1, 1), progress=False)
+
+
+# --- the command line --------------------------------------------------------------------------
+
+def test_restore_files_in_batches(tmp_path):
+    from rusir.degradations.base import to_pil
+    from rusir.restore_files import restore_files
+
+    files = []
+    for i, img in enumerate(procedural_images(3, 64, seed=9)):
+        files.append(tmp_path / f"face{i}.png")
+        to_pil(img).save(files[-1])
+    kw = dict(steps=(1, 1, 1), simulate=True, device="cpu")
+    one = restore_files(files, "denoising", out=tmp_path / "one", **kw)
+    two = restore_files(files, "denoising", out=tmp_path / "two", batch_size=2, **kw)
+    assert [p.name for p in one.values()] == [p.name for p in two.values()]
+    for path in files:                        # every output written, latents one image each
+        latent = torch.load(tmp_path / "two" / f"{path.stem}_latent.pt")
+        assert latent["W++"].shape[0] == 1 and (tmp_path / "two" / f"{path.stem}_phases.png").is_file()
+    with pytest.raises(ValueError, match="batch size"):
+        restore_files(files, "denoising", out=tmp_path / "bad", batch_size=0, **kw)
+
+
+def test_cli_refuses_a_bad_batch_size(tmp_path, capsys):
+    from rusir.cli import main
+
+    assert main(["restore", "x.png", "--task", "denoising", "--batch-size", "0"]) == 2
+    assert "--batch-size: expected a whole number >= 1" in capsys.readouterr().err
