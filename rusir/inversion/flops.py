@@ -56,8 +56,10 @@ def step_flops(G, target: Tensor, degradation, loss, space: str,
         one = step_flops(G, target[:1], _first(degradation, batch), loss, space, resolution,
                          cache_target, per_image=False)
         return {k: v * batch for k, v in one.items()}
-    degradation = copy.deepcopy(degradation)
-    loss = copy.deepcopy(loss)
+    original, degradation = degradation, copy.deepcopy(degradation)
+    memo = {id(t): t for t in [*loss.parameters(), *loss.buffers()]} if hasattr(loss, "parameters") else {}
+    memo[id(original)] = degradation             # weights shared, the degradation the copy's
+    loss = copy.deepcopy(loss, memo)
     if hasattr(loss, "cache_target"):
         loss.cache_target = cache_target
     latent = convert(initial_latent(G, "W", batch).to(target.device), space, G).requires_grad_(True)

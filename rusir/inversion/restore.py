@@ -124,10 +124,13 @@ def restore(G: Generator, target: Tensor, degradation=None, *, loss: LossSpec = 
     problem = prepare(G, target, degradation, loss, seed=seed, resolution=resolution)
     with _accelerated(G, problem.loss, config) as (G_run, wrap):
         size = _chunk_size(G_run, problem, config, wrap)
+        oom = None
         try:
             phases = _run_chunks(G_run, problem, init, config, wrap, size, callback, progress)
         except torch.OutOfMemoryError as exc:
-            raise _out_of_memory(G_run, problem, config, wrap, size, exc) from exc
+            oom = str(exc).splitlines()[0] if str(exc) else "out of memory"
+        if oom is not None:   # out of the except block: the failed step's tensors are freed
+            raise _out_of_memory(G_run, problem, config, wrap, size, oom)
     info = {"init": "w_avg" if init is None else "given", "batch_size": size}
     return RestoreResult(list(phases.values())[-1].images, phases, time.perf_counter() - start,
                          config, info)
@@ -223,7 +226,7 @@ def _chunk_size(G, problem: Problem, config: dict, wrap) -> int:
 
 
 def _out_of_memory(G, problem: Problem, config: dict, wrap, size: int,
-                   exc: BaseException) -> torch.OutOfMemoryError:
+                   message: str) -> torch.OutOfMemoryError:
     """The error to raise after running out of memory with chunks of `size`: it names the
     largest chunk with which one W++ step runs (found by bisection)."""
     def fits(n: int) -> bool:
@@ -236,19 +239,21 @@ def _out_of_memory(G, problem: Problem, config: dict, wrap, size: int,
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
 
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     batch = problem.target.shape[0]
     if not isinstance(problem.degradation, Degradation):   # cannot be split to probe
         return torch.OutOfMemoryError(f"restore ran out of GPU memory with {min(size, batch)} "
-                                      f"images at a time: try a smaller batch ({exc})")
+                                      f"images at a time: try a smaller batch ({message})")
     n = largest_that_fits(fits, max(size - 1, 1))
     if n == 0:
         return torch.OutOfMemoryError(
             f"restore ran out of GPU memory and not even one image fits (one W++ step): lower "
-            f"the resolution or use precision='bf16' ({str(exc).splitlines()[0]})")
+            f"the resolution or use precision='bf16' ({message})")
     return torch.OutOfMemoryError(
         f"restore ran out of GPU memory with {min(size, batch)} images at a time; "
         f"restore(..., batch_size={n}) fits (one W++ step with {n} images ran), or use "
-        f"batch_size='auto' ({str(exc).splitlines()[0]})")
+        f"batch_size='auto' ({message})")
 
 
 def _run_phases(G: Generator, problem: Problem, init: Optional[Tensor], config: dict,
