@@ -48,7 +48,7 @@ def test_cached_restore_equals_uncached(task, preset):
     for cache in (True, False):
         deg = _degradation(task)
         out = restore(G, deg.degrade_ground_truth(clean), deg, loss=_loss(spec, deg),
-                      steps=(2, 2, 2), lrs=(0.08, 0.02, 0.02), cache_target=cache, progress=False)
+                      steps=(1, 1, 1), lrs=(0.08, 0.02, 0.02), cache_target=cache, progress=False)
         runs[cache] = out.images, torch.stack([torch.stack(p.losses) for p in out.phases.values()])
     assert torch.equal(runs[True][0], runs[False][0]), "images"
     assert torch.equal(runs[True][1], runs[False][1]), "losses"
@@ -111,3 +111,15 @@ def test_cache_notices_edits_and_other_masks():
         assert torch.equal(loss(x, y, other), fresh(x, y, other))
     loss.clear_target_cache()
     assert loss.pyramid._cached is None
+
+
+@pytest.mark.parametrize("net", ["vgg", "squeeze"])
+def test_split_lpips_is_the_packages_forward(net):
+    """target(y) + compare(x, .) is lpips.LPIPS.forward cut in two: bit for bit."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        term = LPIPSTerm(net, _allow_random_backbone_for_tests=True)
+    x, y = procedural_images(2, 48, seed=1), procedural_images(2, 48, seed=2)
+    whole = term.model(x, y, normalize=True).reshape(2)
+    assert torch.equal(term.compare(x, term.target(y)), whole)
+    assert torch.equal(term(x, y), whole)

@@ -117,6 +117,8 @@ class SynthesisProxy:
         self._G, self.synthesis = G, synthesis
 
     def __getattr__(self, name: str) -> Any:
+        if name == "_G":
+            raise AttributeError(name)
         return getattr(self._G, name)
 
 
