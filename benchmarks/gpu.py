@@ -14,13 +14,15 @@ LPIPS features recomputed every step, no compile); `fp32` (target cached, batche
 `bf16` (loss in bf16, generator in TF32) and `bf16+compile`. In priority order, as long as the
 time budget lasts (what does not fit is listed under "skipped"):
  1. FLOPs of one step per phase (torch.utils.flop_counter) and the loss, per image;
- 2. accuracy: every mode at batch 1, --steps per phase, on each task: seconds per step per
+ 2. accuracy on denoising: every mode at batch 1, --steps per phase: seconds per step per
     phase, and image 0's max |difference| and PSNR change against the reference mode;
  3. speed: each fast mode on denoising at batch 1, 2, 4, ... until out of memory: seconds per
     step per phase (--time-steps per phase), images per hour for the full 150/150/150 restore,
     peak memory per image, achieved TFLOP/s against the GPU's peak for the dtype;
  4. a 16 GB GPU (torch.cuda.set_per_process_memory_fraction): the batch "auto" picks and
-    whether it runs.
+    whether it runs;
+ 5. accuracy (as 2) on the other tasks; 6. the compiled mode (accuracy, then its speed at the
+    fastest batch), only with --compile-reserve-s left.
 Writes benchmarks/results/gpu_<device>.json (after every measurement: an interrupted run keeps
 what it measured) and a markdown table beside it.
 """
@@ -250,15 +252,19 @@ def main() -> None:
     state = dict(reference={}, last={})
     plain = [m for m in modes if not MODES[m]["compile"]]
     compiled = [m for m in modes if MODES[m]["compile"]]
-    for task in tasks:
-        for mode in plain:
-            accuracy(G, loss, truth, task, mode, a, budget, record, flops, state, out)
+    first = "denoising" if "denoising" in tasks else tasks[0]   # the sweep's task first
+    for mode in plain:
+        accuracy(G, loss, truth, first, mode, a, budget, record, flops, state, out)
     for mode in plain:
         if mode != "reference":
             sweep(G, loss, truth, mode, a, max_batch, budget, record, flops, state, out, 1)
     if device.type == "cuda":
         record["gpu16"] = gpu16(G, loss, truth, a, budget, record, device)
         write(record, out)
+    for task in tasks:
+        if task != first:
+            for mode in plain:
+                accuracy(G, loss, truth, task, mode, a, budget, record, flops, state, out)
     for mode in compiled:
         if budget.left() < a.compile_reserve_s:
             record["skipped"].append(f"{mode}: {budget.left():.0f} s left < --compile-reserve-s "
