@@ -4,8 +4,8 @@
     python benchmarks/speed.py --generator toyfaces64 --device cuda --precisions fp32,tf32,bf16
 
 Uses the identity degradation and a weight-free loss so it runs offline; the numbers measure the
-generator + optimiser, which dominate at small resolutions. On CUDA it also checks that TF32 and
-bf16 autocast give finite images close to fp32.
+generator + optimiser, which dominate at small resolutions. Precisions as in
+`restore(..., precision=)`; at 1024 px on a GPU use benchmarks/gpu.py.
 """
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import json
 import os
 import platform
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import rusir  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads OpenMP)
@@ -22,18 +21,20 @@ import torch
 
 from rusir.model.generators import load_generator
 from rusir.inversion.latents import SPACES, initial_latent, convert
+from rusir.inversion.acceleration import LossRunner, check_precision, tf32_scope
 from rusir.inversion.presets import build_loss
 from rusir.inversion.restore import render, run_phase
 from rusir.inversion.schedule import resolve as resolve_schedule
 
 
 def time_phase(G, target, loss, space: str, steps: int, precision: str) -> float:
+    """Seconds per step, with restore's precision semantics (rusir.inversion.acceleration:
+    TF32 flags around the call, bf16 autocast of the loss only)."""
     device = target.device
     latent = convert(initial_latent(G, "W", target.shape[0]), space, G)
-    ctx = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    loss = LossRunner(loss, check_precision(precision))
     from rusir.degradations import Identity
-    with ctx:
+    with tf32_scope("tf32" in precision):
         run_phase(G, latent, target, Identity(), loss, 2, 0.01, space, progress=False)  # warm-up
         if device.type == "cuda":
             torch.cuda.synchronize()

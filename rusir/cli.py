@@ -63,6 +63,11 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _batch_size(text: str):
+    """A whole number >= 1, or 'auto'."""
+    return "auto" if str(text).strip() == "auto" else _count(1)(text)
+
+
 def _count(minimum: int):
     def parse(text: str) -> int:
         try:
@@ -164,13 +169,16 @@ def _restore(p: argparse.ArgumentParser):
     p.add_argument("--landmarks", type=Path, default=None,
                    help="with --align: JSON of each face's 5 [x, y] points (eyes, nose tip, "
                         "mouth corners) instead of detecting them")
+    p.add_argument("--batch-size", type=_batch_size, default=1,
+                   help="files restored together (default 1); 'auto': all, in chunks that fit the GPU")
 
     def run(a: argparse.Namespace) -> int:
         from .restore_files import restore_files
         paths = restore_files(a.images, a.task, a.level, a.generator, a.out, steps=a.steps,
                               lr_scale=a.lr_scale, loss=a.loss, mask=a.mask, simulate=a.simulate,
                               seed=a.seed, device=a.device, overwrite=a.overwrite, align=a.align,
-                              face=a.face, factor=a.factor, landmarks=a.landmarks)
+                              face=a.face, factor=a.factor, landmarks=a.landmarks,
+                              batch_size=a.batch_size)
         print(json.dumps({str(k): str(v) for k, v in paths.items()}, indent=1))
         return 0
     return run

@@ -156,7 +156,7 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
                   loss: Optional[str] = None, mask: Optional[Path] = None, simulate: bool = False,
                   seed: int = 0, device: Optional[str] = None, overwrite: bool = False,
                   align: bool = False, face: Optional[int] = None, factor: Optional[float] = None,
-                  landmarks=None) -> dict[Path, Path]:
+                  landmarks=None, batch_size: Union[int, str] = 1) -> dict[Path, Path]:
     """Restore each file; write `<stem>_restored.png`, `<stem>_phases.png`, `<stem>_latent.pt`.
 
     Without `simulate` each file is the degraded image itself (low resolution for upsampling);
@@ -166,6 +166,12 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
     the face's native size to the generator's) and pasted back; it writes `<stem>_restored.png`
     (the whole photo) and per face i `<stem>_face<i>_target.png`, `_restored.png`, `_phases.png`
     (target | W | W+ | W++), `_latent.pt`. Returns {input path: restored path}.
+
+    batch_size: files restored together (1, the default: one at a time). n > 1 restores n files
+    as one batch (file i keeps its seed, seed + i; in float32 the result differs from one at a
+    time by rounding that NGD amplifies: README, "Python API"); "auto" restores them all in one
+    call that chunks by free GPU memory (`restore(..., batch_size="auto")`). Each group's files
+    are written when it finishes.
 
     Refused before the generator is loaded (ValueError or OSError, one line): an unknown task or
     level; a bad schedule (rusir.inversion.schedule); an unusable device; a bad loss; an output
@@ -178,6 +184,9 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
     paths = [Path(p) for p in images]
     if not paths:
         raise ValueError("no input images given")
+    if batch_size != "auto" and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                 or batch_size < 1):
+        raise ValueError(f"batch size must be a whole number >= 1 or 'auto', got {batch_size!r}")
     degradations.make(task, level, seed=seed)          # an unknown task or level, now
     tasks = _task_names(task) if align else {degradations.canonical_task(task)}
     if mask is not None and "inpainting" not in tasks:     # with --align, compositions too
@@ -213,28 +222,32 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
     G, loss_fn, steps = setup(generator, loss, steps, device=device, verbose=False)
     device = next(G.parameters()).device
     R = G.img_resolution
+    group = len(paths) if batch_size == "auto" else batch_size
     written = {}
-    for i, path in enumerate(paths):
+    for start in range(0, len(paths), group):
+        files = paths[start:start + group]
         if mask is not None:
             deg = degradations.Inpainting.from_mask(_user_mask(mask, R))
         else:
-            deg = degradations.make(task, level, seed=seed + i)
+            deg = degradations.make(task, level, seed=seed + start)   # file i: seed + i
         if simulate:
-            truth = load_image(path, R).to(device)
+            truth = torch.cat([load_image(path, R) for path in files]).to(device)
             target = deg.degrade_ground_truth(truth)
         else:
-            target = load_image(path, deg.target_size(R)).to(device)
-        result = restore(G, target, deg, loss=loss_fn, steps=steps, lr_scale=lr_scale)
+            target = torch.cat([load_image(path, deg.target_size(R)) for path in files]).to(device)
+        result = restore(G, target, deg, loss=loss_fn, steps=steps, lr_scale=lr_scale,
+                         batch_size="auto" if batch_size == "auto" else None)
         out.mkdir(parents=True, exist_ok=True)  # only once there is something to write
-        restored, phases, latents = names[path]
-        to_pil(result.images[0]).save(restored)
-        columns = [target[0]] + [p.images[0] for p in result.phases.values()]
-        labels = ["target"] + list(result.phases)
-        if simulate:
-            columns, labels = columns + [truth[0]], labels + ["truth"]
-        save_grid(phases, [columns], labels)
-        torch.save({s: p.latent.cpu() for s, p in result.phases.items()}, latents)
-        written[path] = restored
+        for j, path in enumerate(files):
+            restored, phases, latents = names[path]
+            to_pil(result.images[j]).save(restored)
+            columns = [target[j]] + [p.images[j] for p in result.phases.values()]
+            labels = ["target"] + list(result.phases)
+            if simulate:
+                columns, labels = columns + [truth[j]], labels + ["truth"]
+            save_grid(phases, [columns], labels)
+            torch.save({s: p.latent[j:j + 1].cpu() for s, p in result.phases.items()}, latents)
+            written[path] = restored
     return written
 
 

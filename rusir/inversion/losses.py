@@ -27,7 +27,7 @@ the loss's seed and call count, never on the other images). Nothing reduces over
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Mapping, Optional, Union
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Union
 
 import torch
 import torch.nn as nn
@@ -35,23 +35,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import metrics
+from .terms import (PREDICTION_TERMS, TERMS, GradientTerm, L1Term, L2Term, LPIPSTerm, MSSSIMTerm,
+                    SSIMTerm, Term, _Frozen, _per_image_mean, make_term, unknown_term)
 
 __all__ = [
     "Term", "L1Term", "L2Term", "GradientTerm", "SSIMTerm", "MSSSIMTerm", "LPIPSTerm",
     "WeightedTerms", "MultiResolutionLoss", "ConsistencyLoss", "CompositeLoss", "LossConfig",
     "TERMS", "make_term", "masked_mse",
 ]
-
-
-class _Frozen(nn.Module):
-    """Base of all loss modules: always in eval mode (dropout in LPIPS must stay off)."""
-
-    def train(self, mode: bool = True):
-        return super().train(False)
-
-
-def _per_image_mean(t: Tensor) -> Tensor:
-    return t.flatten(1).mean(1)
 
 
 def masked_mse(x: Tensor, y: Tensor, mask: Optional[Tensor] = None) -> Tensor:
@@ -61,114 +52,6 @@ def masked_mse(x: Tensor, y: Tensor, mask: Optional[Tensor] = None) -> Tensor:
     if mask is not None:
         diff = diff * mask.to(diff.dtype)
     return diff.square().flatten(1).mean(1)
-
-
-# --- terms: (x, y) -> [B], no mask ------------------------------------------------------------
-
-class Term(_Frozen):
-    """A per-image distance (x, y) -> [B]. `noise_fill`: holes are filled with shared noise
-    before the call (perceptual terms) instead of being left at 0."""
-    noise_fill = False
-
-
-class L1Term(Term):
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        return _per_image_mean((x - y).abs())
-
-
-class L2Term(Term):
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        return _per_image_mean((x - y).square())
-
-
-class GradientTerm(Term):
-    """Mean L1 between Sobel gradients (kernels / 8, i.e. per-pixel slope; replicate padding),
-    averaged over the horizontal and vertical maps and the channels."""
-
-    def __init__(self):
-        super().__init__()
-        k = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8
-        self.register_buffer("kernel", torch.stack([k, k.t()]).unsqueeze(1), persistent=False)
-
-    def _grad(self, x: Tensor) -> Tensor:
-        b, c, h, w = x.shape
-        x = F.pad(x.reshape(b * c, 1, h, w), (1, 1, 1, 1), mode="replicate")
-        return F.conv2d(x, self.kernel.to(x.dtype)).reshape(b, c * 2, h, w)
-
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        return _per_image_mean((self._grad(x) - self._grad(y)).abs())
-
-
-class SSIMTerm(Term):
-    """1 - SSIM (window 11, shrunk at tiny sides; see metrics.ssim)."""
-
-    def __init__(self, win_size: int = 11):
-        super().__init__()
-        self.win_size = win_size
-
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        return 1 - metrics.ssim(x, y, data_range=1.0, win_size=self.win_size)
-
-
-class MSSSIMTerm(Term):
-    """1 - MS-SSIM with as many scales as the side allows (metrics.ms_ssim: window 11 gives
-    3 scales at 64 px, 2 at 32 px, plain SSIM at 16 px; standard weights truncated and
-    renormalised; equals standard MS-SSIM at >= 176 px). Gradients stay finite."""
-
-    def __init__(self, win_size: int = 11, weights: Optional[list[float]] = None):
-        super().__init__()
-        self.win_size, self.weights = win_size, weights
-
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        return 1 - metrics.ms_ssim(x, y, data_range=1.0, win_size=self.win_size,
-                                   weights=self.weights)
-
-
-class LPIPSTerm(Term):
-    """LPIPS (lpips package, v0.1 heads, inputs [0, 1] normalised, spatial mean, no resize).
-
-    The ImageNet backbone comes from `rusir.model.weights` and is required: when it is absent this
-    raises MissingWeightsError (file, URL, destination) before lpips could download anything.
-    `_allow_random_backbone_for_tests=True` builds lpips' random backbone -- for tests only.
-    """
-    noise_fill = True
-
-    def __init__(self, net: str = "vgg", *, _allow_random_backbone_for_tests: bool = False):
-        super().__init__()
-        self.net_name = net
-        self.model = metrics.lpips_network(
-            net, _allow_random_backbone_for_tests=_allow_random_backbone_for_tests)
-
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        if min(x.shape[-2:]) < metrics.LPIPS_MIN_SIDE[self.net_name]:
-            raise ValueError(f"LPIPS-{self.net_name} needs images of side >= "
-                             f"{metrics.LPIPS_MIN_SIDE[self.net_name]} px, got {tuple(x.shape[-2:])}")
-        return self.model(x, y, normalize=True).reshape(x.shape[0])
-
-
-TERMS: dict[str, Callable[..., Term]] = {
-    "l1": L1Term,
-    "l2": L2Term,
-    "grad": GradientTerm,
-    "ssim": SSIMTerm,
-    "ms_ssim": MSSSIMTerm,
-    "lpips_vgg": lambda **kw: LPIPSTerm("vgg", **kw),
-    "lpips_alex": lambda **kw: LPIPSTerm("alex", **kw),
-    "lpips_squeeze": lambda **kw: LPIPSTerm("squeeze", **kw),
-}
-PREDICTION_TERMS = ("consistency",)  # computed on the clean prediction, outside the pyramid
-
-
-def _unknown(name: str) -> ValueError:
-    return ValueError(f"unknown loss term {name!r}; valid terms: {sorted(TERMS)} "
-                      f"(+ {list(PREDICTION_TERMS)} with a degradation)")
-
-
-def make_term(name: str, **options) -> Term:
-    """A term by name (TERMS), with its constructor options."""
-    if name not in TERMS:
-        raise _unknown(name)
-    return TERMS[name](**options)
 
 
 # --- masking, noise, pyramid -----------------------------------------------------------------
@@ -213,6 +96,22 @@ def _prepare_mask(mask: Optional[Tensor], y: Tensor) -> Optional[Tensor]:
     return mask
 
 
+class Level(NamedTuple):
+    """The target side of one pyramid level."""
+    y: Tensor                      # [B, C, h, w] the target (masked) at this level
+    m: Optional[Tensor]            # [B, 1, h, w] the mask at this level, or None
+    hole: Optional[Tensor]         # 1 - m, the weight of the hole fill
+    states: dict[str, Any]         # term name -> term.target(y), for every term whose target
+                                   # side is constant (all but noise-filled terms under a mask)
+
+
+class TargetSide(NamedTuple):
+    """Everything the pyramid computes from the target and the mask alone."""
+    levels: list[Level]
+    m: Optional[Tensor]            # [B, 1, H, W] the full-resolution mask x is multiplied by
+    coarse: Tensor                 # [B, C, h, w] y after the last pooling (the coarse L1's target)
+
+
 class WeightedTerms(_Frozen):
     """sum_i w_i * term_i(x, y) at one resolution, with the mask handling described above."""
 
@@ -221,19 +120,45 @@ class WeightedTerms(_Frozen):
         self.terms = nn.ModuleDict(dict(terms))
         self.weights = {k: float(weights[k]) for k in self.terms}
 
-    def forward(self, x: Tensor, y: Tensor, m: Optional[Tensor] = None,
-                noise: Optional[Callable[[Tensor], Tensor]] = None) -> Tensor:
+    def level(self, y: Tensor, m: Optional[Tensor] = None) -> Level:
+        """The target side at this level. A noise-filled term under a mask compares x + n with
+        y + n, n fresh at every call: its target side is recomputed in `compare`."""
+        states = {name: term.target(y) for name, term in self.terms.items()
+                  if m is None or not term.noise_fill}
+        return Level(y, m, None if m is None else 1 - m, states)
+
+    def compare(self, x: Tensor, level: Level, noise: Optional[Callable[[Tensor], Tensor]]) -> Tensor:
         total = x.new_zeros(x.shape[0])
         filled = None
         for name, term in self.terms.items():
-            a, b = x, y
-            if m is not None and term.noise_fill:
+            if name in level.states:
+                value = term.compare(x, level.states[name])
+            else:
                 if filled is None:  # one fresh noise per level, shared by x and y and the terms
-                    n = (1 - m) * noise(y)
-                    filled = (x + n, y + n)
-                a, b = filled
-            total = total + self.weights[name] * term(a, b)
+                    n = level.hole * noise(level.y)
+                    filled = (x + n, level.y + n)
+                value = term(*filled)
+            total = total + self.weights[name] * value
         return total
+
+    def forward(self, x: Tensor, y: Tensor, m: Optional[Tensor] = None,
+                noise: Optional[Callable[[Tensor], Tensor]] = None) -> Tensor:
+        return self.compare(x, self.level(y, m), noise)
+
+
+class _Cached(NamedTuple):
+    y: Tensor
+    mask: Optional[Tensor]
+    key: tuple
+    side: TargetSide
+
+
+def _cache_key(y: Tensor, mask: Optional[Tensor]) -> tuple:
+    """What must not change for a cached target side to stay valid (besides y's and the mask's
+    identity): in-place edits (versions) and autocast, which sets the features' dtype."""
+    kind = y.device.type
+    autocast = torch.is_autocast_enabled(kind) and torch.get_autocast_dtype(kind)
+    return (y._version, None if mask is None else mask._version, autocast)
 
 
 class MultiResolutionLoss(_Frozen):
@@ -241,6 +166,14 @@ class MultiResolutionLoss(_Frozen):
 
     While the side of y is > levels_min_side (at most max_levels times): add term(x, y), then
     2x2 average-pool x, y and the mask. Finally add l1_weight * mean|x - y| on the pooled images.
+
+    `cache_target` (default on): the target side (`target_side`: masked and pooled targets,
+    masks, each term's `target(y)`, e.g. LPIPS features) is computed once and reused while the
+    loss is called with the same target tensor and an equal mask, unmodified, under the same
+    autocast -- what a restore does at every step. The result is bit-identical to recomputing
+    it. What is not cached: under a mask, a noise-filled term (LPIPS) sees y + n with fresh
+    noise n at every call, so its features of the target are recomputed (the masked, pooled
+    target and the mask pyramid are still cached). `clear_target_cache()` frees it.
     """
 
     def __init__(self, term: Union[Term, WeightedTerms], levels_min_side: int = 16,
@@ -250,30 +183,57 @@ class MultiResolutionLoss(_Frozen):
                                                                                 {"term": 1.0})
         self.levels_min_side, self.max_levels, self.l1_weight = levels_min_side, max_levels, l1_weight
         self.noise = _NoiseSource(seed)
+        self.cache_target = True
+        self._cached: Optional[_Cached] = None
 
     def reset_noise(self, seed: Optional[int] = None) -> None:
         self.noise.reset(seed)
+
+    def clear_target_cache(self) -> None:
+        self._cached = None
+
+    def target_side(self, y: Tensor, mask: Optional[Tensor] = None) -> TargetSide:
+        """Mask y, then per level the term states and a 2x2 pooling of y and the mask."""
+        m = full_m = _prepare_mask(mask, y)
+        if m is not None:
+            y = y * m
+        levels: list[Level] = []
+        while len(levels) < self.max_levels and min(y.shape[-2:]) > self.levels_min_side:
+            levels.append(self.terms.level(y, m))
+            y = F.avg_pool2d(y, 2)
+            m = F.avg_pool2d(m, 2) if m is not None else None
+        if not levels and not self.l1_weight:  # a constant loss would give no gradient at all
+            raise ValueError(f"the loss compares nothing on {tuple(y.shape[-2:])} px targets: the "
+                             f"pyramid only runs while the side is > min_side={self.levels_min_side} "
+                             "and l1_weight is 0; lower min_side or set l1_weight > 0")
+        return TargetSide(levels, full_m, y)
+
+    def _target_side(self, y: Tensor, mask: Optional[Tensor]) -> TargetSide:
+        if not self.cache_target or y.requires_grad:
+            return self.target_side(y, mask)
+        key, hit = _cache_key(y, mask), self._cached
+        if hit is not None and hit.y is y and hit.key == key and (
+                hit.mask is mask or (mask is not None and hit.mask is not None
+                                     and hit.mask.shape == mask.shape and torch.equal(hit.mask, mask))):
+            return hit.side
+        with torch.no_grad():
+            side = self.target_side(y, mask)
+        self._cached = _Cached(y, mask, key, side)
+        return side
 
     def forward(self, x: Tensor, y: Tensor, mask: Optional[Tensor] = None,
                 prediction: Optional[Tensor] = None) -> Tensor:
         if x.shape != y.shape:
             raise ValueError(f"x {tuple(x.shape)} and y {tuple(y.shape)} must have one shape")
-        m = _prepare_mask(mask, y)
-        if m is not None:
-            x, y = x * m, y * m
+        side = self._target_side(y, mask)
+        if side.m is not None:
+            x = x * side.m
         total = x.new_zeros(x.shape[0])
-        levels = 0
-        while levels < self.max_levels and min(y.shape[-2:]) > self.levels_min_side:
-            total = total + self.terms(x, y, m, self.noise)
-            x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
-            m = F.avg_pool2d(m, 2) if m is not None else None
-            levels += 1
-        if levels == 0 and not self.l1_weight:  # a constant loss would give no gradient at all
-            raise ValueError(f"the loss compares nothing on {tuple(y.shape[-2:])} px targets: the "
-                             f"pyramid only runs while the side is > min_side={self.levels_min_side} "
-                             "and l1_weight is 0; lower min_side or set l1_weight > 0")
+        for level in side.levels:
+            total = total + self.terms.compare(x, level, self.noise)
+            x = F.avg_pool2d(x, 2)
         if self.l1_weight:
-            total = total + self.l1_weight * _per_image_mean((x - y).abs())
+            total = total + self.l1_weight * _per_image_mean((x - side.coarse).abs())
         return total
 
 
@@ -325,7 +285,7 @@ class CompositeLoss(_Frozen):
         options = dict(options or {})
         for name in list(weights) + list(options):
             if name not in TERMS and name not in PREDICTION_TERMS:
-                raise _unknown(name)
+                raise unknown_term(name)
         terms = {k: make_term(k, **options.get(k, {})) for k in weights if k in TERMS}
         self.weights = {k: float(v) for k, v in weights.items()}
         self.pyramid = MultiResolutionLoss(
@@ -338,6 +298,18 @@ class CompositeLoss(_Frozen):
                                  "build_loss(spec, degradation_fn=degradation)")
             self.consistency = ConsistencyLoss(degradation_fn, consistency_sigma, seed=seed + 1)
         self.needs_prediction = self.consistency is not None
+
+    @property
+    def cache_target(self) -> bool:
+        """Whether the pyramid reuses the target side (MultiResolutionLoss)."""
+        return self.pyramid.cache_target
+
+    @cache_target.setter
+    def cache_target(self, on: bool) -> None:
+        self.pyramid.cache_target = bool(on)
+
+    def clear_target_cache(self) -> None:
+        self.pyramid.clear_target_cache()
 
     def reset_noise(self, seed: Optional[int] = None) -> None:
         """Restart the hole-fill noise at `seed` and the consistency noise at seed + 1 (as built)."""
@@ -374,7 +346,7 @@ class LossConfig:
             raise ValueError("a loss needs at least one term or l1_weight > 0")
         for k in list(self.terms) + list(self.options):
             if k not in TERMS and k not in PREDICTION_TERMS:
-                raise _unknown(k)
+                raise unknown_term(k)
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "LossConfig":

@@ -9,12 +9,20 @@ of hyperparameters for every task and level.
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional, Sequence
+from copy import deepcopy
+from contextlib import ExitStack, contextmanager
+from typing import Callable, Iterator, Optional, Sequence
 
 import torch
 from torch import Tensor
 
+from ..degradations.base import Degradation
 from ..model.stylegan2 import Generator
+from .acceleration import (LossRunner, SynthesisProxy, check_compile, check_precision,
+                           compile_or_eager, compiled_terms, recompile_limit,
+                           tf32_scope)
+from .batching import (auto_batch_size, check_batch_size, chunk_degradation, chunk_loss, chunks,
+                       largest_that_fits)
 from .latents import SPACES, convert, initial_latent
 from .loop import StepInfo, evaluate_loss, render, render_degraded, run_steps
 from .method import (LossFn, LossSpec, PhaseResult, Problem, RestoreResult, prepare,
@@ -68,6 +76,7 @@ def restore(G: Generator, target: Tensor, degradation=None, *, loss: LossSpec = 
             lrs: Optional[Sequence[float]] = None, lr_scale: Optional[float] = None,
             spaces: Sequence[str] = SPACES, optimizer: str = "ngd",
             resolution: Optional[int] = None, init: Optional[Tensor] = None,
+            batch_size=None, precision: str = "fp32", compile=False, cache_target: bool = True,
             **unknown) -> RestoreResult:
     """Restore `target` ([B, 3, h, w] in [0, 1]) with RUSIR's W -> W+ -> W++ inversion.
 
@@ -88,19 +97,163 @@ def restore(G: Generator, target: Tensor, degradation=None, *, loss: LossSpec = 
     ValueError before any step.
     optimizer: "ngd" (RUSIR) or "adam" (ablation). resolution: working resolution R the
     degradation expects (default: G's). init: a starting latent instead of w_avg.
-    callback(StepInfo) runs after every step; `result.config` holds the resolved configuration.
+    batch_size: None runs the B images as one batch; n runs them n at a time, each chunk with
+    the whole batch's per-image seeds (`rusir.inversion.batching`; equal to one batch in
+    float64, not bit for bit in float32, where batched kernels round differently and NGD
+    amplifies it); "auto" picks n from the free GPU memory and the measured cost of one W++
+    step (the whole batch on the CPU). A CUDA out-of-memory error is re-raised naming a
+    batch_size that fits. Callbacks then see one chunk at a time.
+    precision: "fp32" (default), "tf32" (CUDA TF32 matmuls/convolutions), "bf16" (the loss
+    under bf16 autocast, the generator in fp32) or "tf32+bf16" (both); compile: True (or a
+    torch.compile backend) compiles the synthesis and the loss terms, falling back to eager
+    with a warning
+    (`rusir.inversion.acceleration`). cache_target: the loss computes the target's side
+    (pyramid, LPIPS features) once per restore where it is constant (bit-identical; False
+    recomputes it every step, as the reference code).
+    callback(StepInfo) runs after every step; `result.config` holds the resolved configuration,
+    `result.info["batch_size"]` the chunk size that ran.
     """
     start = time.perf_counter()
     spaces = _check_spaces(spaces)
     steps, lrs, lr_scale = resolve_schedule(G, spaces, steps, lrs, lr_scale)
     config = dict(steps=steps, lrs=lrs, lr_scale=lr_scale, spaces=spaces, optimizer=optimizer,
-                  resolution=int(resolution or G.img_resolution), seed=int(seed))
+                  resolution=int(resolution or G.img_resolution), seed=int(seed),
+                  batch_size=check_batch_size(batch_size), precision=check_precision(precision),
+                  compile=check_compile(compile), cache_target=bool(cache_target))
     reject_unknown("restore", unknown, [*config, "init"])
     problem = prepare(G, target, degradation, loss, seed=seed, resolution=resolution)
-    phases = _run_phases(G, problem, init, config, callback, progress)
-    info = {"init": "w_avg" if init is None else "given"}
+    with _accelerated(G, problem.loss, config) as (G_run, wrap):
+        size = _chunk_size(G_run, problem, config, wrap)
+        oom = None
+        try:
+            phases = _run_chunks(G_run, problem, init, config, wrap, size, callback, progress)
+        except torch.OutOfMemoryError as exc:
+            oom = str(exc).splitlines()[0] if str(exc) else "out of memory"
+        if oom is not None:   # out of the except block: the failed step's tensors are freed
+            raise _out_of_memory(G_run, problem, config, wrap, size, oom)
+    info = {"init": "w_avg" if init is None else "given", "batch_size": size}
     return RestoreResult(list(phases.values())[-1].images, phases, time.perf_counter() - start,
                          config, info)
+
+
+@contextmanager
+def _accelerated(G: Generator, loss, config: dict) -> Iterator[tuple]:
+    """(G as the steps see it, a function wrapping a chunk's loss) under the configured
+    precision, compilation and target caching; everything is put back afterwards."""
+    backend, precision = config["compile"], config["precision"]
+    with ExitStack() as stack:
+        stack.enter_context(tf32_scope("tf32" in precision))
+        if hasattr(loss, "cache_target"):
+            before = loss.cache_target
+            loss.cache_target = config["cache_target"]
+            stack.callback(setattr, loss, "cache_target", before)
+            stack.callback(loss.clear_target_cache)
+        G_run = G
+        if backend:
+            stack.enter_context(recompile_limit())
+            G_run = SynthesisProxy(G, compile_or_eager(G.synthesis, "synthesis", backend))
+
+        def wrap(chunk_loss_fn):
+            """A chunk's loss as the loop calls it (compiled terms and autocast as configured)."""
+            if backend:
+                stack.enter_context(compiled_terms(chunk_loss_fn, backend))
+            return LossRunner(chunk_loss_fn, precision) if "bf16" in precision else chunk_loss_fn
+
+        yield G_run, wrap
+
+
+def _chunk(problem: Problem, start: int, stop: int, seed: int, copy: bool = False) -> Problem:
+    """Images [start, stop) as their own problem: the degradation with their seeds, the loss
+    on that degradation, its noise restarted at the run's seed (shared by the whole batch)."""
+    batch = problem.target.shape[0]
+    degradation = chunk_degradation(problem.degradation, start, stop, batch)
+    if copy and degradation is problem.degradation:   # a probe must not advance the run's streams
+        degradation = deepcopy(degradation)
+    loss = chunk_loss(problem.loss, problem.degradation, degradation)
+    if hasattr(loss, "reset_noise"):
+        loss.reset_noise(seed)
+    return Problem(problem.target[start:stop], degradation, loss, problem.resolution)
+
+
+def _run_chunks(G, problem: Problem, init: Optional[Tensor], config: dict, wrap, size: int,
+                callback, progress: bool) -> dict[str, PhaseResult]:
+    """The phases for the whole batch, `size` images at a time, concatenated per phase."""
+    batch = problem.target.shape[0]
+    if size >= batch:
+        return _run_phases(G, problem._replace(loss=wrap(problem.loss)), init, config,
+                           callback, progress)
+    parts = []
+    for start, stop in chunks(batch, size):
+        part = _chunk(problem, start, stop, config["seed"])
+        part_init = init[start:stop] if init is not None and init.shape[0] == batch else init
+        parts.append(_run_phases(G, part._replace(loss=wrap(part.loss)), part_init, config,
+                                 callback, progress))
+    return {space: PhaseResult(space, torch.cat([p[space].images for p in parts]),
+                               torch.cat([p[space].latent for p in parts]),
+                               [torch.cat(step) for step in zip(*(p[space].losses for p in parts))],
+                               parts[0][space].lr)
+            for space in parts[0]}
+
+
+def _probe(G, problem: Problem, config: dict, wrap, n: int) -> None:
+    """One W++ step (forward, backward, NGD) with the first n images, on copies of the
+    degradation and loss: the largest step of a restore, to measure what n images need."""
+    part = _chunk(problem, 0, n, config["seed"], copy=True)
+    latent = initial_latent(G, "W++", n).to(problem.target.device)
+    run_phase(G, latent, part.target, part.degradation, wrap(part.loss), 1, 1e-3, "W++",
+              progress=False)
+
+
+def _step_memory(G, problem: Problem, config: dict, wrap, n: int) -> int:
+    """Peak CUDA bytes one W++ step with n images adds to what is allocated now."""
+    device = problem.target.device
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    base = torch.cuda.memory_allocated(device)
+    _probe(G, problem, config, wrap, n)
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) - base
+
+
+def _chunk_size(G, problem: Problem, config: dict, wrap) -> int:
+    batch, batch_size = problem.target.shape[0], config["batch_size"]
+    if batch_size is None:
+        return batch
+    if batch_size == "auto":
+        return auto_batch_size(batch, problem.target.device,
+                               lambda n: _step_memory(G, problem, config, wrap, n))
+    return min(batch_size, batch)
+
+
+def _out_of_memory(G, problem: Problem, config: dict, wrap, size: int,
+                   message: str) -> torch.OutOfMemoryError:
+    """The error to raise after running out of memory with chunks of `size`: it names the
+    largest chunk with which one W++ step runs (found by bisection)."""
+    def fits(n: int) -> bool:
+        try:
+            _probe(G, problem, config, wrap, n)
+            return True
+        except torch.OutOfMemoryError:
+            return False
+        finally:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    batch = problem.target.shape[0]
+    if not isinstance(problem.degradation, Degradation):   # cannot be split to probe
+        return torch.OutOfMemoryError(f"restore ran out of GPU memory with {min(size, batch)} "
+                                      f"images at a time: try a smaller batch ({message})")
+    n = largest_that_fits(fits, max(size - 1, 1))
+    if n == 0:
+        return torch.OutOfMemoryError(
+            f"restore ran out of GPU memory and not even one image fits (one W++ step): lower "
+            f"the resolution or use precision='bf16' ({message})")
+    return torch.OutOfMemoryError(
+        f"restore ran out of GPU memory with {min(size, batch)} images at a time; "
+        f"restore(..., batch_size={n}) fits (one W++ step with {n} images ran), or use "
+        f"batch_size='auto' ({message})")
 
 
 def _run_phases(G: Generator, problem: Problem, init: Optional[Tensor], config: dict,

@@ -1,0 +1,181 @@
+"""restore(..., batch_size=n): chunks of a batch give the batch's images; "auto" stays inside the
+free memory; an out-of-memory error names a batch size that fits.
+
+Chunk k must see what its images see in the whole batch: their per-image degradation seeds
+(masks, approximation noise streams) and the loss's shared noise draws. Checked in float64,
+where batched kernels' rounding (~1e-16) cannot hide a coupling; in float32 NGD amplifies the
+~1e-6 rounding differences of batched kernels (docs/method.md, "Batching").
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import rusir.inversion.batching as batching
+import rusir.inversion.restore as restore_module
+from rusir.degradations import Inpainting, make
+from rusir.inversion.presets import build_loss
+from rusir.inversion.restore import restore
+
+from conftest import procedural_images, small_generator
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SIDE = 32
+# every random draw of the loop: hole fill of LPIPS under a mask, the consistency term's noise
+# and the degradation's fresh approximation noise inside it
+LOSS = {"terms": {"l2": 1.0, "lpips_squeeze": 0.1, "consistency": 0.1},
+        "options": {"lpips_squeeze": {"_allow_random_backbone_for_tests": True}}}
+
+
+@pytest.fixture(scope="module")
+def setup64():
+    return small_generator(resolution=SIDE).double(), procedural_images(5, SIDE, seed=3).double()
+
+
+def _run(G, clean, deg, **kw):
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        loss = build_loss(LOSS, degradation_fn=deg).double()
+    out = restore(G, deg.degrade_ground_truth(clean), deg, loss=loss, steps=(2, 2, 2),
+                  lrs=(0.08, 0.02, 0.02), progress=False, seed=7, **kw)
+    return out, torch.stack([torch.stack(p.losses) for p in out.phases.values()])
+
+
+@pytest.mark.parametrize("task", ["upsampling", "denoising", "inpainting", "UNAP", "NP"])
+def test_chunked_equals_one_batch_float64(task, setup64):
+    """Batch of 5 in chunks of 2 (2 + 2 + 1) vs one batch: <= 1e-9 (measured 8e-16 to 2.2e-13)."""
+    G, clean = setup64
+    whole, lw = _run(G, clean, make(task, "M", seed=0))
+    chunked, lc = _run(G, clean, make(task, "M", seed=0), batch_size=2)
+    assert chunked.info["batch_size"] == 2 and whole.info["batch_size"] == 5
+    assert (chunked.images - whole.images).abs().max() <= 1e-9
+    assert torch.allclose(lc, lw, rtol=1e-9, atol=0)
+    for space in whole.phases:
+        assert (chunked.phases[space].latent - whole.phases[space].latent).abs().max() <= 1e-9
+
+
+def test_chunks_of_a_user_mask_and_seed_list(setup64):
+    G, clean = setup64
+    masks = torch.ones(5, 1, SIDE, SIDE)
+    for i in range(5):
+        masks[i, :, 4 * i:4 * i + 6] = 0                       # a different hole per image
+    whole, _ = _run(G, clean, Inpainting.from_mask(masks))
+    chunked, _ = _run(G, clean, Inpainting.from_mask(masks), batch_size=3)
+    assert (chunked.images - whole.images).abs().max() <= 1e-9
+    seeds = [11, 4, 4, 9, 2]
+    whole, _ = _run(G, clean, make("denoising", "M", seed=seeds))
+    chunked, _ = _run(G, clean, make("denoising", "M", seed=seeds), batch_size=2)
+    assert (chunked.images - whole.images).abs().max() <= 1e-9
+
+
+def test_batch_size_is_checked_and_recorded(setup64):
+    G, clean = setup64
+    for bad in (0, -1, 1.5, "big", True):
+        with pytest.raises(ValueError, match="batch_size"):
+            restore(G, clean, batch_size=bad, loss="l2", steps=(0, 0, 1), progress=False)
+
+    class Blur:                                                 # not a rusir Degradation
+        def degrade_prediction(self, x):
+            return x
+    with pytest.raises(ValueError, match="rusir Degradation"):
+        restore(G, clean, Blur(), loss="l2", steps=(0, 0, 1), batch_size=2, progress=False)
+    out = restore(G, clean, Blur(), loss="l2", steps=(0, 0, 1), batch_size=8, progress=False)
+    assert out.config["batch_size"] == 8 and out.info["batch_size"] == 5
+    auto = restore(G, clean, loss="l2", steps=(0, 0, 1), batch_size="auto", progress=False)
+    assert auto.info["batch_size"] == 5                         # the CPU: the whole batch
+
+
+# --- "auto": the largest chunk inside the measured budget --------------------------------------
+
+@pytest.mark.parametrize("free_gib,fixed_gib,per_image_gib", [
+    (16, 1.0, 2.5), (16, 0.3, 0.7), (80, 2.0, 9.0), (24, 0.0, 20.0), (141, 3.1, 5.3)])
+def test_auto_never_exceeds_the_measured_budget(monkeypatch, free_gib, fixed_gib, per_image_gib):
+    gib = 2 ** 30
+    measured = []
+
+    def step_memory(n):                                         # the cost one W++ step would measure
+        measured.append(n)
+        return int((fixed_gib + per_image_gib * n) * gib)
+
+    monkeypatch.setattr(batching, "free_memory", lambda device: int(free_gib * gib))
+    n = batching.auto_batch_size(64, torch.device("cuda"), step_memory)
+    budget = batching.SAFETY * free_gib * gib
+    assert measured == [1, 2]
+    assert 1 <= n <= 64 and step_memory(n) <= budget
+    assert n == 64 or step_memory(n + 1) > budget               # and the largest that fits
+
+
+def test_auto_in_restore_uses_the_mocked_reading(monkeypatch, setup64):
+    G, clean = setup64
+    gib = 2 ** 30
+    monkeypatch.setattr(batching, "free_memory", lambda device: 10 * gib)
+    monkeypatch.setattr(restore_module, "_step_memory",
+                        lambda G, problem, config, wrap, n: int((1 + 3 * n) * gib))
+    out = restore(G, clean, loss="l2", steps=(1, 1, 1), batch_size="auto", progress=False)
+    assert out.info["batch_size"] == 2                          # 1 + 3 * 2 = 7 <= 9 < 10
+    with pytest.raises(torch.OutOfMemoryError, match="one image needs"):
+        monkeypatch.setattr(batching, "free_memory", lambda device: 2 * gib)
+        restore(G, clean, loss="l2", steps=(1, 1, 1), batch_size="auto", progress=False)
+
+
+# --- out of memory -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("limit", [1, 3])
+def test_out_of_memory_names_a_batch_size_that_fits(monkeypatch, setup64, limit):
+    """A mock device on which more than `limit` images at a time run out of memory."""
+    G, clean = setup64
+    real = restore_module.render_degraded
+
+    def render_degraded(G, latent, degradation, resolution=None):
+        if latent.shape[0] > limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(G, latent, degradation, resolution)
+
+    monkeypatch.setattr(restore_module, "render_degraded", render_degraded)
+    deg = make("inpainting", "M", seed=0)
+    target = deg.degrade_ground_truth(clean)
+    with pytest.raises(torch.OutOfMemoryError, match=rf"batch_size={limit}\)? fits") as err:
+        restore(G, target, deg, loss="l2", steps=(1, 1, 1), progress=False)
+    assert "5 images at a time" in str(err.value)
+    out = restore(G, target, deg, loss="l2", steps=(1, 1, 1), progress=False, batch_size=limit)
+    assert out.images.shape[0] == 5
+
+
+def test_out_of_memory_with_not_one_image(monkeypatch, setup64):
+    G, clean = setup64
+
+    def render_degraded(*args, **kw):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(restore_module, "render_degraded", render_degraded)
+    with pytest.raises(torch.OutOfMemoryError, match="not even one image fits"):
+        restore(G, clean, make("denoising", "M"), loss="l2", steps=(1, 1, 1), progress=False)
+
+
+# --- the command line --------------------------------------------------------------------------
+
+def test_restore_files_in_batches(tmp_path):
+    from rusir.degradations.base import to_pil
+    from rusir.restore_files import restore_files
+
+    files = []
+    for i, img in enumerate(procedural_images(3, 64, seed=9)):
+        files.append(tmp_path / f"face{i}.png")
+        to_pil(img).save(files[-1])
+    kw = dict(steps=(1, 1, 1), simulate=True, device="cpu")
+    one = restore_files(files, "denoising", out=tmp_path / "one", **kw)
+    two = restore_files(files, "denoising", out=tmp_path / "two", batch_size=2, **kw)
+    assert [p.name for p in one.values()] == [p.name for p in two.values()]
+    for path in files:                        # every output written, latents one image each
+        latent = torch.load(tmp_path / "two" / f"{path.stem}_latent.pt")
+        assert latent["W++"].shape[0] == 1 and (tmp_path / "two" / f"{path.stem}_phases.png").is_file()
+    with pytest.raises(ValueError, match="batch size"):
+        restore_files(files, "denoising", out=tmp_path / "bad", batch_size=0, **kw)
+
+
+def test_cli_refuses_a_bad_batch_size(tmp_path, capsys):
+    from rusir.cli import main
+
+    assert main(["restore", "x.png", "--task", "denoising", "--batch-size", "0"]) == 2
+    assert "--batch-size: expected a whole number >= 1" in capsys.readouterr().err

@@ -1,0 +1,56 @@
+"""benchmarks/gpu.py end to end as a CPU smoke run (64 px, 2 steps): the record's structure and
+the invariants its numbers must satisfy. What it measures on a GPU is not tested here."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_cpu_smoke_run_writes_a_consistent_record(tmp_path):
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--resolution", "64", "--steps", "2",
+           "--time-steps", "2", "--device", "cpu", "--channel-max", "16", "--max-batch", "2",
+           "--modes", "reference,fp32,bf16,bf16+compile", "--tasks", "inpainting,denoising",
+           "--budget-s", "300", "--compile-reserve-s", "1000", "--out", str(tmp_path)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    [path] = tmp_path.glob("gpu_*.json")
+    assert path.name.startswith("gpu_cpu") and path.stem.endswith("-smoke")
+    assert path.with_suffix(".md").is_file()
+    rec = json.loads(path.read_text())
+    assert "CPU SMOKE RUN" in rec["note"] and "timing only" in rec["generator"]
+    assert rec["resolution"] == 64 and rec["peaks_tflops"] is None
+
+    flops = rec["flops_per_image"]["per_phase"]
+    assert 0 < flops["W"]["synthesis"] <= flops["W+"]["synthesis"] < flops["W++"]["synthesis"]
+    for phase in flops.values():
+        assert math.isclose(phase["step"], phase["synthesis"] + phase["loss"], rel_tol=1e-6)
+    assert rec["flops_per_image"]["loss_uncached"] > flops["W"]["loss"]
+
+    rows = rec["accuracy"]
+    assert [(r["task"], r["mode"]) for r in rows] == [   # the sweep's task first
+        (t, m) for t in ("denoising", "inpainting") for m in ("reference", "fp32", "bf16")]
+    for r in rows + rec["speed"]:
+        per_step = r["seconds_per_step"]
+        assert all(v > 0 for v in per_step.values())
+        expected = 3600 * r["batch"] / sum(150 * v for v in per_step.values())
+        assert math.isclose(r["images_per_hour"], expected, rel_tol=1e-9)
+        assert r["peak_bytes_per_image"] is None                 # no CUDA memory on the CPU
+        assert math.isfinite(r["psnr0"])
+    for r in rows:
+        if r["mode"] == "reference":
+            assert r["batch"] == 1 and "max_abs_diff" not in r
+        else:
+            assert 0 <= r["max_abs_diff"] < 0.5 and math.isfinite(r["dpsnr"])
+    fp32 = [r for r in rows if r["mode"] == "fp32"]
+    assert all(r["max_abs_diff"] == 0 for r in fp32)             # the cached target changes nothing
+    assert [(r["mode"], r["batch"]) for r in rec["speed"]] == [("fp32", 1), ("fp32", 2),
+                                                                ("bf16", 1), ("bf16", 2)]
+    assert any("bf16+compile" in s and "compile-reserve" in s for s in rec["skipped"])
+    assert rec["summary"]["best"]["batch"] in (1, 2) and rec["gpu16"] is None
