@@ -250,6 +250,8 @@ def _bench(p: argparse.ArgumentParser):
     p.add_argument("--shard", default=None, help="k/n: run shard k (0-based) of n (of the work units)")
     p.add_argument("--batch", type=_count(1), default=1,
                    help="images restored together per work unit (items of one method, task, level)")
+    p.add_argument("--batch-size", type=_batch_size, default=None,
+                   help="RUSIR: restore a unit in chunks of N images ('auto': what fits the GPU)")
     p.add_argument("--steps", type=_steps, default=None,
                    help="RUSIR steps per phase (default: the generator's own schedule)")
     p.add_argument("--baseline-steps", type=_count(0), default=None, help="override the baselines' steps")
@@ -281,7 +283,7 @@ def _bench(p: argparse.ArgumentParser):
                             save_latent=not a.no_latents, progress=not a.no_progress,
                             batch=a.batch, engine=a.engine, address=a.address,
                             gpus_per_unit=a.gpus_per_unit, cpus_per_unit=a.cpus_per_unit,
-                            max_retries=a.max_retries)
+                            max_retries=a.max_retries, batch_size=a.batch_size)
         for f in summary.failures:
             print(f"failed {f['key']}: {f['error']}", file=sys.stderr)
         print(summary.line())

@@ -148,3 +148,20 @@ def test_a_batch_equals_its_items_alone_float64(singles, tmp_path):
         la, lb = torch.load(a / "latent.pt"), torch.load(b / "latent.pt")
         assert la["latent"].shape == lb["latent"].shape, key
         assert (la["latent"] - lb["latent"]).abs().max() <= 1e-9, key
+
+
+def test_a_unit_in_chunks_equals_its_items_alone_float64(singles, tmp_path):
+    """`--batch 3 --batch-size 2`: RUSIR restores each unit as chunks of 2 + 1 (restore's
+    batch_size) and each item still equals its run alone; the chunk is recorded in its config."""
+    s = run(tmp_path / "c", 3, dtype="float64", methods="rusir", batch_size=2)
+    assert (s.done, s.failed) == (9, 0), s.failures
+    ref = {r["key"]: r for r in load_records(singles)}
+    for g in load_records(tmp_path / "c"):
+        r = ref[g["key"]]
+        assert g["method_config"] == {**r["method_config"], "batch_size": 2}
+        for name, value in r["metrics"].items():
+            assert abs(g["metrics"][name] - value) <= 1e-9, (g["key"], name)
+        a, b = Path(r["_dir"]), Path(g["_dir"])
+        assert (a / "prediction.png").read_bytes() == (b / "prediction.png").read_bytes(), g["key"]
+    with pytest.raises(ValueError, match="batch_size"):
+        run(tmp_path / "bad", 3, methods="rusir", batch_size=0)

@@ -40,6 +40,7 @@ from typing import Mapping, Optional, Sequence, Union
 import torch
 from tqdm.auto import tqdm
 
+from ..inversion.batching import check_batch_size
 from ..inversion.presets import load_preset
 from ..inversion.schedule import resolve as resolve_schedule
 from ..metrics import PER_IMAGE_METRICS
@@ -98,7 +99,8 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
               extra_config: Optional[Mapping] = None, batch: int = 1,
               dtype: Union[str, torch.dtype] = "float32", engine: str = "local",
               address: Optional[str] = None, gpus_per_unit: Optional[float] = None,
-              cpus_per_unit: float = 1, max_retries: int = 3) -> BenchSummary:
+              cpus_per_unit: float = 1, max_retries: int = 3,
+              batch_size: Union[int, str, None] = None) -> BenchSummary:
     """Run every (method, task, level, image) item not yet finished in `out`.
 
     generator: a Generator, or a registry name / .pkl / .safetensors path (load_generator).
@@ -109,6 +111,8 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
     batch: images restored together per work unit (items sharing method, task and level;
     plan_units); each item keeps its own seeds, so a batch equals its items run alone up to
     float rounding (README, "Batching"). Only a unit's unfinished items are restored.
+    batch_size: RUSIR's chunk inside a unit (`restore(batch_size=...)`: n, or "auto" from free
+    GPU memory); None restores a unit in one call. Chunks keep every image's seeds.
     shard: `k/n` or (k, n): run shard k of n of the planned units (shard_items).
     loss: a loss callable, a preset name/YAML, or None (the generator's default).
     max_items: stop after running this many items (time-boxed jobs; a re-run continues).
@@ -127,6 +131,7 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
     t0 = time.time()
     out = Path(out)
     batch = parse_batch(batch)
+    chunk = check_batch_size(batch_size)
     precision = parse_dtype(dtype)
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; valid: {list(ENGINES)}")
@@ -171,7 +176,7 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
     summary = BenchSummary(items=sum(len(u.items) for u in units))
     todo = unfinished_units(out, units, summary, max_items)
     job = Job(G, fns, dict(found), out, loss_fn, steps, baseline_steps, seed, metric_names,
-              save_latent, dev, degradation_seeds, precision)
+              save_latent, dev, degradation_seeds, precision, chunk)
     try:
         if engine == "ray":
             run_units(job, generator if isinstance(generator, (str, Path)) else G, todo, summary,

@@ -14,7 +14,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -57,14 +57,15 @@ def load_ground_truth(image: ImageSource, size: int) -> Tensor:
     return image.detach().float().cpu()
 
 
-def method_kwargs(name: str, item: Item, steps: Sequence[int], baseline_steps: Optional[int]) -> dict:
+def method_kwargs(name: str, item: Item, steps: Sequence[int], baseline_steps: Optional[int],
+                  chunk: Union[int, str, None] = None) -> dict:
     """The method's own options for one item (loss, seed and progress go to every method alike):
-    RUSIR its steps per phase; a baseline its tuned (task, level) table entry, or {} (its code
+    RUSIR its steps per phase (and `batch_size=chunk` when given: a unit restored in chunks); a baseline its tuned (task, level) table entry, or {} (its code
     defaults) when the table is absent, with `baseline_steps` as its step count if given; any
     other method (a function passed in `methods`) nothing but `baseline_steps`. A method other
     than RUSIR never gets RUSIR's per-phase steps."""
     if name == "rusir":
-        return {"steps": tuple(steps)}
+        return {"steps": tuple(steps)} if chunk is None else {"steps": tuple(steps), "batch_size": chunk}
     config = dict(baseline_config(name, item.task, item.level)) if name in TABLES else {}
     if baseline_steps is not None:
         config["steps"] = int(baseline_steps)
@@ -97,6 +98,7 @@ class Job:
     device: torch.device = torch.device("cpu")
     degradation_seeds: str = "derived"
     dtype: torch.dtype = torch.float32
+    chunk: Union[int, str, None] = None      # RUSIR's restore(batch_size=...) inside a unit
     metrics: records.MetricCache = field(default_factory=records.MetricCache)
 
 
@@ -118,7 +120,7 @@ def run_unit(job: Job, items: Sequence[Item]) -> list[Optional[dict]]:
     with torch.no_grad():
         target = deg.degrade_ground_truth(gt)                                # [N, 3, r, r]
     fn = job.fns[first.method]
-    kwargs = method_kwargs(first.method, first, job.steps, job.baseline_steps)
+    kwargs = method_kwargs(first.method, first, job.steps, job.baseline_steps, job.chunk)
     result = fn(G, target, deg, loss=job.loss, seed=method_seed(fn, job.seed, n), progress=False,
                 **kwargs)
     preds = as_8bit(result.images.detach()).float()                          # [N, 3, R, R]
