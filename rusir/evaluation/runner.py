@@ -19,7 +19,8 @@ Per-item record fields: the item (key, method, task, level, category, image_inde
 the degradation, the method's configuration and timings, `metrics` on the 8-bit images as saved
 (`accuracy_<m>`: prediction vs ground truth; `fidelity_<m>`: true degradation of the prediction
 vs target; None with its reason under `unavailable` when it cannot be computed here), `naive`
-(PSNR/SSIM of `rusir.evaluation.experiment.naive_restoration`) and the method's `info`. Set
+(PSNR/SSIM of `rusir.evaluation.experiment.naive_restoration`), `phases` (per phase of the
+result: PSNR/SSIM vs the ground truth and fidelity PSNR; `phase_metrics`) and the method's `info`. Set
 metrics (FID, KID, patch-FID, IS) are computed per cell by `rusir report` from the saved PNGs.
 """
 from __future__ import annotations
@@ -97,6 +98,20 @@ def method_kwargs(name: str, item: Item, steps: Sequence[int], baseline_steps: O
     return config
 
 
+def phase_metrics(result, deg, gt: Tensor, target: Tensor) -> dict:
+    """{phase: {psnr, ssim, fidelity_psnr}} of each phase's prediction (8-bit, as saved): accuracy
+    vs the ground truth and the TRUE degradation of it vs the target, so that a phase that undoes
+    an earlier one shows (rusir.evaluation.robustness). {} for a result without phases."""
+    out = {}
+    for name, phase in (getattr(result, "phases", None) or {}).items():
+        pred = as_8bit(phase.images.detach())
+        with torch.no_grad():
+            degraded = deg.degrade_ground_truth(pred)
+        out[name] = {"psnr": float(psnr(pred, gt)[0]), "ssim": float(ssim(pred, gt)[0]),
+                     "fidelity_psnr": float(psnr(degraded, target)[0])}
+    return out
+
+
 def run_item(G, item: Item, fn: Callable, image: ImageSource, out: Path, *, loss, steps,
              baseline_steps, seed: int, metrics: records.MetricCache, metric_names: Sequence[str],
              save_latent: bool, device: torch.device, degradation_seeds: str = "derived") -> dict:
@@ -132,6 +147,7 @@ def run_item(G, item: Item, fn: Callable, image: ImageSource, out: Path, *, loss
         "resolution": res, "target_size": list(target.shape[-2:]),
         "metrics": scores, "unavailable": unavailable,
         "naive": {"psnr": float(psnr(naive, gt)[0]), "ssim": float(ssim(naive, gt)[0])},
+        "phases": phase_metrics(result, deg, gt, target),
         "info": records.jsonable(getattr(result, "info", {}) or {}),
     }
     kept = records.write_item(out, item.key, {"ground_truth": gt, "target": target, "prediction": pred,
@@ -174,7 +190,7 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
     """Run every (method, task, level, image) item not yet finished in `out`.
 
     generator: a Generator, or a registry name / .pkl / .safetensors path (load_generator).
-    images: `heldout`, `heldout:N`, a folder, a list of paths, a tensor [N, 3, R, R] or
+    images: `heldout`, `heldout:N`, `heldout:A-B`, a folder, a list of paths, a tensor [N, 3, R, R] or
     {name: tensor or path} (see resolve_images).
     methods: comma list / list of names (rusir, pulse, lbrgm, adam_wplus) or {name: function}.
     tasks: `single`, `composed`, `all`, `T@L,...` (see parse_tasks) or [(task, level)].
