@@ -73,3 +73,29 @@ def test_runner_records_every_phase(tmp_path):
     assert (tmp_path / "r.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="per-phase"):
         write_robustness([{**records[0], "phases": {}}], tmp_path / "x.json")
+
+
+def test_stacked_settings_equal_each_setting_alone():
+    """benchmarks/robustness.py restores several settings in one batch; in float64 each setting's
+    slice equals that setting restored alone (masked and unmasked, noisy and composed)."""
+    import importlib.util
+    from pathlib import Path
+
+    import torch
+
+    from rusir import degradations
+    spec = importlib.util.spec_from_file_location(
+        "robustness_script", Path(__file__).resolve().parents[1] / "benchmarks" / "robustness.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    G = small_generator(resolution=16).double()
+    gt = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    names = ("inpainting", "denoising", "NAP")
+    make = lambda: [degradations.make(t, "M", seed=16) for t in names]  # noqa: E731
+    kw = dict(steps=(2, 2, 2), loss=mse, progress=False)
+    alone = [restore(G, d.degrade_ground_truth(gt), d, **kw).images for d in make()]
+    degs = make()
+    target = torch.cat([d.degrade_ground_truth(gt) for d in degs])
+    stacked = restore(G, target, script.Stacked([(d, 2) for d in degs]), **kw).images
+    for k, one in enumerate(alone):
+        assert (stacked[2 * k:2 * k + 2] - one).abs().max() < 1e-9, names[k]
