@@ -57,8 +57,9 @@ NOTES = ROOT / "benchmarks" / "mutation_notes.yaml"
 # --- what is mutated, and which tests judge it ------------------------------------------------
 
 DEG_TESTS = ("tests/test_degradations.py", "tests/test_degradations_jpeg.py")
-# runner.py: only the parts that make an item's record (not planning, the CLI, sharding).
-RUNNER_RECORDS = ("degradation_seed", "method_kwargs", "run_item")
+# unit.py: the parts that make an item's record (not planning, the CLI, sharding, engines).
+RUNNER_RECORDS = ("degradation_seed", "method_kwargs", "method_seed", "run_unit", "_record",
+                  "image_info")
 RECORD_TESTS = ("tests/test_bench.py", "tests/test_records.py")
 
 
@@ -85,7 +86,7 @@ MODULES: dict[str, Target] = {
     "metrics/realism": Target("rusir/metrics/realism.py", ("tests/test_metrics.py",)),
     "results": Target("rusir/evaluation/results.py", ("tests/test_results.py",)),
     "records": Target("rusir/evaluation/records.py", RECORD_TESTS),
-    "bench": Target("rusir/evaluation/runner.py", RECORD_TESTS, RUNNER_RECORDS),
+    "bench": Target("rusir/evaluation/unit.py", RECORD_TESTS + ("tests/test_bench_batch.py",), RUNNER_RECORDS),
 }
 
 # --- the mutator ------------------------------------------------------------------------------

@@ -202,7 +202,9 @@ def _bench(p: argparse.ArgumentParser):
     p.add_argument("--methods", default="rusir", help="comma list: rusir,pulse,lbrgm,adam_wplus")
     p.add_argument("--tasks", default="single", help="single | composed | all | T@L,... (e.g. upsampling@M,UNAP@M)")
     p.add_argument("--out", type=Path, default=None, help="output folder (required)")
-    p.add_argument("--shard", default=None, help="k/n: run shard k (0-based) of n")
+    p.add_argument("--shard", default=None, help="k/n: run shard k (0-based) of n (of the work units)")
+    p.add_argument("--batch", type=_count(1), default=1,
+                   help="images restored together per work unit (items of one method, task, level)")
     p.add_argument("--steps", type=_steps, default=None,
                    help="RUSIR steps per phase (default: the generator's own schedule)")
     p.add_argument("--baseline-steps", type=_count(0), default=None, help="override the baselines' steps")
@@ -230,7 +232,8 @@ def _bench(p: argparse.ArgumentParser):
                             metrics=[m for m in a.metrics.split(",") if m], seed=a.seed,
                             device=a.device, loss=a.loss, baseline_steps=a.baseline_steps,
                             fail_fast=a.fail_fast, max_items=a.max_items,
-                            save_latent=not a.no_latents, progress=not a.no_progress)
+                            save_latent=not a.no_latents, progress=not a.no_progress,
+                            batch=a.batch)
         for f in summary.failures:
             print(f"failed {f['key']}: {f['error']}", file=sys.stderr)
         print(summary.line())

@@ -257,7 +257,8 @@ def test_restore_refuses_bad_steps_and_rates(tmp_path, capsys, no_generator, opt
 
 @pytest.mark.parametrize("option, value", [
     ("--steps", "-1,1,1"), ("--steps", "1,1,1.5"), ("--steps", "0,-5,1"),
-    ("--baseline-steps", "-3"), ("--n-images", "0"), ("--max-items", "-1")])
+    ("--baseline-steps", "-3"), ("--n-images", "0"), ("--max-items", "-1"), ("--batch", "0"),
+    ("--batch", "2.5")])
 def test_bench_refuses_bad_numbers_before_any_item(tmp_path, capsys, no_generator, option, value):
     out = tmp_path / "out"
     args = ["bench", "--images", "heldout:1", "--tasks", "denoising@XS", "--out", str(out),

@@ -139,6 +139,6 @@ def test_module_table_points_at_real_files(mut):
         assert (ROOT / target.file).is_file() and all((ROOT / t).is_file() for t in target.tests)
         source = (ROOT / target.file).read_text()
         assert mut.sites(source, target.only), target.file
-    runner = (ROOT / "rusir" / "evaluation" / "runner.py").read_text()
-    assert {line for line in (s.line for s in mut.sites(runner, mut.RUNNER_RECORDS))} < \
-        {s.line for s in mut.sites(runner)}                  # records only, not the whole runner
+    unit = (ROOT / "rusir" / "evaluation" / "unit.py").read_text()
+    assert {line for line in (s.line for s in mut.sites(unit, mut.RUNNER_RECORDS))} < \
+        {s.line for s in mut.sites(unit)}                    # records only, not the whole unit

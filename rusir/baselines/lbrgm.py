@@ -31,10 +31,12 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
+from ..degradations.base import Seed
 from ..inversion.latents import seeded_randn
 from ..inversion.loop import StepInfo, evaluate_loss, render, render_degraded, run_steps
 from ..inversion.losses import masked_mse
 from ..inversion.method import LossSpec, PhaseResult, Problem, RestoreResult, prepare, reject_unknown
+from .seeds import loss_seed, seed_config
 
 __all__ = ["lbrgm", "best_of_n"]
 
@@ -49,11 +51,11 @@ def _data_term(G, w: Tensor, problem: Problem, pixel_weight: float,
     return value, rendered.prediction
 
 
-def best_of_n(G, problem: Problem, candidates: int, truncation: float, seed: int,
+def best_of_n(G, problem: Problem, candidates: int, truncation: float, seed: Seed,
               pixel_weight: float, perceptual_weight: float) -> tuple[Tensor, Tensor, Tensor]:
     """(z [B, z_dim], w [B, num_ws, w_dim], data term [B]) of the best of `candidates` draws.
 
-    Candidate k of image i is the k-th z drawn from a generator seeded seed + i."""
+    Candidate k of image i is the k-th z drawn from a generator seeded seed + i (seed[i])."""
     batch, device = problem.target.shape[0], problem.target.device
     zs = seeded_randn((candidates, G.z_dim), seed, batch, device)    # [B, N, z_dim]
     best = torch.full((batch,), math.inf, device=device)
@@ -71,7 +73,7 @@ def best_of_n(G, problem: Problem, candidates: int, truncation: float, seed: int
     return best_z, best_w, best
 
 
-def lbrgm(G, target: Tensor, degradation=None, *, loss: LossSpec = None, seed: int = 0,
+def lbrgm(G, target: Tensor, degradation=None, *, loss: LossSpec = None, seed: Seed = 0,
           callback: Optional[Callable[[StepInfo], None]] = None, progress: bool = True,
           steps: int = 500, lr: float = 0.1, init_candidates: int = 200, truncation: float = 0.8,
           pixel_weight: float = 13.005, perceptual_weight: float = 1.0,
@@ -81,17 +83,19 @@ def lbrgm(G, target: Tensor, degradation=None, *, loss: LossSpec = None, seed: i
 
     loss: the perceptual part of the data term, (x, y, mask=None) -> [B]; None takes the
     generator's default preset like `restore`. steps / lr: Adam on z and w. seed: the candidate
-    draws (image i from seed + i) and the loss's noise. See the module doc.
+    draws (image i from seed + i, or seed[i] for a sequence) and the loss's noise (from the
+    first seed). See the module doc.
     """
     config = dict(steps=int(steps), lr=lr, init_candidates=int(init_candidates),
                   truncation=truncation, pixel_weight=pixel_weight,
                   perceptual_weight=perceptual_weight, mapping_weight=mapping_weight,
-                  z_weight=z_weight, resolution=int(resolution or G.img_resolution), seed=int(seed))
+                  z_weight=z_weight, resolution=int(resolution or G.img_resolution),
+                  seed=seed_config(seed))
     reject_unknown("lbrgm", unknown, config)
     if init_candidates < 1:
         raise ValueError(f"init_candidates must be >= 1, got {init_candidates}")
     start = time.perf_counter()
-    problem = prepare(G, target, degradation, loss, seed=seed, resolution=resolution,
+    problem = prepare(G, target, degradation, loss, seed=loss_seed(seed), resolution=resolution,
                       need_loss=bool(perceptual_weight))
     terms = dict(pixel_weight=pixel_weight, perceptual_weight=perceptual_weight)
     z0, w0, init_data = best_of_n(G, problem, config["init_candidates"], truncation, seed, **terms)
@@ -113,3 +117,6 @@ def lbrgm(G, target: Tensor, degradation=None, *, loss: LossSpec = None, seed: i
             "perceptual": "rusir loss (VGG16 LPIPS features unavailable offline)"}
     phase = PhaseResult("W+", images, w.detach(), losses, lr)
     return RestoreResult(images, {"lbrgm": phase}, time.perf_counter() - start, config, info)
+
+
+lbrgm.seeds_per_image = True   # takes one seed per image (see seeds.py)

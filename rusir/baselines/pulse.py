@@ -42,10 +42,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..degradations.base import Seed
 from ..inversion.latents import seeded_randn
 from ..inversion.loop import StepInfo, evaluate_loss, render, render_degraded, run_steps
 from ..inversion.losses import masked_mse
 from ..inversion.method import LossSpec, PhaseResult, Problem, RestoreResult, prepare, reject_unknown
+from .seeds import loss_seed, seed_config
 
 __all__ = ["pulse", "gaussian_fit", "to_w", "geocross", "lr_factor", "SCHEDULES"]
 
@@ -165,7 +167,7 @@ class _PulseSteps:
         _project(self.v, self.radius)
 
 
-def pulse(G, target: Tensor, degradation=None, *, loss: LossSpec = None, seed: int = 0,
+def pulse(G, target: Tensor, degradation=None, *, loss: LossSpec = None, seed: Seed = 0,
           callback: Optional[Callable[[StepInfo], None]] = None, progress: bool = True,
           steps: int = 100, lr: float = 0.4, l2_weight: float = 100.0,
           geocross_weight: float = 0.05, eps: float = 2e-3, schedule: str = "linear1cycledrop",
@@ -174,14 +176,15 @@ def pulse(G, target: Tensor, degradation=None, *, loss: LossSpec = None, seed: i
     """Restore `target` ([B, 3, h, w] in [0, 1]) with PULSE on the sphere of the Gaussianised W.
 
     steps / lr: Adam steps and peak rate (scaled by `schedule`); seed: image i starts from
-    v ~ N(0, I) drawn with seed + i; fit_samples / fit_seed: the Gaussian fit of W.
+    v ~ N(0, I) drawn with seed + i, or seed[i] for a sequence (the benchmark's batches: each
+    image as alone); fit_samples / fit_seed: the Gaussian fit of W.
     data_term: "l2" (PULSE; `loss` is then not used) or "loss" (`loss` replaces the L2).
     Returns the per-image best-objective iterate; see the module doc for `info`.
     """
     config = dict(steps=int(steps), lr=lr, l2_weight=l2_weight, geocross_weight=geocross_weight,
                   eps=eps, schedule=schedule, fit_samples=int(fit_samples), fit_seed=int(fit_seed),
                   data_term=data_term, resolution=int(resolution or G.img_resolution),
-                  seed=int(seed))
+                  seed=seed_config(seed))
     reject_unknown("pulse", unknown, config)
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}")
@@ -189,7 +192,7 @@ def pulse(G, target: Tensor, degradation=None, *, loss: LossSpec = None, seed: i
         raise ValueError(f"data_term must be 'l2' (PULSE) or 'loss' (the given rusir loss), got {data_term!r}")
     start = time.perf_counter()
     use_loss = data_term == "loss"
-    problem = prepare(G, target, degradation, loss if use_loss else None, seed=seed,
+    problem = prepare(G, target, degradation, loss if use_loss else None, seed=loss_seed(seed),
                       resolution=resolution, need_loss=use_loss)
     fit = gaussian_fit(G, fit_samples, fit_seed)
     v = seeded_randn((G.num_ws, G.w_dim), seed, problem.target.shape[0], problem.target.device)
@@ -206,3 +209,6 @@ def pulse(G, target: Tensor, degradation=None, *, loss: LossSpec = None, seed: i
             "best_step": run.best_step.tolist(), "v": run.best_v, "noise": "const (not optimised)"}
     phase = PhaseResult("W+", images, w.detach(), losses, lr)
     return RestoreResult(images, {"pulse": phase}, time.perf_counter() - start, config, info)
+
+
+pulse.seeds_per_image = True   # takes one seed per image (see seeds.py)

@@ -1,7 +1,9 @@
-"""What a benchmark run does: its items (method, task, level, image), shards, images and methods.
+"""What a benchmark run does: its items (method, task, level, image), units, shards, images, methods.
 
-`plan_items` orders the items method, task, level, image; `shard_items(items, k, n)` gives shard
-k of n (round robin, so shards are disjoint, cover the plan and differ by at most one item).
+`plan_items` orders the items method, task, level, image; `plan_units(items, batch)` groups the
+items that share (method, task, level) into work units of up to `batch` images (one restoration
+call each); `shard_items(units, k, n)` gives shard k of n (round robin, so shards are disjoint,
+cover the plan and differ by at most one unit).
 Images are files (`heldout`, a folder, a list of paths) or given tensors; methods are names
 (`rusir.baselines.get_method`) or {name: function}. `bind_method(restore, loss=config)` fixes a
 method's keyword arguments (how the IQA study turns loss variants into methods).
@@ -23,7 +25,7 @@ from .records import item_key
 
 __all__ = ["Item", "canonical_task", "parse_tasks", "plan_items", "parse_shard", "shard_items",
            "resolve_images", "images_config", "resolve_methods", "BoundMethod", "bind_method",
-           "IMAGE_EXTENSIONS", "COMPOSED_LEVEL", "ImageSource"]
+           "IMAGE_EXTENSIONS", "COMPOSED_LEVEL", "ImageSource", "Unit", "plan_units", "parse_batch"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 COMPOSED_LEVEL = "M"
@@ -96,6 +98,50 @@ def plan_items(methods: Sequence[str], tasks: Union[str, Sequence], images: Unio
             for j, name in enumerate(names)]
 
 
+@dataclass(frozen=True)
+class Unit:
+    """Items of one (method, task, level) restored together as one batch (images in plan order).
+    Planned from every item, finished or not, so that units and shards do not depend on what a
+    folder holds; a run restores only a unit's unfinished items."""
+    items: tuple[Item, ...]
+
+    @property
+    def key(self) -> str:
+        """`<method>/<task>/<level>/<first>-<last>`, for progress and failure messages."""
+        first, last = self.items[0], self.items[-1]
+        return f"{first.key}-{last.image_index:04d}" if len(self.items) > 1 else first.key
+
+
+def parse_batch(batch) -> int:
+    """A batch size: a whole number >= 1 (ValueError otherwise)."""
+    try:
+        value = int(batch)
+    except (TypeError, ValueError):
+        raise ValueError(f"bad batch size {batch!r}: expected a whole number >= 1") from None
+    if value < 1 or value != float(batch):
+        raise ValueError(f"bad batch size {batch!r}: expected a whole number >= 1")
+    return value
+
+
+def plan_units(items: Sequence[Item], batch: int = 1) -> list[Unit]:
+    """Consecutive items sharing (method, task, level), in chunks of at most `batch` images."""
+    batch = parse_batch(batch)
+    units: list[Unit] = []
+    current: list[Item] = []
+    for item in items:
+        if current and (len(current) == batch or _cell(current[0]) != _cell(item)):
+            units.append(Unit(tuple(current)))
+            current = []
+        current.append(item)
+    if current:
+        units.append(Unit(tuple(current)))
+    return units
+
+
+def _cell(item: Item) -> tuple[str, str, str]:
+    return item.method, item.task, item.level
+
+
 def parse_shard(text: Optional[str]) -> Optional[tuple[int, int]]:
     """`k/n` with 0 <= k < n (0-based shard index) -> (k, n); None/'' -> None."""
     if not text:
@@ -110,9 +156,10 @@ def parse_shard(text: Optional[str]) -> Optional[tuple[int, int]]:
     return k, n
 
 
-def shard_items(items: Sequence[Item], k: int, n: int) -> list[Item]:
-    """Round-robin over the planned order: shard k of n gets items k, k+n, ... All shards must
-    plan the same items (same --methods/--tasks/--images); then they are disjoint and cover all."""
+def shard_items(items: Sequence, k: int, n: int) -> list:
+    """Round-robin over the planned order: shard k of n gets items (or units) k, k+n, ... All
+    shards must plan the same items (same --methods/--tasks/--images/--batch); then they are
+    disjoint and cover all."""
     parse_shard(f"{k}/{n}")
     return list(items[k::n])
 

@@ -65,7 +65,7 @@ RECORD_FIELDS = {"key": str, "method": str, "task": str, "level": str, "image_in
                  "image": str, "metrics": dict}
 # Config fields that must agree between runs sharing one output folder.
 FIXED_CONFIG = ("generator", "images", "steps", "seed", "loss", "metrics", "baseline_steps",
-                "degradation_seeds")
+                "degradation_seeds", "dtype")
 # Config fields that may grow between runs sharing one folder: the union is recorded.
 GROWING_CONFIG = ("methods", "tasks", "image_names")
 IMAGE_FILES = ("ground_truth", "target", "prediction", "degraded_prediction")

@@ -2,7 +2,13 @@
 
     rusir bench --generator toyfaces64 --images heldout:8 --methods rusir,pulse --tasks single --out runs/b
     rusir bench ... --tasks upsampling@M,UNAP@M --shard 0/4      # 4 processes share one sweep
+    rusir bench ... --batch 8                                     # 8 images per restoration call
     rusir report runs/b                                           # tables and plots (rusir.evaluation.report)
+
+Work units (`rusir.evaluation.plan.plan_units`): the items sharing (method, task, level), in
+batches of `batch` images, restored by one call (`run_unit`) and then scored and written one item
+at a time; each item keeps its own degradation seed and the method's seed (`method_seed`), so a
+batch equals its items alone up to float rounding. Shards split the units.
 
 Every study is a configuration of this one runner: the IQA-loss study passes its loss variants as
 methods (`bind_method(restore, loss=...)` named `rusir[loss=<variant>]`), the baselines table
@@ -20,142 +26,43 @@ the degradation, the method's configuration and timings, `metrics` on the 8-bit 
 (`accuracy_<m>`: prediction vs ground truth; `fidelity_<m>`: true degradation of the prediction
 vs target; None with its reason under `unavailable` when it cannot be computed here), `naive`
 (PSNR/SSIM of `rusir.evaluation.experiment.naive_restoration`), `phases` (per phase of the
-result: PSNR/SSIM vs the ground truth and fidelity PSNR; `phase_metrics`) and the method's `info`. Set
-metrics (FID, KID, patch-FID, IS) are computed per cell by `rusir report` from the saved PNGs.
+result: PSNR/SSIM vs the ground truth and fidelity PSNR; `unit.phase_metrics`) and the method's
+`info`. Set metrics (FID, KID, patch-FID, IS) are computed per cell by `rusir report` from the saved PNGs.
 """
 from __future__ import annotations
 
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Sequence, Union
+from typing import Mapping, Optional, Sequence, Union
 
 import torch
-from torch import Tensor
 from tqdm.auto import tqdm
 
-from .. import degradations
-from ..baselines.config import TABLES, baseline_config
-from ..data import load_image
-from ..degradations.base import derive_seed
 from ..inversion.presets import load_preset
 from ..inversion.schedule import resolve as resolve_schedule
-from ..metrics import PER_IMAGE_METRICS, psnr, ssim
+from ..metrics import PER_IMAGE_METRICS
 from ..model.generators import info as generator_info, load_generator
 from . import claims, records
-from .experiment import naive_restoration
-from .plan import (IMAGE_EXTENSIONS, BoundMethod, ImageSource, Item, bind_method, images_config,
-                   parse_shard, parse_tasks, plan_items, resolve_images, resolve_methods,
-                   shard_items)
-from .records import as_8bit, is_finished, item_dir
+from .plan import (IMAGE_EXTENSIONS, BoundMethod, Item, Unit, bind_method, images_config,
+                   parse_batch, parse_shard, parse_tasks, plan_items, plan_units, resolve_images,
+                   resolve_methods, shard_items)
+from .records import is_finished, item_dir
+from .unit import (DEFAULT_METRICS, DEGRADATION_SEEDS, Job, UnitOutcome, degradation_seed,
+                   execute_unit, image_info, load_ground_truth, method_kwargs, method_seed,
+                   run_item, run_unit)
 
-__all__ = ["run_bench", "run_item", "BenchSummary", "degradation_seed", "DEFAULT_METRICS",
-           "DEGRADATION_SEEDS",
-           # planning (rusir.evaluation.plan) and the store (rusir.evaluation.records), for callers
-           # that know the runner only
-           "Item", "plan_items", "parse_tasks", "parse_shard", "shard_items", "resolve_images",
-           "resolve_methods", "bind_method", "BoundMethod", "item_dir", "is_finished",
-           "IMAGE_EXTENSIONS"]
-
-DEFAULT_METRICS = ("psnr", "ssim", "ms_ssim", "lpips")
-DEGRADATION_SEEDS = ("derived", "image")
-
-
-# --- one item ---------------------------------------------------------------------------------
-
-def degradation_seed(seed: int, item: Item, policy: str = "derived") -> int:
-    """The degradation seed of an item, the same for every method (same targets). `derived`: a
-    hash of (seed, task, level, image); `image`: seed + image index, the targets one batch
-    `rusir.evaluation.experiment.run_task(..., seed=seed)` of the images draws (as the demo)."""
-    if policy == "image":
-        return int(seed) + item.image_index
-    if policy != "derived":
-        raise ValueError(f"degradation_seeds must be one of {DEGRADATION_SEEDS}, got {policy!r}")
-    return derive_seed(seed, f"{item.task}@{item.level}/{item.image_index}") % (2 ** 31)
+__all__ = ["run_bench", "BenchSummary", "parse_dtype",
+           # one work unit (rusir.evaluation.unit), planning (rusir.evaluation.plan) and the store
+           # (rusir.evaluation.records), for callers that know the runner only
+           "run_item", "run_unit", "execute_unit", "Job", "UnitOutcome", "degradation_seed",
+           "method_kwargs", "method_seed", "image_info", "load_ground_truth", "DEFAULT_METRICS",
+           "DEGRADATION_SEEDS", "Item", "Unit", "plan_items", "plan_units", "parse_tasks",
+           "parse_shard", "shard_items", "resolve_images", "resolve_methods", "bind_method",
+           "BoundMethod", "item_dir", "is_finished", "IMAGE_EXTENSIONS"]
 
 
-def load_ground_truth(image: ImageSource, size: int) -> Tensor:
-    """[1, 3, size, size] in [0, 1] from an image file (resized) or a given tensor (checked)."""
-    if not isinstance(image, Tensor):
-        return load_image(image, size)
-    if image.shape[-2:] != (size, size):
-        raise ValueError(f"a given image is {list(image.shape[-2:])} px, the generator's {size}")
-    return image.detach().float().cpu()
-
-
-def method_kwargs(name: str, item: Item, steps: Sequence[int], baseline_steps: Optional[int]) -> dict:
-    """The method's own options for one item (loss, seed and progress go to every method alike):
-    RUSIR its steps per phase; a baseline its tuned (task, level) table entry, or {} (its code
-    defaults) when the table is absent, with `baseline_steps` as its step count if given; any
-    other method (a function passed in `methods`) nothing but `baseline_steps`. A method other
-    than RUSIR never gets RUSIR's per-phase steps."""
-    if name == "rusir":
-        return {"steps": tuple(steps)}
-    config = dict(baseline_config(name, item.task, item.level)) if name in TABLES else {}
-    if baseline_steps is not None:
-        config["steps"] = int(baseline_steps)
-    return config
-
-
-def phase_metrics(result, deg, gt: Tensor, target: Tensor) -> dict:
-    """{phase: {psnr, ssim, fidelity_psnr}} of each phase's prediction (8-bit, as saved): accuracy
-    vs the ground truth and the TRUE degradation of it vs the target, so that a phase that undoes
-    an earlier one shows (rusir.evaluation.robustness). {} for a result without phases."""
-    out = {}
-    for name, phase in (getattr(result, "phases", None) or {}).items():
-        pred = as_8bit(phase.images.detach())
-        with torch.no_grad():
-            degraded = deg.degrade_ground_truth(pred)
-        out[name] = {"psnr": float(psnr(pred, gt)[0]), "ssim": float(ssim(pred, gt)[0]),
-                     "fidelity_psnr": float(psnr(degraded, target)[0])}
-    return out
-
-
-def run_item(G, item: Item, fn: Callable, image: ImageSource, out: Path, *, loss, steps,
-             baseline_steps, seed: int, metrics: records.MetricCache, metric_names: Sequence[str],
-             save_latent: bool, device: torch.device, degradation_seeds: str = "derived") -> dict:
-    """Run one item and write it (records.write_item); returns its record, or None when another
-    run finished the item meanwhile (its folder is kept, this result discarded)."""
-    res = G.img_resolution
-    started = time.time()
-    gt = as_8bit(load_ground_truth(image, res)).to(device)
-    dseed = degradation_seed(seed, item, degradation_seeds)
-    deg = degradations.make(item.task, item.level, seed=dseed)
-    with torch.no_grad():
-        target = deg.degrade_ground_truth(gt)
-    kwargs = method_kwargs(item.method, item, steps, baseline_steps)
-    result = fn(G, target, deg, loss=loss, seed=seed, progress=False, **kwargs)
-    pred = as_8bit(result.images.detach())
-    with torch.no_grad():
-        degraded = deg.degrade_ground_truth(pred)
-        naive = naive_restoration(target, res)
-    scores, unavailable = metrics.item_metrics(metric_names, pred, gt, degraded, target)
-    phases = getattr(result, "phases", None) or {}
-    latent = None
-    if save_latent and phases:
-        last = list(phases.values())[-1]
-        latent = {"space": last.space, "latent": last.latent.detach().cpu()}
-    record = {
-        "key": item.key, "method": item.method, "task": item.task, "level": item.level,
-        "category": item.category, "image_index": item.image_index, "image": item.image_name,
-        "image_path": None if isinstance(image, Tensor) else str(image), "seed": seed,
-        "degradation_seed": dseed, "degradation": records.jsonable(deg.describe()),
-        "method_config": records.jsonable({**kwargs, **getattr(fn, "fixed", {})}),
-        "seconds": round(time.time() - started, 3),
-        "restore_seconds": round(float(getattr(result, "seconds", 0.0) or 0.0), 3),
-        "resolution": res, "target_size": list(target.shape[-2:]),
-        "metrics": scores, "unavailable": unavailable,
-        "naive": {"psnr": float(psnr(naive, gt)[0]), "ssim": float(ssim(naive, gt)[0])},
-        "phases": phase_metrics(result, deg, gt, target),
-        "info": records.jsonable(getattr(result, "info", {}) or {}),
-    }
-    kept = records.write_item(out, item.key, {"ground_truth": gt, "target": target, "prediction": pred,
-                                              "degraded_prediction": degraded}, record, latent)
-    return record if kept is not None else None
-
-
-# --- the sweep --------------------------------------------------------------------------------
+# --- the run --------------------------------------------------------------------------------
 
 @dataclass
 class BenchSummary:
@@ -186,7 +93,8 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
               max_items: Optional[int] = None, save_latent: bool = True,
               progress: bool = True, degradation_seeds: str = "derived",
               generator_name: Optional[str] = None,
-              extra_config: Optional[Mapping] = None) -> BenchSummary:
+              extra_config: Optional[Mapping] = None, batch: int = 1,
+              dtype: Union[str, torch.dtype] = "float32") -> BenchSummary:
     """Run every (method, task, level, image) item not yet finished in `out`.
 
     generator: a Generator, or a registry name / .pkl / .safetensors path (load_generator).
@@ -194,19 +102,27 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
     {name: tensor or path} (see resolve_images).
     methods: comma list / list of names (rusir, pulse, lbrgm, adam_wplus) or {name: function}.
     tasks: `single`, `composed`, `all`, `T@L,...` (see parse_tasks) or [(task, level)].
-    shard: `k/n` or (k, n): run shard k of n of the planned items (shard_items).
+    batch: images restored together per work unit (items sharing method, task and level;
+    plan_units); each item keeps its own seeds, so a batch equals its items run alone up to
+    float rounding (README, "Batching"). Only a unit's unfinished items are restored.
+    shard: `k/n` or (k, n): run shard k of n of the planned units (shard_items).
     loss: a loss callable, a preset name/YAML, or None (the generator's default).
     max_items: stop after running this many items (time-boxed jobs; a re-run continues).
     steps: RUSIR steps per phase; None: the generator's own schedule (rusir.inversion.schedule).
     degradation_seeds: `derived` or `image` (see degradation_seed).
+    dtype: the precision of the restorations (`float64` runs the generator and the targets in
+    float64: how the tests check that a batch equals its items alone; records stay 8-bit).
     generator_name: the name recorded in bench.json (default: the path / info(G).name).
     extra_config: more fields for bench.json (e.g. the IQA study's losses).
     """
     t0 = time.time()
     out = Path(out)
+    batch = parse_batch(batch)
+    precision = parse_dtype(dtype)
     dev = torch.device(device) if device is not None else (
         torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
     G = load_generator(generator, device=dev) if isinstance(generator, (str, Path)) else generator.to(dev)
+    G = G.to(precision)
     steps = resolve_schedule(G, steps=steps)[0]
     gen_name = generator_name or (str(generator) if isinstance(generator, (str, Path))
                                   else generator_info(G).name)
@@ -225,78 +141,93 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
         raise ValueError(f"unknown per-image metric(s) {bad}; valid: {sorted(PER_IMAGE_METRICS)} "
                          "(set metrics fid/kid/patch_fid/is are computed by `rusir report`)")
 
-    items = plan_items(list(fns), pairs, [name for name, _ in found])
+    units = plan_units(plan_items(list(fns), pairs, [name for name, _ in found]), batch)
     if which is not None:
-        items = shard_items(items, *which)
+        units = shard_items(units, *which)
     config = {"generator": gen_name, "resolution": int(G.img_resolution),
               "images": images_config(images, found), "image_names": [name for name, _ in found],
               "methods": list(fns), "tasks": [f"{t}@{lv}" for t, lv in pairs], "steps": list(steps),
               "seed": seed, "loss": loss_name, "metrics": metric_names,
               "baseline_steps": baseline_steps, "degradation_seeds": degradation_seeds,
-              **dict(extra_config or {})}
+              "dtype": str(precision).replace("torch.", ""), **dict(extra_config or {})}
     records.write_config(out, config)
     records.clean_stale_tmp(out)
     claims.clean_stale_claims(out)
 
-    summary = BenchSummary(items=len(items))
-    todo = []
-    for item in items:
-        if is_finished(out, item):
-            summary.skipped += 1
-        else:
-            todo.append(item)
-    if max_items is not None and len(todo) > max_items:
-        summary.remaining = len(todo) - max_items
-        todo = todo[:max_items]
-    sources = dict(found)
-    metric_cache = records.MetricCache()
-    token = claims.claim_token()
-    deferred: list[Item] = []   # claimed by another run: tried again at the end
-
-    def attempt(item: Item, last: bool) -> None:
-        if is_finished(out, item):        # finished by another run since the plan
-            summary.skipped += 1
-            return
-        if not claims.claim_item(out, item.key, token, force=last):
-            if last:
-                summary.busy += 1
-            else:
-                deferred.append(item)
-            return
-        try:
-            kept = run_item(G, item, fns[item.method], sources[item.image_name], out, loss=loss_fn,
-                            steps=steps, baseline_steps=baseline_steps, seed=seed,
-                            metrics=metric_cache, metric_names=metric_names,
-                            save_latent=save_latent, device=dev, degradation_seeds=degradation_seeds)
-            if kept is None:
-                summary.skipped += 1
-            else:
-                summary.done += 1
-        except Exception as exc:  # noqa: BLE001 - one failing item must not stop a sweep
-            if fail_fast:
-                raise
-            summary.failed += 1
-            summary.failures.append({"key": item.key, "error": f"{type(exc).__name__}: {exc}",
-                                     "traceback": traceback.format_exc(limit=8)})
-        finally:
-            claims.release_claim(out, item.key, token)
-
-    bar = _progress(todo, progress)
+    summary = BenchSummary(items=sum(len(u.items) for u in units))
+    todo = unfinished_units(out, units, summary, max_items)
+    job = Job(G, fns, dict(found), out, loss_fn, steps, baseline_steps, seed, metric_names,
+              save_latent, dev, degradation_seeds, precision)
     try:
-        for item in bar:
-            if hasattr(bar, "set_postfix_str"):
-                bar.set_postfix_str(item.key)
-            attempt(item, last=False)
-        for item in list(deferred):
-            attempt(item, last=True)
+        run_local(job, todo, summary, fail_fast, progress)
     finally:
-        if hasattr(bar, "close"):
-            bar.close()
         summary.seconds = time.time() - t0
         records.write_failures(out, which, summary.failures)
         records.remove_empty_tmp(out)
     return summary
 
 
-def _progress(items: list, enabled: bool):
-    return tqdm(items, desc="bench", unit="item", dynamic_ncols=True) if enabled else items
+def parse_dtype(dtype: Union[str, torch.dtype]) -> torch.dtype:
+    """`float32` (default) or `float64` (exactness checks) -> a torch dtype; ValueError otherwise."""
+    value = dtype if isinstance(dtype, torch.dtype) else getattr(torch, str(dtype), None)
+    if value not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+    return value
+
+
+def unfinished_units(out: Path, units: Sequence[Unit], summary: BenchSummary,
+                     max_items: Optional[int]) -> list[Unit]:
+    """The units cut to their unfinished items (finished ones counted skipped; empty units
+    dropped), at most `max_items` items in all (the rest counted remaining)."""
+    todo, left = [], max_items
+    for unit in units:
+        items = [it for it in unit.items if not is_finished(out, it)]
+        summary.skipped += len(unit.items) - len(items)
+        if left is not None:
+            summary.remaining += max(0, len(items) - left)
+            items = items[:left]
+            left -= len(items)
+        if items:
+            todo.append(Unit(tuple(items)))
+    return todo
+
+
+def claim_unit(out: Path, unit: Unit, token: str, last: bool) -> tuple[list[Item], list[Item]]:
+    """(items now this run's, items held by another live run): see rusir.evaluation.claims."""
+    mine, held = [], []
+    for item in unit.items:
+        (mine if claims.claim_item(out, item.key, token, force=last) else held).append(item)
+    return mine, held
+
+
+def run_local(job: Job, todo: Sequence[Unit], summary: BenchSummary, fail_fast: bool,
+              progress: bool) -> None:
+    """Run the units one after another in this process. Items claimed by another live run are
+    tried again at the end, then left to it (counted busy)."""
+    token = claims.claim_token()
+    deferred: list[Unit] = []
+    bar = tqdm(total=sum(len(u.items) for u in todo), desc="bench", unit="item",
+               dynamic_ncols=True, disable=not progress)
+
+    def attempt(unit: Unit, last: bool) -> None:
+        mine, held = claim_unit(job.out, unit, token, last)
+        if held and last:
+            summary.busy += len(held)
+        elif held:
+            deferred.append(Unit(tuple(held)))
+        try:
+            if mine:
+                bar.set_postfix_str(unit.key)
+                execute_unit(job, mine, fail_fast).add_to(summary)
+        finally:
+            for item in mine:
+                claims.release_claim(job.out, item.key, token)
+            bar.update(len(unit.items) - (len(held) if not last else 0))
+
+    try:
+        for unit in todo:
+            attempt(unit, last=False)
+        for unit in list(deferred):
+            attempt(unit, last=True)
+    finally:
+        bar.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..degradations.base import Seed, per_image_seeds
 from ..model.stylegan2 import Generator
 
 SPACES = ("W", "W+", "W++")
@@ -37,11 +38,11 @@ def wplus_to_wpp(wp: Tensor, filters: int) -> Tensor:
     return wp.detach().unsqueeze(2).repeat(1, 1, filters, 1).clone()
 
 
-def seeded_randn(shape: tuple[int, ...], seed: int, batch: int, device: torch.device) -> Tensor:
+def seeded_randn(shape: tuple[int, ...], seed: Seed, batch: int, device: torch.device) -> Tensor:
     """[batch, *shape] standard normal draws; image i's come from its own generator seeded
-    seed + i (on the CPU, so results do not depend on the device)."""
-    draws = [torch.randn(shape, generator=torch.Generator().manual_seed(int(seed) + i))
-             for i in range(batch)]
+    seed + i, or seed[i] for a sequence (on the CPU, so results do not depend on the device)."""
+    draws = [torch.randn(shape, generator=torch.Generator().manual_seed(s))
+             for s in per_image_seeds(seed, batch)]
     return torch.stack(draws).to(device)
 
 

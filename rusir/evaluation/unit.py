@@ -1,0 +1,248 @@
+"""One work unit of the benchmark: items of one (method, task, level), restored as one batch.
+
+`run_unit(job, items)` loads the items' ground truths, degrades each with its own degradation
+seed, restores them with one call of the method (a batch of N images) and then scores and writes
+each item on its own (`rusir.evaluation.records.write_item`). Each item keeps the seeds it has
+alone (`degradation_seed`, `method_seed`), so in exact arithmetic a batch of N equals its N items
+run one by one; in float32 batched kernels round differently (README, "Batching").
+`execute_unit` is what an engine runs (rusir.evaluation.runner locally, rusir.evaluation.cluster
+on Ray): the unit's still unfinished items, a failure recorded per item instead of raised.
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from .. import degradations
+from ..baselines.config import TABLES, baseline_config
+from ..data import load_image
+from ..degradations.base import derive_seed
+from ..metrics import psnr, ssim
+from . import records
+from .experiment import naive_restoration
+from .plan import ImageSource, Item
+from .records import as_8bit, is_finished
+
+__all__ = ["DEFAULT_METRICS", "DEGRADATION_SEEDS", "degradation_seed", "load_ground_truth",
+           "method_kwargs", "method_seed", "Job", "run_unit", "image_info", "run_item",
+           "UnitOutcome", "execute_unit"]
+
+DEFAULT_METRICS = ("psnr", "ssim", "ms_ssim", "lpips")
+DEGRADATION_SEEDS = ("derived", "image")
+
+
+def degradation_seed(seed: int, item: Item, policy: str = "derived") -> int:
+    """The degradation seed of an item, the same for every method (same targets). `derived`: a
+    hash of (seed, task, level, image); `image`: seed + image index, the targets one batch
+    `rusir.evaluation.experiment.run_task(..., seed=seed)` of the images draws (as the demo)."""
+    if policy == "image":
+        return int(seed) + item.image_index
+    if policy != "derived":
+        raise ValueError(f"degradation_seeds must be one of {DEGRADATION_SEEDS}, got {policy!r}")
+    return derive_seed(seed, f"{item.task}@{item.level}/{item.image_index}") % (2 ** 31)
+
+
+def load_ground_truth(image: ImageSource, size: int) -> Tensor:
+    """[1, 3, size, size] in [0, 1] from an image file (resized) or a given tensor (checked)."""
+    if not isinstance(image, Tensor):
+        return load_image(image, size)
+    if image.shape[-2:] != (size, size):
+        raise ValueError(f"a given image is {list(image.shape[-2:])} px, the generator's {size}")
+    return image.detach().float().cpu()
+
+
+def method_kwargs(name: str, item: Item, steps: Sequence[int], baseline_steps: Optional[int]) -> dict:
+    """The method's own options for one item (loss, seed and progress go to every method alike):
+    RUSIR its steps per phase; a baseline its tuned (task, level) table entry, or {} (its code
+    defaults) when the table is absent, with `baseline_steps` as its step count if given; any
+    other method (a function passed in `methods`) nothing but `baseline_steps`. A method other
+    than RUSIR never gets RUSIR's per-phase steps."""
+    if name == "rusir":
+        return {"steps": tuple(steps)}
+    config = dict(baseline_config(name, item.task, item.level)) if name in TABLES else {}
+    if baseline_steps is not None:
+        config["steps"] = int(baseline_steps)
+    return config
+
+
+def method_seed(fn: Callable, seed: int, n: int):
+    """The `seed` argument of a batch of n items that each ran alone with `seed`. RUSIR and
+    adam_wplus draw nothing per image (the seed restarts the loss's noise, one draw shared by the
+    batch), so the int is exact; a method that draws per image (seed + i: PULSE, L-BRGM) marks
+    itself `seeds_per_image` and gets [seed] * n, so that image i starts as it would alone."""
+    inner = getattr(fn, "fn", fn)   # a BoundMethod's function
+    return [int(seed)] * n if n > 1 and getattr(inner, "seeds_per_image", False) else int(seed)
+
+
+@dataclass
+class Job:
+    """What every unit of a run shares: the loaded generator and methods, the images by name,
+    the output folder and the run's settings."""
+    G: object
+    fns: Mapping[str, Callable]
+    sources: Mapping[str, ImageSource]
+    out: Path
+    loss: object = None
+    steps: Sequence[int] = ()
+    baseline_steps: Optional[int] = None
+    seed: int = 0
+    metric_names: Sequence[str] = DEFAULT_METRICS
+    save_latent: bool = True
+    device: torch.device = torch.device("cpu")
+    degradation_seeds: str = "derived"
+    dtype: torch.dtype = torch.float32
+    metrics: records.MetricCache = field(default_factory=records.MetricCache)
+
+
+def run_unit(job: Job, items: Sequence[Item]) -> list[Optional[dict]]:
+    """Restore `items` (one method, task and level) as one batch, then score and write each item
+    on its own (records.write_item). Item i gets the target it gets alone (its own degradation
+    seed) and the method the same seed, so in exact arithmetic the batch equals the items run
+    one by one (float32 rounding differs: README, "Batching"). Returns per item its record, or
+    None when another run finished it meanwhile (its folder is kept, this result discarded)."""
+    started = time.time()
+    G, res, n = job.G, job.G.img_resolution, len(items)
+    first = items[0]
+    if any((it.method, it.task, it.level) != (first.method, first.task, first.level) for it in items):
+        raise ValueError("a unit's items must share method, task and level")
+    gt = torch.cat([as_8bit(load_ground_truth(job.sources[it.image_name], res)) for it in items])
+    gt = gt.to(job.device, job.dtype)                                        # [N, 3, R, R]
+    dseeds = [degradation_seed(job.seed, it, job.degradation_seeds) for it in items]
+    deg = degradations.make(first.task, first.level, seed=dseeds[0] if n == 1 else dseeds)
+    with torch.no_grad():
+        target = deg.degrade_ground_truth(gt)                                # [N, 3, r, r]
+    fn = job.fns[first.method]
+    kwargs = method_kwargs(first.method, first, job.steps, job.baseline_steps)
+    result = fn(G, target, deg, loss=job.loss, seed=method_seed(fn, job.seed, n), progress=False,
+                **kwargs)
+    preds = as_8bit(result.images.detach()).float()                          # [N, 3, R, R]
+    phases = getattr(result, "phases", None) or {}
+    last = list(phases.values())[-1] if job.save_latent and phases else None
+    unit_seconds = time.time() - started
+    restore_seconds = float(getattr(result, "seconds", 0.0) or 0.0)
+    info = getattr(result, "info", {}) or {}
+    out = []
+    for i, (item, dseed) in enumerate(zip(items, dseeds)):
+        item_deg = degradations.make(item.task, item.level, seed=dseed)   # item i's own degradation
+        one = slice(i, i + 1)
+        pred, gt_i, target_i = preds[one], gt[one].float(), target[one].float()
+        latent = None if last is None else {"space": last.space, "latent": last.latent[one].detach().cpu()}
+        with torch.no_grad():
+            degraded = item_deg.degrade_ground_truth(pred)
+        record = _record(job, item, dseed, item_deg, pred, gt_i, target_i, degraded, {
+            "method_config": records.jsonable({**kwargs, **getattr(fn, "fixed", {})}),
+            "seconds": round(unit_seconds / n, 3), "restore_seconds": round(restore_seconds / n, 3),
+            "batch": n, "info": records.jsonable(image_info(info, i, n)),
+            "phases": phase_metrics(phases, one, item_deg, gt_i, target_i)})
+        kept = records.write_item(job.out, item.key, {"ground_truth": gt_i, "target": target_i,
+                                                      "prediction": pred, "degraded_prediction": degraded},
+                                  record, latent)
+        out.append(record if kept is not None else None)
+    return out
+
+
+def _record(job: Job, item: Item, dseed: int, deg, pred: Tensor, gt: Tensor, target: Tensor,
+            degraded: Tensor, extra: dict) -> dict:
+    """One item's record.json (see the module doc): the item, its seeds, the degradation, the
+    metrics of the 8-bit images ([1, 3, H, W] each) and `extra` (method configuration, timings,
+    batch size, info)."""
+    res = job.G.img_resolution
+    image = job.sources[item.image_name]
+    with torch.no_grad():
+        naive = naive_restoration(target, res)
+    scores, unavailable = job.metrics.item_metrics(job.metric_names, pred, gt, degraded, target)
+    return {
+        "key": item.key, "method": item.method, "task": item.task, "level": item.level,
+        "category": item.category, "image_index": item.image_index, "image": item.image_name,
+        "image_path": None if isinstance(image, Tensor) else str(image), "seed": job.seed,
+        "degradation_seed": dseed, "degradation": records.jsonable(deg.describe()),
+        "method_config": extra["method_config"], "seconds": extra["seconds"],
+        "restore_seconds": extra["restore_seconds"], "batch": extra["batch"],
+        "resolution": res, "target_size": list(target.shape[-2:]),
+        "metrics": scores, "unavailable": unavailable,
+        "naive": {"psnr": float(psnr(naive, gt)[0]), "ssim": float(ssim(naive, gt)[0])},
+        "phases": extra.get("phases", {}),
+        "info": extra["info"],
+    }
+
+
+def phase_metrics(phases: dict, one: slice, deg, gt: Tensor, target: Tensor) -> dict:
+    """{phase: {psnr, ssim, fidelity_psnr}} of image `one` after each phase of a result (8-bit, as
+    saved): accuracy vs the ground truth and the TRUE degradation of it vs the target, so that a
+    phase that undoes an earlier one shows (rusir.evaluation.robustness). {} without phases."""
+    out = {}
+    for name, phase in phases.items():
+        pred = as_8bit(phase.images[one].detach()).float()
+        with torch.no_grad():
+            degraded = deg.degrade_ground_truth(pred)
+        out[name] = {"psnr": float(psnr(pred, gt)[0]), "ssim": float(ssim(pred, gt)[0]),
+                     "fidelity_psnr": float(psnr(degraded, target)[0])}
+    return out
+
+
+def image_info(info, i: int, n: int):
+    """Image i's part of a batch's `result.info`: lists of n entries and tensors of n rows are
+    cut to image i's (kept a list / a tensor of one, as a run of that image alone records them);
+    everything else is the batch's, kept whole. n == 1: unchanged."""
+    if n == 1:
+        return info
+    if isinstance(info, dict):
+        return {k: image_info(v, i, n) for k, v in info.items()}
+    if isinstance(info, list) and len(info) == n:
+        return [info[i]]
+    if isinstance(info, Tensor) and info.dim() >= 1 and info.shape[0] == n:
+        return info[i:i + 1]
+    return info
+
+
+def run_item(G, item: Item, fn: Callable, image: ImageSource, out: Path, *, loss, steps,
+             baseline_steps, seed: int, metrics: records.MetricCache, metric_names: Sequence[str],
+             save_latent: bool, device: torch.device, degradation_seeds: str = "derived") -> dict:
+    """Run one item alone and write it: `run_unit` of a unit of one."""
+    job = Job(G, {item.method: fn}, {item.image_name: image}, Path(out), loss, steps, baseline_steps,
+              seed, metric_names, save_latent, device, degradation_seeds, metrics=metrics)
+    return run_unit(job, [item])[0]
+
+
+# --- what an engine runs ---------------------------------------------------------------------
+
+@dataclass
+class UnitOutcome:
+    """What running a unit gave: items done, found finished (skipped) and failures."""
+    done: int = 0
+    skipped: int = 0
+    failures: list = field(default_factory=list)
+
+    def add_to(self, summary: BenchSummary) -> None:
+        summary.done += self.done
+        summary.skipped += self.skipped
+        summary.failed += len(self.failures)
+        summary.failures += self.failures
+
+
+def execute_unit(job: Job, items: Sequence[Item], fail_fast: bool = False) -> UnitOutcome:
+    """Run the unfinished ones of `items` as one batch (re-checked now: another run, or an
+    earlier attempt of this unit, may have finished some); a failure fails each of them and is
+    recorded, not raised (unless `fail_fast`)."""
+    outcome = UnitOutcome()
+    todo = [it for it in items if not is_finished(job.out, it)]
+    outcome.skipped = len(items) - len(todo)
+    if not todo:
+        return outcome
+    try:
+        kept = run_unit(job, todo)
+    except Exception as exc:  # noqa: BLE001 - one failing unit must not stop a sweep
+        if fail_fast:
+            raise
+        text, tb = f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=8)
+        outcome.failures = [{"key": it.key, "error": text, "traceback": tb} for it in todo]
+        return outcome
+    outcome.done = sum(r is not None for r in kept)
+    outcome.skipped += sum(r is None for r in kept)
+    return outcome
