@@ -52,8 +52,8 @@ def test_shipped_generator_carries_its_documented_schedule():
     """The literal values README, the model card and docs/method.md document (the registry alone
     could change unnoticed: comparing it with itself proves nothing)."""
     G = load_generator("toyfaces64")
-    assert resolve(G) == ((50, 50, 200), (0.08, 0.02, 0.005), 8.0)
-    assert resolve(G, ("W++",)) == ((200,), (0.005,), 8.0)
+    assert resolve(G) == ((50, 50, 300), (0.08, 0.02, 0.02), 8.0)
+    assert resolve(G, ("W++",)) == ((300,), (0.02,), 8.0)
     assert generator_info(G).default_loss == "offline"
 
 
