@@ -119,19 +119,29 @@ def candidates(out: Path) -> dict[str, list]:
             merged.setdefault(cand, []).extend(recs)
     any_cand = next(iter(merged.values()), [])
     merged["W++x0"] = [{**r, "phases": {**r["phases"], "W++": r["phases"]["W+"]}} for r in any_cand]
-    return merged
+    full = max(len(recs) for recs in merged.values())
+    return {c: recs for c, recs in merged.items() if len(recs) == full}   # every setting measured
 
 
-def write_choice(out: Path, chosen: str, today: str, json_path: Path, figure: Path, meta: dict) -> None:
-    """The committed record: every candidate's two numbers, the chosen and today's tables; the figure."""
+def write_choice(out: Path, chosen: str, today: str, json_path: Path, figure: Path, meta: dict,
+                 compare: str | None = None) -> None:
+    """The committed record: every candidate's two numbers, the chosen and today's tables (and
+    `compare`'s); the figure shows them, one panel each."""
     merged = candidates(out)
-    tables = {c: phase_table(merged[c]) for c in (today, chosen)}
+    names = list(dict.fromkeys(c for c in (today, chosen, compare) if c))
+    tables = {c: phase_table(merged[c]) for c in names}
     data = {"_meta": meta,
             "candidates": {c: summary(phase_table(r)) for c, r in sorted(merged.items())},
             "today": today, "chosen": chosen,
             "settings": tables[chosen], "today_settings": tables[today]}
+    if compare:
+        data["compare"], data["compare_settings"] = compare, tables[compare]
     write_json(json_path, data)
-    plot({f"today's schedule ({today})": tables[today], f"chosen ({chosen})": tables[chosen]}, figure)
+    label = {today: "today's schedule", chosen: "chosen", compare: "compared"}
+    if chosen == today:
+        label[today] = "today's schedule, kept"
+    plot({f"{label[c]} ({c}): naive (bar), W -> W+ -> W++; red: the final phase drops > 0.3 dB "
+          f"or ends below naive": tables[c] for c in names}, figure)
     print(f"wrote {json_path} and {figure}")
 
 
@@ -147,6 +157,8 @@ def main(argv=None):
     p.add_argument("--out", default="runs/robustness_stack")
     p.add_argument("--chosen", default=None, help="candidate to record, e.g. W++0.005x100")
     p.add_argument("--today", default="W++0.02x300")
+    p.add_argument("--compare", default=None, help="another candidate to record and plot")
+    p.add_argument("--faces-note", default=None, help="how the faces were split, for the JSON")
     p.add_argument("--json", default="benchmarks/results/robustness_toyfaces64.json")
     p.add_argument("--figure", default="figures/robustness.png")
     p.add_argument("--threads", type=int, default=2)
@@ -176,19 +188,20 @@ def main(argv=None):
                          tuple(int(v) for v in a.base_steps.split(",")))
         write_json(path, {"seconds": time.time() - t0, "records": recs})
         print(f"{side} px: {len(groups[side])} settings [{time.time() - t0:.0f} s]", flush=True)
-    for cand, recs in sorted(candidates(out).items()):
+    for cand, recs in sorted(candidates(out).items()):   # candidates measured on every setting
         s = summary(phase_table(recs))
         print(f"{cand}: mean final {s['mean_final_psnr']:.2f} dB, worst drop {s['worst_drop']:.2f} "
               f"({s['worst_drop_setting']}), below naive {s['below_naive']}")
     if a.chosen:
         seconds = sum(json.loads(q.read_text())["seconds"] for q in out.glob("records_*px.json"))
-        meta = {"generator": "toyfaces64", "faces": f"held-out {a.first}..{a.first + a.n_images - 1}",
+        meta = {"generator": "toyfaces64",
+                "faces": a.faces_note or f"held-out {a.first}..{a.first + a.n_images - 1}",
                 "degradation_seeds": f"image (face i: seed {a.first} + i, as the demo)",
                 "schedule": "W 50 x 0.08, W+ 50 x 0.02, then W++ at rate r for k steps (x lr_scale 8); "
                             "candidate W++<r>x<k>", "loss": "offline",
                 "how": "benchmarks/robustness.py: settings of one target size in one batch",
                 "threads": a.threads, "seconds": round(seconds, 1)}
-        write_choice(out, a.chosen, a.today, Path(a.json), Path(a.figure), meta)
+        write_choice(out, a.chosen, a.today, Path(a.json), Path(a.figure), meta, a.compare)
 
 
 if __name__ == "__main__":
