@@ -99,3 +99,23 @@ def test_stacked_settings_equal_each_setting_alone():
     stacked = restore(G, target, script.Stacked([(d, 2) for d in degs]), **kw).images
     for k, one in enumerate(alone):
         assert (stacked[2 * k:2 * k + 2] - one).abs().max() < 1e-9, names[k]
+
+
+def test_method_candidate_table_is_the_record():
+    """docs/method.md's candidate table (issue 20) prints the committed record's numbers."""
+    import re
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    record = json.loads((root / "benchmarks/results/robustness_toyfaces64.json").read_text())
+    text = (root / "docs/method.md").read_text()
+    rows = re.findall(r"^\| (?:\*\*)?(none \(`x0`[^|]*|[\d.]+ × \d+[^|]*)\| (?:\*\*)?([\d.]+)(?:\*\*)? \| "
+                      r"([\d.]+) \| (\d+) \| (\d+) \|$", text, flags=re.M)
+    assert len(rows) >= 10
+    for label, mean, worst, drops, below in rows:
+        m = re.match(r"([\d.]+) × (\d+)", label)
+        name = "W++x0" if label.startswith("none") else f"W++{m.group(1)}x{m.group(2)}"
+        s = record["candidates"][name]
+        assert float(mean) == pytest.approx(s["mean_final_psnr"], abs=0.006), name
+        assert float(worst) == pytest.approx(s["worst_drop"], abs=0.006), name
+        assert (int(drops), int(below)) == (len(s["drops_over_0.3"]), len(s["below_naive"])), name
+    assert record["chosen"] == record["today"] == "W++0.02x300"
