@@ -10,7 +10,8 @@ benchmark runner (`rusir.evaluation.runner.run_bench`): the items are records un
 (default `runs/<json name>/<configuration hash>`), so a stopped run resumes where it was, more
 images run only the new ones and other settings start a fresh store. Per task, from the records
 (`rusir.evaluation.report.summarise`): mean PSNR/SSIM of RUSIR and of the naive baseline, and on
-how many images RUSIR wins in PSNR; the JSON is rewritten after every `--batch` items.
+how many images RUSIR wins in PSNR; `--batch` items are restored as one batch (the runner's
+units), and the JSON is rewritten after each.
 """
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> Path:
     p.add_argument("--generator", default="toyfaces64")
     p.add_argument("--n-images", type=int, default=16)
     p.add_argument("--first", type=int, default=0, help="first held-out face (e.g. 16: faces never used for tuning)")
-    p.add_argument("--batch", type=int, default=8, help="items between two writes of the JSON")
+    p.add_argument("--batch", type=int, default=8, help="items restored as one batch, and between two writes of the JSON")
     p.add_argument("--level", default="M")
     p.add_argument("--tasks", default=",".join(DEMO_TASKS))
     p.add_argument("--steps", type=lambda text: [int(n) for n in text.split(",")], default=None,
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> Path:
             s = run_bench(G, paths, {"rusir": restore}, [(task, a.level)], store, steps=steps,
                           metrics=("psnr", "ssim"), seed=a.first, degradation_seeds="image",
                           device=next(G.parameters()).device, fail_fast=True, max_items=a.batch,
-                          save_latent=False, progress=False)
+                          batch=a.batch, save_latent=False, progress=False)
             done = [r for r in load_records(store) if r["method"] == "rusir" and r["task"] == task
                     and r["level"] == a.level and r["image_index"] < a.n_images]
             record[task] = task_entry(done)

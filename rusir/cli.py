@@ -242,7 +242,7 @@ def _bench(p: argparse.ArgumentParser):
                    help="YAML of option defaults (keys as the options, e.g. params/bench/offline.yaml); "
                         "options given on the command line win")
     p.add_argument("--generator", default="toyfaces64", help="registry name or .pkl/.safetensors path")
-    p.add_argument("--images", default="heldout", help="heldout, heldout:N, or an image folder")
+    p.add_argument("--images", default="heldout", help="heldout, heldout:N, heldout:A-B (faces A..B), or an image folder")
     p.add_argument("--n-images", type=_count(1), default=None, help="use the first N images")
     p.add_argument("--methods", default="rusir", help="comma list: rusir,pulse,lbrgm,adam_wplus")
     p.add_argument("--tasks", default="single", help="single | composed | all | T@L,... (e.g. upsampling@M,UNAP@M)")

@@ -159,7 +159,7 @@ def test_item_files_and_record(clean_run):
 RECORD_KEYS = {"key", "method", "task", "level", "category", "image_index", "image", "image_path",
                "seed", "degradation_seed", "degradation", "method_config", "seconds",
                "restore_seconds", "batch", "resolution", "target_size", "metrics", "unavailable", "info",
-               "naive"}
+               "naive", "phases"}
 
 
 def _png(path):

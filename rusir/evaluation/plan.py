@@ -167,9 +167,10 @@ def shard_items(items: Sequence, k: int, n: int) -> list:
 # --- inputs ---------------------------------------------------------------------------------
 
 def resolve_images(spec, n_images: Optional[int] = None) -> list[tuple[str, ImageSource]]:
-    """`heldout`, `heldout:N`, a folder (sorted recursive glob of png/jpg/jpeg/tif), a list of
-    paths, a tensor [N, 3, R, R] (names `0000`, ...) or {name: tensor [3, R, R] or path}
-    -> [(name, path or [1, 3, R, R] tensor)], the first `n_images` of them."""
+    """`heldout`, `heldout:N` (the first N), `heldout:A-B` (faces A..B inclusive), a folder
+    (sorted recursive glob of png/jpg/jpeg/tif), a list of paths, a tensor [N, 3, R, R] (names
+    `0000`, ...) or {name: tensor [3, R, R] or path} -> [(name, path or [1, 3, R, R] tensor)],
+    the first `n_images` of them."""
     if isinstance(spec, Tensor):
         if spec.dim() != 4 or spec.shape[1] != 3:
             raise ValueError(f"images as a tensor must be [N, 3, R, R], got {list(spec.shape)}")
@@ -183,10 +184,11 @@ def resolve_images(spec, n_images: Optional[int] = None) -> list[tuple[str, Imag
     elif isinstance(spec, str) and spec.split(":")[0] == "heldout":
         head, _, count = str(spec).partition(":")
         found = [(p.name, p) for p in heldout_paths()]
+        start, dash, stop = count.partition("-")
         if count:
-            if not count.isdigit():
-                raise ValueError(f"bad image spec {spec!r}: expected heldout or heldout:N")
-            found = found[:int(count)]
+            if not start.isdigit() or (dash and not stop.isdigit()):
+                raise ValueError(f"bad image spec {spec!r}: expected heldout, heldout:N or heldout:A-B")
+            found = found[int(start):int(stop) + 1] if dash else found[:int(start)]
     else:
         root = Path(spec).expanduser()
         if not root.is_dir():

@@ -27,8 +27,9 @@ Per-item record fields: the item (key, method, task, level, category, image_inde
 the degradation, the method's configuration and timings, `metrics` on the 8-bit images as saved
 (`accuracy_<m>`: prediction vs ground truth; `fidelity_<m>`: true degradation of the prediction
 vs target; None with its reason under `unavailable` when it cannot be computed here), `naive`
-(PSNR/SSIM of `rusir.evaluation.experiment.naive_restoration`) and the method's `info`. Set
-metrics (FID, KID, patch-FID, IS) are computed per cell by `rusir report` from the saved PNGs.
+(PSNR/SSIM of `rusir.evaluation.experiment.naive_restoration`), `phases` (per phase of the
+result: PSNR/SSIM vs the ground truth and fidelity PSNR; `unit.phase_metrics`) and the method's
+`info`. Set metrics (FID, KID, patch-FID, IS) are computed per cell by `rusir report` from the saved PNGs.
 """
 from __future__ import annotations
 
@@ -104,7 +105,7 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
     """Run every (method, task, level, image) item not yet finished in `out`.
 
     generator: a Generator, or a registry name / .pkl / .safetensors path (load_generator).
-    images: `heldout`, `heldout:N`, a folder, a list of paths, a tensor [N, 3, R, R] or
+    images: `heldout`, `heldout:N`, `heldout:A-B`, a folder, a list of paths, a tensor [N, 3, R, R] or
     {name: tensor or path} (see resolve_images).
     methods: comma list / list of names (rusir, pulse, lbrgm, adam_wplus) or {name: function}.
     tasks: `single`, `composed`, `all`, `T@L,...` (see parse_tasks) or [(task, level)].

@@ -140,7 +140,8 @@ def run_unit(job: Job, items: Sequence[Item]) -> list[Optional[dict]]:
         record = _record(job, item, dseed, item_deg, pred, gt_i, target_i, degraded, {
             "method_config": records.jsonable({**kwargs, **getattr(fn, "fixed", {})}),
             "seconds": round(unit_seconds / n, 3), "restore_seconds": round(restore_seconds / n, 3),
-            "batch": n, "info": records.jsonable(image_info(info, i, n))})
+            "batch": n, "info": records.jsonable(image_info(info, i, n)),
+            "phases": phase_metrics(phases, one, item_deg, gt_i, target_i)})
         kept = records.write_item(job.out, item.key, {"ground_truth": gt_i, "target": target_i,
                                                       "prediction": pred, "degraded_prediction": degraded},
                                   record, latent)
@@ -168,8 +169,23 @@ def _record(job: Job, item: Item, dseed: int, deg, pred: Tensor, gt: Tensor, tar
         "resolution": res, "target_size": list(target.shape[-2:]),
         "metrics": scores, "unavailable": unavailable,
         "naive": {"psnr": float(psnr(naive, gt)[0]), "ssim": float(ssim(naive, gt)[0])},
+        "phases": extra.get("phases", {}),
         "info": extra["info"],
     }
+
+
+def phase_metrics(phases: dict, one: slice, deg, gt: Tensor, target: Tensor) -> dict:
+    """{phase: {psnr, ssim, fidelity_psnr}} of image `one` after each phase of a result (8-bit, as
+    saved): accuracy vs the ground truth and the TRUE degradation of it vs the target, so that a
+    phase that undoes an earlier one shows (rusir.evaluation.robustness). {} without phases."""
+    out = {}
+    for name, phase in phases.items():
+        pred = as_8bit(phase.images[one].detach()).float()
+        with torch.no_grad():
+            degraded = deg.degrade_ground_truth(pred)
+        out[name] = {"psnr": float(psnr(pred, gt)[0]), "ssim": float(ssim(pred, gt)[0]),
+                     "fidelity_psnr": float(psnr(degraded, target)[0])}
+    return out
 
 
 def image_info(info, i: int, n: int):

@@ -1,0 +1,121 @@
+"""rusir.evaluation.robustness and the runner's per-phase records (issue 20)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import mse, small_generator
+from rusir.evaluation.plan import resolve_images
+from rusir.evaluation.records import load_records
+from rusir.evaluation.robustness import phase_table, summary, to_markdown, write_robustness
+from rusir.evaluation.runner import run_bench
+from rusir.inversion.restore import restore
+
+
+def rec(task, level, j, naive, w, wp, wpp, side=64):
+    ph = {name: {"psnr": v, "ssim": v / 100, "fidelity_psnr": v + 1}
+          for name, v in (("W", w), ("W+", wp), ("W++", wpp))}
+    return {"method": "rusir", "task": task, "level": level, "image_index": j,
+            "target_size": [side, side], "naive": {"psnr": naive, "ssim": 0.5}, "phases": ph}
+
+
+def test_phase_table_drops_and_naive():
+    recs = [rec("UN", "M", 0, 12.0, 15.0, 14.0, 10.0, side=8), rec("UN", "M", 1, 12.0, 13.0, 14.0, 11.0, side=8),
+            rec("upsampling", "XL", 0, 14.0, 12.0, 12.5, 13.0, side=2),
+            rec("deartifacting", "M", 0, 23.0, 18.0, 20.0, 22.0),
+            rec("denoising", "S", 0, 11.0, 17.0, 18.0, 19.0)]
+    table = phase_table(recs + [{**recs[0], "method": "pulse"}])   # other methods are left out
+    assert list(table) == ["upsampling@XL", "denoising@S", "deartifacting@M", "UN@M"]  # tasks, then compositions
+    un = table["UN@M"]
+    assert un["n"] == 2 and un["images"] == [0, 1] and un["target_side"] == 8
+    assert un["phases"]["W"]["psnr"] == pytest.approx(14.0)        # means over the images
+    assert un["final_drop"] == pytest.approx(14.0 - 10.5)          # best earlier phase: W+ (14.0)
+    assert un["final_vs_naive"] == pytest.approx(-1.5) and un["final_wins"] == 0
+    assert table["denoising@S"]["final_drop"] == pytest.approx(-1.0)   # better than every earlier phase
+    s = summary(table)
+    assert s["settings"] == 4 and s["worst_drop_setting"] == "UN@M"
+    assert s["worst_drop"] == pytest.approx(3.5)
+    assert s["mean_final_psnr"] == pytest.approx((10.5 + 13.0 + 22.0 + 19.0) / 4)
+    # below naive only where the target keeps >= 8 px: upsampling XL (2 px) is not listed
+    assert s["below_naive"] == {"UN@M": -1.5, "deartifacting@M": -1.0}
+    assert set(s["drops_over_0.3"]) == {"UN@M"}
+    md = to_markdown(table)
+    assert "| UN@M | 2 | 8 | 12.00 | 14.00 | 14.00 | 10.50 | 0.105 | 11.50 | +3.50 |" in md
+
+
+def test_heldout_range():
+    names = [name for name, _ in resolve_images("heldout:16-19")]
+    assert names == ["0016.png", "0017.png", "0018.png", "0019.png"]
+    assert len(resolve_images("heldout:3")) == 3
+    for bad in ("heldout:a-3", "heldout:3-x", "heldout:-3"):
+        with pytest.raises(ValueError, match="heldout:A-B"):
+            resolve_images(bad)
+
+
+def test_runner_records_every_phase(tmp_path):
+    """Each record holds every phase's metrics; the final phase's are the item's own metrics (the
+    same saved 8-bit prediction), and the earlier phases differ from it."""
+    G = small_generator(resolution=16)
+    out = tmp_path / "b"
+    run_bench(G, "heldout:2", {"rusir": restore}, "upsampling@M,denoising@M", out, steps=(3, 3, 3),
+              metrics=("psnr", "ssim"), loss=mse, progress=False, save_latent=False)
+    records = load_records(out)
+    assert len(records) == 4
+    for r in records:
+        assert list(r["phases"]) == ["W", "W+", "W++"]
+        assert r["phases"]["W++"]["psnr"] == pytest.approx(r["metrics"]["accuracy_psnr"], abs=1e-6)
+        assert r["phases"]["W++"]["fidelity_psnr"] == pytest.approx(r["metrics"]["fidelity_psnr"], abs=1e-6)
+        assert r["phases"]["W"]["psnr"] != r["phases"]["W++"]["psnr"]
+    data = write_robustness(out, tmp_path / "r.json", tmp_path / "r.png")
+    assert set(data["settings"]) == {"upsampling@M", "denoising@M"}
+    assert json.loads((tmp_path / "r.json").read_text())["summary"]["settings"] == 2
+    assert (tmp_path / "r.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="per-phase"):
+        write_robustness([{**records[0], "phases": {}}], tmp_path / "x.json")
+
+
+def test_stacked_settings_equal_each_setting_alone():
+    """benchmarks/robustness.py restores several settings in one batch; in float64 each setting's
+    slice equals that setting restored alone (masked and unmasked, noisy and composed)."""
+    import importlib.util
+    from pathlib import Path
+
+    import torch
+
+    from rusir import degradations
+    spec = importlib.util.spec_from_file_location(
+        "robustness_script", Path(__file__).resolve().parents[1] / "benchmarks" / "robustness.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    G = small_generator(resolution=16).double()
+    gt = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    names = ("inpainting", "denoising", "NAP")
+    make = lambda: [degradations.make(t, "M", seed=16) for t in names]  # noqa: E731
+    kw = dict(steps=(2, 2, 2), loss=mse, progress=False)
+    alone = [restore(G, d.degrade_ground_truth(gt), d, **kw).images for d in make()]
+    degs = make()
+    target = torch.cat([d.degrade_ground_truth(gt) for d in degs])
+    stacked = restore(G, target, script.Stacked([(d, 2) for d in degs]), **kw).images
+    for k, one in enumerate(alone):
+        assert (stacked[2 * k:2 * k + 2] - one).abs().max() < 1e-9, names[k]
+
+
+def test_method_candidate_table_is_the_record():
+    """docs/method.md's candidate table (issue 20) prints the committed record's numbers."""
+    import re
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    record = json.loads((root / "benchmarks/results/robustness_toyfaces64.json").read_text())
+    text = (root / "docs/method.md").read_text()
+    rows = re.findall(r"^\| (?:\*\*)?(none \(`x0`[^|]*|[\d.]+ × \d+[^|]*)\| (?:\*\*)?([\d.]+)(?:\*\*)? \| "
+                      r"([\d.]+) \| (\d+) \| (\d+) \|$", text, flags=re.M)
+    assert len(rows) >= 10
+    for label, mean, worst, drops, below in rows:
+        m = re.match(r"([\d.]+) × (\d+)", label)
+        name = "W++x0" if label.startswith("none") else f"W++{m.group(1)}x{m.group(2)}"
+        s = record["candidates"][name]
+        assert float(mean) == pytest.approx(s["mean_final_psnr"], abs=0.006), name
+        assert float(worst) == pytest.approx(s["worst_drop"], abs=0.006), name
+        assert (int(drops), int(below)) == (len(s["drops_over_0.3"]), len(s["below_naive"])), name
+    assert record["chosen"] == record["today"] == "W++0.02x300"
