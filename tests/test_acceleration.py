@@ -39,7 +39,14 @@ def _run(device="cpu", **kw):
 
 @pytest.fixture(scope="module")
 def fp32():
-    return _run()[0].images
+    """The reference run, on one thread like every test here (a module fixture is set up before
+    the function-scoped `one_thread`; another thread count sums in another order)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _run()[0].images
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_explicit_defaults_are_todays_run(fp32):
