@@ -99,6 +99,8 @@ def test_image_normalisation_moves_rows_by_their_share_of_one_image_norm():
     assert moved[0, 2].abs().sum() == 0
     assert torch.allclose(moved[1].norm(dim=-1), torch.full((3,), 0.1), atol=1e-6)
     assert moved.norm(dim=(1, 2)).tolist() == pytest.approx([0.1 * 2 ** 0.5, 0.1 * 3 ** 0.5], rel=1e-5)
+    w_pp = -_one_step(torch.randn(2, 3, 4, 5), torch.zeros(2, 3, 4, 5), normalize="image")   # W++ shape
+    assert torch.linalg.vector_norm(w_pp, dim=(1, 2, 3)).tolist() == pytest.approx([0.1 * 12 ** 0.5] * 2, rel=1e-5)
 
 
 def test_bad_options_are_refused():

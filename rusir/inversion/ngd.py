@@ -42,7 +42,7 @@ def image_direction(grad: Tensor) -> Tensor:
     ok = torch.isfinite(rows) & (rows > 0)
     g = torch.where(ok, grad, torch.zeros_like(grad))
     dims = tuple(range(1, grad.dim()))
-    norm = g.norm(dim=dims, keepdim=True)                                   # [B, 1, ..., 1]
+    norm = torch.linalg.vector_norm(g, dim=dims, keepdim=True)             # [B, 1, ..., 1]
     n = ok.sum(dim=dims, keepdim=True).to(grad.dtype)
     scale = torch.where(norm > 0, n.sqrt() / torch.where(norm > 0, norm, torch.ones_like(norm)),
                         torch.zeros_like(norm))
