@@ -86,16 +86,16 @@ def run_stack(G, gt, settings, first, wpp, checkpoints, base_steps=(50, 50), see
         return [images[k * n:(k + 1) * n] for k in range(len(settings))]
     phase_scores = {name: [scores(im, gt, d, t) for im, d, t in zip(slices(ph.images), degs, targets)]
                     for name, ph in base.phases.items()}
-    for rate, steps in wpp:
+    for rate, steps, tag, options in wpp:
         snaps = {}
         def cb(info):
             if info.step in checkpoints:
                 snaps[info.step] = info.images.detach().clone()
         r = restore(G, target, stack, spaces=("W++",), steps=(steps,), lrs=(rate,), seed=seed,
-                    init=base.phases["W+"].latent, progress=False, callback=cb)
+                    init=base.phases["W+"].latent, progress=False, callback=cb, ngd_options=options)
         snaps[steps] = r.phases["W++"].images
         for step, images in snaps.items():
-            name = f"W++{rate}x{step}"
+            name = f"W++{rate}x{step}{tag}"
             per[name] = [scores(im, gt, d, t) for im, d, t in zip(slices(images), degs, targets)]
     records = {}
     for k, ((task, level), deg, t) in enumerate(zip(settings, degs, targets)):
@@ -108,6 +108,25 @@ def run_stack(G, gt, settings, first, wpp, checkpoints, base_steps=(50, 50), see
                  "phases": {"W": phase_scores["W"][k][j], "W+": phase_scores["W+"][k][j],
                             "W++": sc[k][j]}} for j in range(n))
     return records
+
+
+def parse_wpp(text: str) -> list[tuple[float, int, str, dict]]:
+    """'0.02:300,0.02:300:a0.03,0.02:300:img' -> (rate, steps, name tag, NGD options) per W++
+    trajectory; options: `a<rho>` anchors W++ to its start (NGD anchor=rho), `img` normalises
+    per image (NGD normalize="image"); the tag is appended to the candidate's name."""
+    out = []
+    for item in text.split(","):
+        rate, steps, *opts = item.split(":")
+        options: dict = {}
+        for o in (opts[0].split("+") if opts else []):
+            if o.startswith("a"):
+                options["anchor"] = float(o[1:])
+            elif o == "img":
+                options["normalize"] = "image"
+            else:
+                raise ValueError(f"unknown W++ option {o!r} in {item!r}; use a<rho> or img")
+        out.append((float(rate), int(steps), opts[0] if opts else "", options))
+    return out
 
 
 def candidates(out: Path) -> dict[str, list]:
@@ -151,7 +170,9 @@ def main(argv=None):
     p.add_argument("--first", type=int, default=16)
     p.add_argument("--n-images", type=int, default=8)
     p.add_argument("--tasks", default="all")
-    p.add_argument("--wpp", default="0.02:300,0.005:150", help="W++ rate:steps trajectories")
+    p.add_argument("--wpp", default="0.02:300,0.005:150",
+                   help="W++ rate:steps[:options] trajectories; options a<rho> (anchor), img "
+                        "(per-image normalisation), joined by +, e.g. 0.02:300:a0.03")
     p.add_argument("--checkpoints", default="25,50,75,100,150,200")
     p.add_argument("--base-steps", default="50,50", help="W, W+ steps (rates 0.08, 0.02)")
     p.add_argument("--out", default="runs/robustness_stack")
@@ -171,7 +192,7 @@ def main(argv=None):
         return
     G = load_generator("toyfaces64")
     gt = as_8bit(torch.cat([load_image(q, 64) for q in heldout_paths()[a.first:a.first + a.n_images]]))
-    wpp = [(float(r), int(s)) for r, s in (v.split(":") for v in a.wpp.split(","))]
+    wpp = parse_wpp(a.wpp)
     checkpoints = {int(c) for c in a.checkpoints.split(",")}
     groups: dict[int, list] = {}
     for task, level in parse_tasks(a.tasks):
@@ -198,7 +219,8 @@ def main(argv=None):
                 "faces": a.faces_note or f"held-out {a.first}..{a.first + a.n_images - 1}",
                 "degradation_seeds": f"image (face i: seed {a.first} + i, as the demo)",
                 "schedule": "W 50 x 0.08, W+ 50 x 0.02, then W++ at rate r for k steps (x lr_scale 8); "
-                            "candidate W++<r>x<k>", "loss": "offline",
+                            "candidate W++<r>x<k>[a<rho>: NGD anchor=rho][img: NGD normalize=image]",
+                "wpp": a.wpp, "loss": "offline",
                 "how": "benchmarks/robustness.py: settings of one target size in one batch",
                 "threads": a.threads, "seconds": round(seconds, 1)}
         write_choice(out, a.chosen, a.today, Path(a.json), Path(a.figure), meta, a.compare)

@@ -107,3 +107,19 @@ def test_integer_targets_are_refused():
     G = small_generator()
     with pytest.raises(ValueError, match="floating point"):
         restore(G, torch.zeros(1, 3, 16, 16, dtype=torch.uint8), loss=mse)
+
+
+def test_ngd_options_reach_the_phase_and_bad_ones_are_refused():
+    G = small_generator()
+    target = generated_target(G, 0)
+    kw = dict(loss=mse, steps=(3,), lrs=(0.02,), spaces=("W+",), progress=False)
+    plain, anchored = restore(G, target, **kw), restore(G, target, ngd_options={"anchor": 0.5}, **kw)
+    assert anchored.config["ngd_options"] == {"anchor": 0.5} and "ngd_options" not in plain.config
+    start = G.mapping.w_avg[None, None].expand_as(plain.latent)
+    assert (anchored.latent - start).norm() < (plain.latent - start).norm()
+    with pytest.raises(ValueError, match="unknown ngd_options"):
+        restore(G, target, ngd_options={"momentum": 0.9}, **kw)
+    with pytest.raises(ValueError, match="'ngd' only"):
+        restore(G, target, optimizer="adam", ngd_options={"anchor": 0.1}, **kw)
+    with pytest.raises(ValueError, match="anchor"):
+        restore(G, target, ngd_options={"anchor": -1}, **kw)

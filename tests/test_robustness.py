@@ -119,3 +119,21 @@ def test_method_candidate_table_is_the_record():
         assert float(worst) == pytest.approx(s["worst_drop"], abs=0.006), name
         assert (int(drops), int(below)) == (len(s["drops_over_0.3"]), len(s["below_naive"])), name
     assert record["chosen"] == record["today"] == "W++0.02x300"
+
+
+def test_method_root_candidate_table_is_the_record():
+    """docs/method.md's table of the root-level W++ candidates (NGD options) prints its record."""
+    import re
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    record = json.loads((root / "benchmarks/results/robustness_candidates_root_toyfaces64.json").read_text())
+    text = (root / "docs/method.md").read_text()
+    rows = re.findall(r"^\| `(W\+\+[^`]+)`[^|]*\| (\d+) \| ([\d.]+) \| ([−\d.-]+) \| (\d+) \| (\d+) \|$",
+                      text, flags=re.M)
+    assert len(rows) >= 3
+    for name, settings, mean, worst, drops, below in rows:
+        s = record["candidates"][name]
+        assert int(settings) == s["settings"], name
+        assert float(mean) == pytest.approx(s["mean_final_psnr"], abs=0.006), name
+        assert float(worst.replace("−", "-")) == pytest.approx(s["worst_drop"], abs=0.006), name
+        assert (int(drops), int(below)) == (len(s["drops_over_0.3"]), len(s["below_naive"])), name

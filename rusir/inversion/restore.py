@@ -35,19 +35,31 @@ __all__ = ["restore", "run_phase", "make_optimizer", "OPTIMIZERS"]
 OPTIMIZERS = ("ngd", "adam")
 
 
-def make_optimizer(name: str, params: list[Tensor], lr: float) -> torch.optim.Optimizer:
-    """RUSIR's NGD, or Adam for the ablation (and the W+ Adam baseline)."""
+NGD_OPTIONS = ("anchor", "normalize")
+
+
+def make_optimizer(name: str, params: list[Tensor], lr: float,
+                   ngd_options: Optional[dict] = None) -> torch.optim.Optimizer:
+    """RUSIR's NGD (with `ngd_options`: anchor, normalize; rusir.inversion.ngd), or Adam for the
+    ablation (and the W+ Adam baseline)."""
+    options = dict(ngd_options or {})
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
+    if options and name != "ngd":
+        raise ValueError(f"ngd_options apply to optimizer 'ngd' only, not {name!r}")
+    unknown = sorted(set(options) - set(NGD_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown ngd_options {unknown}; choose from {list(NGD_OPTIONS)}")
     if name == "ngd":
-        return NGD(params, lr=lr)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
+        return NGD(params, lr=lr, **options)
+    return torch.optim.Adam(params, lr=lr)
 
 
 def run_phase(G: Generator, latent: Tensor, target: Tensor, degradation, loss_fn: LossFn,
               steps: int, lr: float, space: str, optimizer: str = "ngd",
               resolution: Optional[int] = None, callback: Optional[Callable[[StepInfo], None]] = None,
-              progress: bool = True, *, phase: Optional[str] = None) -> PhaseResult:
+              progress: bool = True, *, phase: Optional[str] = None,
+              ngd_options: Optional[dict] = None) -> PhaseResult:
     """Optimise one latent in `space` for `steps` steps of render -> degrade -> loss -> step;
     return its final prediction and loss curve. `phase` names it for callbacks (default: space)."""
     latent = latent.detach().clone().requires_grad_(True)
@@ -56,7 +68,7 @@ def run_phase(G: Generator, latent: Tensor, target: Tensor, degradation, loss_fn
         rendered = render_degraded(G, latent, degradation, resolution)
         return evaluate_loss(loss_fn, rendered, target), rendered.prediction   # [B], [B, 3, R, R]
 
-    losses = run_steps(objective, make_optimizer(optimizer, [latent], lr), steps,
+    losses = run_steps(objective, make_optimizer(optimizer, [latent], lr, ngd_options), steps,
                        phase=phase or space, callback=callback, progress=progress)
     with torch.no_grad():
         images = render(G, latent, resolution)
@@ -77,7 +89,7 @@ def restore(G: Generator, target: Tensor, degradation=None, *, loss: LossSpec = 
             spaces: Sequence[str] = SPACES, optimizer: str = "ngd",
             resolution: Optional[int] = None, init: Optional[Tensor] = None,
             batch_size=None, precision: str = "fp32", compile=False, cache_target: bool = True,
-            **unknown) -> RestoreResult:
+            ngd_options: Optional[dict] = None, **unknown) -> RestoreResult:
     """Restore `target` ([B, 3, h, w] in [0, 1]) with RUSIR's W -> W+ -> W++ inversion.
 
     degradation: object with `degrade_prediction(x)` and optional `mask` (identity if None).
@@ -95,7 +107,8 @@ def restore(G: Generator, target: Tensor, degradation=None, *, loss: LossSpec = 
     the paper's 150/150/150 steps at 0.08/0.02/0.005 x 1 (rusir.inversion.schedule). Steps are
     whole numbers >= 0 (0 skips a phase), rates and lr_scale finite and > 0; anything else is a
     ValueError before any step.
-    optimizer: "ngd" (RUSIR) or "adam" (ablation). resolution: working resolution R the
+    optimizer: "ngd" (RUSIR) or "adam" (ablation); ngd_options: NGD's options for every phase run
+    here (anchor, normalize: rusir.inversion.ngd; None = the plain step). resolution: working resolution R the
     degradation expects (default: G's). init: a starting latent instead of w_avg.
     batch_size: None runs the B images as one batch; n runs them n at a time, each chunk with
     the whole batch's per-image seeds (`rusir.inversion.batching`; equal to one batch in
@@ -120,7 +133,10 @@ def restore(G: Generator, target: Tensor, degradation=None, *, loss: LossSpec = 
                   resolution=int(resolution or G.img_resolution), seed=int(seed),
                   batch_size=check_batch_size(batch_size), precision=check_precision(precision),
                   compile=check_compile(compile), cache_target=bool(cache_target))
-    reject_unknown("restore", unknown, [*config, "init"])
+    if ngd_options:
+        make_optimizer(optimizer, [torch.zeros(1)], 1.0, ngd_options)   # bad options: before any step
+        config["ngd_options"] = dict(ngd_options)
+    reject_unknown("restore", unknown, [*config, "init", "ngd_options"])
     problem = prepare(G, target, degradation, loss, seed=seed, resolution=resolution)
     with _accelerated(G, problem.loss, config) as (G_run, wrap):
         size = _chunk_size(G_run, problem, config, wrap)
@@ -267,6 +283,7 @@ def _run_phases(G: Generator, problem: Problem, init: Optional[Tensor], config: 
         latent = convert(latent, space, G)
         phases[space] = run_phase(G, latent, problem.target, problem.degradation, problem.loss,
                                   n, lr * config["lr_scale"], space, config["optimizer"],
-                                  problem.resolution, callback, progress)
+                                  problem.resolution, callback, progress,
+                                  ngd_options=config.get("ngd_options"))
         latent = phases[space].latent
     return phases
