@@ -132,11 +132,11 @@ def restore(G: Generator, target: Tensor, degradation=None, *, loss: LossSpec = 
     config = dict(steps=steps, lrs=lrs, lr_scale=lr_scale, spaces=spaces, optimizer=optimizer,
                   resolution=int(resolution or G.img_resolution), seed=int(seed),
                   batch_size=check_batch_size(batch_size), precision=check_precision(precision),
-                  compile=check_compile(compile), cache_target=bool(cache_target))
+                  compile=check_compile(compile), cache_target=bool(cache_target),
+                  ngd_options=dict(ngd_options) if ngd_options else None)
     if ngd_options:
         make_optimizer(optimizer, [torch.zeros(1)], 1.0, ngd_options)   # bad options: before any step
-        config["ngd_options"] = dict(ngd_options)
-    reject_unknown("restore", unknown, [*config, "init", "ngd_options"])
+    reject_unknown("restore", unknown, [*config, "init"])
     problem = prepare(G, target, degradation, loss, seed=seed, resolution=resolution)
     with _accelerated(G, problem.loss, config) as (G_run, wrap):
         size = _chunk_size(G_run, problem, config, wrap)
