@@ -1,8 +1,11 @@
 """Shared test helpers: fixture paths (skip cleanly when ../shared is absent) and tiny generators."""
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP (see rusir/__init__)
 
@@ -13,6 +16,16 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "stylegan2-ada-tiny"
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def load_script(relative: str, name: str) -> ModuleType:
+    """A benchmark/script file (not a package module) imported as module `name`, registered in
+    sys.modules (dataclasses look their module up by name)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / relative)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def fixture_path(name: str) -> Path:

@@ -1,22 +1,15 @@
 """scripts/compare_baselines.py: a configuration of the runner; its table is a summary of records."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-from conftest import small_generator
+from conftest import load_script, small_generator
 from rusir.evaluation.records import load_records
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "compare_baselines.py"
 
 
 @pytest.fixture(scope="module")
 def cb():
-    spec = importlib.util.spec_from_file_location("compare_baselines", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/compare_baselines.py", "compare_baselines")
 
 
 def _rec(method, task, j, psnr, ssim, seconds, info=None):

@@ -7,7 +7,6 @@ README. The CLI tests use landmarks from the renderer's geometry, so no detector
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -22,18 +21,16 @@ from rusir.degradations import Upsampling
 from rusir.evaluation.figures import to_pil
 from rusir.faces.scenes import place_faces
 
+from conftest import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "align.py"
 SHIPPED = ROOT / "rusir" / "assets" / "toyfaces64.safetensors"
 needs_shipped = pytest.mark.skipif(not SHIPPED.is_file(), reason="toyfaces64 is not shipped here")
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("align_bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/align.py", "align_bench")
 
 
 @needs_shipped

@@ -1,13 +1,13 @@
 """benchmarks/mutation.py: the mutator on a toy source, the seeded sample and the scoring (no test runs)."""
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "mutation.py"
 
 TOY = '''"""Module docstring."""
 __all__ = ["f"]
@@ -50,11 +50,7 @@ EXPECTED = [  # (line, operator, original, mutated)
 
 @pytest.fixture(scope="module")
 def mut():
-    spec = importlib.util.spec_from_file_location("mutation", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["mutation"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    yield module
+    yield load_script("benchmarks/mutation.py", "mutation")
     sys.modules.pop("mutation", None)
 
 

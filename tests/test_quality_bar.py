@@ -1,19 +1,16 @@
 """benchmarks/quality_bar.py: summary arithmetic and resuming without redoing finished batches."""
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "quality_bar.py"
+from conftest import load_script
+
 
 
 @pytest.fixture(scope="module")
 def qb():
-    spec = importlib.util.spec_from_file_location("quality_bar", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/quality_bar.py", "quality_bar")
 
 
 def test_summary_means_and_wins(qb):

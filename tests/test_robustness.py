@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import mse, small_generator
+from conftest import load_script, mse, small_generator
 from rusir.evaluation.plan import resolve_images
 from rusir.evaluation.records import load_records
 from rusir.evaluation.robustness import phase_table, summary, to_markdown, write_robustness
@@ -78,16 +78,10 @@ def test_runner_records_every_phase(tmp_path):
 def test_stacked_settings_equal_each_setting_alone():
     """benchmarks/robustness.py restores several settings in one batch; in float64 each setting's
     slice equals that setting restored alone (masked and unmasked, noisy and composed)."""
-    import importlib.util
-    from pathlib import Path
-
     import torch
 
     from rusir import degradations
-    spec = importlib.util.spec_from_file_location(
-        "robustness_script", Path(__file__).resolve().parents[1] / "benchmarks" / "robustness.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("benchmarks/robustness.py", "robustness_script")
     G = small_generator(resolution=16).double()
     gt = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     names = ("inpainting", "denoising", "NAP")
