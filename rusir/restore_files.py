@@ -21,7 +21,6 @@ import torch
 
 from . import degradations
 from .data.images import load_image, open_image
-from .degradations.registry import INITIALS
 from .evaluation.experiment import check_device, setup
 from .evaluation.figures import save_grid, to_pil
 from .faces.align import check_landmarks, template_for
@@ -188,7 +187,7 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
                                  or batch_size < 1):
         raise ValueError(f"batch size must be a whole number >= 1 or 'auto', got {batch_size!r}")
     degradations.make(task, level, seed=seed)          # an unknown task or level, now
-    tasks = _task_names(task) if align else {degradations.canonical_task(task)}
+    tasks = degradations.task_names(task) if align else {degradations.canonical_task(task)}
     if mask is not None and "inpainting" not in tasks:     # with --align, compositions too
         raise ValueError("--mask only applies to the inpainting task")
     if not align and (face is not None or factor is not None or landmarks is not None):
@@ -196,7 +195,7 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
     if align and simulate:
         raise ValueError("--simulate cannot be combined with --align (give a degraded photo)")
     if factor is not None and (not math.isfinite(factor) or factor < 1 or
-                               "upsampling" not in _task_names(task)):
+                               "upsampling" not in degradations.task_names(task)):
         raise ValueError(f"--factor must be a number >= 1 for a task with upsampling, got {factor}")
     if steps is not None:
         steps = check_steps(steps, len(SPACES))
@@ -246,17 +245,10 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
             if simulate:
                 columns, labels = columns + [truth[j]], labels + ["truth"]
             save_grid(phases, [columns], labels)
-            torch.save({s: p.latent[j:j + 1].cpu() for s, p in result.phases.items()}, latents)
+            torch.save({s: p.latent[j:j + 1].detach().cpu().clone()   # not the whole batch's storage
+                        for s, p in result.phases.items()}, latents)
             written[path] = restored
     return written
-
-
-def _task_names(task: str) -> set[str]:
-    """The single tasks a task or composition is made of (`UN` -> {upsampling, denoising})."""
-    task = degradations.canonical_task(task)
-    if not degradations.is_composition(task):
-        return {task}
-    return {INITIALS[c] for c in task}
 
 
 def _faces_of(paths: Sequence[Path], landmarks, face: Optional[int], mask: Optional[Path],

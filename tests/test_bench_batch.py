@@ -148,6 +148,8 @@ def test_a_batch_equals_its_items_alone_float64(singles, tmp_path):
         la, lb = torch.load(a / "latent.pt"), torch.load(b / "latent.pt")
         assert la["latent"].shape == lb["latent"].shape, key
         assert (la["latent"] - lb["latent"]).abs().max() <= 1e-9, key
+        stored = lb["latent"].untyped_storage().nbytes()     # its own latent, not the batch's
+        assert stored == lb["latent"].numel() * lb["latent"].element_size(), key
 
 
 def test_a_unit_in_chunks_equals_its_items_alone_float64(singles, tmp_path):

@@ -301,6 +301,15 @@ def test_canonical_task_names_every_spelling_once():
             canonical_task(bad)
 
 
+def test_task_names_are_the_single_tasks_of_a_task_or_composition():
+    from rusir.degradations import task_names
+    assert task_names("UN") == {"upsampling", "denoising"} and task_names("u") == {"upsampling"}
+    assert task_names("unap") == {"upsampling", "denoising", "deartifacting", "inpainting"}
+    assert task_names("avgpool_upsampling") == {"avgpool_upsampling"}
+    with pytest.raises(ValueError, match="task"):
+        task_names("PA")
+
+
 # ---------------------------------------------------------------------------- the paper's numbers, records
 def test_levels_and_defaults_are_the_papers():
     table = {"upsampling": ("factor", [2, 4, 8, 16, 32]), "deartifacting": ("quality", [18, 15, 12, 9, 6]),

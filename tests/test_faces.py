@@ -212,6 +212,20 @@ def test_restore_photo_warps_the_mask_with_each_face():
         assert float(known[h // 4, h // 4]) < 0.3 and float(known[3 * h // 4, 3 * h // 4]) > 0.95
     with pytest.raises(ValueError, match="must have the photo's size"):
         restore_photo(G, photo, "inpainting", landmarks=s.landmarks, mask=mask.resize((10, 10)))
+    rgba = Image.new("RGBA", photo.size, (0, 0, 0, 0))   # transparent = white, as unaligned
+    rgba.paste((0, 0, 0, 255), (int(x) - 12, int(y) - 12, int(x) + 12, int(y) + 12))
+    out = restore_photo(G, photo, "inpainting", "M", landmarks=s.landmarks, template="toyfaces64",
+                        mask=rgba, loss=l2, steps=(1, 0, 0), progress=False)
+    known = out.faces[0].degradation.mask[0, 0]
+    assert float(known[h // 4, h // 4]) < 0.3 and float(known[3 * h // 4, 3 * h // 4]) > 0.95
+
+
+def test_restore_photo_refuses_a_factor_below_one():
+    s = scene(1, 7, cell=240)
+    G = small_generator(resolution=16)
+    for bad in (0.0, 0.5, -2.0, float("nan")):
+        with pytest.raises(ValueError, match="factor must be a finite number >= 1"):
+            restore_photo(G, to_pil(s.photo), "upsampling", landmarks=s.landmarks, factor=bad)
 
 
 def test_yunet_goes_through_the_weight_registry(tmp_path, monkeypatch):

@@ -105,7 +105,12 @@ def load_image(path_or_pil, size: int = 64) -> torch.Tensor:
     if img.width != size:
         resample = Image.BOX if img.width > size else Image.LANCZOS
         img = img.resize((size, size), resample)
-    a = np.asarray(img, dtype=np.uint8).copy()
+    return pil_to_tensor(img)
+
+
+def pil_to_tensor(img: Image.Image) -> torch.Tensor:
+    """An 8-bit PIL image as [1, 3, H, W] float32 in [0, 1] (RGB; alpha composited over white)."""
+    a = np.asarray(_to_rgb(img), dtype=np.uint8).copy()
     return torch.from_numpy(a).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
 
 

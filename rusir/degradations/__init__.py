@@ -11,14 +11,15 @@ from .deartifacting import Deartifacting
 from .denoising import Denoising
 from .inpainting import Inpainting
 from .jpeg import DifferentiableJPEG, quantization_tables
-from .registry import TASKS, available, canonical_task, is_composition, make, register
+from .registry import (INITIALS, TASKS, available, canonical_task, is_composition, make, register,
+                       task_names)
 from .upsampling import Upsampling
 from .variants import (AveragePoolUpsampling, ClampedGaussianNoise, GaussianNoise, Identity,
                        NearestUpsampling, Uncropping)
 
 __all__ = [
-    "Degradation", "make", "register", "available", "canonical_task", "is_composition", "LEVELS",
-    "TASKS", "COMPOSITIONS",
+    "Degradation", "make", "register", "available", "canonical_task", "is_composition", "task_names",
+    "LEVELS", "TASKS", "INITIALS", "COMPOSITIONS",
     "DEFAULT_SEED", "Upsampling", "Denoising", "Deartifacting", "Inpainting", "Composition",
     "AveragePoolUpsampling", "NearestUpsampling", "GaussianNoise", "ClampedGaussianNoise",
     "Uncropping", "Identity", "GaussianBlur", "gaussian_blur", "DifferentiableJPEG",

@@ -69,6 +69,13 @@ def canonical_task(name: str) -> str:
     raise ValueError(f"unknown task {name!r}; valid: {available()}")
 
 
+def task_names(task: str) -> set[str]:
+    """The single tasks a task or composition is made of (`UN` -> {upsampling, denoising};
+    `upsampling` -> {upsampling}; a registered custom task -> itself)."""
+    task = canonical_task(task)
+    return {INITIALS[c] for c in task} if is_composition(task) else {task}
+
+
 def is_composition(task: str) -> bool:
     """True for a composition's initials (`UNAP`), False for a single task."""
     return len(task) > 1 and _is_initials(task.upper()) and task.upper() not in INITIALS

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from . import claims, records
 from .plan import Item, Unit
-from .unit import Job, UnitOutcome, execute_unit
+from .unit import Job, UnitOutcome, execute_unit, with_default_loss
 
 __all__ = ["require_ray", "connect", "check_shared_storage", "run_units", "run_tasks",
            "RayNotInstalled", "INSTALL", "ENGINES"]
@@ -127,8 +127,8 @@ def _worker_job(spec: WorkerSpec) -> Job:
         device = torch.device("cuda" if spec.use_gpu else "cpu")
         G = spec.generator
         G = load_generator(G, device=device) if isinstance(G, (str, Path)) else G.to(device)
-        job = dataclasses.replace(spec.job, G=G.to(spec.job.dtype), device=device,
-                                  metrics=records.MetricCache())
+        job = with_default_loss(dataclasses.replace(spec.job, G=G.to(spec.job.dtype), device=device,
+                                                    metrics=records.MetricCache()))
         _JOBS.clear()                     # one run at a time per worker: free the last one's
         _JOBS[spec.key] = job
     return job

@@ -10,6 +10,7 @@ on Ray): the unit's still unfinished items, a failure recorded per item instead 
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from .. import degradations
 from ..baselines.config import TABLES, baseline_config
 from ..data import load_image
 from ..degradations.base import derive_seed
+from ..inversion.method import default_loss
 from ..metrics import psnr, ssim
 from . import records
 from .experiment import naive_restoration
@@ -102,6 +104,15 @@ class Job:
     metrics: records.MetricCache = field(default_factory=records.MetricCache)
 
 
+def with_default_loss(job: Job) -> Job:
+    """`job` with the generator's default loss built once for every unit (None would make each
+    method call rebuild it: LPIPS-VGG for official generators). Built where the units run, so a
+    Ray spec never ships the network."""
+    if job.loss is not None:
+        return job
+    return dataclasses.replace(job, loss=default_loss(job.G))
+
+
 def run_unit(job: Job, items: Sequence[Item]) -> list[Optional[dict]]:
     """Restore `items` (one method, task and level) as one batch, then score and write each item
     on its own (records.write_item). Item i gets the target it gets alone (its own degradation
@@ -134,7 +145,7 @@ def run_unit(job: Job, items: Sequence[Item]) -> list[Optional[dict]]:
         item_deg = degradations.make(item.task, item.level, seed=dseed)   # item i's own degradation
         one = slice(i, i + 1)
         pred, gt_i, target_i = preds[one], gt[one].float(), target[one].float()
-        latent = None if last is None else {"space": last.space, "latent": last.latent[one].detach().cpu()}
+        latent = None if last is None else {"space": last.space, "latent": last.latent[one].detach().cpu().clone()}
         with torch.no_grad():
             degraded = item_deg.degrade_ground_truth(pred)
         record = _record(job, item, dseed, item_deg, pred, gt_i, target_i, degraded, {

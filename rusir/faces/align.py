@@ -30,6 +30,7 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from ..data import avatars
+from ..data.images import pil_to_tensor
 
 __all__ = ["Template", "AlignedFace", "TEMPLATES", "ffhq_quad", "template_for", "align",
            "warp_quad", "check_landmarks"]
@@ -216,11 +217,6 @@ def warp_quad(img: Image.Image, quad: np.ndarray, size: int, soft_pad: bool = Tr
     return out.resize((size, size), Image.LANCZOS)
 
 
-def _to_tensor(img: Image.Image) -> torch.Tensor:
-    a = np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
-    return torch.from_numpy(a).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)   # [1, 3, S, S]
-
-
 def align(photo: Image.Image, landmarks, size: int,
           template: Union[str, Template, None] = None) -> AlignedFace:
     """The face with these landmarks cut out of `photo` as `template`'s generator expects it,
@@ -231,4 +227,4 @@ def align(photo: Image.Image, landmarks, size: int,
     lm = check_landmarks(landmarks)
     quad = template_for(template).frame(lm)
     crop = warp_quad(photo.convert("RGB"), quad, int(size))
-    return AlignedFace(_to_tensor(crop), quad, lm)
+    return AlignedFace(pil_to_tensor(crop), quad, lm)   # [1, 3, S, S]

@@ -11,6 +11,7 @@ into the photo itself for the other tasks.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence, Union
 
@@ -19,7 +20,10 @@ import torch
 from PIL import Image
 
 from .. import degradations
+from ..data.images import pil_to_tensor
+from ..degradations.base import to_pil as _to_pil
 from ..degradations import Degradation
+from ..inversion.method import default_loss
 from ..inversion.restore import RestoreResult, restore
 from .align import AlignedFace, Template, align, check_landmarks, template_for, warp_quad
 from .paste import paste_all
@@ -50,11 +54,6 @@ class PhotoRestoration:
     photo: torch.Tensor
     scale: float
     faces: list[FaceRestoration] = field(default_factory=list)
-
-
-def pil_to_tensor(img: Image.Image) -> torch.Tensor:
-    a = np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
-    return torch.from_numpy(a).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)   # [1, 3, H, W]
 
 
 def find_faces(photo: Image.Image, landmarks: Union[Sequence, LandmarkProvider, None] = None,
@@ -98,7 +97,7 @@ def photo_degradation(task: str, level: str, seed: int, factor: float = 1.0,
     `mask` ([1, 1, R, R], 1 = known) when one is given."""
     task = degradations.canonical_task(task)
     initials = task if degradations.is_composition(task) else {
-        "upsampling": "U", "denoising": "N", "deartifacting": "A", "inpainting": "P"}.get(task)
+        name: c for c, name in degradations.INITIALS.items()}.get(task)
     if initials is None:                            # a registered custom task: as it is
         return degradations.make(task, level, seed=seed)
     stages = []
@@ -112,12 +111,6 @@ def photo_degradation(task: str, level: str, seed: int, factor: float = 1.0,
     if len(stages) == 1:
         return stages[0]
     return degradations.Composition(stages, initials, level, seed)
-
-
-def _has(task: str, initial: str) -> bool:
-    task = degradations.canonical_task(task)
-    name = {"U": "upsampling", "P": "inpainting"}[initial]
-    return task == name or (degradations.is_composition(task) and initial in task)
 
 
 def _target_side(resolution: int, native: float, factor: Optional[float]) -> int:
@@ -140,16 +133,20 @@ def restore_photo(G, photo: Image.Image, task: str, level: str = "M", *,
     template = template_for(template)
     R = G.img_resolution
     device = next(G.parameters()).device
-    upsampling = _has(task, "U")
+    names = degradations.task_names(task)
+    upsampling = "upsampling" in names
     if factor is not None and not upsampling:
         raise ValueError("a factor only applies to tasks with upsampling")
-    if mask is not None and not _has(task, "P"):
+    if factor is not None and not (math.isfinite(factor) and factor >= 1):
+        raise ValueError(f"factor must be a finite number >= 1, got {factor}")
+    if mask is not None and "inpainting" not in names:
         raise ValueError("--mask only applies to the inpainting task")
     if mask is not None and mask.size != photo.size:
         raise ValueError(f"mask is {mask.size[0]}x{mask.size[1]} px but the photo is "
                          f"{photo.size[0]}x{photo.size[1]} px: with --align it must have the "
                          "photo's size")
     photo = photo.convert("RGB")
+    loss = default_loss(G) if loss is None else loss      # built once for every face
     done = []
     for index, lm in find_faces(photo, landmarks, face, name):
         corners = template.frame(lm)
@@ -158,8 +155,9 @@ def restore_photo(G, photo: Image.Image, task: str, level: str = "M", *,
         aligned = align(photo, lm, n, template)                       # [1, 3, n, n]
         known = None
         if mask is not None:                                          # warped with the face
-            warped = warp_quad(mask.convert("L"), aligned.quad, R, soft_pad=False)
-            known = pil_to_tensor(warped)[:, :1]                      # [1, 1, R, R]
+            rgb = _to_pil(pil_to_tensor(mask)[0])                      # alpha over white, as unaligned
+            warped = warp_quad(rgb, aligned.quad, R, soft_pad=False)
+            known = pil_to_tensor(warped).mean(1, keepdim=True)       # [1, 1, R, R]
         deg = photo_degradation(task, level, seed + index, R / n, known)
         result = restore(G, aligned.image.to(device), deg, loss=loss, seed=seed, steps=steps,
                          lr_scale=lr_scale, progress=progress)
