@@ -347,7 +347,7 @@ def _sweep(p: argparse.ArgumentParser):
         from .sweep import run_sweep
         statuses = run_sweep(a.sweep_file, a.out, dry_run=a.dry_run, force=a.force, only=a.only,
                              overrides=dict(a.param), kernel_name=a.kernel, engine=a.engine,
-                             address=a.address, gpus_per_unit=a.gpus_per_unit or 0,
+                             address=a.address, gpus_per_unit=a.gpus_per_unit,
                              cpus_per_unit=a.cpus_per_unit, max_retries=a.max_retries)
         if not statuses:
             print("no set matches --only")

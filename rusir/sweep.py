@@ -271,7 +271,7 @@ def run_sweep(path: Union[str, Path], out: Union[str, Path, None] = None, dry_ru
               force: bool = False, only: Sequence[str] = (), overrides: Optional[dict] = None,
               kernel_name: Optional[str] = None, execute: Callable = papermill_execute,
               log: Callable[[str], None] = print, engine: str = "local",
-              address: Optional[str] = None, gpus_per_unit: float = 0, cpus_per_unit: float = 1,
+              address: Optional[str] = None, gpus_per_unit: Optional[float] = None, cpus_per_unit: float = 1,
               max_retries: int = 3) -> dict[str, str]:
     """Run (or list) every set of a sweep; returns {set name: status after this call}.
     engine `ray`: each set to run is a Ray task (rusir.evaluation.cluster; `address`,
@@ -284,7 +284,7 @@ def run_sweep(path: Union[str, Path], out: Union[str, Path, None] = None, dry_ru
         require_ray()
     sweep = load_sweep(path)
     check_parameters(sweep)
-    out = Path(out) if out is not None else Path("runs") / "sweeps" / sweep.path.stem
+    out = (Path(out) if out is not None else Path("runs") / "sweeps" / sweep.path.stem).resolve()
     chosen = [s for s in sweep.sets if not only or any(fnmatch.fnmatch(s.name, p) for p in only)]
     if overrides:
         check_parameters(Sweep(sweep.path, [ParamSet(s.name, s.notebook, dict(overrides))
@@ -306,8 +306,11 @@ def run_sweep(path: Union[str, Path], out: Union[str, Path, None] = None, dry_ru
             continue
         if status == "changed":
             log(f"{head}: done with other parameters, running again")
-        log(f"{head}: running {pset.notebook.name} -> {folder / (pset.notebook.stem + '.ipynb')}")
         runs.append((head, pset.name, (pset, folder, params, sweep.path, execute, kernel_name, Path.cwd())))
+
+    def start(index: int) -> None:
+        head, _, (pset, folder, *_rest) = runs[index]
+        log(f"{head}: running {pset.notebook.name} -> {folder / (pset.notebook.stem + '.ipynb')}")
 
     def done(index: int, result) -> None:
         head, name, _ = runs[index]
@@ -324,10 +327,13 @@ def run_sweep(path: Union[str, Path], out: Union[str, Path, None] = None, dry_ru
     if engine == "ray" and runs:
         from .evaluation.cluster import run_tasks
         out.mkdir(parents=True, exist_ok=True)
+        for index in range(len(runs)):            # all submitted at once
+            start(index)
         run_tasks(run_set, [args for _, _, args in runs], on_done=done, folder=out, address=address,
                   gpus_per_task=gpus_per_unit, cpus_per_task=cpus_per_unit, max_retries=max_retries)
     else:
-        for index, (_, _, args) in enumerate(runs):
+        for index, (_, _, args) in enumerate(runs):   # each line just before its set runs
+            start(index)
             done(index, run_set(*args))
     return statuses
 

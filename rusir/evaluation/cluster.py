@@ -31,7 +31,7 @@ from .plan import Item, Unit
 from .unit import Job, UnitOutcome, execute_unit, with_default_loss
 
 __all__ = ["require_ray", "connect", "check_shared_storage", "run_units", "run_tasks",
-           "RayNotInstalled", "INSTALL", "ENGINES"]
+           "RayNotInstalled", "StorageNotShared", "INSTALL", "ENGINES"]
 
 ENGINES = ("local", "ray")
 INSTALL = "pip install 'rusir[cluster]'"
@@ -65,6 +65,10 @@ def connect(address: Optional[str] = None) -> bool:
 
 # --- shared storage ---------------------------------------------------------------------------
 
+class StorageNotShared(OSError):
+    """A node does not see the output folder: the whole run stops (not one unit's failure)."""
+
+
 def check_shared_storage(folder: Path) -> Path:
     """Write a token file into `folder` and check that a task on every node of the cluster reads
     it back; OSError naming the hosts that cannot. Returns the token file (remove it at the end)."""
@@ -90,7 +94,7 @@ def check_nodes_see(token: Path, text: str) -> None:
         node["NodeID"], soft=False)).remote(str(token), text) for node in ray.nodes() if node["Alive"]]
     blind = [host for host, ok in ray.get(refs) if not ok]
     if blind:
-        raise OSError(f"the Ray workers on {', '.join(sorted(set(blind)))} do not see {token.parent.parent}: "
+        raise StorageNotShared(f"the Ray workers on {', '.join(sorted(set(blind)))} do not see {token.parent.parent}: "
                       "the output folder must be on storage shared by every node (NFS, Lustre); "
                       "use a shared --out path")
 
@@ -122,7 +126,7 @@ def _worker_job(spec: WorkerSpec) -> Job:
     if job is None:
         from ..model.generators import load_generator
         if not Path(spec.token[0]).is_file() or Path(spec.token[0]).read_text() != spec.token[1]:
-            raise OSError(f"worker on {socket.gethostname()} does not see the output folder "
+            raise StorageNotShared(f"worker on {socket.gethostname()} does not see the output folder "
                           f"{spec.job.out}: it must be on shared storage (NFS, Lustre)")
         device = torch.device("cuda" if spec.use_gpu else "cpu")
         G = spec.generator
@@ -225,8 +229,8 @@ def _outcome(ray, ref, items: Sequence[Item], fail_fast: bool) -> UnitOutcome:
         return ray.get(ref)
     except ray.exceptions.RayTaskError as exc:     # raised in the task: fail_fast, storage
         cause = getattr(exc, "cause", None) or exc
-        if isinstance(cause, OSError) and "shared storage" in str(cause):
-            raise OSError(str(cause)) from None
+        if isinstance(cause, StorageNotShared):
+            raise StorageNotShared(str(cause)) from None
         if fail_fast:
             raise
         return _failed(items, f"{type(cause).__name__}: {cause}")
@@ -244,16 +248,17 @@ def _failed(items: Sequence[Item], error: str) -> UnitOutcome:
 # --- any list of tasks (the sweeps) ------------------------------------------------------------
 
 def run_tasks(fn: Callable, calls: Sequence[tuple], *, on_done: Callable[[int, Any], None],
-              folder: Path, address: Optional[str] = None, gpus_per_task: float = 0,
+              folder: Path, address: Optional[str] = None, gpus_per_task: Optional[float] = None,
               cpus_per_task: float = 1, max_retries: int = 3) -> None:
     """`fn(*call)` for every call as Ray tasks; `on_done(index, result or exception)` as each
-    finishes (a task whose worker died more than max_retries times gives its RayError)."""
+    finishes (a task whose worker died more than max_retries times gives its RayError).
+    gpus_per_task None: 1 when the cluster has GPUs (as the benchmark's units), else 0."""
     ray = require_ray()
     started = connect(address)
     token = None
     try:
         token = check_shared_storage(folder)
-        task = ray.remote(fn).options(num_cpus=cpus_per_task, num_gpus=gpus_per_task,
+        task = ray.remote(fn).options(num_cpus=cpus_per_task, num_gpus=_gpus(ray, gpus_per_task),
                                       max_retries=max_retries)
         pending = {task.remote(*call): i for i, call in enumerate(calls)}
         while pending:

@@ -190,7 +190,7 @@ def resolve_images(spec, n_images: Optional[int] = None) -> list[tuple[str, Imag
                 raise ValueError(f"bad image spec {spec!r}: expected heldout, heldout:N or heldout:A-B")
             found = found[int(start):int(stop) + 1] if dash else found[:int(start)]
     else:
-        root = Path(spec).expanduser()
+        root = Path(spec).expanduser().resolve()     # workers on other nodes: absolute paths
         if not root.is_dir():
             raise FileNotFoundError(f"image folder {root} does not exist (or use --images heldout)")
         paths = sorted(p for p in root.rglob("*") if p.is_file()

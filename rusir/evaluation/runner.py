@@ -130,7 +130,7 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
     extra_config: more fields for bench.json (e.g. the IQA study's losses).
     """
     t0 = time.time()
-    out = Path(out)
+    out = Path(out).resolve()          # Ray workers on other nodes start in another folder
     batch = parse_batch(batch)
     chunk = check_batch_size(batch_size)
     precision = parse_dtype(dtype)
@@ -180,7 +180,10 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
               save_latent, dev, degradation_seeds, precision, chunk)
     try:
         if engine == "ray":
-            run_units(job, generator if isinstance(generator, (str, Path)) else G, todo, summary,
+            source = generator if isinstance(generator, (str, Path)) else G
+            if isinstance(source, (str, Path)) and Path(source).expanduser().exists():
+                source = Path(source).expanduser().resolve()   # a file: absolute for every node
+            run_units(job, source, todo, summary,
                       address=address, gpus_per_unit=gpus_per_unit, cpus_per_unit=cpus_per_unit,
                       max_retries=max_retries, fail_fast=fail_fast, progress=progress)
         else:
