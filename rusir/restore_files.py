@@ -40,6 +40,7 @@ FACE_OUTPUTS = ("{stem}_face{i}_target.png", "{stem}_face{i}_restored.png",
                 "{stem}_face{i}_phases.png", "{stem}_face{i}_latent.pt")
 # a mask of another size is used when its aspect ratio is the image's within this (then resized)
 MASK_ASPECT_TOLERANCE = 0.01
+AUTO_GROUP = 32        # files per group with --batch-size auto (chunked inside to fit the GPU)
 
 
 def output_names(images: Sequence[Path], out: Path) -> dict[Path, list[Path]]:
@@ -168,9 +169,10 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
 
     batch_size: files restored together (1, the default: one at a time). n > 1 restores n files
     as one batch (file i keeps its seed, seed + i; in float32 the result differs from one at a
-    time by rounding that NGD amplifies: README, "Python API"); "auto" restores them all in one
-    call that chunks by free GPU memory (`restore(..., batch_size="auto")`). Each group's files
-    are written when it finishes.
+    time by rounding that NGD amplifies: README, "Python API"); "auto" restores groups of
+    AUTO_GROUP files, each in chunks that fit the free GPU memory (`restore(...,
+    batch_size="auto")`). Each group's files are written when it finishes. Not with `align`
+    (each face is restored on its own).
 
     Refused before the generator is loaded (ValueError or OSError, one line): an unknown task or
     level; a bad schedule (rusir.inversion.schedule); an unusable device; a bad loss; an output
@@ -186,6 +188,8 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
     if batch_size != "auto" and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                  or batch_size < 1):
         raise ValueError(f"batch size must be a whole number >= 1 or 'auto', got {batch_size!r}")
+    if align and batch_size != 1:
+        raise ValueError("--batch-size does not apply with --align (each face is restored alone)")
     degradations.make(task, level, seed=seed)          # an unknown task or level, now
     tasks = degradations.task_names(task) if align else {degradations.canonical_task(task)}
     if mask is not None and "inpainting" not in tasks:     # with --align, compositions too
@@ -221,7 +225,7 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
     G, loss_fn, steps = setup(generator, loss, steps, device=device, verbose=False)
     device = next(G.parameters()).device
     R = G.img_resolution
-    group = len(paths) if batch_size == "auto" else batch_size
+    group = AUTO_GROUP if batch_size == "auto" else batch_size
     written = {}
     for start in range(0, len(paths), group):
         files = paths[start:start + group]

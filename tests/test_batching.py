@@ -170,8 +170,13 @@ def test_restore_files_in_batches(tmp_path):
     for path in files:                        # every output written, latents one image each
         latent = torch.load(tmp_path / "two" / f"{path.stem}_latent.pt")
         assert latent["W++"].shape[0] == 1 and (tmp_path / "two" / f"{path.stem}_phases.png").is_file()
+        w = latent["W++"]                     # its own latent, not the whole group's storage
+        assert w.untyped_storage().nbytes() == w.numel() * w.element_size()
     with pytest.raises(ValueError, match="batch size"):
         restore_files(files, "denoising", out=tmp_path / "bad", batch_size=0, **kw)
+    with pytest.raises(ValueError, match="does not apply with --align"):
+        restore_files(files, "denoising", out=tmp_path / "bad", batch_size=2, align=True,
+                      steps=(1, 1, 1), device="cpu")
 
 
 def test_cli_refuses_a_bad_batch_size(tmp_path, capsys):

@@ -57,8 +57,8 @@ class NGD(torch.optim.Optimizer):
                  normalize: str = "row"):
         if not lr > 0:
             raise ValueError(f"learning rate must be positive, got {lr}")
-        if not 0 <= anchor < 1:
-            raise ValueError(f"NGD anchor must be in [0, 1), got {anchor}")
+        if isinstance(anchor, bool) or not isinstance(anchor, (int, float)) or not 0 <= anchor < 1:
+            raise ValueError(f"NGD anchor must be a number in [0, 1), got {anchor!r}")
         if normalize not in NORMALIZE:
             raise ValueError(f"NGD normalize must be one of {NORMALIZE}, got {normalize!r}")
         super().__init__(params, dict(lr=lr, anchor=float(anchor), normalize=normalize))
