@@ -108,8 +108,8 @@ def with_default_loss(job: Job) -> Job:
     """`job` with the generator's default loss built once for every unit (None would make each
     method call rebuild it: LPIPS-VGG for official generators). Built where the units run, so a
     Ray spec never ships the network."""
-    if job.loss is not None:
-        return job
+    if job.loss is not None or all("loss" in getattr(fn, "fixed", {}) for fn in job.fns.values()):
+        return job                  # given, or every method brings its own (the IQA variants)
     return dataclasses.replace(job, loss=default_loss(job.G))
 
 

@@ -79,7 +79,7 @@ def chunk_loss(loss, degradation, part):
     """`loss` for a chunk whose degradation is `part`: a module that holds the degradation (the
     consistency term) is copied with `part` in its place, sharing every weight and buffer; any
     other loss is itself (its noise is restarted by `prepare`)."""
-    if part is degradation or not isinstance(loss, nn.Module):
+    if part is degradation or not isinstance(loss, nn.Module) or not _holds(loss, degradation):
         return loss
     for module in loss.modules():
         if hasattr(module, "clear_target_cache"):
@@ -87,6 +87,12 @@ def chunk_loss(loss, degradation, part):
     memo = {id(t): t for t in [*loss.parameters(), *loss.buffers()]}
     memo[id(degradation)] = part
     return copy.deepcopy(loss, memo)
+
+
+def _holds(loss: nn.Module, degradation) -> bool:
+    """Whether a term of `loss` calls `degradation` (the consistency term's bound `fn`)."""
+    return any(getattr(getattr(m, "fn", None), "__self__", None) is degradation
+               for m in loss.modules())
 
 
 def free_memory(device: torch.device) -> Optional[int]:
