@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from . import claims, records
 from .plan import Item, Unit
-from .unit import Job, UnitOutcome, execute_unit, with_default_loss
+from .unit import Job, UnitOutcome, execute_unit
 
 __all__ = ["require_ray", "connect", "check_shared_storage", "run_units", "run_tasks",
            "RayNotInstalled", "StorageNotShared", "INSTALL", "ENGINES"]
@@ -131,8 +131,8 @@ def _worker_job(spec: WorkerSpec) -> Job:
         device = torch.device("cuda" if spec.use_gpu else "cpu")
         G = spec.generator
         G = load_generator(G, device=device) if isinstance(G, (str, Path)) else G.to(device)
-        job = with_default_loss(dataclasses.replace(spec.job, G=G.to(spec.job.dtype), device=device,
-                                                    metrics=records.MetricCache()))
+        job = dataclasses.replace(spec.job, G=G.to(spec.job.dtype), device=device,
+                                  metrics=records.MetricCache())
         _JOBS.clear()                     # one run at a time per worker: free the last one's
         _JOBS[spec.key] = job
     return job

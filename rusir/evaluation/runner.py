@@ -54,7 +54,7 @@ from .plan import (IMAGE_EXTENSIONS, BoundMethod, Item, Unit, bind_method, image
 from .records import is_finished, item_dir
 from .unit import (DEFAULT_METRICS, DEGRADATION_SEEDS, Job, UnitOutcome, degradation_seed,
                    execute_unit, image_info, load_ground_truth, method_kwargs, method_seed,
-                   run_item, run_unit, with_default_loss)
+                   run_item, run_unit)
 
 __all__ = ["run_bench", "BenchSummary", "parse_dtype",
            # one work unit (rusir.evaluation.unit), planning (rusir.evaluation.plan) and the store
@@ -187,7 +187,7 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
                       address=address, gpus_per_unit=gpus_per_unit, cpus_per_unit=cpus_per_unit,
                       max_retries=max_retries, fail_fast=fail_fast, progress=progress)
         else:
-            run_local(with_default_loss(job), todo, summary, fail_fast, progress)
+            run_local(job, todo, summary, fail_fast, progress)
     finally:
         summary.seconds = time.time() - t0
         records.write_failures(out, which, summary.failures)

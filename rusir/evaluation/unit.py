@@ -10,7 +10,6 @@ on Ray): the unit's still unfinished items, a failure recorded per item instead 
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -24,7 +23,6 @@ from .. import degradations
 from ..baselines.config import TABLES, baseline_config
 from ..data import load_image
 from ..degradations.base import derive_seed
-from ..inversion.method import default_loss
 from ..metrics import psnr, ssim
 from . import records
 from .experiment import naive_restoration
@@ -102,15 +100,6 @@ class Job:
     dtype: torch.dtype = torch.float32
     chunk: Union[int, str, None] = None      # RUSIR's restore(batch_size=...) inside a unit
     metrics: records.MetricCache = field(default_factory=records.MetricCache)
-
-
-def with_default_loss(job: Job) -> Job:
-    """`job` with the generator's default loss built once for every unit (None would make each
-    method call rebuild it: LPIPS-VGG for official generators). Built where the units run, so a
-    Ray spec never ships the network."""
-    if job.loss is not None or all("loss" in getattr(fn, "fixed", {}) for fn in job.fns.values()):
-        return job                  # given, or every method brings its own (the IQA variants)
-    return dataclasses.replace(job, loss=default_loss(job.G))
 
 
 def run_unit(job: Job, items: Sequence[Item]) -> list[Optional[dict]]:

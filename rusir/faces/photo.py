@@ -146,7 +146,6 @@ def restore_photo(G, photo: Image.Image, task: str, level: str = "M", *,
                          f"{photo.size[0]}x{photo.size[1]} px: with --align it must have the "
                          "photo's size")
     photo = photo.convert("RGB")
-    loss = default_loss(G) if loss is None else loss      # built once for every face
     done = []
     for index, lm in find_faces(photo, landmarks, face, name):
         corners = template.frame(lm)
@@ -159,6 +158,7 @@ def restore_photo(G, photo: Image.Image, task: str, level: str = "M", *,
             warped = warp_quad(rgb, aligned.quad, R, soft_pad=False)
             known = pil_to_tensor(warped).mean(1, keepdim=True)       # [1, 1, R, R]
         deg = photo_degradation(task, level, seed + index, R / n, known)
+        loss = default_loss(G) if loss is None else loss   # built once, for every face
         result = restore(G, aligned.image.to(device), deg, loss=loss, seed=seed, steps=steps,
                          lr_scale=lr_scale, progress=progress)
         done.append(FaceRestoration(index, aligned, deg, result))
