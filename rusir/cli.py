@@ -63,6 +63,17 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    """A finite number >= 0 (0: an option's off)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
 def _batch_size(text: str):
     """A whole number >= 1, or 'auto'."""
     return "auto" if str(text).strip() == "auto" else _count(1)(text)
@@ -171,6 +182,10 @@ def _restore(p: argparse.ArgumentParser):
                         "mouth corners) instead of detecting them")
     p.add_argument("--batch-size", type=_batch_size, default=1,
                    help="files restored together (default 1); 'auto': all, in chunks that fit the GPU")
+    p.add_argument("--discrepancy", type=_non_negative_float, default=None, metavar="TAU",
+                   help="stop each image once it fits its target to TAU x the target's noise "
+                        "level (0: off; default: the generator's own: on for toyfaces64, off "
+                        "for the official generators)")
 
     def run(a: argparse.Namespace) -> int:
         from .restore_files import restore_files
@@ -178,7 +193,7 @@ def _restore(p: argparse.ArgumentParser):
                               lr_scale=a.lr_scale, loss=a.loss, mask=a.mask, simulate=a.simulate,
                               seed=a.seed, device=a.device, overwrite=a.overwrite, align=a.align,
                               face=a.face, factor=a.factor, landmarks=a.landmarks,
-                              batch_size=a.batch_size)
+                              batch_size=a.batch_size, discrepancy=a.discrepancy)
         print(json.dumps({str(k): str(v) for k, v in paths.items()}, indent=1))
         return 0
     return run

@@ -25,6 +25,7 @@ from .evaluation.experiment import check_device, setup
 from .evaluation.figures import save_grid, to_pil
 from .faces.align import check_landmarks, template_for
 from .faces.photo import find_faces, restore_photo
+from .inversion.discrepancy import check_tau
 from .inversion.latents import SPACES
 from .inversion.presets import build_loss
 from .inversion.restore import restore
@@ -156,7 +157,8 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
                   loss: Optional[str] = None, mask: Optional[Path] = None, simulate: bool = False,
                   seed: int = 0, device: Optional[str] = None, overwrite: bool = False,
                   align: bool = False, face: Optional[int] = None, factor: Optional[float] = None,
-                  landmarks=None, batch_size: Union[int, str] = 1) -> dict[Path, Path]:
+                  landmarks=None, batch_size: Union[int, str] = 1,
+                  discrepancy: Optional[float] = None) -> dict[Path, Path]:
     """Restore each file; write `<stem>_restored.png`, `<stem>_phases.png`, `<stem>_latent.pt`.
 
     Without `simulate` each file is the degraded image itself (low resolution for upsampling);
@@ -172,7 +174,8 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
     time by rounding that NGD amplifies: README, "Python API"); "auto" restores groups of
     AUTO_GROUP files, each in chunks that fit the free GPU memory (`restore(...,
     batch_size="auto")`). Each group's files are written when it finishes. Not with `align`
-    (each face is restored on its own).
+    (each face is restored on its own). discrepancy: `restore`'s noise-level stop (tau; 0 off;
+    None: the generator's own).
 
     Refused before the generator is loaded (ValueError or OSError, one line): an unknown task or
     level; a bad schedule (rusir.inversion.schedule); an unusable device; a bad loss; an output
@@ -201,6 +204,7 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
     if factor is not None and (not math.isfinite(factor) or factor < 1 or
                                "upsampling" not in degradations.task_names(task)):
         raise ValueError(f"--factor must be a number >= 1 for a task with upsampling, got {factor}")
+    check_tau(discrepancy)
     if steps is not None:
         steps = check_steps(steps, len(SPACES))
     if lr_scale is not None:
@@ -219,7 +223,8 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
         faces = _faces_of(paths, landmarks, face, mask, sizes)
         G, loss_fn, steps = setup(generator, loss, steps, device=device, verbose=False)
         return {path: _restore_photo_file(G, path, out, task, level, faces[path], face, factor,
-                                          mask, template, loss_fn, steps, lr_scale, seed)
+                                          mask, template, loss_fn, steps, lr_scale, seed,
+                                          discrepancy)
                 for path in paths}
 
     G, loss_fn, steps = setup(generator, loss, steps, device=device, verbose=False)
@@ -239,7 +244,7 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
         else:
             target = torch.cat([load_image(path, deg.target_size(R)) for path in files]).to(device)
         result = restore(G, target, deg, loss=loss_fn, steps=steps, lr_scale=lr_scale,
-                         batch_size="auto" if batch_size == "auto" else None)
+                         discrepancy=discrepancy, batch_size="auto" if batch_size == "auto" else None)
         out.mkdir(parents=True, exist_ok=True)  # only once there is something to write
         for j, path in enumerate(files):
             restored, phases, latents = names[path]
@@ -275,13 +280,14 @@ def _faces_of(paths: Sequence[Path], landmarks, face: Optional[int], mask: Optio
 
 def _restore_photo_file(G, path: Path, out: Path, task: str, level: str, landmarks: list,
                         face: Optional[int], factor: Optional[float], mask: Optional[Path],
-                        template, loss, steps, lr_scale, seed: int) -> Path:
+                        template, loss, steps, lr_scale, seed: int, discrepancy=None) -> Path:
     """Restore one photo's faces and write the photo and each face's files."""
     photo = open_image(path).convert("RGB")
     user_mask = open_image(mask) if mask is not None else None
     result = restore_photo(G, photo, task, level, landmarks=landmarks, template=template,
                            face=face, factor=factor, mask=user_mask, loss=loss, seed=seed,
-                           steps=steps, lr_scale=lr_scale, name=str(path))
+                           steps=steps, lr_scale=lr_scale, discrepancy=discrepancy,
+                           name=str(path))
     out.mkdir(parents=True, exist_ok=True)
     whole = out / OUTPUTS[0].format(stem=path.stem)
     to_pil(result.photo[0]).save(whole)

@@ -223,6 +223,20 @@ class Degradation:
             y = self.true_degradation(x.detach().clamp(0, 1), seeds)
             return cycle_8bit(y) if self.serialise else y
 
+    def redraw(self, x: torch.Tensor, draw: int = 0) -> torch.Tensor:
+        """The true degradation of ``x`` with its random draws made afresh (draw ``draw``):
+        what another capture of the same scene would give. What the method knows (the state
+        ``prepare`` builds for the batch's seeds: an inpainting mask) is kept; what it does
+        not (noise, dead pixels, the resampling filter) is drawn from seeds derived from each
+        image's seed and ``draw``. `rusir.inversion.discrepancy` uses it to measure how well
+        the truth itself could fit a target."""
+        check_image(x)
+        seeds = self._prepare_for(x)
+        fresh = [derive_seed(s, f"redraw:{draw}") for s in seeds]
+        with torch.no_grad():
+            y = self.true_degradation(x.detach().clamp(0, 1), fresh)
+            return cycle_8bit(y) if self.serialise else y
+
     def degrade_prediction(self, x: torch.Tensor) -> torch.Tensor:
         """Differentiable approximation [B, 3, H, W] -> [B, 3, h, w] used in the loss."""
         check_image(x)

@@ -123,13 +123,14 @@ def restore_photo(G, photo: Image.Image, task: str, level: str = "M", *,
                   landmarks: Union[Sequence, LandmarkProvider, None] = None,
                   template: Union[str, Template, None] = None, face: Optional[int] = None,
                   factor: Optional[float] = None, mask: Optional[Image.Image] = None,
-                  loss=None, seed: int = 0, steps=None, lr_scale=None, progress: bool = True,
-                  name: str = "the photo") -> PhotoRestoration:
+                  loss=None, seed: int = 0, steps=None, lr_scale=None, discrepancy=None,
+                  progress: bool = True, name: str = "the photo") -> PhotoRestoration:
     """Find (or take) the faces of `photo`, restore each in its aligned frame, paste them back.
 
     template: the generator's alignment, a Template or a generator name
     (`rusir.faces.align.template_for`; default FFHQ's). factor: upsampling factor (default:
-    inferred per face). mask: an inpainting mask the photo's size (white = known)."""
+    inferred per face). mask: an inpainting mask the photo's size (white = known).
+    steps, lr_scale, discrepancy: as `rusir.restore` (None: the generator's own)."""
     template = template_for(template)
     R = G.img_resolution
     device = next(G.parameters()).device
@@ -160,6 +161,7 @@ def restore_photo(G, photo: Image.Image, task: str, level: str = "M", *,
         deg = photo_degradation(task, level, seed + index, R / n, known)
         loss = default_loss(G) if loss is None else loss   # built once, for every face
         result = restore(G, aligned.image.to(device), deg, loss=loss, seed=seed, steps=steps,
+                         discrepancy=discrepancy,
                          lr_scale=lr_scale, progress=progress)
         done.append(FaceRestoration(index, aligned, deg, result))
     scale = 1.0 if not upsampling else factor or min(f.factor for f in done)

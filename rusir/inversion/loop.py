@@ -41,6 +41,8 @@ class StepInfo:
     steps: int         # steps in this phase
     loss: Tensor       # [B], detached
     images: Tensor     # [B, 3, R, R] current prediction in ~[0, 1], detached
+    floor: Optional[Tensor] = None   # [B] the target's noise floor when the discrepancy stop
+                                     # estimated it at this step (rusir.inversion.discrepancy)
 
 
 class Rendered(NamedTuple):
@@ -85,12 +87,16 @@ def evaluate_loss(loss_fn: LossFn, rendered: Rendered, target: Tensor) -> Tensor
 def run_steps(objective: Objective, optimizer: torch.optim.Optimizer, steps: int, *, phase: str,
               callback: Optional[Callable[[StepInfo], None]] = None, progress: bool = True,
               before_step: Optional[Callable[[int], None]] = None,
-              after_step: Optional[Callable[[int, Tensor], None]] = None) -> list[Tensor]:
+              after_step: Optional[Callable[[int, Tensor], None]] = None,
+              until: Optional[Callable[[], bool]] = None) -> list[Tensor]:
     """Take `steps` optimiser steps on `objective`; return its loss curve (one [B] per step,
-    the loss of the iterate before that step). `callback(StepInfo)` runs after every step."""
+    the loss of the iterate before that step). `callback(StepInfo)` runs after every step;
+    `until()` true before a step ends the phase early (the curve is then shorter)."""
     losses: list[Tensor] = []
     bar = tqdm(range(steps), desc=phase, disable=not progress, leave=False)
     for step in bar:
+        if until is not None and until():
+            break
         if before_step is not None:
             before_step(step)
         value, prediction = objective()                          # [B], [B, 3, R, R]

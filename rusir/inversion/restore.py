@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from copy import deepcopy
+from dataclasses import replace
 from contextlib import ExitStack, contextmanager
 from typing import Callable, Iterator, Optional, Sequence
 
@@ -17,12 +18,14 @@ import torch
 from torch import Tensor
 
 from ..degradations.base import Degradation
+from ..model.generators import info
 from ..model.stylegan2 import Generator
 from .acceleration import (LossRunner, SynthesisProxy, check_compile, check_precision,
                            compile_or_eager, compiled_terms, recompile_limit,
                            tf32_scope)
 from .batching import (auto_batch_size, check_batch_size, chunk_degradation, chunk_loss, chunks,
                        largest_that_fits)
+from .discrepancy import DiscrepancyStop, check_tau, supports
 from .latents import SPACES, convert, initial_latent
 from .loop import StepInfo, evaluate_loss, render, render_degraded, run_steps
 from .method import (LossFn, LossSpec, PhaseResult, Problem, RestoreResult, prepare,
@@ -59,17 +62,41 @@ def run_phase(G: Generator, latent: Tensor, target: Tensor, degradation, loss_fn
               steps: int, lr: float, space: str, optimizer: str = "ngd",
               resolution: Optional[int] = None, callback: Optional[Callable[[StepInfo], None]] = None,
               progress: bool = True, *, phase: Optional[str] = None,
-              ngd_options: Optional[dict] = None) -> PhaseResult:
+              ngd_options: Optional[dict] = None,
+              stop: Optional[DiscrepancyStop] = None) -> PhaseResult:
     """Optimise one latent in `space` for `steps` steps of render -> degrade -> loss -> step;
-    return its final prediction and loss curve. `phase` names it for callbacks (default: space)."""
+    return its final prediction and loss curve. `phase` names it for callbacks (default: space).
+    `stop` (the discrepancy principle) freezes the images it declares done at the latent of the
+    step that stopped them, and ends the phase once all are."""
     latent = latent.detach().clone().requires_grad_(True)
+    seen: dict = {}
 
     def objective() -> tuple[Tensor, Tensor]:
         rendered = render_degraded(G, latent, degradation, resolution)
+        seen["rendered"] = rendered
         return evaluate_loss(loss_fn, rendered, target), rendered.prediction   # [B], [B, 3, R, R]
 
+    hooks = {}
+    if stop is not None:
+        before: dict = {}
+
+        def snapshot(step: int) -> None:
+            before["latent"] = latent.detach().clone()
+
+        def freeze(step: int, value: Tensor) -> None:
+            rendered = seen.pop("rendered")
+            seen["floor"] = stop.estimate(rendered) if stop.due(step) else None
+            stop.observe(phase or space, step, value, seen["floor"])
+            done = stop.done.to(latent.device)
+            with torch.no_grad():       # done images keep the latent before this step
+                latent[done] = before.pop("latent")[done]
+
+        hooks = dict(before_step=snapshot, after_step=freeze, until=lambda: stop.all_done)
+        if callback is not None:
+            user = callback
+            callback = lambda info: user(replace(info, floor=seen.get("floor")))  # noqa: E731
     losses = run_steps(objective, make_optimizer(optimizer, [latent], lr, ngd_options), steps,
-                       phase=phase or space, callback=callback, progress=progress)
+                       phase=phase or space, callback=callback, progress=progress, **hooks)
     with torch.no_grad():
         images = render(G, latent, resolution)
     return PhaseResult(space, images, latent.detach(), losses, lr)
@@ -89,7 +116,7 @@ def restore(G: Generator, target: Tensor, degradation=None, *, loss: LossSpec = 
             spaces: Sequence[str] = SPACES, optimizer: str = "ngd",
             resolution: Optional[int] = None, init: Optional[Tensor] = None,
             batch_size=None, precision: str = "fp32", compile=False, cache_target: bool = True,
-            ngd_options: Optional[dict] = None, **unknown) -> RestoreResult:
+            ngd_options: Optional[dict] = None, discrepancy=None, **unknown) -> RestoreResult:
     """Restore `target` ([B, 3, h, w] in [0, 1]) with RUSIR's W -> W+ -> W++ inversion.
 
     degradation: object with `degrade_prediction(x)` and optional `mask` (identity if None).
@@ -123,6 +150,13 @@ def restore(G: Generator, target: Tensor, degradation=None, *, loss: LossSpec = 
     (`rusir.inversion.acceleration`). cache_target: the loss computes the target's side
     (pyramid, LPIPS features) once per restore where it is constant (bit-identical; False
     recomputes it every step, as the reference code).
+    discrepancy: tau of the discrepancy principle (`rusir.inversion.discrepancy`): an image stops
+    once its loss is at most tau times what the truth would score against the target's noise,
+    and keeps that latent through the later phases. None takes the generator's own
+    (`info(G).discrepancy`: on for the embedded generator, off for the official ones, which run
+    the paper's method); 0 turns it off. It needs a degradation with a true side
+    (`rusir.degradations.Degradation`); `result.info["stopped"]` says where each image stopped
+    ("W+:37") or None.
     callback(StepInfo) runs after every step; `result.config` holds the resolved configuration,
     `result.info["batch_size"]` the chunk size that ran.
     """
@@ -133,7 +167,8 @@ def restore(G: Generator, target: Tensor, degradation=None, *, loss: LossSpec = 
                   resolution=int(resolution or G.img_resolution), seed=int(seed),
                   batch_size=check_batch_size(batch_size), precision=check_precision(precision),
                   compile=check_compile(compile), cache_target=bool(cache_target),
-                  ngd_options=dict(ngd_options) if ngd_options else None)
+                  ngd_options=dict(ngd_options) if ngd_options else None,
+                  discrepancy=_resolve_tau(G, discrepancy, degradation))
     if ngd_options:
         make_optimizer(optimizer, [torch.zeros(1)], 1.0, ngd_options)   # bad options: before any step
     reject_unknown("restore", unknown, [*config, "init"])
@@ -142,12 +177,13 @@ def restore(G: Generator, target: Tensor, degradation=None, *, loss: LossSpec = 
         size = _chunk_size(G_run, problem, config, wrap)
         oom = None
         try:
-            phases = _run_chunks(G_run, problem, init, config, wrap, size, callback, progress)
+            phases, stopped = _run_chunks(G_run, problem, init, config, wrap, size, callback,
+                                          progress)
         except torch.OutOfMemoryError as exc:
             oom = str(exc).splitlines()[0] if str(exc) else "out of memory"
         if oom is not None:   # out of the except block: the failed step's tensors are freed
             raise _out_of_memory(G_run, problem, config, wrap, size, oom)
-    info = {"init": "w_avg" if init is None else "given", "batch_size": size}
+    info = {"init": "w_avg" if init is None else "given", "batch_size": size, "stopped": stopped}
     return RestoreResult(list(phases.values())[-1].images, phases, time.perf_counter() - start,
                          config, info)
 
@@ -191,24 +227,50 @@ def _chunk(problem: Problem, start: int, stop: int, seed: int, copy: bool = Fals
     return Problem(problem.target[start:stop], degradation, loss, problem.resolution)
 
 
+def _resolve_tau(G: Generator, value, degradation) -> Optional[float]:
+    """The discrepancy tau a restore runs with: the given one, else the generator's own; one
+    asked for explicitly needs a degradation that has a true side."""
+    own = info(G).discrepancy
+    tau = check_tau(own if value is None else value)
+    if tau is not None and degradation is not None and not supports(degradation):
+        if value is not None:
+            raise ValueError(f"discrepancy={value} needs a degradation with a true side (a "
+                             f"rusir.degradations.Degradation); {type(degradation).__name__} has "
+                             "no redraw(): pass discrepancy=0")
+        return None
+    return tau
+
+
+def _pad(curve: list[Tensor], steps: int) -> list[Tensor]:
+    """A loss curve that ended early (every image stopped) held at its last value to `steps`."""
+    return curve + curve[-1:] * (steps - len(curve)) if curve else curve
+
+
 def _run_chunks(G, problem: Problem, init: Optional[Tensor], config: dict, wrap, size: int,
-                callback, progress: bool) -> dict[str, PhaseResult]:
-    """The phases for the whole batch, `size` images at a time, concatenated per phase."""
+                callback, progress: bool) -> tuple[dict[str, PhaseResult], list]:
+    """The phases for the whole batch, `size` images at a time, concatenated per phase, and
+    where each image stopped (None: it ran every step)."""
     batch = problem.target.shape[0]
     if size >= batch:
         return _run_phases(G, problem._replace(loss=wrap(problem.loss)), init, config,
                            callback, progress)
-    parts = []
+    parts, stopped = [], []
     for start, stop in chunks(batch, size):
         part = _chunk(problem, start, stop, config["seed"])
         part_init = init[start:stop] if init is not None and init.shape[0] == batch else init
-        parts.append(_run_phases(G, part._replace(loss=wrap(part.loss)), part_init, config,
-                                 callback, progress))
+        phases, where = _run_phases(G, part._replace(loss=wrap(part.loss)), part_init, config,
+                                    callback, progress)
+        parts.append(phases)
+        stopped += where
+
+    def curve(space: str) -> list[Tensor]:
+        n = max(len(p[space].losses) for p in parts)
+        return [torch.cat(step) for step in zip(*(_pad(p[space].losses, n) for p in parts))]
+
     return {space: PhaseResult(space, torch.cat([p[space].images for p in parts]),
-                               torch.cat([p[space].latent for p in parts]),
-                               [torch.cat(step) for step in zip(*(p[space].losses for p in parts))],
+                               torch.cat([p[space].latent for p in parts]), curve(space),
                                parts[0][space].lr)
-            for space in parts[0]}
+            for space in parts[0]}, stopped
 
 
 def _probe(G, problem: Problem, config: dict, wrap, n: int) -> None:
@@ -273,9 +335,13 @@ def _out_of_memory(G, problem: Problem, config: dict, wrap, size: int,
 
 
 def _run_phases(G: Generator, problem: Problem, init: Optional[Tensor], config: dict,
-                callback, progress: bool) -> dict[str, PhaseResult]:
-    """W -> W+ -> W++ (the phases in config["spaces"]), each from the last phase's latent."""
+                callback, progress: bool) -> tuple[dict[str, PhaseResult], list]:
+    """W -> W+ -> W++ (the phases in config["spaces"]), each from the last phase's latent; with
+    the discrepancy principle, one stop follows the images through the phases."""
     spaces, batch = config["spaces"], problem.target.shape[0]
+    stop = None
+    if config["discrepancy"] is not None:
+        stop = DiscrepancyStop(config["discrepancy"], problem.loss, problem.degradation, batch)
     latent = init if init is not None else initial_latent(G, spaces[0], batch)
     latent = convert(latent.to(problem.target.device), spaces[0], G)
     phases: dict[str, PhaseResult] = {}
@@ -284,6 +350,6 @@ def _run_phases(G: Generator, problem: Problem, init: Optional[Tensor], config: 
         phases[space] = run_phase(G, latent, problem.target, problem.degradation, problem.loss,
                                   n, lr * config["lr_scale"], space, config["optimizer"],
                                   problem.resolution, callback, progress,
-                                  ngd_options=config.get("ngd_options"))
+                                  ngd_options=config.get("ngd_options"), stop=stop)
         latent = phases[space].latent
-    return phases
+    return phases, (stop.stopped if stop is not None else [None] * batch)

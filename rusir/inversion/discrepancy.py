@@ -1,0 +1,119 @@
+"""The discrepancy principle: stop fitting an image once it fits its target as well as the truth.
+
+Why (docs/method.md, issue 20): a target carries noise (Poisson noise, dead pixels, a JPEG block
+on an 8-px image) that no clean image reproduces. The truth itself would not fit such a target
+better than that: its loss is the loss between the degradation's approximation and one draw of
+the true degradation. A restore whose loss falls below that level is fitting the noise; with
+the per-filter freedom of W++ on an 8-px target it does so within a few steps and the image
+turns into a garish collage (UN at M loses 4-5 dB in W++). Morozov's discrepancy principle stops
+an iterative fit at that level.
+
+The truth is unknown, so its floor is estimated at the current prediction x:
+
+    floor(x) = loss(A(x), D'(x))       A: the approximation this step used (its own noise draw)
+                                       D': the true degradation, random draws made afresh
+                                           (`Degradation.redraw`; known parts, a mask, kept)
+
+and an image stops once mean(loss, last `window` steps) <= tau * mean(floor, last `samples`
+estimates, one every `every` steps). Only the phases with more freedom than W are stopped (W+,
+W++): one W code cannot draw the noise, and W starts from the average face, whose floor says
+little about the truth's. W's last steps still count: if W already fits the target to its noise
+level, W+ stops at its first step (on UN at M, W+ loses ~0.5 dB within 10 steps). A stopped image keeps the latent of the step that stopped
+it for the rest of the restore (later phases only add freedom); when every image of a batch has
+stopped, the restore ends. Targets without noise never stop: their floor is the approximation's
+error alone (a JPEG target: the differentiable JPEG against libjpeg), which a restore does not
+reach. Measured on held-out faces (docs/method.md, "Robustness"): on denoising M the loss reaches
+the floor ~50 W++ steps in, where PSNR peaks, then PSNR falls while the loss keeps falling.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+__all__ = ["DiscrepancyStop", "check_tau", "noise_floor"]
+
+
+def check_tau(value) -> Optional[float]:
+    """tau as restore takes it: None / 0 / False = off, else a finite number > 0."""
+    if value is None or value is False or (isinstance(value, (int, float)) and value == 0):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
+            or value != value or value == float("inf"):
+        raise ValueError(f"discrepancy must be a finite number > 0 (or None/0 for off), got {value!r}")
+    return float(value)
+
+
+def supports(degradation) -> bool:
+    """Whether the degradation can say what the truth would score (it has a true side)."""
+    return callable(getattr(degradation, "redraw", None))
+
+
+@torch.no_grad()
+def noise_floor(loss_fn, degradation, prediction: Tensor, degraded: Tensor,
+                mask: Optional[Tensor], draw: int) -> Tensor:
+    """floor(x) = loss(A(x), D'(x)) per image [B]: the loss the prediction would have if it were
+    the truth. `degraded` is A(prediction) as the step computed it (no extra draw of A's noise);
+    D' is `degradation.redraw(prediction, draw)`. The loss's target cache is left alone."""
+    fresh = degradation.redraw(prediction.detach(), draw)           # [B, 3, h, w]
+    cache = getattr(loss_fn, "cache_target", None)
+    if cache:
+        loss_fn.cache_target = False
+    try:
+        value = loss_fn(degraded.detach(), fresh, mask=mask)
+    finally:
+        if cache:
+            loss_fn.cache_target = cache
+    return value.expand(prediction.shape[0]) if value.dim() == 0 else value
+
+
+class DiscrepancyStop:
+    """Per-image stop of a restore at tau times the noise floor (module docstring). One object
+    follows a batch through all phases: after every step, `observe` takes the step's loss (and,
+    when `due`, a floor estimate: `noise_floor(..., draw=self.draws)`) and says which images are
+    done. It sees numbers only, so a recorded run can be replayed through it for another tau."""
+
+    JUDGED = ("W+", "W++")
+
+    def __init__(self, tau: float, loss_fn, degradation, batch: int, *, every: int = 10,
+                 window: int = 10, samples: int = 3):
+        self.tau, self.loss_fn, self.degradation = tau, loss_fn, degradation
+        self.every, self.samples = every, samples
+        self.losses: deque = deque(maxlen=window)        # [B] per step
+        self.floors: deque = deque(maxlen=samples)       # [B] per estimate
+        self.done = torch.zeros(batch, dtype=torch.bool)
+        self.stopped: list[Optional[str]] = [None] * batch   # "W+:37": phase and step of the stop
+        self.draws = 0                                    # floor estimates taken
+
+    @property
+    def all_done(self) -> bool:
+        return bool(self.done.all())
+
+    def due(self, step: int) -> bool:
+        """Whether this step takes a floor estimate."""
+        return step % self.every == 0
+
+    def estimate(self, rendered) -> Tensor:
+        """The floor [B] at this step's render (prediction, degraded, mask)."""
+        return noise_floor(self.loss_fn, self.degradation, rendered.prediction, rendered.degraded,
+                           rendered.mask, self.draws)
+
+    def observe(self, phase: str, step: int, loss: Tensor, floor: Optional[Tensor] = None) -> Tensor:
+        """Record this step's loss [B] (of the iterate before the step) and its floor estimate
+        (when `due`); return the images newly done [B] bool. Steps of phases not judged (W) are
+        recorded but stop nothing."""
+        self.losses.append(loss.detach().float().cpu())
+        if floor is not None:
+            self.floors.append(floor.detach().float().cpu())
+            self.draws += 1
+        if phase not in self.JUDGED or len(self.losses) < self.losses.maxlen or not self.floors:
+            return torch.zeros_like(self.done)
+        fit = torch.stack(tuple(self.losses)).mean(0)                 # [B]
+        floor = torch.stack(tuple(self.floors)).mean(0)               # [B]
+        new = (fit <= self.tau * floor) & ~self.done
+        for i in torch.nonzero(new).flatten().tolist():
+            self.stopped[i] = f"{phase}:{step}"
+        self.done |= new
+        return new

@@ -1,0 +1,175 @@
+"""rusir.inversion.discrepancy: stop an image at its target's noise level (issue 20)."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from conftest import small_generator
+from rusir import degradations, restore
+from rusir.degradations.base import cycle_8bit
+from rusir.inversion.discrepancy import DiscrepancyStop, check_tau, noise_floor
+from rusir.inversion.presets import build_loss
+from rusir.model.generators import REGISTRY, GeneratorInfo, set_info
+
+
+def l1(x, y, mask=None):
+    return (x - y).abs().mean(dim=(1, 2, 3))
+
+
+def image(n=2, side=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return cycle_8bit(torch.rand(n, 3, side, side, generator=g))
+
+
+# ------------------------------------------------------------------------------------ redraw
+def test_redraw_draws_the_noise_again_and_keeps_what_is_known():
+    x = image()
+    noisy = degradations.make("denoising", "M", seed=3)
+    y = noisy.degrade_ground_truth(x)
+    a, b = noisy.redraw(x, 0), noisy.redraw(x, 1)
+    assert not torch.equal(a, y) and not torch.equal(a, b)
+    assert torch.equal(a, noisy.redraw(x, 0))                       # seeded: repeatable
+    assert torch.equal(y, noisy.degrade_ground_truth(x))            # the target's stream untouched
+    for task in ("inpainting", "deartifacting"):                    # nothing random but the known
+        deg = degradations.make(task, "M", seed=3)
+        assert torch.equal(deg.redraw(x, 5), deg.degrade_ground_truth(x)), task
+    unap = degradations.make("UNAP", "M", seed=3)
+    big = image(side=64)
+    target, again = unap.degrade_ground_truth(big), unap.redraw(big, 2)
+    holes = unap.mask[:, 0] == 0                                    # the same mask, the noise anew
+    assert holes.any() and (target.amax(1)[holes] == 0).all() and (again.amax(1)[holes] == 0).all()
+    assert not torch.equal(target, again)
+
+
+def test_floor_at_the_truth_is_what_the_truth_scores_against_its_targets():
+    """In expectation floor(x) is the loss of x's approximation against x's own true degradation,
+    which is what the truth scores against a target; and an 8-bit image is its own identity."""
+    x = image(n=1)
+    deg = degradations.make("denoising", "M", seed=0)
+    loss = build_loss("offline")
+    floors, truths = [], []
+    for k in range(40):
+        approx = deg.degrade_prediction(x)
+        floors.append(noise_floor(loss, deg, x, approx, None, k))
+        target = degradations.make("denoising", "M", seed=100 + k).degrade_ground_truth(x)
+        truths.append(loss(deg.degrade_prediction(x), target))
+    floor, truth = torch.cat(floors).mean(), torch.cat(truths).mean()
+    assert floor == pytest.approx(truth.item(), rel=0.05)
+    identity = degradations.make("identity", None)
+    assert noise_floor(loss, identity, x, x, None, 0).item() == 0
+
+
+# ----------------------------------------------------------------------------------- the rule
+def test_an_image_stops_when_its_mean_loss_reaches_tau_times_the_floor():
+    stop = DiscrepancyStop(1.0, l1, None, batch=2, every=10, window=10)
+    floor = torch.tensor([0.1, 0.1])
+    losses = [torch.tensor([0.30 - 0.01 * t, 0.5]) for t in range(40)]
+    for t in range(20):                                   # W: recorded, never stopped
+        assert not stop.observe("W", t, losses[t], floor if stop.due(t) else None).any()
+    assert stop.stopped == [None, None]
+    for t in range(20, 40):
+        new = stop.observe("W+", t - 20, losses[t], floor if stop.due(t - 20) else None)
+        window = sum(v[0].item() for v in losses[t - 9:t + 1]) / 10
+        assert bool(new[0]) == (window <= 0.1 and stop.stopped[0] == f"W+:{t - 20}")
+    # image 0: mean of the last 10 losses is 0.30 - 0.01 (t - 4.5) <= 0.1 first at t = 25
+    assert stop.stopped == ["W+:5", None] and not stop.all_done
+
+
+@pytest.mark.parametrize("value", [-1, float("nan"), float("inf"), "1", True])
+def test_bad_tau_is_refused(value):
+    with pytest.raises(ValueError, match="discrepancy"):
+        check_tau(value)
+    assert check_tau(None) is None and check_tau(0) is None and check_tau(1.2) == 1.2
+
+
+# ------------------------------------------------------------------------------------ restore
+def noisy_problem(batch=2, seed=0, dtype=torch.float32):
+    G = small_generator(seed=seed).to(dtype)
+    with torch.no_grad():
+        clean = (G(torch.randn(batch, G.z_dim, dtype=dtype), None).clamp(-1, 1) + 1) / 2
+    deg = degradations.make("denoising", "XL", seed=7)
+    return G, deg.degrade_ground_truth(cycle_8bit(clean)), deg
+
+
+KW = dict(steps=(12, 8, 8), lrs=(0.05, 0.05, 0.05), progress=False, loss="offline")
+
+
+def test_a_stopped_image_keeps_its_latent_and_the_restore_ends_when_all_stop():
+    G, target, deg = noisy_problem()
+    result = restore(G, target, deg, discrepancy=1e6, **KW)      # every image: first judged step
+    assert result.info["stopped"] == ["W+:0", "W+:0"]
+    assert [len(p.losses) for p in result.phases.values()] == [12, 1, 0]
+    w = result.phases["W"].images
+    assert torch.allclose(result.phases["W+"].images, w, atol=1e-6)
+    assert torch.allclose(result.images, w, atol=1e-6)
+
+
+def test_a_floor_that_is_never_reached_changes_nothing():
+    """Estimating the floor draws nothing from the run's streams: bit-identical to no stop."""
+    G, target, deg = noisy_problem()
+    off = restore(G, target, degradations.make("denoising", "XL", seed=7), discrepancy=0, **KW)
+    never = restore(G, target, deg, discrepancy=1e-9, **KW)
+    assert never.info["stopped"] == [None, None] and off.config["discrepancy"] is None
+    assert torch.equal(off.images, never.images)
+    assert all(torch.equal(a, b) for a, b in zip(off.phases["W++"].losses, never.phases["W++"].losses))
+
+
+def test_stops_are_per_image_batched_chunked_or_alone():
+    G, target, _ = noisy_problem(batch=3, dtype=torch.float64)
+    def run(idx, **kw):
+        deg = degradations.make("denoising", "XL", seed=[7 + i for i in idx])
+        return restore(G, target[idx], deg, discrepancy=1.3, **KW, **kw)
+    batch, chunked = run([0, 1, 2]), run([0, 1, 2], batch_size=2)
+    assert batch.info["stopped"] == chunked.info["stopped"]
+    assert torch.allclose(batch.images, chunked.images, atol=1e-9)
+    for i in range(3):
+        alone = run([i])
+        assert alone.info["stopped"] == [batch.info["stopped"][i]]
+        assert torch.allclose(alone.images, batch.images[i:i + 1], atol=1e-9)
+
+
+def test_generators_own_tau_and_degradations_without_a_true_side():
+    assert REGISTRY["toyfaces64"].discrepancy is not None and REGISTRY["ffhq"].discrepancy is None
+    G, target, deg = noisy_problem(batch=1)
+    set_info(G, GeneratorInfo("own", "test", G.img_resolution, discrepancy=1e6))
+    assert restore(G, target, deg, **KW).info["stopped"] == ["W+:0"]    # the generator's own tau
+    assert restore(G, target, deg, discrepancy=0, **KW).info["stopped"] == [None]
+    plain = SimpleNamespace(degrade_prediction=lambda x: x)             # no true side: off
+    assert restore(G, target, plain, **KW).config["discrepancy"] is None
+    with pytest.raises(ValueError, match="true side"):
+        restore(G, target, plain, discrepancy=1.0, **KW)
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "x"])
+def test_cli_refuses_a_bad_tau_in_one_line(tmp_path, capsys, value):
+    from PIL import Image
+
+    from rusir.cli import main
+    Image.new("RGB", (8, 8), (120, 80, 60)).save(tmp_path / "a.png")
+    assert main(["restore", str(tmp_path / "a.png"), "--task", "UN", "--discrepancy", value,
+                 "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "--discrepancy" in err[-1] and "Traceback" not in "".join(err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_restore_files_passes_tau_through(tmp_path, monkeypatch):
+    """`rusir restore --discrepancy 0` restores without the stop (the paper's method)."""
+    from rusir import restore_files as rf
+    from rusir.inversion import restore as module
+    seen = []
+    real = module.restore
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("discrepancy"))
+        return real(*args, **{**kwargs, "steps": (1, 1, 1)})
+    monkeypatch.setattr(rf, "restore", spy)
+    from PIL import Image
+    Image.new("RGB", (8, 8), (120, 80, 60)).save(tmp_path / "a.png")
+    rf.restore_files([tmp_path / "a.png"], "UN", out=tmp_path / "out", discrepancy=0)
+    rf.restore_files([tmp_path / "a.png"], "UN", out=tmp_path / "out2")
+    assert seen == [0, None]
+    with pytest.raises(ValueError, match="discrepancy"):
+        rf.restore_files([tmp_path / "a.png"], "UN", out=tmp_path / "out3", discrepancy=-1)
