@@ -51,6 +51,18 @@ class Stacked:
             masks.append(m if m is not None else None)
             outs.append(y)
             i += n
+        return self._join(outs, masks)
+
+    def redraw(self, x: torch.Tensor, draw: int = 0) -> torch.Tensor:
+        """Each slice's true degradation drawn afresh (the discrepancy principle's floor)."""
+        outs, masks, i = [], [], 0
+        for deg, n in self.parts:
+            outs.append(deg.redraw(x[i:i + n], draw))
+            masks.append(getattr(deg, "mask", None))
+            i += n
+        return self._join(outs, masks)
+
+    def _join(self, outs: list, masks: list) -> torch.Tensor:
         y = torch.cat(outs)
         if any(m is not None for m in masks):
             self.mask = torch.cat([m if m is not None else y.new_ones(o.shape[0], 1, *o.shape[-2:])
