@@ -42,6 +42,7 @@ class GeneratorInfo:
     lr_scale: float = 1.0      # RUSIR's global_lr_scale for this generator's latent scale
     steps: Optional[tuple[int, int, int]] = None      # RUSIR steps per phase W, W+, W++; None: the paper's
     lrs: Optional[tuple[float, float, float]] = None  # RUSIR rates per phase (x lr_scale); None: the paper's
+    discrepancy: Optional[float] = None  # tau of RUSIR's noise-level stop; None: off (the paper)
     sha256: Optional[str] = None  # of the shipped file: the schedule and preset were tuned on it
 
 
@@ -84,6 +85,8 @@ REGISTRY: dict[str, GeneratorInfo] = {
                            # lr_scale and schedule chosen on held-out faces 4..11 (not the demo's
                            # 0..3) over the five demo tasks at M: docs/method.md, "Loss" and "Schedule"
                            lr_scale=8.0, steps=(50, 50, 300), lrs=(0.08, 0.02, 0.02),
+                           # stop at the target's noise level: docs/method.md, "Robustness"
+                           discrepancy=1.05,
                            sha256="7b1edd94a98c568428dee4982ab24efe8193e72840a9a608a49d73681441cc17"),
     "ffhq": _official("ffhq", 1024, "FFHQ 1024 px faces (the paper's generator)"),
     "metfaces": _official("metfaces", 1024, "MetFaces 1024 px art faces"),
