@@ -131,3 +131,26 @@ def test_method_root_candidate_table_is_the_record():
         assert float(mean) == pytest.approx(s["mean_final_psnr"], abs=0.006), name
         assert float(worst.replace("−", "-")) == pytest.approx(s["worst_drop"], abs=0.006), name
         assert (int(drops), int(below)) == (len(s["drops_over_0.3"]), len(s["below_naive"])), name
+
+
+def test_stopped_items_are_counted_from_either_record_shape():
+    a = {**rec("UN", "M", 0, 12.0, 15.0, 14.0, 14.0, side=8), "stopped": "W+:0"}
+    b = {**rec("UN", "M", 1, 12.0, 15.0, 14.0, 13.0, side=8), "info": {"stopped": ["W++:40"]}}
+    c = {**rec("UN", "M", 2, 12.0, 15.0, 14.0, 13.0, side=8), "info": {"stopped": [None]}}
+    table = phase_table([a, b, c])
+    assert table["UN@M"]["stopped"] == 2
+    assert to_markdown(table).splitlines()[-1].endswith("| 2/3 |")
+
+
+def test_runner_records_where_each_item_stopped(tmp_path):
+    """With a generator that has a discrepancy tau, bench records carry each item's stop (a huge
+    tau stops every image at the first judged step: the start of W+)."""
+    from rusir.model.generators import GeneratorInfo, set_info
+    G = small_generator(resolution=16)
+    set_info(G, GeneratorInfo("own", "test", 16, discrepancy=1e6))
+    out = tmp_path / "b"
+    run_bench(G, "heldout:2", {"rusir": restore}, "denoising@M", out, steps=(12, 3, 3),
+              metrics=("psnr",), loss=mse, progress=False, save_latent=False, batch=2)
+    records = load_records(out)
+    assert [r["info"]["stopped"] for r in records] == [["W+:0"], ["W+:0"]]
+    assert phase_table(records)["denoising@M"]["stopped"] == 2

@@ -20,7 +20,8 @@ from typing import Optional, Sequence, Union
 from ..degradations import COMPOSITIONS, LEVELS, TASKS
 from .records import load_records, write_json
 
-__all__ = ["phase_table", "summary", "to_markdown", "plot", "write_robustness", "MIN_TARGET_SIDE"]
+__all__ = ["phase_table", "summary", "to_markdown", "plot", "write_robustness", "stopped_at",
+           "MIN_TARGET_SIDE"]
 
 MIN_TARGET_SIDE = 8   # below this side (upsampling L, XL) a target may not be beaten by a prior
 METRICS = ("psnr", "ssim", "fidelity_psnr")
@@ -37,11 +38,21 @@ def _order(setting: tuple[str, str]) -> tuple:
     return (0, TASKS.index(task) if task in TASKS else 99, LEVELS.index(level))
 
 
+def stopped_at(record: dict) -> Optional[str]:
+    """Where the discrepancy stop ended the item ("W+:12"), or None: the record's `stopped` field
+    (benchmarks/discrepancy.py) or its `info.stopped` (the runner keeps restore's info per item)."""
+    if "stopped" in record:
+        return record["stopped"]
+    where = (record.get("info") or {}).get("stopped")
+    return where[0] if isinstance(where, list) and where else None
+
+
 def phase_table(records: Sequence[dict], method: str = "rusir") -> dict[str, dict]:
     """{`task@level`: row} over the records of `method` that carry per-phase metrics. A row holds
     `n`, `images`, `target_side`, `naive` {psnr, ssim}, one {psnr, ssim, fidelity_psnr} of means per
     phase (run order; the last is the final result), `final_drop` (dB by which the final phase's
-    mean PSNR falls below the best earlier phase's; negative: above it) and `final_vs_naive` (dB)."""
+    mean PSNR falls below the best earlier phase's; negative: above it), `final_vs_naive` (dB) and
+    `stopped` (images the discrepancy stop ended before the last step)."""
     cells: dict[tuple[str, str], list[dict]] = {}
     for rec in records:
         if rec.get("method", method) == method and rec.get("phases"):
@@ -63,6 +74,7 @@ def phase_table(records: Sequence[dict], method: str = "rusir") -> dict[str, dic
             "final_drop": (max(earlier) - final) if earlier else 0.0,
             "final_vs_naive": final - naive["psnr"],
             "final_wins": sum(r["phases"][names[-1]]["psnr"] > r["naive"]["psnr"] for r in recs),
+            "stopped": sum(stopped_at(r) is not None for r in recs),
         }
     return table
 
@@ -88,7 +100,8 @@ def to_markdown(table: dict[str, dict]) -> str:
     """One row per setting: naive, each phase's PSNR (dB), the final SSIM and fidelity, the drop."""
     names = list(next(iter(table.values()))["phases"]) if table else []
     head = ["setting", "n", "target px", "naive"] + [f"after {n}" for n in names[:-1]] + \
-        [f"final ({names[-1]})" if names else "final", "final SSIM", "final fidelity", "drop"]
+        [f"final ({names[-1]})" if names else "final", "final SSIM", "final fidelity", "drop",
+         "stopped"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, r in table.items():
         ph = [r["phases"][n]["psnr"] for n in names]
@@ -96,7 +109,8 @@ def to_markdown(table: dict[str, dict]) -> str:
         lines.append("| " + " | ".join([key, str(r["n"]), str(r["target_side"]), f"{r['naive']['psnr']:.2f}"]
                                        + [f"{v:.2f}" for v in ph]
                                        + [f"{last['ssim']:.3f}", f"{last['fidelity_psnr']:.2f}",
-                                          f"{r['final_drop']:+.2f}"]) + " |")
+                                          f"{r['final_drop']:+.2f}", f"{r.get('stopped', 0)}/{r['n']}"])
+                     + " |")
     return "\n".join(lines)
 
 
