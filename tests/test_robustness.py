@@ -75,9 +75,11 @@ def test_runner_records_every_phase(tmp_path):
         write_robustness([{**records[0], "phases": {}}], tmp_path / "x.json")
 
 
-def test_stacked_settings_equal_each_setting_alone():
+@pytest.mark.parametrize("tau", [0, 50.0])
+def test_stacked_settings_equal_each_setting_alone(tau):
     """benchmarks/robustness.py restores several settings in one batch; in float64 each setting's
-    slice equals that setting restored alone (masked and unmasked, noisy and composed)."""
+    slice equals that setting restored alone (masked and unmasked, noisy and composed), with the
+    discrepancy stop too (its floor redraws each slice's own degradation)."""
     import torch
 
     from rusir import degradations
@@ -86,13 +88,15 @@ def test_stacked_settings_equal_each_setting_alone():
     gt = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     names = ("inpainting", "denoising", "NAP")
     make = lambda: [degradations.make(t, "M", seed=16) for t in names]  # noqa: E731
-    kw = dict(steps=(2, 2, 2), loss=mse, progress=False)
-    alone = [restore(G, d.degrade_ground_truth(gt), d, **kw).images for d in make()]
+    kw = dict(steps=(12, 12, 12), loss=mse, progress=False, discrepancy=tau)
+    alone = [restore(G, d.degrade_ground_truth(gt), d, **kw) for d in make()]
     degs = make()
     target = torch.cat([d.degrade_ground_truth(gt) for d in degs])
-    stacked = restore(G, target, script.Stacked([(d, 2) for d in degs]), **kw).images
+    result = restore(G, target, script.Stacked([(d, 2) for d in degs]), **kw)
     for k, one in enumerate(alone):
-        assert (stacked[2 * k:2 * k + 2] - one).abs().max() < 1e-9, names[k]
+        assert (result.images[2 * k:2 * k + 2] - one.images).abs().max() < 1e-9, names[k]
+        assert result.info["stopped"][2 * k:2 * k + 2] == one.info["stopped"], names[k]
+    assert any(result.info["stopped"]) == (tau > 0)
 
 
 def test_method_candidate_table_is_the_record():
