@@ -173,3 +173,12 @@ def test_restore_files_passes_tau_through(tmp_path, monkeypatch):
     assert seen == [0, None]
     with pytest.raises(ValueError, match="discrepancy"):
         rf.restore_files([tmp_path / "a.png"], "UN", out=tmp_path / "out3", discrepancy=-1)
+
+
+def test_losses_that_need_the_prediction_get_it():
+    """The IQA study's consistency term needs the clean prediction: the floor passes it."""
+    G, target, deg = noisy_problem(batch=1)
+    loss = build_loss({"terms": {"l2": 1.0, "consistency": 1.0}}, degradation_fn=deg)
+    assert loss.needs_prediction
+    result = restore(G, target, deg, discrepancy=1e6, **{**KW, "loss": loss})
+    assert result.info["stopped"] == ["W+:0"]

@@ -33,6 +33,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .loop import Rendered, evaluate_loss
+
 __all__ = ["DiscrepancyStop", "check_tau", "noise_floor"]
 
 
@@ -56,17 +58,19 @@ def noise_floor(loss_fn, degradation, prediction: Tensor, degraded: Tensor,
                 mask: Optional[Tensor], draw: int) -> Tensor:
     """floor(x) = loss(A(x), D'(x)) per image [B]: the loss the prediction would have if it were
     the truth. `degraded` is A(prediction) as the step computed it (no extra draw of A's noise);
-    D' is `degradation.redraw(prediction, draw)`. The loss's target cache is left alone."""
+    D' is `degradation.redraw(prediction, draw)`. The loss's target cache is left alone. A loss
+    that draws noise of its own (LPIPS's hole fill under a mask, the consistency term) draws it
+    here too: the run stays reproducible, but is not the same run as without the stop."""
     fresh = degradation.redraw(prediction.detach(), draw)           # [B, 3, h, w]
+    rendered = Rendered(prediction.detach(), degraded.detach(), mask)
     cache = getattr(loss_fn, "cache_target", None)
     if cache:
         loss_fn.cache_target = False
     try:
-        value = loss_fn(degraded.detach(), fresh, mask=mask)
+        return evaluate_loss(loss_fn, rendered, fresh)
     finally:
         if cache:
             loss_fn.cache_target = cache
-    return value.expand(prediction.shape[0]) if value.dim() == 0 else value
 
 
 class DiscrepancyStop:
