@@ -158,3 +158,30 @@ def test_runner_records_where_each_item_stopped(tmp_path):
     records = load_records(out)
     assert [r["info"]["stopped"] for r in records] == [["W+:0"], ["W+:0"]]
     assert phase_table(records)["denoising@M"]["stopped"] == 2
+
+
+def test_method_discrepancy_tables_are_the_record():
+    """docs/method.md's tables of the discrepancy stop (candidates over the 31 settings and the
+    shipped tau per setting) print the committed record's numbers."""
+    import re
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    record = json.loads((root / "benchmarks/results/robustness_discrepancy_toyfaces64.json").read_text())
+    text = (root / "docs/method.md").read_text()
+    rows = re.findall(r"^\| (?:\*\*)?(none \(W\+\+ 300 steps, before\)|τ = [\d.]+)(?:, shipped\*\*)? \| "
+                      r"([\d.]+) \| ([\d.]+) \((\S+)\) \| (\d+) \| (\d+):", text, flags=re.M)
+    assert len(rows) >= 5
+    for label, mean, worst, where, drops, below in rows:
+        s = record["candidates"]["off" if label.startswith("none") else f"tau{label[4:]}"]
+        assert float(mean) == pytest.approx(s["mean_final_psnr"], abs=0.006), label
+        assert float(worst) == pytest.approx(s["worst_drop"], abs=0.006), label
+        assert where == s["worst_drop_setting"], label
+        assert (int(drops), int(below)) == (len(s["drops_over_0.3"]), len(s["below_naive"])), label
+    settings = re.findall(r"^\| (\w+@\w+) \| \d+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| ([\d.]+) \(([\d.]+)\) \| "
+                          r"[+-][\d.]+ \| (\d+)/\d+ \|$", text, flags=re.M)
+    assert len(settings) == 31
+    for key, final, off, stopped in settings:
+        assert float(final) == pytest.approx(record["settings"][key]["phases"]["W++"]["psnr"], abs=0.006), key
+        assert float(off) == pytest.approx(record["off_settings"][key]["phases"]["W++"]["psnr"], abs=0.006), key
+        assert int(stopped) == record["settings"][key]["stopped"], key
+    assert record["chosen"] == "tau1.05" and record["check"]["max_abs_psnr_difference"] < 0.5
