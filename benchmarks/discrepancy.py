@@ -24,12 +24,9 @@ from pathlib import Path
 
 import rusir  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads OpenMP)
 import torch
-from robustness import Stacked, scores
+from robustness import faces, groups_by_side, scores, stack_of
 
-from rusir import degradations
-from rusir.data import heldout_paths, load_image
 from rusir.evaluation.experiment import naive_restoration
-from rusir.evaluation.plan import parse_tasks
 from rusir.evaluation.records import as_8bit, read_json, write_json
 from rusir.evaluation.robustness import phase_table, plot, summary, to_markdown
 from rusir.inversion.discrepancy import DiscrepancyStop
@@ -40,17 +37,10 @@ from rusir.model.generators import load_generator
 NEVER = 1e-9     # a tau no loss reaches: the restore estimates floors and stops nothing
 
 
-def stack_of(G, gt, settings, first):
-    degs = [degradations.make(task, level, seed=first) for task, level in settings]
-    with torch.no_grad():
-        targets = [d.degrade_ground_truth(gt) for d in degs]
-    return degs, targets, Stacked([(d, gt.shape[0]) for d in degs])
-
-
 def replay(G, gt, settings, first, taus):
     """One unstopped restore of the stack; per candidate ('off' and each tau) the W, W+, W++
     images a restore with that tau ends with, and where each image stopped."""
-    degs, targets, stack = stack_of(G, gt, settings, first)
+    degs, targets, stack = stack_of(gt, settings, first)
     batch = len(settings) * gt.shape[0]
     shadows = {tau: DiscrepancyStop(tau, None, None, batch) for tau in taus}
     frozen = {tau: torch.zeros(batch, 3, G.img_resolution, G.img_resolution) for tau in taus}
@@ -96,7 +86,7 @@ def records_of(G, gt, settings, first, degs, targets, candidates) -> dict[str, l
 def check(G, gt, settings, first, tau, replayed: list[dict]) -> dict:
     """Real restores with `tau` against the replay: the largest PSNR difference and the share of
     images that stopped at the same step."""
-    degs, targets, stack = stack_of(G, gt, settings, first)
+    degs, targets, stack = stack_of(gt, settings, first)
     result = restore(G, torch.cat(targets), stack, discrepancy=tau, progress=False)
     real = psnr(as_8bit(result.images.detach().clamp(0, 1)), gt.repeat(len(settings), 1, 1, 1))
     again = torch.tensor([r["phases"]["W++"]["psnr"] for r in replayed])
@@ -123,21 +113,18 @@ def main(argv=None):
     torch.set_num_threads(a.threads)
     taus = [float(t) for t in a.taus.split(",")]
     G = load_generator("toyfaces64")
-    gt = as_8bit(torch.cat([load_image(q, 64) for q in heldout_paths()[a.first:a.first + a.n_images]]))
-    groups: dict[int, list] = {}
-    for task, level in parse_tasks(a.tasks):
-        groups.setdefault(degradations.make(task, level).target_size(G.img_resolution), []).append((task, level))
+    gt = faces(a.first, a.n_images)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    for side in sorted(groups, key=lambda s: (s != 8, -s)):      # the 8-px targets first
+    for side, settings in groups_by_side(G, a.tasks):
         path = out / f"records_{side}px.json"
         if path.exists():
             continue
         t0 = time.time()
-        degs, targets, cands = replay(G, gt, groups[side], a.first, taus)
-        recs = records_of(G, gt, groups[side], a.first, degs, targets, cands)
+        degs, targets, cands = replay(G, gt, settings, a.first, taus)
+        recs = records_of(G, gt, settings, a.first, degs, targets, cands)
         write_json(path, {"seconds": time.time() - t0, "records": recs})
-        print(f"{side} px: {len(groups[side])} settings [{time.time() - t0:.0f} s]", flush=True)
+        print(f"{side} px: {len(settings)} settings [{time.time() - t0:.0f} s]", flush=True)
     merged: dict[str, list] = {}
     seconds = 0.0
     for path in sorted(out.glob("records_*px.json")):

@@ -44,25 +44,19 @@ class Stacked:
         self.mask = None
 
     def degrade_prediction(self, x: torch.Tensor) -> torch.Tensor:
-        outs, masks, i = [], [], 0
-        for deg, n in self.parts:
-            y = deg.degrade_prediction(x[i:i + n])
-            m = getattr(deg, "mask", None)
-            masks.append(m if m is not None else None)
-            outs.append(y)
-            i += n
-        return self._join(outs, masks)
+        return self._each(lambda deg, part: deg.degrade_prediction(part), x)
 
     def redraw(self, x: torch.Tensor, draw: int = 0) -> torch.Tensor:
         """Each slice's true degradation drawn afresh (the discrepancy principle's floor)."""
+        return self._each(lambda deg, part: deg.redraw(part, draw), x)
+
+    def _each(self, apply, x: torch.Tensor) -> torch.Tensor:
+        """`apply(degradation k, slice k)` per slice, joined; the masks joined likewise."""
         outs, masks, i = [], [], 0
         for deg, n in self.parts:
-            outs.append(deg.redraw(x[i:i + n], draw))
+            outs.append(apply(deg, x[i:i + n]))
             masks.append(getattr(deg, "mask", None))
             i += n
-        return self._join(outs, masks)
-
-    def _join(self, outs: list, masks: list) -> torch.Tensor:
         y = torch.cat(outs)
         if any(m is not None for m in masks):
             self.mask = torch.cat([m if m is not None else y.new_ones(o.shape[0], 1, *o.shape[-2:])
@@ -79,18 +73,35 @@ def scores(images: torch.Tensor, gt: torch.Tensor, deg, target: torch.Tensor) ->
     return [{"psnr": a, "ssim": b, "fidelity_psnr": c} for a, b, c in zip(p, s, f)]
 
 
+def faces(first: int, n: int, size: int = 64) -> torch.Tensor:
+    """Held-out faces first..first+n-1, 8-bit as saved: [n, 3, size, size]."""
+    return as_8bit(torch.cat([load_image(q, size) for q in heldout_paths()[first:first + n]]))
+
+
+def groups_by_side(G, tasks: str) -> list[tuple[int, list]]:
+    """The settings of `tasks` grouped by target side, the 8-px targets first."""
+    groups: dict[int, list] = {}
+    for task, level in parse_tasks(tasks):
+        side = degradations.make(task, level).target_size(G.img_resolution)
+        groups.setdefault(side, []).append((task, level))
+    return [(side, groups[side]) for side in sorted(groups, key=lambda s: (s != 8, -s))]
+
+
+def stack_of(gt, settings, first):
+    """Every setting's degradation (image i: seed first + i, as the demo), its targets, and the
+    Stacked degradation over one batch of all of them."""
+    degs = [degradations.make(task, level, seed=first) for task, level in settings]
+    with torch.no_grad():
+        targets = [d.degrade_ground_truth(gt) for d in degs]
+    return degs, targets, Stacked([(d, gt.shape[0]) for d in degs])
+
+
 def run_stack(G, gt, settings, first, wpp, checkpoints, base_steps=(50, 50), seed=0):
     """Restore every image of `settings` (one target size) in one batch; records per item and
     per candidate name."""
-    degs, targets = [], []
-    for task, level in settings:
-        deg = degradations.make(task, level, seed=first)   # image i: seed first + i (as the demo)
-        with torch.no_grad():
-            targets.append(deg.degrade_ground_truth(gt))
-        degs.append(deg)
+    degs, targets, stack = stack_of(gt, settings, first)
     n = gt.shape[0]
     target = torch.cat(targets)
-    stack = Stacked([(d, n) for d in degs])
     base = restore(G, target, stack, spaces=("W", "W+"), steps=base_steps, lrs=(0.08, 0.02),
                    seed=seed, progress=False)
     per = {}
@@ -203,24 +214,20 @@ def main(argv=None):
         print(data["summary"])
         return
     G = load_generator("toyfaces64")
-    gt = as_8bit(torch.cat([load_image(q, 64) for q in heldout_paths()[a.first:a.first + a.n_images]]))
+    gt = faces(a.first, a.n_images)
     wpp = parse_wpp(a.wpp)
     checkpoints = {int(c) for c in a.checkpoints.split(",")}
-    groups: dict[int, list] = {}
-    for task, level in parse_tasks(a.tasks):
-        side = degradations.make(task, level).target_size(G.img_resolution)
-        groups.setdefault(side, []).append((task, level))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    for side in sorted(groups, key=lambda s: (s != 8, -s)):      # the 8-px targets first
+    for side, settings in groups_by_side(G, a.tasks):
         path = out / f"records_{side}px.json"
         if path.exists():
             continue
         t0 = time.time()
-        recs = run_stack(G, gt, groups[side], a.first, wpp, checkpoints,
+        recs = run_stack(G, gt, settings, a.first, wpp, checkpoints,
                          tuple(int(v) for v in a.base_steps.split(",")))
         write_json(path, {"seconds": time.time() - t0, "records": recs})
-        print(f"{side} px: {len(groups[side])} settings [{time.time() - t0:.0f} s]", flush=True)
+        print(f"{side} px: {len(settings)} settings [{time.time() - t0:.0f} s]", flush=True)
     for cand, recs in sorted(candidates(out).items()):   # candidates measured on every setting
         s = summary(phase_table(recs))
         print(f"{cand}: mean final {s['mean_final_psnr']:.2f} dB, worst drop {s['worst_drop']:.2f} "

@@ -35,7 +35,7 @@ from torch import Tensor
 
 from .loop import Rendered, evaluate_loss
 
-__all__ = ["DiscrepancyStop", "check_tau", "noise_floor"]
+__all__ = ["DiscrepancyStop", "check_tau", "noise_floor", "supports"]
 
 
 def check_tau(value) -> Optional[float]:
