@@ -44,6 +44,27 @@ def test_ffhq_quad_of_an_upright_face_by_hand():
     np.testing.assert_allclose(turned, quad @ rot.T, atol=1e-9)
 
 
+def test_ffhq_quad_keeps_a_long_face_and_a_turned_head_upright():
+    """Real faces have eye-to-mouth > eye-to-eye, where a wrong sign of the turned eye-to-mouth
+    vector flips the quad upside down (avatar proportions hide it)."""
+    # eyes 40 apart at y=100, mouth 50 below: x = (40 + 50, 0) normalised, half side
+    # max(2 * 40, 1.8 * 50) = 90; centre = eye midpoint + 0.1 * (0, 50)
+    lm = np.array([[80, 100], [120, 100], [100, 125], [88, 150], [112, 150]], float)
+    np.testing.assert_allclose(A.ffhq_quad(lm), [[10, 15], [10, 195], [190, 195], [190, 15]])
+    # long faces at any angle, and heads turned aside (mouth off the eyes' perpendicular):
+    # the crop's x axis runs from the left eye to the right one, its y axis down to the mouth
+    for angle in (0, 30, 130, -100):
+        for aside in (0.0, 15.0, -25.0):
+            t = np.deg2rad(angle)
+            rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+            face = (lm + np.array([[0, 0]] * 3 + [[aside, 0]] * 2)) @ rot.T
+            _, ex, ey = A._axes(A.ffhq_quad(face))
+            eye_to_eye = face[1] - face[0]
+            eye_to_mouth = face[3:].mean(0) - face[:2].mean(0)
+            cos = ex @ eye_to_eye / np.hypot(*ex) / np.hypot(*eye_to_eye)
+            assert cos > np.cos(np.deg2rad(35)) and ey @ eye_to_mouth > 0, (angle, aside, cos)
+
+
 def test_toyfaces_template_puts_the_avatar_frame_on_the_64px_square():
     frame = A.TOYFACES64.frame(avatars.landmarks(64))
     np.testing.assert_allclose(frame, [[0, 0], [0, 64], [64, 64], [64, 0]], atol=1e-9)
