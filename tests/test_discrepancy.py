@@ -130,6 +130,31 @@ def test_stops_are_per_image_batched_chunked_or_alone():
         assert torch.allclose(alone.images, batch.images[i:i + 1], atol=1e-9)
 
 
+def test_a_stopped_image_stops_at_once_while_the_rest_of_its_batch_goes_on():
+    """Batched runs (--batch, multi-file restores, the robustness batch of 16) must keep each
+    image's stop: a stopped image's latent is frozen from its stop on, as if it ran alone."""
+    G, target, _ = noisy_problem(batch=3, dtype=torch.float64)
+
+    def run(idx):
+        deg = degradations.make("denoising", "XL", seed=[7 + i for i in idx])
+        return restore(G, target[idx], deg, discrepancy=1.1, **KW)
+    batch = run([0, 1, 2])
+    stopped = batch.info["stopped"]
+    assert None in stopped and any(stopped)          # some stop, some run every step
+    assert len(batch.phases["W++"].losses) == KW["steps"][2]
+    for i, where in enumerate(stopped):
+        if where is None:
+            continue
+        phase, step = where.split(":")
+        assert phase == "W+" and step == "0"         # frozen at W's last latent from then on
+        for later in ("W+", "W++"):
+            assert torch.allclose(batch.phases[later].images[i], batch.phases["W"].images[i],
+                                  atol=1e-9)
+        alone = run([i])
+        assert alone.info["stopped"] == [where]
+        assert torch.allclose(alone.images, batch.images[i:i + 1], atol=1e-9)
+
+
 def test_generators_own_tau_and_degradations_without_a_true_side():
     assert REGISTRY["toyfaces64"].discrepancy is not None and REGISTRY["ffhq"].discrepancy is None
     G, target, deg = noisy_problem(batch=1)
