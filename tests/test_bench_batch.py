@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -117,6 +118,26 @@ def test_a_failing_unit_fails_each_of_its_items(tmp_path):
     assert [f["key"] for f in failed] == [f"boom/UNAP/M/000{j}" for j in range(3)]
 
 
+def test_a_unit_shares_its_seconds_among_its_items(tmp_path, monkeypatch):
+    """An item's `seconds` and `restore_seconds` are its unit's divided by the unit's batch
+    (a clock that moves only while the method runs: no wall-clock dependence)."""
+    from rusir.evaluation import unit
+    now = [1000.0]
+    monkeypatch.setattr(unit, "time", SimpleNamespace(time=lambda: now[0]))
+
+    def timed(G, target, degradation, **kw):
+        now[0] += 6.0
+        size = G.img_resolution
+        images = F.interpolate(target, size=(size, size), mode="bicubic", align_corners=False)
+        return RestoreResult(images, {}, seconds=4.5)
+
+    s = run(tmp_path, 3, methods={"timed": timed}, tasks="denoising@S")
+    assert (s.done, s.failed) == (3, 0), s.failures
+    recs = load_records(tmp_path)
+    assert [r["batch"] for r in recs] == [3, 3, 3]
+    assert [(r["seconds"], r["restore_seconds"]) for r in recs] == [(2.0, 1.5)] * 3
+
+
 @pytest.fixture(scope="module")
 def singles(tmp_path_factory):
     out = tmp_path_factory.mktemp("singles")
@@ -142,6 +163,10 @@ def test_a_batch_equals_its_items_alone_float64(singles, tmp_path):
             assert g[field] == r[field], (key, field)
         for name, value in r["metrics"].items():
             assert abs(g["metrics"][name] - value) <= 1e-9, (key, name)
+        assert set(g["phases"]) == set(r["phases"]), key            # each item's own phases
+        for phase, scores in r["phases"].items():
+            for name, value in scores.items():
+                assert abs(g["phases"][phase][name] - value) <= 1e-9, (key, phase, name)
         a, b = Path(r["_dir"]), Path(g["_dir"])
         for png in ("ground_truth", "target", "prediction", "degraded_prediction"):
             assert (a / f"{png}.png").read_bytes() == (b / f"{png}.png").read_bytes(), (key, png)
