@@ -150,6 +150,27 @@ def test_a_killed_driver_is_completed_by_the_next_run(local_ray, G, local_run, t
     clean(out)
 
 
+def test_an_item_claimed_by_a_live_run_is_left_to_it_and_counted_busy(local_ray, G, tmp_path):
+    """As the local engine (tests/test_records.py): an item another live run holds is tried
+    again at the end, then left to it and counted busy -- never dropped silently; once its
+    owner is dead, the next run takes it over."""
+    import socket
+    from rusir.evaluation import claims, records
+    key = "rusir/upsampling/M/0001"
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        assert claims.claim_item(tmp_path, key, f"{socket.gethostname()}-{live.pid}+x")
+        s = bench(G, tmp_path, "ray", methods="rusir", tasks="upsampling@M")
+        assert (s.done, s.busy, s.failed) == (2, 1, 0) and "1 busy" in s.line()
+        assert not records.is_finished(tmp_path, key)
+    finally:
+        live.kill()
+        live.wait()
+    s = bench(G, tmp_path, "ray", methods="rusir", tasks="upsampling@M")
+    assert (s.done, s.skipped, s.busy) == (1, 2, 0) and records.is_finished(tmp_path, key)
+    clean(tmp_path)
+
+
 def test_a_batch_on_ray_equals_single_items_float64(local_ray, G, tmp_path):
     s = bench(G, tmp_path / "one", "local", batch=1, dtype="float64")
     t = bench(G, tmp_path / "three", "ray", batch=3, dtype="float64")
