@@ -283,3 +283,49 @@ def test_detector_finds_the_faces_of_a_photo_when_yunet_is_present():
     for lm in detect_faces(to_pil(s.photo)):
         dist = min(np.abs(lm - true).max() / np.hypot(*(true[1] - true[0])) for true in s.landmarks)
         assert dist < 0.2, lm
+
+
+class _PixelDetector:
+    """A stand-in for cv2.FaceDetectorYN that answers as YuNet does: each face's five landmarks
+    as the pixel indices (x = column) of five marker pixels of the BGR image, pure red in the
+    photo (B, G, R = 0, 0, 255), read in the order the test drew them."""
+
+    def __init__(self, marks_per_face, size):
+        self.marks, self.size = marks_per_face, size
+
+    def detect(self, bgr):
+        assert (bgr.shape[1], bgr.shape[0]) == self.size      # created for this photo's size
+        red = (bgr[..., 2] == 255) & (bgr[..., 0] == 0)
+        rows = []
+        for marks in self.marks:
+            assert all(red[j, i] for i, j in marks)
+            rows.append([0, 0, 1, 1] + [v for i, j in marks for v in (i, j)] + [0.99])
+        return 1, np.asarray(rows, np.float32)
+
+
+def test_detector_landmarks_are_photo_coordinates_offline(tmp_path, monkeypatch):
+    """YuNet's points are pixel indices; a pixel (i, j) covers [i, i+1] x [j, j+1] in ours, so
+    its landmark is its centre (i + 0.5, j + 0.5): no half-pixel shift. Faces come left to
+    right. Runs without OpenCV or the YuNet file (a stand-in detector)."""
+    from types import SimpleNamespace
+    from rusir.faces import detect
+    faces = [[(70, 20), (90, 21), (80, 30), (72, 40), (88, 41)],       # right face first
+             [(10, 12), (30, 11), (20, 25), (12, 33), (29, 35)]]
+    photo = np.zeros((50, 100, 3), np.uint8)
+    for marks in faces:
+        for i, j in marks:
+            photo[j, i] = (255, 0, 0)
+    made = {}
+
+    def create(model, config, size, threshold):
+        made.update(model=model, threshold=threshold)
+        return _PixelDetector(faces, size)
+
+    fake = SimpleNamespace(FaceDetectorYN=SimpleNamespace(create=create))
+    monkeypatch.setattr(detect, "import_cv2", lambda: fake)
+    found = detect.detect_faces(Image.fromarray(photo), model=tmp_path / "yunet.onnx")
+    assert made == {"model": str(tmp_path / "yunet.onnx"), "threshold": detect.SCORE_THRESHOLD}
+    assert len(found) == 2
+    for lm, marks in zip(found, faces[::-1]):                        # left to right
+        assert lm.shape == (5, 2) and lm.dtype == np.float64
+        np.testing.assert_array_equal(lm, np.asarray(marks, np.float64) + 0.5)
