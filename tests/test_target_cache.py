@@ -95,17 +95,24 @@ def test_masked_noise_filled_target_is_recomputed_but_equal():
 
 
 def test_cache_notices_edits_and_other_masks():
+    """A changed target or mask VALUE (edited in place, or another tensor of the same shape)
+    is never served from the cache; the reference is computed without any cache."""
     loss = build_loss("offline")
+    fresh = build_loss("offline")
+    fresh.cache_target = False
     y, x = procedural_images(2, 32, seed=1), procedural_images(2, 32, seed=2)
     before = loss(x, y)
     y.mul_(0.5)                              # in place: the version changes
-    fresh = build_loss("offline")
     assert torch.equal(loss(x, y), fresh(x, y)) and not torch.equal(loss(x, y), before)
     mask = torch.ones(2, 1, 32, 32)
     mask[:, :, :8] = 0
-    assert torch.equal(loss(x, y, mask), fresh(x, y, mask))
+    first = loss(x, y, mask)
+    assert torch.equal(first, fresh(x, y, mask))
     other = mask.clone()
-    other[:, :, -8:] = 0
+    other[:, :, -8:] = 0                     # same shape, other values
+    assert torch.equal(loss(x, y, other), fresh(x, y, other))
+    assert not torch.equal(fresh(x, y, other), first)
+    other[:, :, 8:16] = 0                    # the same mask object, edited in place
     assert torch.equal(loss(x, y, other), fresh(x, y, other))
     with torch.autocast("cpu", dtype=torch.bfloat16):   # autocast is part of the key
         assert torch.equal(loss(x, y, other), fresh(x, y, other))
