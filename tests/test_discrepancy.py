@@ -61,6 +61,25 @@ def test_floor_at_the_truth_is_what_the_truth_scores_against_its_targets():
     assert noise_floor(loss, identity, x, x, None, 0).item() == 0
 
 
+def test_each_floor_estimate_is_a_fresh_redraw():
+    """The k-th estimate of a stop uses redraw k of the true degradation: one redraw reused
+    would average the same noise `samples` times and hide the floor's spread."""
+    from rusir.inversion.loop import Rendered
+    x = image(n=2)
+    deg = degradations.make("denoising", "M", seed=[3, 4])
+    loss = build_loss("offline")
+    stop = DiscrepancyStop(1.0, loss, deg, batch=2, every=1, window=1)
+    rendered = Rendered(x, deg.degrade_prediction(x), None)
+    floors = []
+    for step in range(4):
+        assert stop.due(step)
+        floors.append(stop.estimate(rendered))
+        stop.observe("W", step, torch.zeros(2), floors[-1])
+    for k, floor in enumerate(floors):
+        assert torch.equal(floor, noise_floor(loss, deg, x, rendered.degraded, None, k)), k
+    assert len({tuple(f.tolist()) for f in floors}) == len(floors)
+
+
 # ----------------------------------------------------------------------------------- the rule
 def test_an_image_stops_when_its_mean_loss_reaches_tau_times_the_floor():
     stop = DiscrepancyStop(1.0, l1, None, batch=2, every=10, window=10)
