@@ -1,17 +1,29 @@
-"""Mutation testing of rusir's core modules: would the tests notice if the maths were wrong?
+"""Mutation testing of every module of rusir: would the tests notice if the code were wrong?
 
-    python benchmarks/mutation.py                          # every core module, 25 mutants each
-    python benchmarks/mutation.py --modules ngd,losses     # re-run some modules (others kept)
-    python benchmarks/mutation.py --per-module 30 --seed 1 # a bigger / different sample
-    python benchmarks/mutation.py --list                   # modules, their tests and mutant counts
+    python benchmarks/mutation.py                                 # every module, 25 mutants each
+    python benchmarks/mutation.py --modules inversion/ngd,faces   # some modules (others kept)
+    python benchmarks/mutation.py --per-module 30 --seed 1        # a bigger / different sample
+    python benchmarks/mutation.py --list                          # modules and mutation sites
+    python benchmarks/mutation.py --map-only                      # only update the test map
 
 A mutant is the module with one small change (`a + b` -> `a - b`, `<` -> `<=`, `and` -> `or`,
-0.08 -> 0.8, True -> False, a statement deleted, `return x` -> `return None`, ...). The tests
-mapped to the module run on it: failing tests KILL it (good), passing tests let it SURVIVE (a bug
-of that kind would go unnoticed), and a run past the per-mutant time limit counts as killed by
-timeout (reported separately). Mutants are drawn with a fixed seed, `--per-module` per module,
-so a run is reproducible; one mutant runs at a time (18 modules x 25 mutants: 40 min measured on
-2 CPU cores shared with four other jobs, less on an idle machine; time scales with --per-module).
+0.08 -> 0.8, True -> False, a statement deleted, `return x` -> `return None`, ...). Which tests
+judge it comes from data, not from a table: the whole suite runs once under coverage.py with
+one context per test (`collect`), which gives, per line of the package, the passing tests that
+execute it. That map is cached in `.mutation-cache/` (git-ignored), keyed by the hashes of the
+package files, the test files and the tests' helpers; after an edit only the test files that
+changed or that execute a changed package file run again (`stale_tests`). Each mutant runs the
+tests that execute its line (its statement's first line; a line run only at import -- a
+constant, a default -- is judged by every test of the module), cheapest first within
+`--test-budget` seconds of their measured time. Failing tests KILL it (good), passing tests let
+it SURVIVE (a bug of that kind would go unnoticed), a mutant whose line no test executes
+survives as "not executed", and a run past the per-mutant time limit counts as killed by
+timeout (reported separately). A killing test is checked once on the unmutated copy (a test
+that fails there too is no kill; it is dropped and the mutant runs again). Lines run only in a
+subprocess of a test (the CLI via `python -m rusir`) are not seen by the map.
+Mutants are drawn with a fixed seed, `--per-module` per module, so a run is reproducible; one
+mutant runs at a time. The coverage run takes ~15-70 min (2 CPU cores, idle to busy);
+each mutant a few seconds (killed) to its budget (survived).
 
 Never touches the working tree: the repository (git-tracked and untracked, non-ignored files) is
 copied to a temporary folder (with `../shared` linked beside it for the official fixtures), each
@@ -36,6 +48,7 @@ from __future__ import annotations
 import argparse
 import ast
 import datetime as _dt
+import hashlib
 import json
 import os
 import platform
@@ -56,38 +69,18 @@ NOTES = ROOT / "benchmarks" / "mutation_notes.yaml"
 
 # --- what is mutated, and which tests judge it ------------------------------------------------
 
-DEG_TESTS = ("tests/test_degradations.py", "tests/test_degradations_jpeg.py")
-# unit.py: the parts that make an item's record (not planning, the CLI, sharding, engines).
-RUNNER_RECORDS = ("degradation_seed", "method_kwargs", "method_seed", "run_unit", "_record",
-                  "image_info")
-RECORD_TESTS = ("tests/test_bench.py", "tests/test_records.py")
+PACKAGE = "rusir"
+CACHE = ROOT / ".mutation-cache"          # git-ignored: the test-by-line map, keyed by file hashes
 
 
-@dataclass(frozen=True)
-class Target:
-    """One module under mutation: its file, the tests that judge it, optionally only some names."""
-    file: str
-    tests: tuple[str, ...]
-    only: Optional[tuple[str, ...]] = None   # top-level functions/classes to mutate (None: all)
+def package_modules(root: Path = ROOT) -> dict[str, str]:
+    """Every module of the package: {name: file}, named by the path inside it ('inversion/ngd')."""
+    files = sorted((root / PACKAGE).rglob("*.py"))
+    return {p.relative_to(root / PACKAGE).with_suffix("").as_posix(): p.relative_to(root).as_posix()
+            for p in files}
 
 
-MODULES: dict[str, Target] = {
-    "stylegan2": Target("rusir/model/stylegan2.py", ("tests/test_stylegan2.py",)),
-    "latents": Target("rusir/inversion/latents.py", ("tests/test_stylegan2.py", "tests/test_restore.py")),
-    "ngd": Target("rusir/inversion/ngd.py", ("tests/test_ngd.py", "tests/test_restore.py")),
-    "losses": Target("rusir/inversion/losses.py", ("tests/test_losses.py",)),
-    **{f"degradations/{name}": Target(f"rusir/degradations/{name}.py", DEG_TESTS)
-       for name in ("base", "blur", "composition", "deartifacting", "denoising", "inpainting",
-                    "jpeg", "registry", "upsampling", "variants")},
-    "loop": Target("rusir/inversion/loop.py", ("tests/test_methods.py", "tests/test_restore.py")),
-    "method": Target("rusir/inversion/method.py", ("tests/test_methods.py", "tests/test_restore.py")),
-    "restore": Target("rusir/inversion/restore.py", ("tests/test_restore.py",)),
-    "metrics/per_image": Target("rusir/metrics/per_image.py", ("tests/test_metrics.py", "tests/test_losses.py")),
-    "metrics/realism": Target("rusir/metrics/realism.py", ("tests/test_metrics.py",)),
-    "results": Target("rusir/evaluation/results.py", ("tests/test_results.py",)),
-    "records": Target("rusir/evaluation/records.py", RECORD_TESTS),
-    "bench": Target("rusir/evaluation/unit.py", RECORD_TESTS + ("tests/test_bench_batch.py",), RUNNER_RECORDS),
-}
+MODULES: dict[str, str] = package_modules()
 
 # --- the mutator ------------------------------------------------------------------------------
 
@@ -341,7 +334,8 @@ def note_key(m: dict) -> tuple[str, str, str]:
 
 def summarize(results: Sequence[dict], notes: Optional[dict] = None) -> dict:
     """Counts and survival rate of one module's mutant results ({outcome, file, original,
-    mutated, ...}); survivors get the harmless-note `why` when one matches."""
+    mutated, executed_by, ...}); survivors get the harmless-note `why` when one matches, and
+    `not_executed` when no test executes their line."""
     notes = notes or {}
     counts = {k: sum(r["outcome"] == k for r in results) for k in OUTCOMES}
     survivors = []
@@ -349,11 +343,13 @@ def summarize(results: Sequence[dict], notes: Optional[dict] = None) -> dict:
         if r["outcome"] == "survived":
             s = {k: r[k] for k in ("file", "line", "op", "original", "mutated", "source_line")}
             s["harmless"] = notes.get(note_key(r))
+            s["not_executed"] = r.get("executed_by") == 0
             survivors.append(s)
     n = len(results)
     unexplained = sum(s["harmless"] is None for s in survivors)
     return {"mutants": n, "killed": counts["killed"], "timeouts": counts["timeout"],
             "survived": counts["survived"],
+            "not_executed": sum(s["not_executed"] for s in survivors),
             "survival_rate": round(counts["survived"] / n, 3) if n else None,
             "unexplained_survivors": unexplained,
             "unexplained_rate": round(unexplained / n, 3) if n else None,
@@ -409,18 +405,33 @@ PRELOAD = ("numpy", "scipy.linalg", "PIL.Image", "yaml", "tqdm", "torch", "torch
            "pytorch_msssim", "torchmetrics", "matplotlib.pyplot", "pytest")
 
 
+class FirstFailure:
+    """pytest plugin of a mutant's run: the node id of the first test that failed."""
+
+    def __init__(self):
+        self.nodeid: Optional[str] = None
+
+    def pytest_runtest_logreport(self, report):
+        if report.failed and self.nodeid is None:
+            self.nodeid = report.nodeid
+
+
 class Runner:
-    """Runs a test selection on the scratch copy: ('passed' | 'failed' | 'timeout', seconds).
+    """Runs a test selection on the scratch copy: ('passed' | 'failed' | 'timeout', seconds,
+    the first failing test or None).
 
     With `fork` (POSIX), this process imports the heavy third-party modules once and forks a child
     per run, which imports rusir fresh from the copy and calls pytest.main -- ~4 s less per
-    mutant than a new interpreter. Without it, every run is `python -m pytest` in a subprocess.
+    mutant than a new interpreter. Without it, every run is `python -m pytest` in a subprocess
+    (which does not name the failing test, so kills are not checked by `verify`).
     rusir is never imported here, so every child sees the file as it is on disk right now.
     """
 
     def __init__(self, copy_root: Path, threads: int = 1, fork: bool = True):
         self.root, self.env = copy_root, _env(copy_root, threads)
         self.fork = fork and hasattr(os, "fork")
+        self.verified: set[str] = set()     # tests seen passing on the unmutated copy
+        self.broken: set[str] = set()       # tests that fail there too (never a kill)
         if self.fork:
             if "rusir" in sys.modules:
                 raise RuntimeError("the fork server must not have imported rusir")
@@ -432,10 +443,10 @@ class Runner:
                 except ImportError:
                     pass
 
-    def __call__(self, tests: Sequence[str], timeout: float) -> tuple[str, float]:
-        start = time.perf_counter()
+    def __call__(self, tests: Sequence[str], timeout: float) -> tuple[str, float, Optional[str]]:
+        start, failed = time.perf_counter(), None
         if self.fork:
-            rc = self._forked(tests, timeout)
+            rc, failed = self._forked(tests, timeout)
         else:
             proc = subprocess.Popen([sys.executable, "-m", "pytest", *PYTEST_ARGS, *tests],
                                     cwd=self.root, env=self.env, stdout=subprocess.DEVNULL,
@@ -447,9 +458,17 @@ class Runner:
                 proc.wait()
                 rc = None
         status = "timeout" if rc is None else "passed" if rc == 0 else "failed"
-        return status, time.perf_counter() - start
+        return status, time.perf_counter() - start, failed
 
-    def _forked(self, tests: Sequence[str], timeout: float) -> Optional[int]:
+    def verify(self, test: str, timeout: float = 600.0) -> bool:
+        """Whether `test` passes on the unmutated copy (run once per test)."""
+        if test not in self.verified and test not in self.broken:
+            (self.verified if self([test], timeout)[0] == "passed" else self.broken).add(test)
+        return test in self.verified
+
+    def _forked(self, tests: Sequence[str], timeout: float) -> tuple[Optional[int], Optional[str]]:
+        report = self.root.parent / "first-failure.txt"
+        report.unlink(missing_ok=True)
         pid = os.fork()
         if pid == 0:                              # the child: one pytest session, then exit
             rc = 99
@@ -462,49 +481,210 @@ class Runner:
                 sys.path.insert(0, str(self.root))
                 sys.dont_write_bytecode = True
                 import pytest
-                rc = int(pytest.main([*PYTEST_ARGS, *tests]))
+                first = FirstFailure()
+                rc = int(pytest.main([*PYTEST_ARGS, *tests], plugins=[first]))
+                if first.nodeid:
+                    report.write_text(first.nodeid)
             finally:
                 os._exit(rc)
         deadline = time.perf_counter() + timeout
         while time.perf_counter() < deadline:
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
-                return os.waitstatus_to_exitcode(status)
+                failed = report.read_text() if report.is_file() else None
+                return os.waitstatus_to_exitcode(status), failed
             time.sleep(0.05)
         os.killpg(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
-        return None
+        return None, None
 
 
-def run_module(name: str, target: Target, runner: Runner, per_module: int, seed: int,
-               timeout_factor: float, min_timeout: float, log=print) -> dict:
-    """Sample and run one module's mutants; returns its raw results and timings."""
-    path = runner.root / target.file                 # the copy: the tree as it was at the start
+# --- which tests execute which lines ------------------------------------------------------------
+
+MAP_FILE = "tests-by-line.json"
+
+
+def _digest(root: Path, files: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        h.update(rel.encode() + b"\0" + (root / rel).read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def fingerprint(root: Path) -> dict:
+    """Hashes that decide what of a cached map is still true: each package file, each test file,
+    and the tests' shared files (conftest, helpers, pyproject) as a whole."""
+    def each(files) -> dict[str, str]:
+        return {f: _digest(root, [f]) for f in sorted(p.relative_to(root).as_posix() for p in files)}
+    helpers = [p.relative_to(root).as_posix() for p in (root / "tests").glob("*.py")
+               if not p.name.startswith("test_")] + ["pyproject.toml"]
+    return {"helpers": _digest(root, helpers), "package_files": each((root / PACKAGE).rglob("*.py")),
+            "test_files": each((root / "tests").glob("test_*.py"))}
+
+
+def stale_tests(cached: Optional[dict], now: dict) -> tuple[list[str], set[str]]:
+    """(test files to collect again, test files whose lines to drop from the cached map): the
+    changed or new test files, and every test file that executes a changed package file."""
+    if not cached or cached["helpers"] != now["helpers"]:
+        return sorted(now["test_files"]), set(cached["test_files"] if cached else ())
+    was = cached["test_files"]
+    stale = {t for t, h in now["test_files"].items() if was.get(t) != h}
+    for file, h in now["package_files"].items():
+        if cached["package_files"].get(file) != h:
+            stale |= {t.split("::")[0] for tests in cached["lines"].get(file, {}).values()
+                      for t in tests if t}
+    stale &= set(now["test_files"])
+    return sorted(stale), stale | (set(was) - set(now["test_files"]))
+
+
+class ContextPlugin:
+    """pytest plugin for the coverage run: each test's lines are recorded under its node id;
+    remembers each test's seconds and which tests did not pass (never used to judge a mutant)."""
+
+    def __init__(self, cov):
+        self.cov, self.seconds, self.not_passed = cov, {}, set()
+
+    def pytest_runtest_setup(self, item):
+        self.cov.switch_context(item.nodeid)
+
+    def pytest_runtest_logreport(self, report):
+        self.seconds[report.nodeid] = self.seconds.get(report.nodeid, 0.0) + report.duration
+        if report.outcome != "passed":
+            self.not_passed.add(report.nodeid)
+
+
+def collect(test_files: Sequence[str], out: str) -> None:
+    """Run in a child process at the scratch copy's root: `test_files` under coverage.py; writes
+    {"seconds": {test: s}, "lines": {file: {line: [tests]}}} as JSON to `out`. Lines run outside
+    any test (imports during collection) are listed under the test ""."""
+    import coverage
+    import pytest
+    cov = coverage.Coverage(data_file=None, source=[PACKAGE], config_file=False)
+    plugin = ContextPlugin(cov)
+    cov.start()
+    try:
+        pytest.main(["-q", "-p", "no:cacheprovider", "--no-header", *test_files], plugins=[plugin])
+    finally:
+        cov.stop()
+    data, root = cov.get_data(), Path.cwd()
+    lines = {}
+    for measured in data.measured_files():
+        rel = Path(measured).resolve().relative_to(root).as_posix()
+        lines[rel] = {str(k): sorted(t for t in v if t not in plugin.not_passed)
+                      for k, v in data.contexts_by_lineno(measured).items()}
+    passed = {t: round(s, 3) for t, s in plugin.seconds.items() if t not in plugin.not_passed}
+    Path(out).write_text(json.dumps({"seconds": passed, "lines": lines}))
+
+
+def merge(old: dict, new: dict, dropped: set[str]) -> dict:
+    """`old` map without the tests of the `dropped` test files, plus `new` (both {"seconds",
+    "lines"}); a test's file is its node id's part before '::'."""
+    keep = lambda t: t == "" or t.split("::")[0] not in dropped
+    seconds = {t: s for t, s in old["seconds"].items() if keep(t)} | new["seconds"]
+    lines: dict = {}
+    for part, test_ok in ((old["lines"], keep), (new["lines"], lambda t: True)):
+        for file, by_line in part.items():
+            for line, tests in by_line.items():
+                merged = lines.setdefault(file, {}).setdefault(line, set())
+                merged.update(t for t in tests if test_ok(t))
+    return {"seconds": seconds,
+            "lines": {f: {k: sorted(v) for k, v in by.items()} for f, by in lines.items()}}
+
+
+def test_map(copy_root: Path, threads: int = 1, cache: Path = CACHE, log=print) -> dict:
+    """Which passing tests execute which package lines, from the cache where its hashes still
+    hold; the rest collected under coverage.py (see `stale_tests`; the whole suite the first
+    time or when the tests' helpers change)."""
+    now = fingerprint(copy_root)
+    path = cache / MAP_FILE
+    cached = json.loads(path.read_text()) if path.is_file() else None
+    stale, dropped = stale_tests(cached, now)
+    old = cached if cached and cached["helpers"] == now["helpers"] else {"seconds": {}, "lines": {}}
+    if stale or dropped:
+        new = {"seconds": {}, "lines": {}}
+        if stale:
+            log(f"coverage run of {len(stale)} test files (which tests execute which lines) ...")
+            out = copy_root.parent / "coverage-map.json"
+            code = (f"import sys; sys.path[:0] = [{str(copy_root)!r}, {str(copy_root / 'benchmarks')!r}]; "
+                    f"import mutation; mutation.collect({stale!r}, {str(out)!r})")
+            subprocess.run([sys.executable, "-c", code], cwd=copy_root, env=_env(copy_root, threads),
+                           stdout=subprocess.DEVNULL, check=True)
+            new = json.loads(out.read_text())
+        cached = {**now, **merge(old, new, dropped)}
+        cache.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(cached))
+    return cached
+
+
+def statement_starts(source: str) -> dict[int, int]:
+    """{line: first line of the innermost statement holding it} (coverage records a statement
+    spanning several lines at its first line)."""
+    starts: dict[int, int] = {}
+    for node in ast.walk(ast.parse(source)):             # outer statements first, inner overwrite
+        if isinstance(node, ast.stmt):
+            for line in range(node.lineno, (node.end_lineno or node.lineno) + 1):
+                starts[line] = node.lineno
+    return starts
+
+
+def tests_for(by_line: dict[str, list[str]], lines: Sequence[int], seconds: dict[str, float],
+              budget: float) -> tuple[list[str], int]:
+    """(tests to run, how many tests execute the lines): the passing tests that execute any of
+    `lines`, cheapest first, within `budget` seconds of their measured time (at least one).
+    Lines run only at import time (module constants, defaults, decorators) are judged by every
+    test that executes some line of the module."""
+    found = {t for line in lines for t in by_line.get(str(line), ())}
+    if not found - {""} and "" in found:
+        found = {t for tests in by_line.values() for t in tests}
+    found = sorted((t for t in found if t in seconds), key=lambda t: (seconds[t], t))
+    chosen, total = [], 0.0
+    for t in found:
+        if chosen and total + seconds[t] > budget:
+            break
+        chosen.append(t)
+        total += seconds[t]
+    return chosen, len(found)
+
+
+def run_module(name: str, file: str, runner: Runner, tests_map: dict, per_module: int, seed: int,
+               timeout_factor: float, min_timeout: float, budget: float, log=print) -> dict:
+    """Sample one module's mutants and run each against the tests that execute its line (cheapest
+    first, within `budget` seconds; see `tests_for`). A mutant no test executes survives
+    ("not executed"). A killing test is checked once on the unmutated copy: one that fails
+    there too is dropped for the rest of the run and the mutant run again without it."""
+    path = runner.root / file                        # the copy: the tree as it was at the start
     original = path.read_bytes()
     source = original.decode()
-    available = len(sites(source, target.only))
-    chosen = draw(source, per_module, seed, name, target.file, target.only)
-    status, base_s = runner(target.tests, timeout=max(600.0, min_timeout))
-    if status != "passed":
-        raise RuntimeError(f"{name}: the tests {target.tests} do not pass on the unmutated copy")
-    limit = max(min_timeout, timeout_factor * base_s)
-    log(f"{name}: {len(chosen)} of {available} mutants, tests {base_s:.1f} s "
-        f"(limit {limit:.0f} s)")
-    results, start = [], time.perf_counter()
+    available = len(sites(source))
+    chosen = draw(source, per_module, seed, name, file)
+    starts, by_line = statement_starts(source), tests_map["lines"].get(file, {})
+    log(f"{name}: {len(chosen)} of {available} mutants")
+    results, ran, start = [], set(), time.perf_counter()
     for k, m in enumerate(chosen, 1):
-        try:
-            path.write_text(m.source)
-            status, secs = runner(target.tests, limit)
-        finally:
-            path.write_bytes(original)
-        outcome = {"passed": "survived", "failed": "killed", "timeout": "timeout"}[status]
+        tests, executing = tests_for(by_line, [m.line, starts.get(m.line, m.line)],
+                                     tests_map["seconds"], budget)
+        tests = [t for t in tests if t not in runner.broken]
+        outcome, secs = "survived", 0.0
+        while tests:
+            limit = max(min_timeout, timeout_factor * sum(tests_map["seconds"][t] for t in tests))
+            try:
+                path.write_text(m.source)
+                status, secs, failed = runner(tests, limit)
+            finally:
+                path.write_bytes(original)
+            if status == "failed" and failed and not runner.verify(failed):
+                tests = [t for t in tests if t != failed]      # fails unmutated too: not a kill
+                continue
+            outcome = {"passed": "survived", "failed": "killed", "timeout": "timeout"}[status]
+            break
+        ran.update(tests)
         results.append({**{k_: v for k_, v in asdict(m).items() if k_ != "source"},
-                        "outcome": outcome, "seconds": round(secs, 2)})
+                        "outcome": outcome, "seconds": round(secs, 2), "tests_run": len(tests),
+                        "executed_by": executing})
         log(f"  [{k:2d}/{len(chosen)}] {outcome:8s} {m.file}:{m.line} {m.op}: "
-            f"{m.original} -> {m.mutated}")
-    return {"file": target.file, "tests": list(target.tests), "only": list(target.only or []),
-            "available": available, "baseline_seconds": round(base_s, 2),
-            "timeout_seconds": round(limit, 1), "seconds": round(time.perf_counter() - start, 1),
+            f"{m.original} -> {m.mutated}  ({len(tests)} of {executing} tests)")
+    return {"file": file, "tests": sorted({t.split("::")[0] for t in ran}), "available": available,
+            "test_budget_seconds": budget, "seconds": round(time.perf_counter() - start, 1),
             "results": results}
 
 
@@ -530,29 +710,32 @@ def rescore(data: dict, notes: dict) -> dict:
 def markdown(data: dict) -> str:
     t = data["total"]
     lines = [
-        "# Mutation testing of the core modules",
+        "# Mutation testing of the rusir package",
         "",
         f"Last run {data['date']} on commit `{data['commit']}` (seed {data['seed']}, "
         f"{data['per_module']} mutants per module, {data['seconds'] / 60:.1f} min for the modules "
         f"it ran; one mutant at a time). Made by `python benchmarks/mutation.py`; "
         "`--modules a,b` re-runs some modules and keeps the others.",
         "",
-        "A survivor is a change to the code that the module's tests do not notice. *Harmless* "
-        "survivors are explained in `benchmarks/mutation_notes.yaml`; the others are gaps in "
-        "the tests.",
+        "Each mutant runs the tests that execute its line (coverage.py, one context per test), "
+        "cheapest first within a time budget. A survivor is a change to the code that those "
+        "tests do not notice; *not executed*: no test runs its line. *Harmless* survivors are "
+        "explained in `benchmarks/mutation_notes.yaml`; the others are gaps in the tests.",
         "",
         f"**Total: {t['mutants']} mutants, {t['killed']} killed, {t['timeouts']} timeouts, "
-        f"{t['survived']} survived (survival rate {100 * t['survival_rate']:.1f} %; "
+        f"{t['survived']} survived ({t['not_executed']} not executed; survival rate "
+        f"{100 * t['survival_rate']:.1f} %; "
         f"{t['unexplained_survivors']} unexplained, {100 * t['unexplained_rate']:.1f} %).**",
         "",
-        "| module | tests | mutants (of) | killed | timeouts | survived | survival | unexplained | run on | earlier |",
+        "| module | test files run | mutants (of) | killed | timeouts | survived (not executed) | survival | unexplained | run on | earlier |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, m in data["modules"].items():
-        tests = ", ".join(Path(p).stem for p in m["tests"])
+        tests = len(m["tests"])
+        rate = "-" if m["survival_rate"] is None else f"{100 * m['survival_rate']:.0f} %"
         earlier = ", ".join(f"{100 * h['survival_rate']:.0f} % (`{h['commit']}`)" for h in m.get("history", []))
         lines.append(f"| {name} | {tests} | {m['mutants']} ({m['available']}) | {m['killed']} | "
-                     f"{m['timeouts']} | {m['survived']} | {100 * m['survival_rate']:.0f} % | "
+                     f"{m['timeouts']} | {m['survived']} ({m.get('not_executed', 0)}) | {rate} | "
                      f"{m['unexplained_survivors']} | {m['date']} `{m['commit']}` | {earlier} |")
     lines += ["", "## Survivors", ""]
     for name, m in data["modules"].items():
@@ -561,7 +744,8 @@ def markdown(data: dict) -> str:
         lines.append(f"### {name}")
         lines.append("")
         for s in m["survivors"]:
-            why = f" -- harmless: {s['harmless']}" if s["harmless"] else " -- **unexplained**"
+            why = f" -- harmless: {s['harmless']}" if s["harmless"] else \
+                " -- **not executed by any test**" if s.get("not_executed") else " -- **unexplained**"
             where = f" in `{s['source_line']}`" if len(s["original"]) < 25 and s["source_line"] \
                 and s["original"] != s["source_line"] else ""
             lines.append(f"- `{s['file']}:{s['line']}` ({s['op']}) `{s['original']}` -> "
@@ -597,13 +781,12 @@ def write_outputs(data: dict, out: Path) -> None:
 # --- command line ------------------------------------------------------------------------------
 
 def select_modules(spec: Optional[str]) -> list[str]:
-    """`ngd,losses`, a group prefix (`degradations`), or all modules when None."""
+    """`inversion/ngd,model`: module names, group prefixes or file paths; all modules when None."""
     if not spec:
         return list(MODULES)
     names: list[str] = []
     for part in (p.strip() for p in spec.split(",") if p.strip()):
-        hits = [m for m in MODULES if m == part or m.startswith(part + "/")
-                or MODULES[m].file == part]
+        hits = [m for m in MODULES if m == part or m.startswith(part + "/") or MODULES[m] == part]
         if not hits:
             raise SystemExit(f"unknown module {part!r}; choose from {list(MODULES)}")
         names += [h for h in hits if h not in names]
@@ -612,18 +795,23 @@ def select_modules(spec: Optional[str]) -> list[str]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--modules", default=None, help="comma list (default: all): " + ",".join(MODULES))
+    p.add_argument("--modules", default=None,
+                   help="comma list of modules, groups or files (default: every module of rusir)")
     p.add_argument("--per-module", type=int, default=25, help="mutants drawn per module")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads of each test run")
+    p.add_argument("--test-budget", type=float, default=60.0,
+                   help="seconds of tests (as measured by the coverage run) per mutant, cheapest first")
     p.add_argument("--timeout-factor", type=float, default=3.0,
-                   help="per-mutant limit = factor x the unmutated tests' time (at least --min-timeout)")
-    p.add_argument("--min-timeout", type=float, default=30.0)
+                   help="per-mutant limit = factor x its tests' measured time (at least --min-timeout)")
+    p.add_argument("--min-timeout", type=float, default=60.0)
     p.add_argument("--no-fork", action="store_true",
                    help="a new interpreter per mutant instead of forking a preloaded one (slower)")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--fresh", action="store_true", help="drop modules of earlier runs from the report")
-    p.add_argument("--list", action="store_true", help="list modules, tests and mutant counts")
+    p.add_argument("--list", action="store_true", help="list modules and their mutation sites")
+    p.add_argument("--map-only", action="store_true",
+                   help="only bring the cached test-by-line map up to date (.mutation-cache/)")
     p.add_argument("--report-only", action="store_true",
                    help="rewrite the Markdown from the JSON (e.g. after editing the notes)")
     a = p.parse_args(argv)
@@ -633,9 +821,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     if a.list:
         for name in names:
-            t = MODULES[name]
-            n = len(sites((ROOT / t.file).read_text(), t.only))
-            print(f"{name:26s} {n:4d} mutation sites  {t.file}  <- {' '.join(t.tests)}")
+            print(f"{name:28s} {len(sites((ROOT / MODULES[name]).read_text())):4d} mutation sites")
         return 0
     if a.report_only:
         write_outputs(rescore(json.loads(json_path.read_text()), notes), a.out)
@@ -645,14 +831,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     commit, date = git_commit(), _dt.date.today().isoformat()
     copy_root = scratch_copy()
     check_copy(copy_root)
-    runner = Runner(copy_root, a.threads, fork=not a.no_fork)
     start = time.perf_counter()
-    modules = dict(previous.get("modules", {}))
+    modules = {k: v for k, v in previous.get("modules", {}).items() if k in MODULES}
     try:
+        tests_map = test_map(copy_root, a.threads)
+        if a.map_only:
+            return 0
+        runner = Runner(copy_root, a.threads, fork=not a.no_fork)
         for name in names:
             t0 = time.perf_counter()
-            mod = run_module(name, MODULES[name], runner, a.per_module, a.seed,
-                             a.timeout_factor, a.min_timeout)
+            mod = run_module(name, MODULES[name], runner, tests_map, a.per_module, a.seed,
+                             a.timeout_factor, a.min_timeout, a.test_budget)
             history = []
             if name in modules:                   # keep the earlier runs' rates of this module
                 old = modules[name]
@@ -665,9 +854,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         shutil.rmtree(copy_root.parent, ignore_errors=True)
     order = {n: i for i, n in enumerate(MODULES)}
     data = {"date": date, "commit": commit, "seed": a.seed, "per_module": a.per_module,
+            "test_budget_seconds": a.test_budget,
             "seconds": round(time.perf_counter() - start, 1), "modules_run": names,
             "python": platform.python_version(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-            "modules": dict(sorted(modules.items(), key=lambda kv: order.get(kv[0], 99)))}
+            "modules": dict(sorted(modules.items(), key=lambda kv: order.get(kv[0], 999)))}
     write_outputs(rescore(data, notes), a.out)
     t = data["total"]
     print(f"{t['mutants']} mutants: {t['killed']} killed, {t['timeouts']} timeouts, "

@@ -111,6 +111,12 @@ def test_scoring_counts_timeouts_apart_and_explains_harmless_survivors(mut):
     assert (s["mutants"], s["killed"], s["timeouts"], s["survived"]) == (5, 2, 1, 2)
     assert s["survival_rate"] == 0.4 and s["unexplained_survivors"] == 1 and s["unexplained_rate"] == 0.2
     assert [(v["line"], v["harmless"]) for v in s["survivors"]] == [(4, None), (5, "equivalent: a is 0 here")]
+    lost = mut.summarize([{**result("survived", 6), "executed_by": 0}])
+    assert lost["not_executed"] == 1 and lost["survivors"][0]["not_executed"]
+    assert "**not executed by any test**" in mut.markdown(mut.rescore(
+        {"date": "d", "commit": "c", "seed": 0, "per_module": 1, "seconds": 1.0, "modules": {"toy": {
+            "date": "d", "commit": "c", "tests": [], "available": 1,
+            "results": [{**result("survived", 6), "executed_by": 0}]}}}, {}))
     empty = mut.summarize([])
     assert empty["mutants"] == 0 and empty["survival_rate"] is None
 
@@ -118,7 +124,7 @@ def test_scoring_counts_timeouts_apart_and_explains_harmless_survivors(mut):
             "modules": {"toy": {"date": "2026-01-01", "commit": "abc1234", "tests": ["tests/test_toy.py"],
                                 "available": 9, "results": results}}}
     text = mut.markdown(mut.rescore(data, notes))
-    assert "| toy | test_toy | 5 (9) | 2 | 1 | 2 | 40 % | 1 | 2026-01-01 `abc1234` |  |" in text
+    assert "| toy | 1 | 5 (9) | 2 | 1 | 2 (0) | 40 % | 1 | 2026-01-01 `abc1234` |  |" in text
     data["modules"]["toy"]["history"] = [{"survival_rate": 0.6, "commit": "0ld0000"}]
     assert "| 2026-01-01 `abc1234` | 60 % (`0ld0000`) |" in mut.markdown(mut.rescore(data, notes))
     assert "`rusir/toy.py:4` (arith) `a + 4` -> `a - 4`" in text and "**unexplained**" in text
@@ -128,13 +134,78 @@ def test_scoring_counts_timeouts_apart_and_explains_harmless_survivors(mut):
     assert any(line.strip().rstrip(",") == json.dumps(results[0]) for line in dumped.splitlines())
 
 
-def test_module_table_points_at_real_files(mut):
+def test_every_module_of_the_package_is_a_target(mut):
+    files = {p.relative_to(ROOT).as_posix() for p in (ROOT / "rusir").rglob("*.py")}
+    assert set(mut.MODULES.values()) == files and len(files) > 60
+    assert mut.MODULES["inversion/ngd"] == "rusir/inversion/ngd.py"
     assert set(mut.select_modules("degradations")) == {m for m in mut.MODULES if m.startswith("degradations/")}
-    assert mut.select_modules("ngd,rusir/inversion/losses.py") == ["ngd", "losses"]
-    for target in mut.MODULES.values():
-        assert (ROOT / target.file).is_file() and all((ROOT / t).is_file() for t in target.tests)
-        source = (ROOT / target.file).read_text()
-        assert mut.sites(source, target.only), target.file
-    unit = (ROOT / "rusir" / "evaluation" / "unit.py").read_text()
-    assert {line for line in (s.line for s in mut.sites(unit, mut.RUNNER_RECORDS))} < \
-        {s.line for s in mut.sites(unit)}                    # records only, not the whole unit
+    assert mut.select_modules("inversion/ngd,rusir/inversion/losses.py") == ["inversion/ngd", "inversion/losses"]
+    with pytest.raises(SystemExit, match="unknown module"):
+        mut.select_modules("nowhere")
+
+
+SPREAD = """x = f(1,
+      2)
+if x:
+    y = [x,
+         3]
+"""
+
+
+def test_a_line_inside_a_statement_maps_to_the_statements_first_line(mut):
+    assert mut.statement_starts(SPREAD) == {1: 1, 2: 1, 3: 3, 4: 4, 5: 4}
+
+
+def test_each_mutant_runs_the_tests_that_execute_its_line_cheapest_first(mut):
+    by_line = {"3": ["a::slow", "a::fast", "b::mid"], "4": ["b::mid"], "9": [""],
+               "10": ["a::gone", "c::other"]}
+    seconds = {"a::slow": 50.0, "a::fast": 1.0, "b::mid": 5.0, "c::other": 2.0}   # a::gone failed
+    assert mut.tests_for(by_line, [3], seconds, budget=100) == (["a::fast", "b::mid", "a::slow"], 3)
+    assert mut.tests_for(by_line, [3], seconds, budget=10) == (["a::fast", "b::mid"], 3)
+    assert mut.tests_for(by_line, [3], seconds, budget=0.5) == (["a::fast"], 3)   # at least one
+    assert mut.tests_for(by_line, [4, 3], seconds, budget=6) == (["a::fast", "b::mid"], 3)
+    assert mut.tests_for(by_line, [10], seconds, budget=100) == (["c::other"], 1)  # passing ones only
+    assert mut.tests_for(by_line, [7], seconds, budget=100) == ([], 0)            # not executed
+    # run only at import (a module constant): every test that executes the module judges it
+    assert mut.tests_for(by_line, [9], seconds, budget=100) == (
+        ["a::fast", "c::other", "b::mid", "a::slow"], 4)
+
+
+def test_the_cached_map_is_collected_again_only_where_files_changed(mut):
+    cached = {"helpers": "h", "package_files": {"rusir/a.py": "1", "rusir/b.py": "2"},
+              "test_files": {"tests/test_a.py": "x", "tests/test_b.py": "y", "tests/test_old.py": "z"},
+              "seconds": {"tests/test_a.py::t": 1.0, "tests/test_b.py::t": 1.0},
+              "lines": {"rusir/a.py": {"1": ["", "tests/test_a.py::t"]},
+                        "rusir/b.py": {"1": ["tests/test_b.py::t"]}}}
+    now = {**cached, "test_files": {"tests/test_a.py": "x", "tests/test_b.py": "y", "tests/test_new.py": "n"}}
+    assert mut.stale_tests(cached, now) == (["tests/test_new.py"], {"tests/test_new.py", "tests/test_old.py"})
+    edited = {**now, "package_files": {"rusir/a.py": "1", "rusir/b.py": "3"}}
+    assert mut.stale_tests(cached, edited)[0] == ["tests/test_b.py", "tests/test_new.py"]
+    assert mut.stale_tests(cached, {**now, "helpers": "other"})[0] == sorted(now["test_files"])
+    assert mut.stale_tests(None, now)[0] == sorted(now["test_files"])
+    new = {"seconds": {"tests/test_b.py::u": 2.0}, "lines": {"rusir/a.py": {"1": ["tests/test_b.py::u"]}}}
+    merged = mut.merge(cached, new, {"tests/test_b.py"})
+    assert merged["seconds"] == {"tests/test_a.py::t": 1.0, "tests/test_b.py::u": 2.0}
+    assert merged["lines"] == {"rusir/a.py": {"1": ["", "tests/test_a.py::t", "tests/test_b.py::u"]},
+                               "rusir/b.py": {"1": []}}
+
+
+def test_collect_records_each_tests_lines_under_its_node_id(mut, tmp_path):
+    """A real coverage run on a toy package: lines by test node id, import-time lines under "",
+    a failing test left out."""
+    import subprocess
+    (tmp_path / "rusir").mkdir()
+    (tmp_path / "rusir" / "__init__.py").write_text(
+        "LIMIT = 3\n\ndef f(x):\n    return x + 1\n\ndef g(x):\n    return x * 2\n")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_toy.py").write_text(
+        "from rusir import f, g\n\ndef test_f():\n    assert f(1) == 2\n\n"
+        "def test_g():\n    assert g(2) == 4\n\ndef test_bad():\n    assert g(1) == 0\n")
+    code = (f"import sys; sys.path[:0] = [{str(tmp_path)!r}, {str(ROOT / 'benchmarks')!r}]; "
+            f"import mutation; mutation.collect(['tests/test_toy.py'], 'map.json')")
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, capture_output=True)
+    got = json.loads((tmp_path / "map.json").read_text())
+    assert set(got["seconds"]) == {"tests/test_toy.py::test_f", "tests/test_toy.py::test_g"}
+    lines = got["lines"]["rusir/__init__.py"]
+    assert lines["4"] == ["tests/test_toy.py::test_f"] and lines["7"] == ["tests/test_toy.py::test_g"]
+    assert lines["1"] == [""]                          # run at import, outside every test
