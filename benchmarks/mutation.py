@@ -513,11 +513,11 @@ def _digest(root: Path, files: Sequence[str]) -> str:
 
 def fingerprint(root: Path) -> dict:
     """Hashes that decide what of a cached map is still true: each package file, each test file,
-    and the tests' shared files (conftest, helpers, pyproject) as a whole."""
+    and the tests' shared files (conftest.py, helpers) as a whole."""
     def each(files) -> dict[str, str]:
         return {f: _digest(root, [f]) for f in sorted(p.relative_to(root).as_posix() for p in files)}
     helpers = [p.relative_to(root).as_posix() for p in (root / "tests").glob("*.py")
-               if not p.name.startswith("test_")] + ["pyproject.toml"]
+               if not p.name.startswith("test_")]
     return {"helpers": _digest(root, helpers), "package_files": each((root / PACKAGE).rglob("*.py")),
             "test_files": each((root / "tests").glob("test_*.py"))}
 

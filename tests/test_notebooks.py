@@ -15,7 +15,8 @@ fixture restoration cannot beat the naive baseline, so the checks are what alway
 (rows, finite scores, files with stable names). `RUSIR_SLOW_NOTEBOOKS=1` adds a longer run of
 10_task on `toyfaces64` that checks a positive PSNR improvement; CI never sets it, so that run is
 opt-in (minutes on CPU). What CI does check is that the shipped generator beats the naive baseline
-and stays within 0.6 dB of its recorded quality, in `tests/test_shipped_generator.py` (shorter schedule, no notebook).
+and stays within 0.6 dB of its recorded quality, in `tests/test_shipped_generator.py` (shorter
+schedule, no notebook).
 """
 from __future__ import annotations
 
