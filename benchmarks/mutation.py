@@ -342,6 +342,7 @@ def summarize(results: Sequence[dict], notes: Optional[dict] = None) -> dict:
     for r in results:
         if r["outcome"] == "survived":
             s = {k: r[k] for k in ("file", "line", "op", "original", "mutated", "source_line")}
+            s.update({k: r[k] for k in ("tests_run", "executed_by") if k in r})
             s["harmless"] = notes.get(note_key(r))
             s["not_executed"] = r.get("executed_by") == 0
             survivors.append(s)
@@ -748,8 +749,10 @@ def markdown(data: dict) -> str:
                 " -- **not executed by any test**" if s.get("not_executed") else " -- **unexplained**"
             where = f" in `{s['source_line']}`" if len(s["original"]) < 25 and s["source_line"] \
                 and s["original"] != s["source_line"] else ""
+            ran = f" (ran {s['tests_run']} of the {s['executed_by']} tests executing it)" \
+                if s.get("executed_by") else ""
             lines.append(f"- `{s['file']}:{s['line']}` ({s['op']}) `{s['original']}` -> "
-                         f"`{s['mutated']}`{where}{why}")
+                         f"`{s['mutated']}`{where}{ran}{why}")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

@@ -86,6 +86,19 @@ def test_precision_and_compile_are_checked():
             restore(G, procedural_images(1, 16), loss="l2", steps=(0, 0, 1), progress=False, **kw)
 
 
+def test_every_named_precision_is_accepted_and_the_loss_keeps_needs_prediction():
+    from rusir.inversion.acceleration import LossRunner, check_precision
+    for name in ("fp32", "tf32", "bf16", "tf32+bf16"):
+        assert check_precision(name) == name
+
+    def loss(x, y, **kw):
+        return (x - y).abs().mean(dim=(1, 2, 3))
+    loss.needs_prediction = True                   # e.g. the consistency term
+    for precision in ("fp32", "bf16"):
+        assert LossRunner(loss, precision).needs_prediction is True
+    assert LossRunner(lambda x, y: x, "fp32").needs_prediction is False
+
+
 def test_compile_path_runs_and_matches_eager():
     G = small_generator(resolution=16)
     target = procedural_images(2, 16, seed=2)

@@ -86,6 +86,15 @@ def test_batch_size_is_checked_and_recorded(setup64):
     assert auto.info["batch_size"] == 5                         # the CPU: the whole batch
 
 
+def test_a_chunk_that_is_the_whole_batch_is_the_degradation_itself():
+    """No copy when nothing is split (the common case, batch_size >= batch); a real part is a
+    copy with its images' seeds."""
+    deg = make("denoising", "M", seed=[4, 5, 6])
+    assert batching.chunk_degradation(deg, 0, 3, 3) is deg
+    part = batching.chunk_degradation(deg, 1, 3, 3)
+    assert part is not deg and part.seeds_for(2) == deg.seeds_for(3)[1:]
+
+
 # --- "auto": the largest chunk inside the measured budget --------------------------------------
 
 @pytest.mark.parametrize("free_gib,fixed_gib,per_image_gib", [
