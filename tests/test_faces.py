@@ -104,6 +104,18 @@ def test_a_face_cut_by_the_photo_border_is_padded_not_refused():
     assert float(err[torch.from_numpy(inside)].mean()) < 0.01   # 0.005 measured
 
 
+def test_soft_padding_blurs_the_invented_border_towards_the_median():
+    """Padding is smoothed (blur, then the median colour), never sharpened: it stays within the
+    photo's values, is smoother than the reflection near the border, and leaves the middle."""
+    a = np.random.default_rng(0).random((40, 40, 3)).astype(np.float32)
+    out = A._soft_pad(a, np.array([10, 10, 10, 10]), qsize=100)
+    assert out.min() >= a.min() - 1e-6 and out.max() <= a.max() + 1e-6
+    rough = lambda x: float(np.abs(np.diff(x, axis=1)).mean())   # noqa: E731
+    assert rough(out[:3]) < 0.5 * rough(a[:3])
+    assert np.ptp(out[0], axis=0).max() < 1e-6            # the outermost row: the median colour
+    np.testing.assert_array_equal(out[15:25, 15:25], a[15:25, 15:25])
+
+
 def test_align_then_paste_back_reproduces_the_photo():
     """An unchanged face, aligned at its native size and pasted back: mean |error| over the
     face's quad 0.002 measured (0.04 when pasted 3 px off); outside the quad the photo is
