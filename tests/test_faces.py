@@ -7,6 +7,8 @@ and each is far below what a misplaced crop gives (a quarter-pixel shift of the 
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -114,6 +116,15 @@ def test_soft_padding_blurs_the_invented_border_towards_the_median():
     assert rough(out[:3]) < 0.5 * rough(a[:3])
     assert np.ptp(out[0], axis=0).max() < 1e-6            # the outermost row: the median colour
     np.testing.assert_array_equal(out[15:25, 15:25], a[15:25, 15:25])
+
+
+def test_a_face_entirely_outside_the_photo_is_one_clear_error():
+    photo = Image.new("RGB", (100, 80))
+    lm = np.array([[80, 100], [120, 100], [100, 120], [85, 136], [115, 136]], float) / 4
+    for shift in ([400, 0], [-400, 0], [0, 400], [0, -400]):   # right, left, below, above
+        with pytest.raises(ValueError, match="entirely outside the photo"):
+            A.align(photo, lm + shift, 64, "toyfaces64")
+    assert A.align(photo, lm, 64, "toyfaces64").size == 64
 
 
 def test_align_then_paste_back_reproduces_the_photo():
@@ -295,6 +306,14 @@ def test_detector_finds_the_faces_of_a_photo_when_yunet_is_present():
     for lm in detect_faces(to_pil(s.photo)):
         dist = min(np.abs(lm - true).max() / np.hypot(*(true[1] - true[0])) for true in s.landmarks)
         assert dist < 0.2, lm
+
+
+def test_an_opencv_without_yunet_is_one_line_naming_the_install(monkeypatch):
+    from types import SimpleNamespace
+    from rusir.faces import detect
+    monkeypatch.setitem(sys.modules, "cv2", SimpleNamespace(__version__="3.4.0"))
+    with pytest.raises(ImportError, match=r"rusir\[photos\].*3\.4\.0\) has no FaceDetectorYN"):
+        detect.import_cv2()
 
 
 class _PixelDetector:
