@@ -167,6 +167,14 @@ def test_paste_fills_the_quad_with_the_restoration_and_scales_with_the_photo():
     assert float(out[0, 0, int(corner[1]), int(corner[0])]) < 0.05
 
 
+def test_paste_reaches_the_photos_first_and_last_pixels():
+    """A quad larger than the photo pastes over every pixel, the first row and column too."""
+    quad = np.array([[-10, -10], [-10, 74], [74, 74], [74, -10]], float)
+    face = A.AlignedFace(torch.ones(1, 3, 64, 64), quad, np.zeros((5, 2)))
+    out = paste(torch.zeros(1, 3, 64, 64), face.image, face, feather=0)
+    assert float((out - 1).abs().max()) < 1e-5
+
+
 def test_several_faces_from_a_landmark_provider_are_each_pasted_back_where_they_were():
     """Three faces found by a stub provider, restored (a tiny generator, a few steps) and pasted:
     re-aligning the result at each face's landmarks gives back that face's restoration (mean
