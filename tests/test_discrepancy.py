@@ -80,6 +80,20 @@ def test_each_floor_estimate_is_a_fresh_redraw():
     assert len({tuple(f.tolist()) for f in floors}) == len(floors)
 
 
+def test_the_floor_leaves_the_losss_target_cache_alone():
+    """The floor's fresh draw is scored with the cache off: the restore's cached target side
+    stays (no recomputation after every estimate) and the cache is back on afterwards."""
+    x = image(n=2)
+    deg = degradations.make("denoising", "M", seed=[3, 4])
+    loss = build_loss("offline")
+    y = deg.degrade_ground_truth(x)
+    loss(deg.degrade_prediction(x), y)
+    cached = loss.pyramid._cached
+    assert cached is not None and cached.y is y
+    noise_floor(loss, deg, x, deg.degrade_prediction(x), None, 0)
+    assert loss.pyramid._cached is cached and loss.cache_target is True
+
+
 # ----------------------------------------------------------------------------------- the rule
 def test_an_image_stops_when_its_mean_loss_reaches_tau_times_the_floor():
     stop = DiscrepancyStop(1.0, l1, None, batch=2, every=10, window=10)
