@@ -332,6 +332,13 @@ def note_key(m: dict) -> tuple[str, str, str]:
     return (m["file"], m["original"], m["mutated"])
 
 
+def harmless(notes: dict, m: dict) -> Optional[str]:
+    """The note explaining a survivor: one that also names its source line (for a short
+    change such as `True` -> `False`, which would otherwise match every such change in the
+    file) or one on file, original and mutated code alone."""
+    return notes.get((*note_key(m), m.get("source_line", ""))) or notes.get(note_key(m))
+
+
 def summarize(results: Sequence[dict], notes: Optional[dict] = None) -> dict:
     """Counts and survival rate of one module's mutant results ({outcome, file, original,
     mutated, executed_by, ...}); survivors get the harmless-note `why` when one matches, and
@@ -343,7 +350,7 @@ def summarize(results: Sequence[dict], notes: Optional[dict] = None) -> dict:
         if r["outcome"] == "survived":
             s = {k: r[k] for k in ("file", "line", "op", "original", "mutated", "source_line")}
             s.update({k: r[k] for k in ("tests_run", "executed_by") if k in r})
-            s["harmless"] = notes.get(note_key(r))
+            s["harmless"] = harmless(notes, r)
             s["not_executed"] = r.get("executed_by") == 0
             survivors.append(s)
     n = len(results)
@@ -358,12 +365,13 @@ def summarize(results: Sequence[dict], notes: Optional[dict] = None) -> dict:
 
 
 def load_notes(path: Path = NOTES) -> dict:
-    """{(file, original, mutated): why} from the YAML list of harmless survivors."""
+    """{(file, original, mutated[, source_line]): why} from the YAML list of harmless survivors."""
     if not path.is_file():
         return {}
     import yaml
     entries = yaml.safe_load(path.read_text()) or []
-    return {(e["file"], e["original"], e["mutated"]): e["why"] for e in entries}
+    return {(e["file"], e["original"], e["mutated"], *([e["source_line"]] if "source_line" in e else [])):
+            e["why"] for e in entries}
 
 
 # --- running ---------------------------------------------------------------------------------

@@ -111,6 +111,11 @@ def test_scoring_counts_timeouts_apart_and_explains_harmless_survivors(mut):
     assert (s["mutants"], s["killed"], s["timeouts"], s["survived"]) == (5, 2, 1, 2)
     assert s["survival_rate"] == 0.4 and s["unexplained_survivors"] == 1 and s["unexplained_rate"] == 0.2
     assert [(v["line"], v["harmless"]) for v in s["survivors"]] == [(4, None), (5, "equivalent: a is 0 here")]
+    short = {**result("survived", 7), "original": "True", "mutated": "False"}
+    pinned = {("rusir/toy.py", "True", "False", "x = a + 7"): "default never used"}
+    assert mut.summarize([short], pinned)["survivors"][0]["harmless"] == "default never used"
+    elsewhere = {**short, "source_line": "y = True"}           # another True -> False: not it
+    assert mut.summarize([elsewhere], pinned)["survivors"][0]["harmless"] is None
     lost = mut.summarize([{**result("survived", 6), "executed_by": 0}])
     assert lost["not_executed"] == 1 and lost["survivors"][0]["not_executed"]
     assert "**not executed by any test**" in mut.markdown(mut.rescore(
