@@ -193,6 +193,15 @@ def test_workers_that_do_not_see_the_folder_are_refused(local_ray, tmp_path):
         cluster._worker_job(spec)
 
 
+def test_a_storage_check_that_fails_leaves_no_token_and_raises(monkeypatch, tmp_path):
+    def unseen(token, text):
+        raise OSError("the output folder must be shared by every node")
+    monkeypatch.setattr(cluster, "check_nodes_see", unseen)
+    with pytest.raises(OSError, match="shared by every node"):
+        cluster.check_shared_storage(tmp_path)
+    assert not any((tmp_path / ".tmp").iterdir())
+
+
 def test_ray_missing_is_one_line_naming_the_install(monkeypatch, tmp_path, capsys):
     from rusir import cli
     monkeypatch.setitem(sys.modules, "ray", None)
