@@ -202,6 +202,17 @@ def test_a_storage_check_that_fails_leaves_no_token_and_raises(monkeypatch, tmp_
     assert not any((tmp_path / ".tmp").iterdir())
 
 
+def test_gpus_per_unit_as_given_or_one_when_the_cluster_has_gpus():
+    from types import SimpleNamespace
+    with_gpus = SimpleNamespace(cluster_resources=lambda: {"CPU": 8, "GPU": 2})
+    cpu_only = SimpleNamespace(cluster_resources=lambda: {"CPU": 8})
+    assert cluster._gpus(with_gpus, None) == 1.0 and cluster._gpus(cpu_only, None) == 0.0
+    assert cluster._gpus(with_gpus, 0.5) == 0.5 and cluster._gpus(cpu_only, 0) == 0.0
+    for bad in (-1, float("nan")):
+        with pytest.raises(ValueError, match="gpus_per_unit"):
+            cluster._gpus(with_gpus, bad)
+
+
 def test_ray_missing_is_one_line_naming_the_install(monkeypatch, tmp_path, capsys):
     from rusir import cli
     monkeypatch.setitem(sys.modules, "ray", None)

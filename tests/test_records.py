@@ -339,3 +339,22 @@ def test_a_claim_of_a_live_run_is_left_to_it_and_a_dead_ones_is_taken_over(tmp_p
     (tmp_path / "naive/upsampling/M/0000/record.json").write_text("")
     s = _naive_run(tmp_path)          # another host's claim cannot be checked: run last, anyway
     assert (s.done, s.busy) == (1, 0) and records.is_finished(tmp_path, "naive/upsampling/M/0000")
+
+
+def test_claims_of_dead_or_malformed_owners_are_cleaned_and_a_run_keeps_its_own(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    token = claims.claim_token()
+    assert claims.claim_item(tmp_path, "a/b", token) is True
+    assert claims.claim_item(tmp_path, "a/b", token) is True          # its own claim: still its
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    assert claims.claim_item(tmp_path, "dead/x", f"{socket.gethostname()}-{dead.pid}+x")
+    assert claims.claim_item(tmp_path, "bad/x", "not a token")
+    assert claims.claim_item(tmp_path, "far/x", "otherhost-1+x")
+    claims.clean_stale_claims(tmp_path)
+    assert claims.claim_holder(tmp_path, "dead/x") is None             # dead owner of this host
+    assert claims.claim_holder(tmp_path, "bad/x") is None              # not a token
+    assert claims.claim_holder(tmp_path, "far/x") == "otherhost-1+x"   # cannot be checked: kept
+    assert claims.claim_holder(tmp_path, "a/b") == token
