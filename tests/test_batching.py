@@ -95,6 +95,11 @@ def test_a_chunk_that_is_the_whole_batch_is_the_degradation_itself():
     assert part is not deg and part.seeds_for(2) == deg.seeds_for(3)[1:]
 
 
+def test_a_step_that_costs_nothing_per_image_takes_the_whole_batch_if_the_rest_fits():
+    assert batching.fit_batch_size(5, free=100, fixed=100, per_image=0, safety=1.0) == 5
+    assert batching.fit_batch_size(5, free=100, fixed=101, per_image=0, safety=1.0) == 0
+
+
 # --- "auto": the largest chunk inside the measured budget --------------------------------------
 
 @pytest.mark.parametrize("free_gib,fixed_gib,per_image_gib", [
