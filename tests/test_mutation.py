@@ -129,7 +129,7 @@ def test_scoring_counts_timeouts_apart_and_explains_harmless_survivors(mut):
             "modules": {"toy": {"date": "2026-01-01", "commit": "abc1234", "tests": ["tests/test_toy.py"],
                                 "available": 9, "results": results}}}
     text = mut.markdown(mut.rescore(data, notes))
-    assert "| toy | 1 | 5 (9) | 2 | 1 | 2 (0) | 40 % | 1 | 2026-01-01 `abc1234` |  |" in text
+    assert "| toy | 1 (by hand) | 5 (9) | 2 | 1 | 2 (0) | 40 % | 1 | 2026-01-01 `abc1234` |  |" in text
     data["modules"]["toy"]["history"] = [{"survival_rate": 0.6, "commit": "0ld0000"}]
     assert "| 2026-01-01 `abc1234` | 60 % (`0ld0000`) |" in mut.markdown(mut.rescore(data, notes))
     assert "`rusir/toy.py:4` (arith) `a + 4` -> `a - 4`" in text and "**unexplained**" in text
