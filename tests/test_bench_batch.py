@@ -59,6 +59,7 @@ def test_batch_seeds_and_info_per_image():
     from rusir.inversion.restore import restore
     assert method_seed(restore, 7, 3) == 7 and method_seed(adam_wplus, 7, 3) == 7
     assert method_seed(pulse, 7, 3) == [7, 7, 7] and method_seed(lbrgm, 7, 1) == 7
+    assert method_seed(pulse, 7, 2) == [7, 7]                 # any batch of more than one
     info = {"best": [1.0, 2.0, 3.0], "v": torch.arange(6).reshape(3, 2), "note": "x", "k": [1, 2],
             "per_image": torch.tensor([0.5, 1.5, 2.5])}
     one = image_info(info, 1, 3)
