@@ -748,6 +748,10 @@ def markdown(data: dict) -> str:
         lines.append(f"| {name} | {tests} | {m['mutants']} ({m['available']}) | {m['killed']} | "
                      f"{m['timeouts']} | {m['survived']} ({m.get('not_executed', 0)}) | {rate} | "
                      f"{m['unexplained_survivors']} | {m['date']} `{m['commit']}` | {earlier} |")
+    missing = [name for name in MODULES if name not in data["modules"]]
+    if missing:
+        lines += ["", f"Not run yet ({len(missing)} of {len(MODULES)} modules): "
+                  + ", ".join(f"`{name}`" for name in missing) + "."]
     lines += ["", "## Survivors", ""]
     for name, m in data["modules"].items():
         if not m["survivors"]:

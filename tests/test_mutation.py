@@ -134,6 +134,7 @@ def test_scoring_counts_timeouts_apart_and_explains_harmless_survivors(mut):
     assert "| 2026-01-01 `abc1234` | 60 % (`0ld0000`) |" in mut.markdown(mut.rescore(data, notes))
     assert "`rusir/toy.py:4` (arith) `a + 4` -> `a - 4`" in text and "**unexplained**" in text
     assert "harmless: equivalent: a is 0 here" in text
+    assert f"Not run yet ({len(mut.MODULES)} of {len(mut.MODULES)} modules): `__init__`" in text
     dumped = mut.dumps(data)                                 # the JSON file: one line per mutant
     assert json.loads(dumped) == json.loads(json.dumps(data))
     assert any(line.strip().rstrip(",") == json.dumps(results[0]) for line in dumped.splitlines())
