@@ -449,7 +449,7 @@ def test_registry_single_initials_and_clear_errors():
 
 def test_upsampling_options_and_image_size_limits():
     assert make("upsampling", "XL").degrade_ground_truth(images(1, 32)).shape == (1, 3, 1, 1)
-    with pytest.raises(ValueError, match="smaller than the factor"):
+    with pytest.raises(ValueError, match="upsampling by 32 .level XL. needs images of at least 32 px, got 16x16"):
         make("upsampling", "XL").degrade_ground_truth(images(1, 16))
     for bad in (("box",), ()):
         with pytest.raises(ValueError, match="unknown filters"):

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..validation import side
+
 HELDOUT_DIR = "assets/heldout"
 
 
@@ -96,9 +98,7 @@ def load_image(path_or_pil, size: int = 64) -> torch.Tensor:
         img = open_image(path_or_pil)
     else:
         raise TypeError(f"load_image expects a path or a PIL.Image, got {type(path_or_pil).__name__}")
-    size = int(size)
-    if size <= 0:
-        raise ValueError(f"size must be positive, got {size}")
+    size = side(size, "load_image size")
     if img.width == 0 or img.height == 0:
         raise ValueError("cannot load an empty (0-pixel) image")
     img = _center_crop_square(_to_rgb(img))
@@ -133,7 +133,7 @@ def heldout(n: int | None = None, size: int = 64) -> torch.Tensor:
     """The first ``n`` (default: all) shipped held-out avatars as ``[n, 3, size, size]``
     float32 in [0, 1], in file-name order. Raises ``ValueError`` if more are requested
     than are shipped."""
-    paths = heldout_paths()
+    paths, size = heldout_paths(), side(size, "size")
     if n is None:
         n = len(paths)
     n = int(n)
