@@ -14,8 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Union
 
-import yaml
-
+from ..validation import read_yaml
 from .losses import TERMS, CompositeLoss, LossConfig
 
 __all__ = ["PRESET_DIR", "list_presets", "preset_path", "load_preset", "build_loss"]
@@ -44,13 +43,7 @@ def preset_path(name_or_path: Union[str, Path]) -> Path:
 def load_preset(name_or_path: Union[str, Path]) -> LossConfig:
     """LossConfig of a shipped preset (by name) or of a YAML file (path)."""
     path = preset_path(name_or_path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:   # one line that names the file (YAML's own message is several)
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise ValueError(f"{path}: not valid YAML{where}: {problem}") from exc
+    data = read_yaml(path) or {}
     section = data.get("loss", data) if isinstance(data, dict) else None
     if not isinstance(section, dict) or "terms" not in section:
         raise ValueError(f"{path}: expected a mapping with `loss: {{terms: {{...}}, ...}}`")
