@@ -30,6 +30,7 @@ from .inversion.latents import SPACES
 from .inversion.presets import build_loss
 from .inversion.restore import restore
 from .inversion.schedule import check_rate, check_steps
+from .validation import MAX_BATCH, MAX_FACTOR, MAX_SEED, number, whole
 
 __all__ = ["restore_files", "output_names", "check_output_dir", "check_mask", "read_landmarks"]
 
@@ -188,9 +189,9 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
     paths = [Path(p) for p in images]
     if not paths:
         raise ValueError("no input images given")
-    if batch_size != "auto" and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-                                 or batch_size < 1):
-        raise ValueError(f"batch size must be a whole number >= 1 or 'auto', got {batch_size!r}")
+    if batch_size != "auto":
+        batch_size = whole(batch_size, "batch size (or 'auto')", 1, MAX_BATCH, "MAX_BATCH")
+    seed = whole(seed, "seed", 0, MAX_SEED, "MAX_SEED")
     if align and batch_size != 1:
         raise ValueError("--batch-size does not apply with --align (each face is restored alone)")
     degradations.make(task, level, seed=seed)          # an unknown task or level, now
@@ -201,9 +202,10 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
         raise ValueError("--face, --factor and --landmarks need --align")
     if align and simulate:
         raise ValueError("--simulate cannot be combined with --align (give a degraded photo)")
-    if factor is not None and (not math.isfinite(factor) or factor < 1 or
-                               "upsampling" not in degradations.task_names(task)):
-        raise ValueError(f"--factor must be a number >= 1 for a task with upsampling, got {factor}")
+    if factor is not None and "upsampling" not in degradations.task_names(task):
+        raise ValueError(f"--factor only applies to a task with upsampling, got {task!r}")
+    if factor is not None:
+        factor = number(factor, "--factor", 1.0, MAX_FACTOR, "MAX_FACTOR", strict=False)
     check_tau(discrepancy)
     if steps is not None:
         steps = check_steps(steps, len(SPACES))

@@ -156,7 +156,7 @@ def test_several_faces_from_a_landmark_provider_are_each_pasted_back_where_they_
 
 
 def test_no_face_and_a_bad_face_index_are_clear_errors():
-    photo = Image.new("RGB", (32, 32))
+    photo = Image.new("RGB", (64, 64))
     with pytest.raises(ValueError, match="no face found in x.png"):
         find_faces(photo, lambda img: [], name="x.png")
     lm = avatars.landmarks(64)

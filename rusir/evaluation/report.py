@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from ..data import load_image
 from ..degradations.base import LEVELS
 from .. import metrics  # by module: tests (and users) may swap its feature extractor
+from ..validation import MAX_CROPS, side, whole
 from .plan import resolve_images
 from .records import (MetricCache, load_records, read_config, read_json, read_png, warn_damaged,
                       write_json)
@@ -122,7 +123,10 @@ class _SetMetricEngine:
         unknown = [n for n in names if n not in metrics.SET_METRICS]
         if unknown:
             raise ValueError(f"unknown set metric(s) {unknown}; valid: {list(metrics.SET_METRICS)}")
-        self.names, self.crop_size, self.crops = list(names), crop_size, crops
+        self.names = list(names)     # crop side and count: None is the default, 0 is refused
+        self.crop_size = None if crop_size is None else side(crop_size, "patch-FID crop size")
+        self.crops = None if crops is None else whole(crops, "patch-FID crops per image", 1,
+                                                       MAX_CROPS, "MAX_CROPS")
         self.reference, self.seed = reference, seed
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.cache: dict = {}
