@@ -63,7 +63,9 @@ def _count(minimum: int, maximum: int = MAX_COUNT, limit: str = "MAX_COUNT"):
 
 def _batch_size(text: str):
     """A whole number in [1, MAX_BATCH], or 'auto'."""
-    return "auto" if str(text).strip() == "auto" else _count(1, MAX_BATCH, "MAX_BATCH")(text)
+    if str(text).strip() == "auto":
+        return "auto"
+    return option(whole, "a batch size (or 'auto')", 1, MAX_BATCH, "MAX_BATCH")(text)
 
 
 def _device(text: str) -> str:

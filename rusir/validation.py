@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 import yaml
 
 __all__ = ["MAX_IMAGE_SIDE", "MAX_OUTPUT_MEGAPIXELS", "MAX_FACTOR", "MAX_STEPS", "MAX_RATE",
-           "MAX_BATCH", "MAX_COUNT", "MAX_CROPS", "MAX_TAU", "MAX_RETRIES", "MAX_SEED", "MAX_GRID_SETS", "MAX_NAME_LENGTH",
+           "MAX_BATCH", "MAX_COUNT", "MAX_CROPS", "MAX_PHOTONS", "MAX_BLUR_SIGMA", "MAX_STROKES", "MAX_TAU", "MAX_RETRIES", "MAX_SEED", "MAX_GRID_SETS", "MAX_NAME_LENGTH",
            "MAX_YAML_BYTES", "MAX_YAML_NODES", "MAX_YAML_DEPTH", "MIN_EYE_DISTANCE",
            "whole", "number", "side", "step_counts", "choice", "grid_size", "name_template",
            "load_yaml", "read_yaml", "option"]
@@ -37,6 +37,9 @@ MAX_RATE = 1e3                  # learning rates and lr_scale (the paper: 0.005 
 MAX_BATCH = 4096                # images restored together
 MAX_COUNT = 1_000_000           # images, items, crops per image, retries, CPUs/GPUs per task
 MAX_CROPS = 10_000              # patch-FID crops per image (the paper: 1000)
+MAX_PHOTONS = 1e6               # denoising's photon count (the levels: 6 to 96)
+MAX_BLUR_SIGMA = 64.0           # blur's sigma in px (the levels: 1 to 8)
+MAX_STROKES = 1000              # inpainting's strokes (the levels: 1 to 17)
 MAX_TAU = 100.0                 # the discrepancy stop, in noise levels (in use: 1 to 2)
 MAX_RETRIES = 100               # re-runs of a unit whose worker died
 MAX_SEED = 2**32 - 1            # seeds (per-image seeds add the image's index)
@@ -48,21 +51,23 @@ MAX_YAML_DEPTH = 100            # nesting of lists and mappings
 MIN_EYE_DISTANCE = 2.0          # px between a face's eyes: below it no face can be aligned
 
 
-def _limit(name: str) -> str:
+def _limit(name: Optional[str]) -> str:
+    if name is None:
+        return ""
     value = globals()[name]
-    return f"(limit rusir.validation.{name} = {value:g})" if isinstance(value, float) else \
-        f"(limit rusir.validation.{name} = {value})"
+    return f" (limit rusir.validation.{name} = {value:g})" if isinstance(value, float) else \
+        f" (limit rusir.validation.{name} = {value})"
 
 
 def whole(value: Any, what: str, minimum: int = 0, maximum: int = MAX_COUNT,
-          limit: str = "MAX_COUNT") -> int:
+          limit: Optional[str] = "MAX_COUNT") -> int:
     """`value` as an int in [minimum, maximum]: a whole number (an int, a float without a fraction
     or a string of one); bools, fractions, NaN and text are refused, naming `what`."""
     number_ = _as_whole(value)
     if number_ is None or number_ < minimum:
         raise ValueError(f"{what} must be a whole number >= {minimum}, got {value!r}")
     if number_ > maximum:
-        raise ValueError(f"{what} must be at most {maximum} {_limit(limit)}, got {value!r}")
+        raise ValueError(f"{what} must be at most {maximum}{_limit(limit)}, got {value!r}")
     return number_
 
 
@@ -81,7 +86,7 @@ def _as_whole(value: Any) -> Optional[int]:
 
 
 def number(value: Any, what: str, minimum: float = 0.0, maximum: float = MAX_RATE,
-           limit: str = "MAX_RATE", strict: bool = True) -> float:
+           limit: Optional[str] = "MAX_RATE", strict: bool = True) -> float:
     """`value` as a finite float in (minimum, maximum] (`strict`) or [minimum, maximum]."""
     try:
         if isinstance(value, bool):
@@ -93,7 +98,7 @@ def number(value: Any, what: str, minimum: float = 0.0, maximum: float = MAX_RAT
         raise ValueError(f"{what} must be a finite number {'>' if strict else '>='} {minimum:g}, "
                          f"got {value!r}")
     if x > maximum:
-        raise ValueError(f"{what} must be at most {maximum:g} {_limit(limit)}, got {value!r}")
+        raise ValueError(f"{what} must be at most {maximum:g}{_limit(limit)}, got {value!r}")
     return x
 
 
@@ -116,7 +121,7 @@ def step_counts(value: Any, n: Optional[int] = None, what: str = "steps") -> tup
         raise ValueError(f"{what} must be whole numbers >= 0 (one per phase; 0 skips a phase), "
                          f"got {value!r}")
     if max(counts, default=0) > MAX_STEPS:
-        raise ValueError(f"{what}: at most {MAX_STEPS} per phase {_limit('MAX_STEPS')}, got {value!r}")
+        raise ValueError(f"{what}: at most {MAX_STEPS} per phase{_limit('MAX_STEPS')}, got {value!r}")
     return tuple(counts)
 
 
@@ -137,7 +142,7 @@ def grid_size(lengths: Sequence[int], what: str = "grid") -> int:
         if total > MAX_GRID_SETS:
             raise ValueError(f"{what} has {' x '.join(map(str, lengths))} = "
                              f"{math.prod(int(v) for v in lengths):.3g} combinations, more than "
-                             f"{MAX_GRID_SETS} {_limit('MAX_GRID_SETS')}")
+                             f"{MAX_GRID_SETS}{_limit('MAX_GRID_SETS')}")
     return total
 
 
@@ -154,7 +159,7 @@ def name_template(template: Any, what: str = "name template") -> str:
     for _, _, spec, _ in fields:
         if any(int(d) > MAX_NAME_LENGTH for d in re.findall(r"\d+", spec or "")) or "{" in (spec or ""):
             raise ValueError(f"{what} {template!r}: field format {spec!r} is wider than a file "
-                             f"name {_limit('MAX_NAME_LENGTH')} (or nested)")
+                             f"name{_limit('MAX_NAME_LENGTH')} (or nested)")
     return template
 
 
@@ -173,7 +178,7 @@ def _expanded_size(node: yaml.Node, what: str) -> int:
         if id(n) in open_:
             raise ValueError(f"{what}: a recursive YAML alias (an anchor used inside itself)")
         if depth > MAX_YAML_DEPTH:
-            raise ValueError(f"{what}: YAML nested deeper than {MAX_YAML_DEPTH} "
+            raise ValueError(f"{what}: YAML nested deeper than {MAX_YAML_DEPTH}"
                              f"{_limit('MAX_YAML_DEPTH')}")
         open_.add(id(n))
         children = ([c for pair in n.value for c in pair] if isinstance(n, yaml.MappingNode)
@@ -182,7 +187,7 @@ def _expanded_size(node: yaml.Node, what: str) -> int:
         for child in children:
             total += size(child, depth + 1)
             if total > MAX_YAML_NODES:
-                raise ValueError(f"{what}: the YAML expands to more than {MAX_YAML_NODES} values "
+                raise ValueError(f"{what}: the YAML expands to more than {MAX_YAML_NODES} values"
                                  f"{_limit('MAX_YAML_NODES')} (aliases expanded)")
         open_.discard(id(n))
         sizes[id(n)] = total
@@ -207,7 +212,7 @@ def load_yaml(text: Union[str, bytes], what: str = "YAML") -> Any:
     most MAX_YAML_BYTES, MAX_YAML_NODES values once aliases are expanded ("billion laughs"),
     MAX_YAML_DEPTH levels. Any problem is a one-line ValueError starting with `what`."""
     if len(text) > MAX_YAML_BYTES:
-        raise ValueError(f"{what}: {len(text)} bytes, more than {MAX_YAML_BYTES} "
+        raise ValueError(f"{what}: {len(text)} bytes, more than {MAX_YAML_BYTES}"
                          f"{_limit('MAX_YAML_BYTES')}")
     loader = yaml.SafeLoader(text)
     try:
@@ -219,7 +224,7 @@ def load_yaml(text: Union[str, bytes], what: str = "YAML") -> Any:
     except yaml.YAMLError as exc:
         raise ValueError(f"{what}: not valid YAML: {_yaml_problem(exc)}") from None
     except RecursionError:
-        raise ValueError(f"{what}: YAML nested too deeply {_limit('MAX_YAML_DEPTH')}") from None
+        raise ValueError(f"{what}: YAML nested too deeply{_limit('MAX_YAML_DEPTH')}") from None
     except (ValueError, OverflowError) as exc:     # e.g. an int of 5000 digits
         text_ = " ".join(str(exc).split())
         raise ValueError(text_ if text_.startswith(what) else f"{what}: {text_}") from None
@@ -234,7 +239,7 @@ def read_yaml(path: Union[str, Path], what: Optional[str] = None) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"{what}: no such file" if what != str(path) else f"no such file: {path}")
     if path.stat().st_size > MAX_YAML_BYTES:
-        raise ValueError(f"{what}: {path.stat().st_size} bytes, more than {MAX_YAML_BYTES} "
+        raise ValueError(f"{what}: {path.stat().st_size} bytes, more than {MAX_YAML_BYTES}"
                          f"{_limit('MAX_YAML_BYTES')}")
     try:
         text = path.read_text()

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
+from ..validation import MAX_STROKES, whole
 from .base import DEFAULT_SEED, Degradation, Seed
 
 SUPERSAMPLE = 4
@@ -83,7 +84,8 @@ class Inpainting(Degradation):
     def __init__(self, level: str = "M", seed: Seed = DEFAULT_SEED,
                  strokes: int | None = None) -> None:
         super().__init__(level, seed)
-        self.strokes = int(strokes if strokes is not None else self.LEVEL_PARAMS[level])
+        self.strokes = whole(strokes if strokes is not None else self.LEVEL_PARAMS[level],
+                             "strokes", 0, MAX_STROKES, "MAX_STROKES")
         self._fixed: torch.Tensor | None = None  # user mask [B or 1, 1, H, W]
         self._full: torch.Tensor | None = None  # mask at the drawing resolution [B, 1, H, W]
         self._key: tuple | None = None

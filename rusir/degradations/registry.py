@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..validation import MAX_BATCH, side, whole
 from .base import DEFAULT_SEED, LEVELS, Degradation, Seed
 from .blur import GaussianBlur
 from .composition import COMPOSITIONS, ORDER, Composition
@@ -107,7 +108,9 @@ def make(name: str, level: str | None = "M", seed: Seed = DEFAULT_SEED,
     else:
         raise ValueError(f"unknown degradation {name!r}; valid: {available()}")
     if resolution is not None:
+        resolution = side(resolution, "resolution")
         n = batch_size or (1 if isinstance(seed, (int, np.integer)) else len(list(seed)))
+        n = whole(n, "batch_size", 1, MAX_BATCH, "MAX_BATCH")
         deg.prepare(resolution, resolution, deg.seeds_for(n), torch.device("cpu"))
     return deg
 

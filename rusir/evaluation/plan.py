@@ -22,6 +22,7 @@ from .. import degradations
 from ..baselines import get_method
 from ..data import heldout_paths
 from ..degradations.base import LEVELS, to_uint8
+from ..validation import MAX_BATCH, whole
 from .records import item_key
 
 __all__ = ["Item", "canonical_task", "parse_tasks", "plan_items", "parse_shard", "shard_items",
@@ -114,14 +115,8 @@ class Unit:
 
 
 def parse_batch(batch) -> int:
-    """A batch size: a whole number >= 1 (ValueError otherwise)."""
-    try:
-        value = int(batch)
-    except (TypeError, ValueError):
-        raise ValueError(f"bad batch size {batch!r}: expected a whole number >= 1") from None
-    if value < 1 or value != float(batch):
-        raise ValueError(f"bad batch size {batch!r}: expected a whole number >= 1")
-    return value
+    """A batch size: a whole number in [1, MAX_BATCH] (ValueError otherwise)."""
+    return whole(batch, "batch size", 1, MAX_BATCH, "MAX_BATCH")
 
 
 def plan_units(items: Sequence[Item], batch: int = 1) -> list[Unit]:

@@ -46,6 +46,7 @@ from ..inversion.presets import load_preset
 from ..inversion.schedule import resolve as resolve_schedule
 from ..metrics import PER_IMAGE_METRICS
 from ..model.generators import info as generator_info, load_generator
+from ..validation import MAX_RETRIES, MAX_SEED, MAX_STEPS, whole
 from . import claims, records
 from .cluster import ENGINES, require_ray, run_units
 from .plan import (IMAGE_EXTENSIONS, BoundMethod, Item, Unit, bind_method, images_config,
@@ -133,6 +134,12 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
     out = Path(out).resolve()          # Ray workers on other nodes start in another folder
     batch = parse_batch(batch)
     chunk = check_batch_size(batch_size)
+    seed = whole(seed, "seed", 0, MAX_SEED, "MAX_SEED")
+    n_images, max_items = (None if v is None else whole(v, what, 1) for v, what in
+                           ((n_images, "n_images"), (max_items, "max_items")))
+    if baseline_steps is not None:
+        baseline_steps = whole(baseline_steps, "baseline_steps", 0, MAX_STEPS, "MAX_STEPS")
+    max_retries = whole(max_retries, "max_retries", 0, MAX_RETRIES, "MAX_RETRIES")
     precision = parse_dtype(dtype)
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; valid: {list(ENGINES)}")
