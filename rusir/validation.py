@@ -74,9 +74,14 @@ def whole(value: Any, what: str, minimum: int = 0, maximum: int = MAX_COUNT,
 def _as_whole(value: Any) -> Optional[int]:
     if isinstance(value, bool):
         return None
-    if isinstance(value, str):
+    if isinstance(value, str):          # "12", or a float's spelling of a whole number ("1e+30")
         text = value.strip()
-        return int(text) if re.fullmatch(r"[+-]?\d{1,30}", text) else None
+        if re.fullmatch(r"[+-]?\d{1,30}", text):
+            return int(text)
+        try:
+            value = float(text)
+        except ValueError:
+            return None
     if isinstance(value, float):
         return int(value) if value.is_integer() else None
     try:

@@ -146,6 +146,7 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
     if engine == "ray":
         require_ray()                     # before any work: the install command if absent
         device = "cpu"                    # the driver only plans; workers pick their device
+    found = resolve_images(images, n_images)      # a bad image spec before the generator
     dev = torch.device(device) if device is not None else (
         torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
     G = load_generator(generator, device=dev) if isinstance(generator, (str, Path)) else generator.to(dev)
@@ -158,7 +159,6 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
     fns = resolve_methods(methods)
     pairs = parse_tasks(tasks) if isinstance(tasks, str) or not tasks or not isinstance(tasks[0], tuple) \
         else list(tasks)
-    found = resolve_images(images, n_images)
     which = parse_shard(shard) if isinstance(shard, str) or shard is None else tuple(shard)
     if degradation_seeds not in DEGRADATION_SEEDS:
         raise ValueError(f"degradation_seeds must be one of {DEGRADATION_SEEDS}, got {degradation_seeds!r}")

@@ -45,7 +45,8 @@ def check_landmarks(landmarks, photo_size: Optional[tuple[int, int]] = None) -> 
     a point outside it; eyes closer than MIN_EYE_DISTANCE px (no face can be aligned from them,
     and the restoration would be enlarged without bound)."""
     if isinstance(landmarks, (list, tuple)):
-        landmarks = [(p.get("x"), p.get("y")) if isinstance(p, Mapping) else p for p in landmarks]
+        landmarks = [(p["x"], p["y"]) if isinstance(p, Mapping) and {"x", "y"} <= set(p) else p
+                     for p in landmarks]
     try:
         lm = np.asarray(landmarks, dtype=np.float64)
     except (TypeError, ValueError):
