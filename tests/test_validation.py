@@ -236,6 +236,15 @@ def test_restore_refuses_huge_steps_and_rates_before_any_step():
         restore(G, target, deg, batch_size=10 ** 9, progress=False)
 
 
+@pytest.mark.parametrize("kwargs, words", [(dict(factor=300), "MAX_FACTOR"), (dict(seed=-1), "seed"),
+                                           (dict(batch_size=10 ** 9, align=False), "MAX_BATCH")])
+def test_restore_files_bounds_its_numbers_before_the_generator(tmp_path, no_generator, kwargs, words):
+    from rusir.restore_files import restore_files
+    with pytest.raises(ValueError, match=words):
+        restore_files([png(tmp_path / "x.png")], "upsampling", **{"align": True, **kwargs},
+                      out=tmp_path / "out")
+
+
 def test_an_8px_generator_at_xl_names_the_factor_and_the_resolution(tmp_path, monkeypatch):
     """It said "size must be positive, got 0"."""
     import rusir.restore_files as rf
@@ -260,9 +269,11 @@ def no_restore(monkeypatch):
     monkeypatch.setattr(P, "restore", refuse)
 
 
-def test_restore_photo_takes_a_pil_image():
-    with pytest.raises(TypeError, match="PIL.Image.*got Tensor"):
-        P.restore_photo(small_generator(resolution=8), torch.rand(1, 3, 64, 64), "denoising")
+def test_restore_photo_takes_a_pil_image(no_restore):
+    _, lm = face_photo()
+    with pytest.raises(TypeError, match="restore_photo takes .*PIL.Image.*got Tensor"):
+        P.restore_photo(small_generator(resolution=8), torch.rand(1, 3, 64, 64), "denoising",
+                        landmarks=[lm])
 
 
 @pytest.mark.parametrize("factor, words", [(200, "MAX_FACTOR"), (1e300, "MAX_FACTOR")])
