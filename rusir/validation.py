@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 import yaml
 
 __all__ = ["MAX_IMAGE_SIDE", "MAX_OUTPUT_MEGAPIXELS", "MAX_FACTOR", "MAX_STEPS", "MAX_RATE",
-           "MAX_BATCH", "MAX_COUNT", "MAX_CROPS", "MAX_PHOTONS", "MAX_BLUR_SIGMA", "MAX_STROKES", "MAX_TAU", "MAX_RETRIES", "MAX_SEED", "MAX_GRID_SETS", "MAX_NAME_LENGTH",
+           "MAX_BATCH", "MAX_COUNT", "MAX_CROPS", "MAX_PHOTONS", "MAX_BLUR_SIGMA", "MAX_STROKES", "MAX_LEVELS", "MAX_TAU", "MAX_RETRIES", "MAX_SEED", "MAX_GRID_SETS", "MAX_NAME_LENGTH",
            "MAX_YAML_BYTES", "MAX_YAML_NODES", "MAX_YAML_DEPTH", "MIN_EYE_DISTANCE",
            "whole", "number", "side", "step_counts", "choice", "grid_size", "name_template",
            "load_yaml", "read_yaml", "option"]
@@ -40,6 +40,7 @@ MAX_CROPS = 10_000              # patch-FID crops per image (the paper: 1000)
 MAX_PHOTONS = 1e6               # denoising's photon count (the levels: 6 to 96)
 MAX_BLUR_SIGMA = 64.0           # blur's sigma in px (the levels: 1 to 8)
 MAX_STROKES = 1000              # inpainting's strokes (the levels: 1 to 17)
+MAX_LEVELS = 16                 # a loss pyramid's levels (each halves the side; presets: 6)
 MAX_TAU = 1e6                   # the discrepancy stop, in noise levels (1 to 2 in use; 1e6: at once)
 MAX_RETRIES = 100               # re-runs of a unit whose worker died
 MAX_SEED = 2**32 - 1            # seeds (per-image seeds add the image's index)

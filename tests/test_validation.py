@@ -312,3 +312,33 @@ def test_landmarks_as_xy_objects_are_read_as_points(tmp_path):
     assert np.array_equal(P.find_faces(photo, read_landmarks([objects], [path])[path])[0][1], lm)
     with pytest.raises(ValueError, match="5 \\(x, y\\) points"):
         A.check_landmarks([{"x": 1}] * 5)
+
+
+@pytest.mark.parametrize("line, words", [("seed: 1.0e+30", "MAX_SEED"), ("max_levels: 1000000000", "MAX_LEVELS"),
+                                         ("min_side: 0", "min_side")])
+def test_loss_yaml_numbers_are_bounded(tmp_path, line, words):
+    from rusir.inversion.presets import load_preset
+    path = tmp_path / "loss.yaml"
+    path.write_text(f"loss:\n  terms: {{l1: 1.0}}\n  {line}\n")
+    with pytest.raises(ValueError, match=f"loss.yaml: .*{words}"):
+        load_preset(path)
+    with pytest.raises(ValueError, match="MAX_YAML_NODES"):
+        path.write_text("loss:\n  terms: {l1: 1.0}\n  " + alias_bomb("description"))
+        load_preset(path)
+
+
+def test_crops_and_aligned_sizes_are_bounded_in_the_python_api(monkeypatch):
+    from rusir.metrics import random_crops
+
+    def allocate(*args, **kwargs):
+        raise AssertionError("allocated before the size was checked")
+    monkeypatch.setattr(torch, "randint", allocate)
+    monkeypatch.setattr(Image.Image, "transform", allocate)
+    monkeypatch.setattr(Image.Image, "resize", allocate)
+    with pytest.raises(ValueError, match="MAX_CROPS"):
+        random_crops(torch.rand(1, 3, 8, 8), 4, 10 ** 9)
+    photo, lm = face_photo()
+    with pytest.raises(ValueError, match="MAX_IMAGE_SIDE"):
+        A.warp_quad(photo, A.TOYFACES64.frame(lm), 10 ** 6)
+    with pytest.raises(ValueError, match="MAX_IMAGE_SIDE"):
+        A.align(photo, lm, 10 ** 6, "toyfaces64")

@@ -199,6 +199,7 @@ def warp_quad(img: Image.Image, quad: np.ndarray, size: int, soft_pad: bool = Tr
 
     `soft_pad` blurs the reflect-padding of a quad that leaves the photo (images); masks are
     reflect-padded only."""
+    size = side(size, "aligned size")
     quad = np.asarray(quad, dtype=np.float64).copy()
     qsize = float(np.hypot(*(quad[3] - quad[0])))
     shrink = int(np.floor(qsize / size * 0.5))

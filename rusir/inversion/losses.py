@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import metrics
+from ..validation import MAX_LEVELS, MAX_RATE, MAX_SEED, number, side, whole
 from .terms import (PREDICTION_TERMS, TERMS, GradientTerm, L1Term, L2Term, LPIPSTerm, MSSSIMTerm,
                     SSIMTerm, Term, _Frozen, _per_image_mean, make_term, unknown_term)
 
@@ -347,6 +348,11 @@ class LossConfig:
         for k in list(self.terms) + list(self.options):
             if k not in TERMS and k not in PREDICTION_TERMS:
                 raise unknown_term(k)
+        self.min_side = side(self.min_side, "min_side")        # the pyramid's sizes and its seed
+        self.max_levels = whole(self.max_levels, "max_levels", 1, MAX_LEVELS, "MAX_LEVELS")
+        self.seed = whole(self.seed, "seed", 0, MAX_SEED, "MAX_SEED")
+        self.consistency_sigma = number(self.consistency_sigma, "consistency_sigma", 0.0,
+                                        MAX_RATE, "MAX_RATE", strict=False)
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "LossConfig":
