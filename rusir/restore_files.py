@@ -11,7 +11,6 @@ face is aligned as the generator's dataset was (`rusir.faces`), restored, and pa
 """
 from __future__ import annotations
 
-import json
 import math
 import tempfile
 from pathlib import Path
@@ -30,7 +29,7 @@ from .inversion.latents import SPACES
 from .inversion.presets import build_loss
 from .inversion.restore import restore
 from .inversion.schedule import check_rate, check_steps
-from .validation import MAX_BATCH, MAX_FACTOR, MAX_SEED, number, whole
+from .validation import MAX_BATCH, MAX_FACTOR, MAX_SEED, number, read_json, whole
 
 __all__ = ["restore_files", "output_names", "check_output_dir", "check_mask", "read_landmarks"]
 
@@ -104,8 +103,8 @@ def read_landmarks(source, paths: Sequence[Path]) -> dict[Path, list]:
     data = source
     if isinstance(source, (str, Path)):
         try:
-            data = json.loads(Path(source).read_text())
-        except (OSError, ValueError) as exc:
+            data = read_json(source, f"--landmarks {source}")
+        except OSError as exc:
             raise ValueError(f"--landmarks {source}: not a readable JSON file ({exc})") from None
     if isinstance(data, dict):
         missing = [p.name for p in paths if p.name not in data]

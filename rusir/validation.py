@@ -14,6 +14,7 @@ any real use (the largest official generator is 1024 px; the paper runs 150 step
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import operator
 import re
@@ -25,9 +26,9 @@ import yaml
 
 __all__ = ["MAX_IMAGE_SIDE", "MAX_OUTPUT_MEGAPIXELS", "MAX_FACTOR", "MAX_STEPS", "MAX_RATE",
            "MAX_BATCH", "MAX_COUNT", "MAX_CROPS", "MAX_PHOTONS", "MAX_BLUR_SIGMA", "MAX_STROKES", "MAX_LEVELS", "MAX_TAU", "MAX_RETRIES", "MAX_SEED", "MAX_GRID_SETS", "MAX_NAME_LENGTH",
-           "MAX_YAML_BYTES", "MAX_YAML_NODES", "MAX_YAML_DEPTH", "MIN_EYE_DISTANCE",
+           "MAX_DOCUMENT_BYTES", "MAX_YAML_NODES", "MAX_YAML_DEPTH", "MIN_EYE_DISTANCE",
            "whole", "number", "side", "step_counts", "choice", "grid_size", "name_template",
-           "load_yaml", "read_yaml", "option"]
+           "load_yaml", "read_yaml", "read_json", "option"]
 
 MAX_IMAGE_SIDE = 8192           # px: any image made or loaded (official generators: <= 1024)
 MAX_OUTPUT_MEGAPIXELS = 256     # a restored photo, enlarged by its upsampling factor
@@ -46,7 +47,7 @@ MAX_RETRIES = 100               # re-runs of a unit whose worker died
 MAX_SEED = 2**32 - 1            # seeds (per-image seeds add the image's index)
 MAX_GRID_SETS = 10_000          # parameter sets of one sweep
 MAX_NAME_LENGTH = 255           # a name that becomes a file or folder name
-MAX_YAML_BYTES = 1 << 20        # a YAML document rusir reads (its own are a few kB)
+MAX_DOCUMENT_BYTES = 1 << 20    # a YAML or JSON document rusir reads (its own: a few kB)
 MAX_YAML_NODES = 100_000        # values in a document, each alias expanded where it is used
 MAX_YAML_DEPTH = 100            # nesting of lists and mappings
 MIN_EYE_DISTANCE = 2.0          # px between a face's eyes: below it no face can be aligned
@@ -215,11 +216,11 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
 
 def load_yaml(text: Union[str, bytes], what: str = "YAML") -> Any:
     """Plain YAML data (yaml.safe_load's) from `text`, bounded before any object is built: at
-    most MAX_YAML_BYTES, MAX_YAML_NODES values once aliases are expanded ("billion laughs"),
+    most MAX_DOCUMENT_BYTES, MAX_YAML_NODES values once aliases are expanded ("billion laughs"),
     MAX_YAML_DEPTH levels. Any problem is a one-line ValueError starting with `what`."""
-    if len(text) > MAX_YAML_BYTES:
-        raise ValueError(f"{what}: {len(text)} bytes, more than {MAX_YAML_BYTES}"
-                         f"{_limit('MAX_YAML_BYTES')}")
+    if len(text) > MAX_DOCUMENT_BYTES:
+        raise ValueError(f"{what}: {len(text)} bytes, more than {MAX_DOCUMENT_BYTES}"
+                         f"{_limit('MAX_DOCUMENT_BYTES')}")
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
@@ -238,20 +239,36 @@ def load_yaml(text: Union[str, bytes], what: str = "YAML") -> Any:
         loader.dispose()
 
 
-def read_yaml(path: Union[str, Path], what: Optional[str] = None) -> Any:
-    """`load_yaml` of a regular file (its size checked before it is read)."""
+def _read_text(path: Union[str, Path], what: str) -> str:
+    """The text of a regular file of at most MAX_DOCUMENT_BYTES (its size checked first)."""
     path = Path(path)
-    what = what or str(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what}: no such file" if what != str(path) else f"no such file: {path}")
-    if path.stat().st_size > MAX_YAML_BYTES:
-        raise ValueError(f"{what}: {path.stat().st_size} bytes, more than {MAX_YAML_BYTES}"
-                         f"{_limit('MAX_YAML_BYTES')}")
+    if path.stat().st_size > MAX_DOCUMENT_BYTES:
+        raise ValueError(f"{what}: {path.stat().st_size} bytes, more than {MAX_DOCUMENT_BYTES}"
+                         f"{_limit('MAX_DOCUMENT_BYTES')}")
     try:
-        text = path.read_text()
+        return path.read_text()
     except UnicodeDecodeError as exc:
         raise ValueError(f"{what}: not a text file ({exc.reason})") from None
-    return load_yaml(text, what)
+
+
+def read_yaml(path: Union[str, Path], what: Optional[str] = None) -> Any:
+    """`load_yaml` of a regular file (its size checked before it is read)."""
+    what = what or str(path)
+    return load_yaml(_read_text(path, what), what)
+
+
+def read_json(path: Union[str, Path], what: Optional[str] = None) -> Any:
+    """A JSON file's data, bounded as YAML is (size first; nesting by Python's recursion limit)."""
+    what = what or str(path)
+    text = _read_text(path, what)
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError(f"{what}: JSON nested too deeply") from None
+    except ValueError as exc:
+        raise ValueError(f"{what}: not valid JSON ({exc})") from None
 
 
 # --- the command line -----------------------------------------------------------------------------

@@ -87,7 +87,7 @@ def test_yaml_alias_bomb_is_refused_before_it_is_built():
 @pytest.mark.parametrize("text, words", [
     ("&a [*a]", "recursive"), ("[" * 3000 + "]" * 3000, "MAX_YAML_DEPTH"),
     ("a: !!python/object/apply:os.system ['true']", "!!python"), ("a: [1", "line 1"),
-    ("x: " + "1" * (2 << 20), "MAX_YAML_BYTES")])
+    ("x: " + "1" * (2 << 20), "MAX_DOCUMENT_BYTES")])
 def test_yaml_problems_are_one_line(text, words):
     with pytest.raises(ValueError) as info:
         validation.load_yaml(text, "f.yaml")
@@ -342,3 +342,24 @@ def test_crops_and_aligned_sizes_are_bounded_in_the_python_api(monkeypatch):
         A.warp_quad(photo, A.TOYFACES64.frame(lm), 10 ** 6)
     with pytest.raises(ValueError, match="MAX_IMAGE_SIDE"):
         A.align(photo, lm, 10 ** 6, "toyfaces64")
+
+
+def test_a_preset_name_is_one_of_the_shipped_names(tmp_path):
+    """A name that walks out of the preset folder ("../../x") is not a preset, even if the file
+    exists (a model file's metadata names its default loss by name)."""
+    from rusir.inversion.presets import PRESET_DIR, load_preset
+    outside = tmp_path / "evil.yaml"
+    outside.write_text("loss:\n  terms: {l1: 1.0}\n")
+    relative = os.path.relpath(outside.with_suffix(""), PRESET_DIR)
+    with pytest.raises(ValueError, match="unknown loss preset"):
+        load_preset(relative)
+
+
+@pytest.mark.parametrize("body, words", [("[" * 100000 + "]" * 100000, "nested too deeply"),
+                                         ("x" * (2 << 20), "MAX_DOCUMENT_BYTES"), ("[1,", "not valid JSON")])
+def test_landmark_json_is_bounded(tmp_path, body, words):
+    from rusir.restore_files import read_landmarks
+    path = tmp_path / "lm.json"
+    path.write_text(body)
+    with pytest.raises(ValueError, match=words):
+        read_landmarks(path, [tmp_path / "x.png"])

@@ -33,11 +33,10 @@ def preset_path(name_or_path: Union[str, Path]) -> Path:
         if not p.is_file():
             raise FileNotFoundError(f"loss preset file {p} does not exist")
         return p
-    path = PRESET_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
+    if str(name_or_path) not in list_presets():      # a name, never a path ("../x") by name
         raise ValueError(f"unknown loss preset {str(name_or_path)!r}; shipped presets: "
                          f"{list_presets()} (or give a path to a .yaml file)")
-    return path
+    return PRESET_DIR / f"{name_or_path}.yaml"
 
 
 def load_preset(name_or_path: Union[str, Path]) -> LossConfig:
