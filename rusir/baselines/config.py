@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from ..degradations import LEVELS, canonical_task
-from ..validation import read_yaml
+from ..validation import choice, read_yaml
 
 __all__ = ["PARAMS_DIR", "TABLES", "table_path", "load_table", "baseline_config"]
 
@@ -58,8 +58,8 @@ def load_table(method: str, path: Union[str, Path, None] = None) -> dict[str, An
 def baseline_config(method: str, task: Optional[str] = None, level: Optional[str] = None,
                     path: Union[str, Path, None] = None) -> dict[str, Any]:
     """Keyword arguments of `method` for (task, level): defaults < task `all` < task level."""
-    if level is not None and level not in LEVELS:
-        raise ValueError(f"unknown level {level!r}; valid: {list(LEVELS)}")
+    if level is not None:
+        choice(level, "level", LEVELS)
     if method in UNTABLED and path is None:
         return {}
     if path is None and not table_path(method).is_file():

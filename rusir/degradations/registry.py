@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..validation import MAX_BATCH, side, whole
+from ..validation import MAX_BATCH, choice, side, whole
 from .base import DEFAULT_SEED, LEVELS, Degradation, Seed
 from .blur import GaussianBlur
 from .composition import COMPOSITIONS, ORDER, Composition
@@ -99,8 +99,7 @@ def make(name: str, level: str | None = "M", seed: Seed = DEFAULT_SEED,
         deg.name = key
     elif _is_initials(name.upper()):
         initials = name.upper()
-        if level not in LEVELS:
-            raise ValueError(f"unknown level {level!r}; valid: {list(LEVELS)}")
+        choice(level, "level", LEVELS)
         if kwargs and len(initials) > 1:
             raise ValueError(f"compositions take no task options, got {sorted(kwargs)}")
         stages = [_REGISTRY[INITIALS[c]](level=level, seed=seed, **kwargs) for c in initials]
