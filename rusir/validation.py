@@ -25,7 +25,8 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 import yaml
 
 __all__ = ["MAX_IMAGE_SIDE", "MAX_OUTPUT_MEGAPIXELS", "MAX_FACTOR", "MAX_STEPS", "MAX_RATE",
-           "MAX_BATCH", "MAX_COUNT", "MAX_CROPS", "MAX_PHOTONS", "MAX_BLUR_SIGMA", "MAX_STROKES", "MAX_LEVELS", "MAX_TAU", "MAX_RETRIES", "MAX_SEED", "MAX_GRID_SETS", "MAX_NAME_LENGTH",
+           "MAX_BATCH", "MAX_COUNT", "MAX_CROPS", "MAX_PHOTONS", "MAX_BLUR_SIGMA", "MAX_STROKES",
+           "MAX_LEVELS", "MAX_TAU", "MAX_RETRIES", "MAX_SEED", "MAX_GRID_SETS", "MAX_NAME_LENGTH",
            "MAX_DOCUMENT_BYTES", "MAX_YAML_NODES", "MAX_YAML_DEPTH", "MIN_EYE_DISTANCE",
            "whole", "number", "side", "step_counts", "choice", "grid_size", "name_template",
            "load_yaml", "read_yaml", "read_json", "option"]
@@ -36,7 +37,7 @@ MAX_FACTOR = 64                 # upsampling factor (the levels go up to 32)
 MAX_STEPS = 100_000             # optimisation steps per phase (the paper: 150)
 MAX_RATE = 1e3                  # learning rates and lr_scale (the paper: 0.005 .. 0.08 x 1)
 MAX_BATCH = 4096                # images restored together
-MAX_COUNT = 1_000_000           # images, items, crops per image, retries, CPUs/GPUs per task
+MAX_COUNT = 1_000_000           # images, items, faces, CPUs/GPUs per task: any other count
 MAX_CROPS = 10_000              # patch-FID crops per image (the paper: 1000)
 MAX_PHOTONS = 1e6               # denoising's photon count (the levels: 6 to 96)
 MAX_BLUR_SIGMA = 64.0           # blur's sigma in px (the levels: 1 to 8)
