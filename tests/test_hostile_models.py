@@ -309,6 +309,38 @@ def test_safetensors_metadata_is_validated(tmp_path, config, meta, pattern):
     refused(H.guarded(lambda: load_generator(str(path)) and None), "CheckpointError", pattern)
 
 
+# A config within the parameter budget (252M weights, ~1 GiB of float32) in a file that holds
+# almost nothing: the loader built that generator before it compared the file's tensors with it.
+HUGE_MAPPING = dict(z_dim=4096, w_dim=4096, mapping_kwargs=dict(num_layers=15, layer_features=4096))
+SMALL_BUILD = 300 << 20   # memory a refusal may take: far less than the declared generator
+MISMATCH = r"tensors do not match the generator of its config"
+
+
+def test_a_small_safetensors_file_declaring_a_huge_generator_builds_nothing(tmp_path):
+    path = tmp_path / "g.safetensors"
+    cfg = {**small_generator().init_kwargs, **HUGE_MAPPING}
+    save_file({"mapping.w_avg": torch.zeros(1)}, str(path), metadata={"config": json.dumps(cfg)})
+    assert path.stat().st_size < 1000
+    refused(H.guarded(lambda: load_generator(str(path)) and None, mem=SMALL_BUILD), "CheckpointError", MISMATCH)
+
+
+def test_a_pickle_of_empty_tensors_declaring_4096_wide_layers_builds_nothing(tmp_path):
+    record = g_ema()
+    record.state.update(z_dim=4096, w_dim=4096)
+    sub(record, "mapping").state["num_layers"] = 15
+    _set_weight("mapping", "fc0", value=torch.zeros(4096, 0))(record)   # 4096 features, no data
+    path = H.write(tmp_path / "g.pkl", {"G_ema": record})
+    assert path.stat().st_size < 1 << 20
+    refused(H.guarded(lambda: load_network_pickle(path) and None, mem=SMALL_BUILD), "NetworkPickleError", MISMATCH)
+
+
+def test_expected_shapes_are_the_built_generators():
+    from rusir.model.safety import expected_shapes
+    G = small_generator()
+    shapes = expected_shapes(G.init_kwargs, ValueError, "here")
+    assert list(shapes.items()) == [(k, v.shape) for k, v in G.state_dict().items()]
+
+
 # ---------------------------------------------------------------------------------------------
 # (3) weights that are not floating point or not finite
 

@@ -228,13 +228,27 @@ def check_tensors(state: dict, expected: dict, error: type, where: str, ordered:
             raise error(f"{where}: tensor {clip(name, 80)} {problem}")
 
 
-def new_generator(config: dict, error: type, where: str) -> Generator:
-    """The (randomly initialised) Generator of a checked config, built only within the budget."""
+def _construct(config: dict, error: type, where: str, device: str = "cpu") -> Generator:
     check_budget(config, error)
     try:
-        return Generator(**config)
+        with torch.device(device):
+            return Generator(**config)
     except (TypeError, ValueError, RuntimeError, ZeroDivisionError) as exc:
         raise error(f"{where}: config does not describe a Generator ({clip(str(exc), 200)})") from None
+
+
+def expected_shapes(config: dict, error: type, where: str) -> "OrderedDict[str, torch.Size]":
+    """{name: shape} of the state dict of the Generator a checked config describes, from a build
+    on PyTorch's meta device (shapes, no memory): a file's tensors are matched against it before
+    anything real is built, so a small file that declares a huge generator costs nothing."""
+    G = _construct(config, error, where, device="meta")
+    return OrderedDict((k, v.shape) for k, v in G.state_dict().items())
+
+
+def new_generator(config: dict, error: type, where: str) -> Generator:
+    """The (randomly initialised) Generator of a checked config, built only within the budget;
+    call it only once the file's tensors matched `expected_shapes`."""
+    return _construct(config, error, where)
 
 
 def load_checked(G: Generator, state: dict, error: type, where: str, ordered: bool = False) -> Generator:
@@ -265,5 +279,6 @@ def nonfinite(tensors: dict) -> list:
 
 def build_generator(config: dict, state: dict, error: type, where: str,
                     ordered: bool = False) -> Generator:
-    """`new_generator` then `load_checked`."""
+    """`state` checked against `expected_shapes`, then `new_generator` and `load_checked`."""
+    check_tensors(state, expected_shapes(config, error, where), error, where, ordered)
     return load_checked(new_generator(config, error, where), state, error, where, ordered)
