@@ -341,6 +341,40 @@ def test_expected_shapes_are_the_built_generators():
     assert list(shapes.items()) == [(k, v.shape) for k, v in G.state_dict().items()]
 
 
+def _rewrite_header(path: Path, edit) -> Path:
+    """The safetensors file at `path` with its JSON header text replaced by edit(text)."""
+    raw = path.read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    text = edit(raw[8:8 + n].decode()).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + n:])
+    return path
+
+
+def _first(entry: str):
+    """Put `entry` ('"name": value') first in a header's JSON object."""
+    return lambda text: "{" + entry + "," + text.strip()[1:]
+
+
+@pytest.mark.parametrize("entry,name", [
+    # a second entry for the const, as half precision over the same bytes; the library kept the last
+    ('"synthesis.b4.const": {"dtype": "F16", "shape": [32, 4, 4], "data_offsets": [0, 1024]}',
+     "'synthesis.b4.const'"),
+    ('"__metadata__": {"config": "{}"}', "'__metadata__'"),
+])
+def test_safetensors_header_with_a_repeated_name_is_refused(tmp_path, entry, name):
+    path = _rewrite_header(_safetensors(tmp_path / "g.safetensors"), _first(entry))
+    refused(H.guarded(lambda: load_generator(str(path)) and None), "CheckpointError",
+            rf"header names {name} twice \(the format forbids it\)")
+
+
+def test_safetensors_header_size_is_bounded_before_it_is_read(tmp_path):
+    path = tmp_path / "g.safetensors"
+    path.write_bytes(struct.pack("<Q", 2 ** 62) + b"{}")
+    refused(H.guarded(lambda: load_generator(str(path)) and None, mem=SMALL_BUILD), "CheckpointError",
+            r"safetensors header of 4,611,686,018,427,387,904 bytes \(at most 8,388,608")
+
+
 # ---------------------------------------------------------------------------------------------
 # (3) weights that are not floating point or not finite
 

@@ -22,6 +22,7 @@ from .stylegan2 import Generator
 FORMAT = "rusir-generator/1"
 MAX_CONFIG_CHARS = 64 * 1024   # our configs are ~300 characters
 MAX_META_CHARS = 1024 * 1024   # provenance: command line, hardware, numbers
+MAX_HEADER_BYTES = 8 * 1024 * 1024  # tensor entries (~250 for FFHQ-1024), config and meta, escaped
 _FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
 
 
@@ -43,9 +44,48 @@ def save_generator(G: Generator, path: str | Path, meta: dict[str, Any] | None =
     return path
 
 
+class _Duplicate(ValueError):
+    """A JSON object with a repeated key (raised by `_unique_keys`)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """json's object_pairs_hook: a dict, refusing a repeated key (json keeps the last)."""
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise _Duplicate(key)
+        out[key] = value
+    return out
+
+
+def read_header(path: str | Path) -> dict[str, Any]:
+    """The JSON header of a safetensors file, read here with its size bounded: the format forbids
+    a repeated name, but the safetensors library keeps the last entry of one, so a file could
+    hold two tensors under one name (or two configs) and show each reader a different one."""
+    path = _existing(path)
+    with open(path, "rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        if size > MAX_HEADER_BYTES:
+            raise CheckpointError(f"{path}: safetensors header of {size:,} bytes (at most "
+                                  f"{MAX_HEADER_BYTES:,} for a generator)")
+        text = f.read(size)
+    try:
+        header = json.loads(text, object_pairs_hook=_unique_keys)
+    except _Duplicate as exc:
+        raise CheckpointError(f"{path}: the safetensors header names {clip(str(exc), 80)} twice "
+                              "(the format forbids it)") from None
+    except (ValueError, RecursionError) as exc:   # JSONDecodeError, UnicodeDecodeError
+        raise CheckpointError(f"{path} is not a safetensors file (its header is not JSON: "
+                              f"{clip(str(exc), 120)})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path} is not a safetensors file (its header is {describe(header)})")
+    return header
+
+
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """{"config": dict, "meta": dict} of a generator file, without loading tensors."""
     path = _existing(path)
+    read_header(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             raw = f.metadata() or {}
