@@ -335,3 +335,13 @@ def test_mask_with_the_same_aspect_ratio_is_resized(tmp_path, capsys):
             "--out", str(tmp_path / "out"), "--steps", "1,1,1"]
     assert main(args) == 0
     assert (tmp_path / "out" / "x_restored.png").is_file()
+
+
+def test_float_tiff_with_a_nan_pixel_is_refused_before_the_generator(tmp_path, capsys, no_generator):
+    import numpy as np
+    a = np.full((16, 16), 0.5, dtype=np.float32)
+    a[2, 2] = np.nan
+    path = tmp_path / "nan.tiff"
+    Image.fromarray(a, "F").save(path)
+    assert main(restore_args(path, out=tmp_path / "out")) == 2
+    one_line_error(capsys, "nan.tiff", "non-finite pixel")
