@@ -345,3 +345,13 @@ def test_float_tiff_with_a_nan_pixel_is_refused_before_the_generator(tmp_path, c
     Image.fromarray(a, "F").save(path)
     assert main(restore_args(path, out=tmp_path / "out")) == 2
     one_line_error(capsys, "nan.tiff", "non-finite pixel")
+
+
+def test_an_all_black_mask_is_refused_in_one_line(tmp_path, capsys):
+    """Nothing known: the restore used to give back the untouched start image with exit 0."""
+    image, mask = png(tmp_path / "face.png"), png(tmp_path / "mask.png", color=(0, 0, 0))
+    args = ["restore", str(image), "--task", "inpainting", "--mask", str(mask), "--out", str(tmp_path / "out"),
+            "--steps", "1,1,1"]
+    assert main(args) == 2
+    one_line_error(capsys, "no known pixel")
+    assert not (tmp_path / "out").exists()
