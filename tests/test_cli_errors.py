@@ -355,3 +355,17 @@ def test_an_all_black_mask_is_refused_in_one_line(tmp_path, capsys):
     assert main(args) == 2
     one_line_error(capsys, "no known pixel")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_nan_loss_ends_the_restore_in_one_line(tmp_path, capsys, monkeypatch):
+    """A loss that turns NaN (here every loss, patched) used to give back the start image, exit 0."""
+    from rusir.inversion.losses import CompositeLoss
+    original = CompositeLoss.forward
+    monkeypatch.setattr(CompositeLoss, "forward", lambda self, *a, **k: original(self, *a, **k) * float("nan"))
+    out = tmp_path / "out"
+    assert main(restore_args(png(tmp_path / "face.png"), out=out)) == 2
+    err = capsys.readouterr().err        # what a terminal shows: the progress bar was cleared by \r
+    visible = [line.rsplit("\r", 1)[-1] for line in err.split("\n") if line.strip()]
+    assert len(visible) == 1 and visible[0].startswith("rusir restore: error: W step 0: the loss is NaN"), err
+    assert "image(s) [0]" in visible[0] and "Traceback" not in err
+    assert not out.exists()
