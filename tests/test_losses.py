@@ -266,6 +266,7 @@ def test_presets_are_data(tmp_path):
     ("loss:\n  terms: {l2: '1'}\n", r"loss weight 'l2' must be .* got '1'"),
     ("loss:\n  terms: {l2: 1}\n  l1_weight: .nan\n", r"loss weight 'l1_weight' must be .* got nan"),
     ("loss:\n  terms: {l2: 0}\n  l1_weight: 0\n", r"needs a term with a weight > 0 or l1_weight > 0"),
+    ("loss:\n  terms: {l2: 1}\n  min_side: .nan\n", r"loss min_side must be a whole number >= 0, got nan"),
 ])
 def test_loss_weights_are_finite_and_non_negative_when_parsed(tmp_path, yaml_text, pattern):
     """A `.nan` weight made every loss NaN; NGD moved nothing and the start image came back."""

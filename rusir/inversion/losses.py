@@ -360,6 +360,10 @@ class LossConfig:
         weights = [loss_weight(k, w) for k, w in self.terms.items()]
         l1 = loss_weight("l1_weight", self.l1_weight)
         loss_weight("consistency_sigma", self.consistency_sigma)
+        for key in ("min_side", "max_levels", "seed"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"loss {key} must be a whole number >= 0, got {str(value)[:60]}")
         if not any(weights) and not l1:
             raise ValueError("a loss needs a term with a weight > 0 or l1_weight > 0 (it would "
                              "compare nothing)")
