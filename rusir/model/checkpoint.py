@@ -66,8 +66,8 @@ def read_header(path: str | Path) -> dict[str, Any]:
     with open(path, "rb") as f:
         size = int.from_bytes(f.read(8), "little")
         if size > MAX_HEADER_BYTES:
-            raise CheckpointError(f"{path}: safetensors header of {size:,} bytes (at most "
-                                  f"{MAX_HEADER_BYTES:,} for a generator)")
+            raise CheckpointError(f"{path} is not a safetensors file of a generator: its header "
+                                  f"would be {size:,} bytes (at most {MAX_HEADER_BYTES:,})")
         text = f.read(size)
     try:
         header = json.loads(text, object_pairs_hook=_unique_keys)
