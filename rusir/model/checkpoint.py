@@ -85,7 +85,7 @@ def read_header(path: str | Path) -> dict[str, Any]:
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """{"config": dict, "meta": dict} of a generator file, without loading tensors."""
     path = _existing(path)
-    read_header(path)
+    read_header(path)   # a repeated name or an oversized header is refused here
     try:
         with safe_open(str(path), framework="pt") as f:
             raw = f.metadata() or {}
