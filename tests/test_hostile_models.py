@@ -313,7 +313,7 @@ def test_safetensors_metadata_is_validated(tmp_path, config, meta, pattern):
 # almost nothing: the loader built that generator before it compared the file's tensors with it.
 HUGE_MAPPING = dict(z_dim=4096, w_dim=4096, mapping_kwargs=dict(num_layers=15, layer_features=4096))
 SMALL_BUILD = 300 << 20   # memory a refusal may take: far less than the declared generator
-MISMATCH = r"tensors do not match the generator of its config"
+MISMATCH = r"tensors do not match the generator of its config: they hold [\d,]+ weights, the config describes 25\d,\d{3},\d{3}"
 
 
 def test_a_small_safetensors_file_declaring_a_huge_generator_builds_nothing(tmp_path):
@@ -332,13 +332,6 @@ def test_a_pickle_of_empty_tensors_declaring_4096_wide_layers_builds_nothing(tmp
     path = H.write(tmp_path / "g.pkl", {"G_ema": record})
     assert path.stat().st_size < 1 << 20
     refused(H.guarded(lambda: load_network_pickle(path) and None, mem=SMALL_BUILD), "NetworkPickleError", MISMATCH)
-
-
-def test_expected_shapes_are_the_built_generators():
-    from rusir.model.safety import expected_shapes
-    G = small_generator()
-    shapes = expected_shapes(G.init_kwargs, ValueError, "here")
-    assert list(shapes.items()) == [(k, v.shape) for k, v in G.state_dict().items()]
 
 
 def _rewrite_header(path: Path, edit) -> Path:

@@ -16,7 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from .safety import (ModelFileError, check_budget, check_config, check_names, clip, describe,
-                     expected_shapes, load_checked, new_generator)
+                     check_held, load_checked, new_generator)
 from .stylegan2 import Generator
 
 FORMAT = "rusir-generator/1"
@@ -119,13 +119,15 @@ def load_generator_file(path: str | Path, device: str | torch.device = "cpu") ->
         check_budget(config, CheckpointError)
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: config does not describe a sane Generator: {exc}") from None
-    expected = expected_shapes(config, CheckpointError, str(path))
     try:
-        # the header first (names, shapes, dtypes), so nothing is read or built that the config
+        # the header first (names, shapes, dtypes), so nothing is built or read that the config
         # does not ask for
         with safe_open(str(path), framework="pt") as f:
             header = {name: f.get_slice(name) for name in f.keys()}
-            check_names({k: v.get_shape() for k, v in header.items()}, expected, CheckpointError, str(path))
+            check_held(config, [v.get_shape() for v in header.values()], CheckpointError, str(path))
+            G = new_generator(config, CheckpointError, str(path))
+            check_names({k: v.get_shape() for k, v in header.items()},
+                        {k: v.shape for k, v in G.state_dict().items()}, CheckpointError, str(path))
             for name, view in header.items():
                 if view.get_dtype() not in _FLOAT_DTYPES:
                     raise CheckpointError(f"{path}: tensor {clip(name, 80)} has dtype "
@@ -133,7 +135,6 @@ def load_generator_file(path: str | Path, device: str | torch.device = "cpu") ->
         state = load_file(str(path))
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{path}: tensors could not be read ({clip(str(exc), 200)})") from None
-    G = new_generator(config, CheckpointError, str(path))
     return load_checked(G, state, CheckpointError, str(path)).to(device)
 
 

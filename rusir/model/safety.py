@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import Any, Optional
+from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ MAX_MAPPING_LAYERS = 32
 MAX_CHANNEL_BASE = 2 ** 24
 MAX_FP16_RES = 16
 MAX_PARAMETERS = 2 ** 28  # elements in the whole state dict (1 GiB of float32)
+BUILD_SLACK = 2 ** 20     # weights a generator may be built beyond what its file holds (4 MiB)
 
 
 class ModelFileError(ValueError):
@@ -181,6 +182,18 @@ def check_budget(config: dict, error: type = ModelFileError) -> int:
     return total
 
 
+def check_held(config: dict, shapes: Iterable[Sequence[int]], error: type, where: str) -> None:
+    """Refuse a file whose tensors (their declared `shapes`) hold far fewer weights than the
+    generator its (checked) config describes, before anything is built: a file of a few hundred
+    bytes made the loader build a 1 GiB generator only to find it had no weights. Up to
+    BUILD_SLACK more is built anyway, so that the error can then name the tensors that differ."""
+    needed = check_budget(config, error)
+    held = sum(math.prod(shape) for shape in shapes)
+    if needed > held + BUILD_SLACK:
+        raise error(f"{where}: tensors do not match the generator of its config: they hold "
+                    f"{held:,} weights, the config describes {needed:,}")
+
+
 def view_problem(t: torch.Tensor) -> Optional[str]:
     """Why tensor `t` is not a plain view of its own storage, or None. A plain view addresses
     each storage element at most once and stays inside the storage, so a tensor can never be
@@ -228,27 +241,13 @@ def check_tensors(state: dict, expected: dict, error: type, where: str, ordered:
             raise error(f"{where}: tensor {clip(name, 80)} {problem}")
 
 
-def _construct(config: dict, error: type, where: str, device: str = "cpu") -> Generator:
+def new_generator(config: dict, error: type, where: str) -> Generator:
+    """The (randomly initialised) Generator of a checked config, built only within the budget."""
     check_budget(config, error)
     try:
-        with torch.device(device):
-            return Generator(**config)
+        return Generator(**config)
     except (TypeError, ValueError, RuntimeError, ZeroDivisionError) as exc:
         raise error(f"{where}: config does not describe a Generator ({clip(str(exc), 200)})") from None
-
-
-def expected_shapes(config: dict, error: type, where: str) -> "OrderedDict[str, torch.Size]":
-    """{name: shape} of the state dict of the Generator a checked config describes, from a build
-    on PyTorch's meta device (shapes, no memory): a file's tensors are matched against it before
-    anything real is built, so a small file that declares a huge generator costs nothing."""
-    G = _construct(config, error, where, device="meta")
-    return OrderedDict((k, v.shape) for k, v in G.state_dict().items())
-
-
-def new_generator(config: dict, error: type, where: str) -> Generator:
-    """The (randomly initialised) Generator of a checked config, built only within the budget;
-    call it only once the file's tensors matched `expected_shapes`."""
-    return _construct(config, error, where)
 
 
 def load_checked(G: Generator, state: dict, error: type, where: str, ordered: bool = False) -> Generator:
@@ -279,6 +278,6 @@ def nonfinite(tensors: dict) -> list:
 
 def build_generator(config: dict, state: dict, error: type, where: str,
                     ordered: bool = False) -> Generator:
-    """`state` checked against `expected_shapes`, then `new_generator` and `load_checked`."""
-    check_tensors(state, expected_shapes(config, error, where), error, where, ordered)
+    """`check_held`, `new_generator`, then `load_checked`."""
+    check_held(config, (t.shape for t in state.values()), error, where)
     return load_checked(new_generator(config, error, where), state, error, where, ordered)
