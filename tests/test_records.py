@@ -10,7 +10,8 @@ import torch
 
 from conftest import small_generator, smooth_images
 from rusir.degradations import cycle_8bit
-from rusir.evaluation import claims, records
+from rusir.data import claims
+from rusir.evaluation import records
 from rusir.evaluation.report import summarise
 from rusir.evaluation.runner import bind_method, run_bench
 from rusir.inversion.losses import LossConfig

@@ -8,7 +8,7 @@ Ray is optional (`pip install 'rusir[cluster]'`). Each unit is one task asking f
 whose worker process dies is run again (`max_retries`), and restores only what its last attempt
 did not finish (records are per item, written atomically). A worker loads the generator once per
 run (`_worker_job`, a per-process cache), not once per unit. The driver holds the items' claims
-(rusir.evaluation.claims), so local runs, shards and Ray runs can share one output folder.
+(rusir.data.claims), so local runs, shards and Ray runs can share one output folder.
 
 Workers write into the output folder themselves, so on a cluster it must be on storage every node
 mounts (NFS, Lustre...): `check_shared_storage` writes a token file there and has a task on every
@@ -26,7 +26,8 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from . import claims, records
+from ..data import claims
+from . import records
 from .plan import Item, Unit
 from .unit import Job, UnitOutcome, execute_unit
 
