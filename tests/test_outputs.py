@@ -171,3 +171,26 @@ def test_two_restores_at_once_do_not_both_succeed(tmp_path):
     refusal = next(err for code, err in results if code == 2)
     assert "x_" in refusal and "Traceback" not in refusal and len(refusal.strip().splitlines()) == 1
     assert sorted(os.listdir(out)) == ["x_latent.pt", "x_phases.png", "x_restored.png"]
+
+
+def _writers():
+    from rusir.evaluation import figures, records, report, results
+    image = torch.zeros(3, 8, 8)
+    return {
+        "bench record json": lambda p: records.write_json(p, {"a": 1}),
+        "report table csv": lambda p: report.Table("t", ["a"], [{"a": 1}]).to_csv(p),
+        "figure grid png": lambda p: figures.save_grid(p, [[image]]),
+        "results json": lambda p: results.write_results([{"a": 1}], p.with_suffix("")),
+    }
+
+
+@pytest.mark.parametrize("writer", ["bench record json", "report table csv", "figure grid png",
+                                    "results json"])
+def test_every_writer_refuses_a_dangling_link(tmp_path, writer):
+    """The benchmark's, the report's and the figures' files go through the same check."""
+    link = tmp_path / "out" / "x.json"
+    link.parent.mkdir()
+    link.symlink_to(tmp_path / "nowhere.json")
+    with pytest.raises(OutputError, match="symbolic link"):
+        _writers()[writer](link)
+    assert not (tmp_path / "nowhere.json").exists()

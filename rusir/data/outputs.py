@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Union
 
 from . import claims
 
-__all__ = ["OutputError", "check_output", "write_file", "OutputClaims"]
+__all__ = ["OutputError", "check_output", "write_file", "write_text", "OutputClaims"]
 
 PathLike = Union[str, Path]
 
@@ -70,6 +70,11 @@ def write_file(path: PathLike, write: Callable[[Path], object], overwrite: bool 
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def write_text(path: PathLike, text: str, overwrite: bool = True) -> Path:
+    """`write_file` for a text file."""
+    return write_file(path, lambda tmp: tmp.write_text(text), overwrite)
 
 
 def _link_if_free(tmp: Path, path: Path) -> None:

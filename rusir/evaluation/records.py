@@ -46,6 +46,7 @@ from PIL import Image
 from torch import Tensor
 
 from ..data.claims import CLAIMS, TMP, alive, owner_tag
+from ..data.outputs import write_text
 from ..degradations import COMPOSITIONS, LEVELS, TASKS, cycle_8bit
 from ..degradations.base import to_uint8
 from .availability import UNAVAILABLE, MetricCache  # re-exported: the store's users score items
@@ -196,13 +197,8 @@ def read_config(out: PathLike) -> Optional[dict]:
 # --- writing ----------------------------------------------------------------------------------------
 
 def write_json(path: PathLike, data) -> Path:
-    """Atomic: write a sibling temporary file, then os.replace it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{owner_tag()}.tmp")
-    tmp.write_text(json.dumps(jsonable(data), indent=1, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-    return path
+    """Atomic, never through a link (rusir.data.outputs.write_text)."""
+    return write_text(path, json.dumps(jsonable(data), indent=1, sort_keys=False) + "\n")
 
 
 def write_item(out: PathLike, key: str, images: Mapping[str, Tensor], record: dict,
