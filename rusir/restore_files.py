@@ -21,6 +21,7 @@ import torch
 
 from . import degradations
 from .data.images import load_image, open_image
+from .data.inputs import regular_file
 from .data.outputs import OutputClaims, check_output, write_file
 from .evaluation.experiment import check_device, setup
 from .evaluation.figures import save_grid, to_pil
@@ -100,7 +101,7 @@ def read_landmarks(source, paths: Sequence[Path]) -> dict[Path, list]:
     data = source
     if isinstance(source, (str, Path)):
         try:
-            data = json.loads(Path(source).read_text())
+            data = json.loads(regular_file(source, "--landmarks file").read_text())
         except (OSError, ValueError) as exc:
             raise ValueError(f"--landmarks {source}: not a readable JSON file ({exc})") from None
     if isinstance(data, dict):
