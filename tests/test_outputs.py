@@ -48,7 +48,7 @@ def live_process():
     proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     yield proc
     proc.stdin.close()
-    proc.wait(timeout=60)
+    proc.wait(timeout=600)
 
 
 # --- the module ------------------------------------------------------------------------------
@@ -147,7 +147,7 @@ def test_a_second_restore_into_the_same_outputs_is_refused(tmp_path, capsys, liv
         one_line_error(capsys, str(out / "x_phases.png"), "another run")
     assert sorted(p.name for p in out.iterdir()) == [claims.TMP]    # nothing written
     live_process.stdin.close()
-    live_process.wait(timeout=60)
+    live_process.wait(timeout=600)
     assert restore(image, out) == 0                                 # stale claim: taken over
     assert sorted(os.listdir(out)) == ["x_latent.pt", "x_phases.png", "x_restored.png"]
     assert set(torch.load(out / "x_latent.pt")) == {"W", "W+", "W++"}
@@ -160,12 +160,15 @@ def test_two_restores_at_once_do_not_both_succeed(tmp_path):
            str(out), "--steps", "2,2,2"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
            "OMP_NUM_THREADS": "1"}
-    runs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runs = [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             for _ in range(2)]
-    results = [(run.wait(timeout=600), run.stderr.read()) for run in runs]
-    for run in runs:
-        run.stdout.close()
-        run.stderr.close()
+    try:
+        errors = [run.communicate(timeout=1800)[1] for run in runs]
+    finally:                                  # the timeout only guards against a hang
+        for run in runs:
+            run.kill()
+            run.wait()
+    results = [(run.returncode, err) for run, err in zip(runs, errors)]
     codes = sorted(code for code, _ in results)
     assert codes == [0, 2], results
     refusal = next(err for code, err in results if code == 2)
