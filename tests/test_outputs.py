@@ -197,3 +197,15 @@ def test_every_writer_refuses_a_dangling_link(tmp_path, writer):
     with pytest.raises(OutputError, match="symbolic link"):
         _writers()[writer](link)
     assert not (tmp_path / "nowhere.json").exists()
+
+
+def test_a_sweep_never_executes_a_notebook_into_a_link(tmp_path):
+    from rusir.sweep import ParamSet, run_set
+    folder = tmp_path / "set"
+    folder.mkdir()
+    (folder / "nb.ipynb").symlink_to(tmp_path / "elsewhere.ipynb")
+    executed = []
+    record = run_set(ParamSet("set", tmp_path / "nb.ipynb"), folder, {}, tmp_path / "sweep.yaml",
+                     lambda *args: executed.append(args), None, tmp_path)
+    assert record["status"] == "failed" and "symbolic link" in record["error"] and not executed
+    assert not (tmp_path / "elsewhere.ipynb").exists()
