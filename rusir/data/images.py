@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .inputs import regular_file
+
 HELDOUT_DIR = "assets/heldout"
 
 
@@ -78,8 +80,7 @@ def open_image(path: Union[str, os.PathLike]) -> Image.Image:
     path = Path(path)
     if not path.exists():
         raise MissingImageError(f"no such image file: {path}")
-    if path.is_dir():
-        raise ImageFileError(f"{path} is a folder, not an image file")
+    regular_file(path, "image file", ImageFileError)   # a FIFO, a device, a folder: not opened
     try:
         with Image.open(path) as f:
             img = ImageOps.exif_transpose(f)  # a loaded copy, upright
