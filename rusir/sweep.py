@@ -30,7 +30,6 @@ import fnmatch
 import hashlib
 import itertools
 import json
-import os
 import re
 import time
 import traceback
@@ -41,6 +40,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 from .validation import MAX_NAME_LENGTH, grid_size, name_template, read_yaml
 
+from .data.outputs import check_output, write_text
 
 __all__ = ["ParamSet", "Sweep", "load_sweep", "check_parameters", "notebook_parameters", "run_sweep",
            "run_set", "set_status", "parameters_hash", "failure_reason", "papermill_execute"]
@@ -237,10 +237,8 @@ def _failure_line(reason: dict) -> str:
 
 
 def _write_status(folder: Path, record: dict) -> None:
-    """sweep.json, atomically (a temporary sibling, then os.replace)."""
-    tmp = folder / f".{STATUS_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(record, indent=1, default=str))
-    os.replace(tmp, folder / STATUS_FILE)
+    """sweep.json, atomically and never through a link (rusir.data.outputs)."""
+    write_text(folder / STATUS_FILE, json.dumps(record, indent=1, default=str))
 
 
 def papermill_execute(notebook: Path, output: Path, parameters: dict, cwd: Path,
@@ -338,6 +336,7 @@ def run_set(pset: ParamSet, folder: Path, params: dict, sweep_path: Path, execut
               "executed": executed.name}
     start = time.perf_counter()
     try:
+        check_output(executed, overwrite=True)     # a link: refused, never written through
         execute(pset.notebook, executed, params, cwd, kernel_name)
         record["status"] = "done"
     except Exception as exc:  # a failed set is recorded and retried on the next run

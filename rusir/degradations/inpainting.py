@@ -98,6 +98,13 @@ class Inpainting(Degradation):
             m = m.unsqueeze(0)
         if m.shape[1] != 1:
             raise ValueError(f"mask must be [B, 1, H, W] (or [H, W]), got {list(mask.shape)}")
+        if not torch.isfinite(m).all():
+            raise ValueError("mask has non-finite values (NaN or infinity); 1 = known pixel, 0 = missing")
+        # nothing known: the loss is 0 for every latent and the start image came back, exit 0
+        empty = (m.flatten(1) <= 0).all(1).nonzero().flatten().tolist()
+        if empty:
+            raise ValueError(f"mask of image(s) {empty[:10]} has no known pixel (all zero): there "
+                             "is nothing to restore from (white = known, black = missing)")
         obj = cls("M")
         obj.level, obj.strokes, obj._fixed = "custom", None, m.clamp(0, 1)
         return obj

@@ -18,7 +18,7 @@ methods (`bind_method(restore, loss=...)` named `rusir[loss=<variant>]`), the ba
 records. The records (layout, atomic writes, `bench.json`, failures) are `rusir.evaluation.records`:
 an item is finished iff its folder holds a valid `record.json`, so a re-run skips finished items,
 redoes damaged ones, and an interrupted run loses nothing finished. Runs sharing a folder split
-the items (a claim per item, `rusir.evaluation.claims`; an item claimed by another live run is
+the items (a claim per item, `rusir.data.claims`; an item claimed by another live run is
 left to it, counted `busy`), re-check each item just before running it, and never replace a
 finished item (the first to finish wins). Failures go to `failed.json` (`failed-<k>of<n>.json`
 for a shard) and do not stop the sweep unless `fail_fast`.
@@ -41,13 +41,14 @@ from typing import Mapping, Optional, Sequence, Union
 import torch
 from tqdm.auto import tqdm
 
+from ..data import claims
 from ..inversion.batching import check_batch_size
 from ..inversion.presets import load_preset
 from ..inversion.schedule import resolve as resolve_schedule
 from ..metrics import PER_IMAGE_METRICS
 from ..model.generators import info as generator_info, load_generator
 from ..validation import MAX_RETRIES, MAX_SEED, MAX_STEPS, whole
-from . import claims, records
+from . import records
 from .cluster import ENGINES, require_ray, run_units
 from .plan import (IMAGE_EXTENSIONS, BoundMethod, Item, Unit, bind_method, images_config,
                    parse_batch, parse_shard, parse_tasks, plan_items, plan_units, resolve_images,

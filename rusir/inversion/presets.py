@@ -27,14 +27,15 @@ def list_presets() -> list[str]:
 
 
 def preset_path(name_or_path: Union[str, Path]) -> Path:
-    """A shipped preset's file, or an explicit YAML path."""
+    """A shipped preset's file, or an explicit YAML path. A name is looked up among the shipped
+    presets, never joined to the folder ('../../x' would leave it)."""
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml"):
         if not p.is_file():
             raise FileNotFoundError(f"loss preset file {p} does not exist")
         return p
-    if str(name_or_path) not in list_presets():      # a name, never a path ("../x") by name
-        raise ValueError(f"unknown loss preset {str(name_or_path)!r}; shipped presets: "
+    if str(name_or_path) not in list_presets():
+        raise ValueError(f"unknown loss preset {str(name_or_path)[:200]!r}; shipped presets: "
                          f"{list_presets()} (or give a path to a .yaml file)")
     return PRESET_DIR / f"{name_or_path}.yaml"
 
