@@ -1,0 +1,261 @@
+"""Stop rules of the discrepancy principle, compared on one recording per face set (issue 26, 4).
+
+    python benchmarks/discrepancy_rules.py record --first 48 --n-images 4 --out runs/rules48
+    python benchmarks/discrepancy_rules.py replay --out runs/rules48
+
+`record` runs every setting (stacked by target side, as benchmarks/discrepancy.py) ONCE without
+stopping while the restore estimates the noise floor, and keeps, per step, every image's loss,
+floor (when estimated) and 8-bit prediction. A stop rule is a `DiscrepancyStop` fed those numbers
+step by step; the image it ends with is the recorded prediction of the step it returns to, so
+every rule is scored exactly (PSNR/SSIM/fidelity, as the runner) without another restore.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import rusir  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads OpenMP)
+import torch
+from discrepancy import NEVER
+from robustness import faces, groups_by_side, scores, stack_of
+
+from rusir.evaluation.experiment import naive_restoration
+from rusir.evaluation.records import as_8bit
+from rusir.evaluation.robustness import phase_table, summary
+from rusir.inversion.discrepancy import DiscrepancyStop
+from rusir.inversion.restore import restore
+from rusir.metrics import psnr, ssim
+from rusir.model.generators import load_generator
+
+
+def record(G, gt, settings, first) -> dict:
+    """One unstopped restore of the stack; per step its phase, step, loss [B], floor [B] or None
+    and 8-bit prediction [B, 3, R, R] (uint8), and each phase's final 8-bit images."""
+    _, targets, stack = stack_of(gt, settings, first)
+    steps = []
+
+    def keep(info):
+        img = (as_8bit(info.images.detach().clamp(0, 1)) * 255).round().to(torch.uint8)
+        steps.append((info.phase, info.step, info.loss.detach().cpu(),
+                      None if info.floor is None else info.floor.detach().cpu(), img.cpu()))
+
+    result = restore(G, torch.cat(targets), stack, discrepancy=NEVER, progress=False, callback=keep)
+    ends = {name: (as_8bit(p.images.detach().clamp(0, 1)) * 255).round().to(torch.uint8)
+            for name, p in result.phases.items()}
+    return {"settings": settings, "first": first, "n": gt.shape[0], "steps": steps, "ends": ends}
+
+
+class Candidate(DiscrepancyStop):
+    """A variant of the rule for the search: `stat` of the last `window` losses (mean, median) <=
+    tau x `pool` of the floor estimates (mean of the last `samples`, or max of them, or the max
+    over every estimate of the judged phases and W's last `samples`); a stopped image returns
+    `back` steps (0, "center": (window - 1) // 2, "start": window - 1)."""
+
+    def __init__(self, tau, batch, window=10, samples=3, stat="mean", pool="mean", back=0):
+        super().__init__(tau, None, None, batch, window=window, samples=samples)
+        self.stat, self.pool = stat, pool
+        steps = {"center": (window - 1) // 2, "start": window - 1}.get(back, back)
+        self.back = torch.full((batch,), int(steps))
+        self.high = None
+
+    def observe(self, phase, step, loss, floor=None):
+        self.losses.append(loss.detach().float().cpu())
+        if floor is not None:
+            floor = floor.detach().float().cpu()
+            self.floors.append(floor)
+            self.draws += 1
+            if phase in self.JUDGED:
+                self.high = floor if self.high is None else torch.maximum(self.high, floor)
+        if phase not in self.JUDGED or len(self.losses) < self.losses.maxlen or not self.floors:
+            return torch.zeros_like(self.done)
+        window = torch.stack(tuple(self.losses))
+        fit = window.mean(0) if self.stat == "mean" else window.median(0).values
+        recent = torch.stack(tuple(self.floors))
+        if self.pool == "mean":
+            level = recent.mean(0)
+        elif self.pool == "max":
+            level = recent.max(0).values
+        else:
+            level = torch.maximum(recent.max(0).values, self.high) if self.high is not None \
+                else recent.max(0).values
+        new = (fit <= self.tau * level) & ~self.done
+        for i in torch.nonzero(new).flatten().tolist():
+            self.stopped[i] = f"{phase}:{step}"
+        self.done |= new
+        return new
+
+
+def ends_with(rec, make_stop) -> list:
+    """Per image, the index into rec["steps"] of the prediction a restore with the stop
+    `make_stop(batch)` ends with (None: it ran every step). The stop's `observe` returns the images
+    newly done; `stop.back[i]` (if the stop has it) is how many steps image i returns."""
+    batch = rec["steps"][0][2].shape[0]
+    stop = make_stop(batch)
+    where: list = [None] * batch
+    start = 0
+    for k, (phase, step, loss, floor, _) in enumerate(rec["steps"]):
+        start = k if step == 0 else start
+        new = stop.observe(phase, step, loss, floor)
+        back = getattr(stop, "back", None)
+        for i in torch.nonzero(new).flatten().tolist():
+            where[i] = max(start, k - (int(back[i]) if back is not None else 0))
+    return where
+
+
+def phase_images(rec, where) -> dict:
+    """Each phase's final 8-bit images [B, 3, R, R] when image i ends at step where[i]."""
+    names = list(rec["ends"])
+    out = {name: rec["ends"][name].clone() for name in names}
+    for i, k in enumerate(where):
+        if k is not None:
+            phase = rec["steps"][k][0]
+            for name in names[names.index(phase):]:
+                out[name][i] = rec["steps"][k][4][i]
+    return out
+
+
+def gt_and_targets(rec):
+    gt = faces(rec["first"], rec["n"])
+    degs, targets, _ = stack_of(gt, rec["settings"], rec["first"])
+    return gt, degs, targets
+
+
+def step_psnr(rec, gt) -> torch.Tensor:
+    """PSNR vs truth of every recorded prediction [T, B] (and the phase ends as T+j)."""
+    truth = gt.repeat(len(rec["settings"]), 1, 1, 1)
+    rows = [psnr(s[4].float() / 255, truth) for s in rec["steps"]]
+    return torch.stack(rows + [psnr(e.float() / 255, truth) for e in rec["ends"].values()])
+
+
+def fast_records(rec, table, where, naive) -> list:
+    """Records with PSNR only (SSIM/fidelity 0): for ranking rules quickly."""
+    n, names = rec["n"], list(rec["ends"])
+    T = len(rec["steps"])
+    out = []
+    for k, (task, level) in enumerate(rec["settings"]):
+        for j in range(n):
+            i = k * n + j
+            phases = {}
+            for p, name in enumerate(names):
+                w = where[i]
+                use = T + p
+                if w is not None and names.index(rec["steps"][w][0]) <= p:
+                    use = w
+                phases[name] = {"psnr": float(table[use, i]), "ssim": 0.0, "fidelity_psnr": 0.0}
+            out.append({"method": "rusir", "task": task, "level": level, "image_index": rec["first"] + j,
+                        "target_size": [rec["side"]] * 2, "naive": naive[i], "phases": phases,
+                        "stopped": None if where[i] is None else str(where[i])})
+    return out
+
+
+def naive_scores(rec, gt, targets, resolution=64) -> list:
+    out = []
+    for t in targets:
+        nv = naive_restoration(t, resolution)
+        out += [{"psnr": a, "ssim": b} for a, b in zip(psnr(nv, gt).tolist(), ssim(nv, gt).tolist())]
+    return out
+
+
+def load(out: Path) -> list:
+    """The recordings of a face set, each with its target side and PSNR table."""
+    recs = []
+    for path in sorted(out.glob("recording_*px.pt")):
+        rec = torch.load(path, weights_only=False)
+        rec["side"] = int(path.stem.split("_")[1][:-2])
+        gt, degs, targets = gt_and_targets(rec)
+        rec["psnr"], rec["naive"] = step_psnr(rec, gt), naive_scores(rec, gt, targets)
+        recs.append(rec)
+    return recs
+
+
+def evaluate(recs, make_stop) -> dict:
+    records = []
+    for rec in recs:
+        where = ends_with(rec, make_stop)
+        records += fast_records(rec, rec["psnr"], where, rec["naive"])
+    return phase_table(records)
+
+
+def grid():
+    yield "off", lambda b: Candidate(1e-9, b)
+    for tau in (1.0, 1.05, 1.1, 1.2):
+        for window in (5, 10):
+            for stat in ("mean", "median"):
+                for pool in ("mean", "max", "high"):
+                    for back in (0, "center", "start"):
+                        name = f"t{tau:g}-w{window}-{stat}-{pool}-b{back}"
+                        yield name, (lambda b, tau=tau, window=window, stat=stat, pool=pool, back=back:
+                                     Candidate(tau, b, window=window, stat=stat, pool=pool, back=back))
+
+
+def search(out: Path) -> None:
+    recs = load(out)
+    print("stacks:", [r["side"] for r in recs], flush=True)
+    rows = []
+    for name, make in grid():
+        table = evaluate(recs, make)
+        s = summary(table)
+        rows.append((name, s, table))
+    rows.sort(key=lambda r: (r[1]["worst_drop"] > 0.3, -r[1]["mean_final_psnr"]))
+    for name, s, table in rows[:40]:
+        print(f"{name:36s} mean {s['mean_final_psnr']:.2f} worst {s['worst_drop']:.2f} "
+              f"({s['worst_drop_setting']}) >0.3: {len(s['drops_over_0.3'])} naive: {sorted(s['below_naive'])}")
+    torch.save(rows, out / "search.pt")
+
+
+def full_records(rec, where) -> list:
+    """The runner's record fields (PSNR, SSIM, fidelity per phase) when image i ends at where[i]."""
+    gt, degs, targets = gt_and_targets(rec)
+    n, images = rec["n"], phase_images(rec, where)
+    out = []
+    for k, ((task, level), deg, t) in enumerate(zip(rec["settings"], degs, targets)):
+        part = slice(k * n, (k + 1) * n)
+        sc = {name: scores(im[part].float() / 255, gt, deg, t) for name, im in images.items()}
+        out += [{"method": "rusir", "task": task, "level": level, "image_index": rec["first"] + j,
+                 "target_size": list(t.shape[-2:]), "naive": rec["naive"][k * n + j],
+                 "phases": {name: sc[name][j] for name in images},
+                 "stopped": None if where[k * n + j] is None else
+                 "{}:{}".format(*rec["steps"][where[k * n + j]][:2])} for j in range(n)]
+    return out
+
+
+def report(dirs: list, candidates: dict) -> dict:
+    """{candidate: records} over every recording in `dirs` ({name: make_stop})."""
+    records: dict = {name: [] for name in candidates}
+    for out in dirs:
+        for rec in load(Path(out)):
+            for name, make in candidates.items():
+                records[name] += full_records(rec, ends_with(rec, make))
+    return records
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser()
+    p.add_argument("mode", choices=("record", "replay"))
+    p.add_argument("--first", type=int, default=48)
+    p.add_argument("--n-images", type=int, default=4)
+    p.add_argument("--tasks", default="all")
+    p.add_argument("--out", default="runs/rules")
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    out = Path(a.out)
+    if a.mode == "replay":
+        return search(out)
+    G = load_generator("toyfaces64")
+    gt = faces(a.first, a.n_images)
+    out.mkdir(parents=True, exist_ok=True)
+    for side, settings in groups_by_side(G, a.tasks):
+        path = out / f"recording_{side}px.pt"
+        if path.exists():
+            continue
+        t0 = time.time()
+        rec = record(G, gt, settings, a.first)
+        rec["seconds"] = time.time() - t0
+        torch.save(rec, path)
+        print(f"{side} px: {len(settings)} settings [{rec['seconds']:.0f} s]", flush=True)
+
+
+if __name__ == "__main__":
+    main()
