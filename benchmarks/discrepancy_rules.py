@@ -97,8 +97,8 @@ def ends_with(rec, make_stop) -> list:
     for k, (phase, step, loss, floor, _) in enumerate(rec["steps"]):
         start = k if step == 0 else start
         new = stop.observe(phase, step, loss, floor)
-        back = getattr(stop, "back", None)
         for i in torch.nonzero(new).flatten().tolist():
+            back = getattr(stop, "back", None)
             where[i] = max(start, k - (int(back[i]) if back is not None else 0))
     return where
 
@@ -189,8 +189,9 @@ def grid():
                                      Candidate(tau, b, window=window, stat=stat, pool=pool, back=back))
 
 
-def search(out: Path) -> None:
-    recs = load(out)
+def search(dirs: list) -> None:
+    recs = [rec for out in dirs for rec in load(Path(out))]
+    out = Path(dirs[0])
     print("stacks:", [r["side"] for r in recs], flush=True)
     rows = []
     for name, make in grid():
@@ -242,7 +243,7 @@ def main(argv=None):
     torch.set_num_threads(a.threads)
     out = Path(a.out)
     if a.mode == "replay":
-        return search(out)
+        return search(a.out.split(","))
     G = load_generator("toyfaces64")
     gt = faces(a.first, a.n_images)
     out.mkdir(parents=True, exist_ok=True)

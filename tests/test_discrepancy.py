@@ -77,6 +77,19 @@ def test_an_image_stops_when_its_mean_loss_reaches_tau_times_the_floor():
     assert stop.stopped == ["W+:5", None] and not stop.all_done
 
 
+def test_the_floor_is_the_largest_of_the_last_estimates():
+    """One estimate and one loss per step: image 0 stops at step 2 (0.25 <= max(0.3, 0.1, 0.1);
+    their mean, 0.17, would not stop it); image 1 reaches 0.25 only at step 3, when the 0.3 has
+    left the last three estimates, so it goes on."""
+    stop = DiscrepancyStop(1.0, l1, None, batch=2, every=1, window=1, samples=3)
+    floors = [0.3, 0.1, 0.1, 0.1, 0.1]
+    losses = [(0.5, 0.5), (0.5, 0.5), (0.25, 0.5), (0.25, 0.25), (0.11, 0.11)]
+    news = [stop.observe("W+", k, torch.tensor(v), torch.tensor([f, f])).tolist()
+            for k, (f, v) in enumerate(zip(floors, losses))]
+    assert news == [[False, False], [False, False], [True, False], [False, False], [False, False]]
+    assert stop.stopped == ["W+:2", None]
+
+
 @pytest.mark.parametrize("value", [-1, float("nan"), float("inf"), "1", True])
 def test_bad_tau_is_refused(value):
     with pytest.raises(ValueError, match="discrepancy"):
@@ -104,6 +117,37 @@ def test_a_stopped_image_keeps_its_latent_and_the_restore_ends_when_all_stop():
     w = result.phases["W"].images
     assert torch.allclose(result.phases["W+"].images, w, atol=1e-6)
     assert torch.allclose(result.images, w, atol=1e-6)
+
+
+class Shifted:
+    """A degradation whose approximation is the identity and whose true side adds `c[draw]`
+    (one row of per-image offsets per floor estimate): under an L1 loss the floor estimates are
+    exactly those offsets, so where a restore stops is known in advance."""
+    mask = None
+
+    def __init__(self, c: torch.Tensor):
+        self.c = c                                                     # [draws, B]
+
+    def degrade_prediction(self, x):
+        return x
+
+    def redraw(self, x, draw=0):
+        return x + self.c[min(draw, len(self.c) - 1)].view(-1, 1, 1, 1).to(x)
+
+
+def test_a_restore_stops_at_the_largest_recent_floor():
+    """Estimates at W 0, W 10, W+ 0, W++ 0. Image 0's mean loss over W+ 5..7, W++ 0..6 is 0.2515
+    at W++ step 6 (0.261 a step earlier): it stops there against the largest of its last three
+    estimates (0.255, 0.2, 0.2) -- their mean, 0.218, would never stop it; image 1 (estimates
+    0.2) runs every step."""
+    G, target, _ = noisy_problem(dtype=torch.float64)
+    c = torch.tensor([[0.2, 0.2], [0.255, 0.2], [0.2, 0.2], [0.2, 0.2]], dtype=torch.float64)
+    seen = {}
+    result = restore(G, target, Shifted(c), discrepancy=1.0, callback=lambda info: seen.update(
+        {(info.phase, info.step): info.images.clone()}), **{**KW, "loss": l1})
+    assert result.info["stopped"] == ["W++:6", None]
+    assert torch.allclose(result.images[0], seen["W++", 6][0], atol=1e-9)
+    assert len(seen) == 12 + 8 + 8
 
 
 def test_a_floor_that_is_never_reached_changes_nothing():
