@@ -17,7 +17,7 @@ from pathlib import Path
 
 import rusir  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads OpenMP)
 import torch
-from discrepancy import NEVER
+from discrepancy import NEVER, check
 from robustness import faces, groups_by_side, scores, stack_of
 
 from rusir.evaluation.experiment import naive_restoration
@@ -231,20 +231,111 @@ def report(dirs: list, candidates: dict) -> dict:
     return records
 
 
+SHIPPED = 1.05     # toyfaces64's tau (GeneratorInfo.discrepancy)
+
+
+TUNING_ROWS = {"off": "none (W++ 300 steps)", "t1.05-w10-mean-mean-b0": "mean of the estimates, τ = 1.05 (issue 20)",
+               "t1.05-w10-mean-mean-bcenter": "the same, back to the window's centre",
+               "t1.05-w5-mean-mean-b0": "the same, window 5",
+               "t1.05-w10-median-mean-b0": "the same, median of the window",
+               "t1.1-w10-mean-mean-b0": "mean of the estimates, τ = 1.1",
+               "t1.05-w10-mean-high-b0": "largest estimate of W+ / W++ so far, τ = 1.05",
+               "t1.05-w10-mean-max-bcenter": "largest of the last 3, back to the window's centre",
+               "t1-w10-mean-max-b0": "largest of the last 3, τ = 1.0",
+               "t1.1-w10-mean-max-b0": "largest of the last 3, τ = 1.1",
+               "t1.05-w10-mean-max-b0": "**largest of the last 3, τ = 1.05 (shipped)**"}
+REPORT_ROWS = {"off": "none (W++ 300 steps)", "mean_tau1.05": "mean of the last 3 estimates (issue 20)",
+               "max_tau1.05": "**largest of the last 3 (shipped)**"}
+
+
+def markdown(data: dict) -> str:
+    """docs/method.md's tables of the record: tuning rules, test-face summary, per setting."""
+    def row(label, s):
+        below = ", ".join(f"{k} {v:+.2f}" for k, v in s["below_naive"].items())
+        return (f"| {label} | {s['mean_final_psnr']:.2f} | {s['worst_drop']:.2f} ({s['worst_drop_setting']}) | "
+                f"{len(s['drops_over_0.3'])} | {len(s['below_naive'])}{': ' + below if below else ''} |")
+    head = "| rule | mean final PSNR | worst drop (setting) | drops > 0.3 dB | below naive (target ≥ 8 px) |\n|---|---|---|---|---|"
+    out = [head] + [row(label, data["tuning"][k]) for k, label in TUNING_ROWS.items() if k in data["tuning"]]
+    out += ["", head] + [row(label, data["candidates"][k]) for k, label in REPORT_ROWS.items()]
+    out += ["", "| setting | faces | target px | naive | after W | after W+ | final | final, mean rule | "
+            "final, no stop | drop | stopped |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    tables = data["settings"]
+    for key, r in tables["max_tau1.05"].items():
+        ph = [v["psnr"] for v in r["phases"].values()]
+        faces_ = f"{min(r['images'])}–{max(r['images'])}"
+        mean_final = list(tables["mean_tau1.05"][key]["phases"].values())[-1]["psnr"]
+        off_final = list(tables["off"][key]["phases"].values())[-1]["psnr"]
+        out.append(f"| {key} | {faces_} | {r['target_side']} | {r['naive']['psnr']:.2f} | {ph[0]:.2f} | "
+                   f"{ph[1]:.2f} | {ph[2]:.2f} | {mean_final:.2f} | {off_final:.2f} | "
+                   f"{r['final_drop']:+.2f} | {r['stopped']}/{r['n']} |")
+    return "\n".join(out)
+
+
+def write_report(dirs: list, tuning: Path, path: Path) -> None:
+    """The shipped rule, the previous one (mean of the estimates) and no stop on the recordings
+    in `dirs`, with the tuning search's summaries, as one JSON record."""
+    from rusir.evaluation.records import read_json, write_json
+    candidates = {"off": lambda b: DiscrepancyStop(NEVER, None, None, b),
+                  "mean_tau1.05": lambda b: Candidate(SHIPPED, b, pool="mean"),
+                  "max_tau1.05": lambda b: DiscrepancyStop(SHIPPED, None, None, b)}
+    records = report(dirs, candidates)
+    tables = {name: phase_table(recs) for name, recs in records.items()}
+    tuned = {name: {k: s[k] for k in ("mean_final_psnr", "worst_drop", "worst_drop_setting",
+                                      "drops_over_0.3", "below_naive")}
+             for name, s, _ in torch.load(tuning, weights_only=False)} if tuning.exists() else {}
+    meta = {"generator": "toyfaces64", "faces": sorted({r["image_index"] for r in records["off"]}),
+            "recordings": dirs, "tuning_faces": "48-51 (8-px stack), 48-49 (denoising, NA, NP, NAP)",
+            "how": "benchmarks/discrepancy_rules.py: one unstopped restore per stack recording every "
+                   "step; each rule replayed on it, its image the recorded prediction of its stop",
+            "schedule": "the generator's own (W 50 x 0.08, W+ 50 x 0.02, W++ 300 x 0.02; x lr_scale 8)"}
+    checks = [read_json(Path(d) / "check.json") for d in dirs if (Path(d) / "check.json").exists()]
+    write_json(path, {"_meta": meta, "candidates": {n: summary(t) for n, t in tables.items()},
+                      "chosen": "max_tau1.05", "settings": tables, "tuning": tuned,
+                      "check": checks[0] if checks else None})
+    print(markdown(read_json(path)))
+    for name, table in tables.items():
+        s = summary(table)
+        print(f"{name}: mean {s['mean_final_psnr']:.2f} worst {s['worst_drop']:.2f} "
+              f"({s['worst_drop_setting']}) >0.3 {s['drops_over_0.3']} naive {s['below_naive']}")
+
+
+def check_real(G, out: Path, spec: str) -> None:
+    """Real restores with the shipped rule of some settings of an 8-px recording against its
+    replay: same stop step, PSNR difference (out/check.json; the report carries it)."""
+    from rusir.evaluation.plan import parse_tasks
+    from rusir.evaluation.records import write_json
+    rec = next(r for r in load(out) if r["side"] == 8)
+    wanted = parse_tasks(spec)
+    replayed = [r for r in full_records(rec, ends_with(rec, lambda b: DiscrepancyStop(SHIPPED, None, None, b)))
+                if (r["task"], r["level"]) in wanted]
+    gt = faces(rec["first"], rec["n"])
+    result = check(G, gt, wanted, rec["first"], SHIPPED, replayed)
+    print(result)
+    write_json(out / "check.json", result)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=("record", "replay"))
+    p.add_argument("mode", choices=("record", "replay", "report", "check"))
     p.add_argument("--first", type=int, default=48)
     p.add_argument("--n-images", type=int, default=4)
     p.add_argument("--tasks", default="all")
     p.add_argument("--out", default="runs/rules")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--settings", default="UN@M,UA@M,UNA@M,UNP@M,UAP@M,UNAP@M",
+                   help="settings of the recording re-run as real restores (check)")
+    p.add_argument("--tuning", default="runs/rules48/search.pt", help="replay's search (report)")
+    p.add_argument("--json", default="benchmarks/results/robustness_discrepancy_rules_toyfaces64.json")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     out = Path(a.out)
     if a.mode == "replay":
         return search(a.out.split(","))
+    if a.mode == "report":
+        return write_report(a.out.split(","), Path(a.tuning), Path(a.json))
     G = load_generator("toyfaces64")
+    if a.mode == "check":
+        return check_real(G, out, a.settings)
     gt = faces(a.first, a.n_images)
     out.mkdir(parents=True, exist_ok=True)
     for side, settings in groups_by_side(G, a.tasks):
