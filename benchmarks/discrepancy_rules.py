@@ -291,6 +291,7 @@ def write_report(dirs: list, tuning: Path, path: Path) -> None:
     checks = [read_json(Path(d) / "check.json") for d in dirs if (Path(d) / "check.json").exists()]
     write_json(path, {"_meta": meta, "candidates": {n: summary(t) for n, t in tables.items()},
                       "chosen": "max_tau1.05", "settings": tables, "tuning": tuned,
+                      "tuning_rows": TUNING_ROWS, "report_rows": REPORT_ROWS,
                       "check": checks[0] if checks else None})
     print(markdown(read_json(path)))
     for name, table in tables.items():
