@@ -243,9 +243,9 @@ TUNING_ROWS = {"off": "none (W++ 300 steps)", "t1.05-w10-mean-mean-b0": "mean of
                "t1.05-w10-mean-max-bcenter": "largest of the last 3, back to the window's centre",
                "t1-w10-mean-max-b0": "largest of the last 3, τ = 1.0",
                "t1.1-w10-mean-max-b0": "largest of the last 3, τ = 1.1",
-               "t1.05-w10-mean-max-b0": "**largest of the last 3, τ = 1.05 (shipped)**"}
+               "t1.05-w10-mean-max-b0": "**largest of the last 3, τ = 1.05: ships**"}
 REPORT_ROWS = {"off": "none (W++ 300 steps)", "mean_tau1.05": "mean of the last 3 estimates (issue 20)",
-               "max_tau1.05": "**largest of the last 3 (shipped)**"}
+               "max_tau1.05": "**largest of the last 3: ships**"}
 
 
 def markdown(data: dict) -> str:
@@ -257,8 +257,8 @@ def markdown(data: dict) -> str:
     head = "| rule | mean final PSNR | worst drop (setting) | drops > 0.3 dB | below naive (target ≥ 8 px) |\n|---|---|---|---|---|"
     out = [head] + [row(label, data["tuning"][k]) for k, label in TUNING_ROWS.items() if k in data["tuning"]]
     out += ["", head] + [row(label, data["candidates"][k]) for k, label in REPORT_ROWS.items()]
-    out += ["", "| setting | faces | target px | naive | after W | after W+ | final | final, mean rule | "
-            "final, no stop | drop | stopped |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    out += ["\n| setting | faces | target px | naive | after W | after W+ | final | final, mean rule | "
+            "final, no stop | drop | stopped |\n|---|---|---|---|---|---|---|---|---|---|---|"]
     tables = data["settings"]
     for key, r in tables["max_tau1.05"].items():
         ph = [v["psnr"] for v in r["phases"].values()]
