@@ -77,17 +77,17 @@ def test_an_image_stops_when_its_mean_loss_reaches_tau_times_the_floor():
     assert stop.stopped == ["W+:5", None] and not stop.all_done
 
 
-def test_the_floor_is_the_largest_of_the_last_estimates():
-    """One estimate and one loss per step: image 0 stops at step 2 (0.25 <= max(0.3, 0.1, 0.1);
-    their mean, 0.17, would not stop it); image 1 reaches 0.25 only at step 3, when the 0.3 has
-    left the last three estimates, so it goes on."""
+def test_the_floor_is_the_mean_of_the_last_estimates():
+    """One estimate and one loss per step. Image 0: 0.25 is above mean(0.3, 0.1, 0.1) = 0.167 at
+    step 2 (the largest estimate, 0.3, would stop it), 0.16 above 0.1 at step 3 (the 0.3 has left
+    the last three), 0.1 stops it at step 4; image 1 stops at step 2 (0.16 <= 0.167)."""
     stop = DiscrepancyStop(1.0, l1, None, batch=2, every=1, window=1, samples=3)
     floors = [0.3, 0.1, 0.1, 0.1, 0.1]
-    losses = [(0.5, 0.5), (0.5, 0.5), (0.25, 0.5), (0.25, 0.25), (0.11, 0.11)]
+    losses = [(0.5, 0.5), (0.5, 0.5), (0.25, 0.16), (0.16, 0.5), (0.1, 0.5)]
     news = [stop.observe("W+", k, torch.tensor(v), torch.tensor([f, f])).tolist()
             for k, (f, v) in enumerate(zip(floors, losses))]
-    assert news == [[False, False], [False, False], [True, False], [False, False], [False, False]]
-    assert stop.stopped == ["W+:2", None]
+    assert news == [[False, False], [False, False], [False, True], [False, False], [True, False]]
+    assert stop.stopped == ["W+:4", "W+:2"]
 
 
 @pytest.mark.parametrize("value", [-1, float("nan"), float("inf"), "1", True])
@@ -135,13 +135,13 @@ class Shifted:
         return x + self.c[min(draw, len(self.c) - 1)].view(-1, 1, 1, 1).to(x)
 
 
-def test_a_restore_stops_at_the_largest_recent_floor():
-    """Estimates at W 0, W 10, W+ 0, W++ 0. Image 0's mean loss over W+ 5..7, W++ 0..6 is 0.2515
-    at W++ step 6 (0.261 a step earlier): it stops there against the largest of its last three
-    estimates (0.255, 0.2, 0.2) -- their mean, 0.218, would never stop it; image 1 (estimates
-    0.2) runs every step."""
+def test_a_restore_stops_at_the_mean_of_its_recent_floors():
+    """Estimates at W 0, W 10, W+ 0, W++ 0. Image 0's mean loss over its last 10 steps is 0.261 at
+    W++ step 5 and 0.2515 at step 6: it stops at step 6 against the mean of its last three
+    estimates (0.265, 0.25, 0.25: 0.255; their largest would stop it a step early), keeping that
+    step's image while image 1 (estimates 0.2) runs every step."""
     G, target, _ = noisy_problem(dtype=torch.float64)
-    c = torch.tensor([[0.2, 0.2], [0.255, 0.2], [0.2, 0.2], [0.2, 0.2]], dtype=torch.float64)
+    c = torch.tensor([[0.2, 0.2], [0.265, 0.2], [0.25, 0.2], [0.25, 0.2]], dtype=torch.float64)
     seen = {}
     result = restore(G, target, Shifted(c), discrepancy=1.0, callback=lambda info: seen.update(
         {(info.phase, info.step): info.images.clone()}), **{**KW, "loss": l1})

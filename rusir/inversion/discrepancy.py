@@ -14,18 +14,13 @@ The truth is unknown, so its floor is estimated at the current prediction x:
                                        D': the true degradation, random draws made afresh
                                            (`Degradation.redraw`; known parts, a mask, kept)
 
-and an image stops once mean(loss, last `window` steps) <= tau * max(floor, last `samples`
-estimates, one every `every` steps). The largest, not the mean, of the estimates: each is biased
-low (it is taken at a restoration that lacks detail the truth has: floor / oracle 0.80-0.96 on
-UN and denoising M, lower on flatter restorations such as denoising L), so the largest recent one
-is the nearest to the truth's; on the tuning faces 48-51 it more than halves the worst drop of
-the mean's rule at the same tau (docs/method.md, "Robustness"). Only the phases with more
-freedom than W are stopped (W+, W++): one W code cannot draw the noise, and W starts from the
-average face, whose floor says little about the truth's. W's last steps still count: if W
-already fits the target to its noise level, W+ stops at its first step (on UN at M, W+ loses
-~0.5 dB within 10 steps). A stopped image keeps the latent of the step that stopped it for the
-rest of the restore (later phases only add freedom); when every image of a batch has stopped,
-the restore ends. Targets without noise never stop: their floor is the approximation's
+and an image stops once mean(loss, last `window` steps) <= tau * mean(floor, last `samples`
+estimates, one every `every` steps). Only the phases with more freedom than W are stopped (W+,
+W++): one W code cannot draw the noise, and W starts from the average face, whose floor says
+little about the truth's. W's last steps still count: if W already fits the target to its noise
+level, W+ stops at its first step (on UN at M, W+ loses ~0.5 dB within 10 steps). A stopped image keeps the latent of the step that stopped
+it for the rest of the restore (later phases only add freedom); when every image of a batch has
+stopped, the restore ends. Targets without noise never stop: their floor is the approximation's
 error alone (a JPEG target: the differentiable JPEG against libjpeg), which a restore does not
 reach. Measured on held-out faces (docs/method.md, "Robustness"): on denoising M the loss reaches
 the floor ~50 W++ steps in, where PSNR peaks, then PSNR falls while the loss keeps falling.
@@ -82,9 +77,7 @@ class DiscrepancyStop:
     """Per-image stop of a restore at tau times the noise floor (module docstring). One object
     follows a batch through all phases: after every step, `observe` takes the step's loss (and,
     when `due`, a floor estimate: `noise_floor(..., draw=self.draws)`) and says which images are
-    done. It sees numbers only, so a recorded run can be replayed through it for another tau.
-    The floor is the largest of the last `samples` estimates (module docstring: each is biased
-    low)."""
+    done. It sees numbers only, so a recorded run can be replayed through it for another tau."""
 
     JUDGED = ("W+", "W++")
 
@@ -122,7 +115,7 @@ class DiscrepancyStop:
         if phase not in self.JUDGED or len(self.losses) < self.losses.maxlen or not self.floors:
             return torch.zeros_like(self.done)
         fit = torch.stack(tuple(self.losses)).mean(0)                 # [B]
-        floor = torch.stack(tuple(self.floors)).amax(0)               # [B]: the largest
+        floor = torch.stack(tuple(self.floors)).mean(0)               # [B]
         new = (fit <= self.tau * floor) & ~self.done
         for i in torch.nonzero(new).flatten().tolist():
             self.stopped[i] = f"{phase}:{step}"
