@@ -1,7 +1,13 @@
 """Stop rules of the discrepancy principle, compared on one recording per face set (issue 26, 4).
 
     python benchmarks/discrepancy_rules.py record --first 48 --n-images 4 --out runs/rules48
-    python benchmarks/discrepancy_rules.py replay --out runs/rules48
+    python benchmarks/discrepancy_rules.py replay --out runs/rules48          # the rule search
+    python benchmarks/discrepancy_rules.py record --first 56 --n-images 4 --out runs/rules56
+    python benchmarks/discrepancy_rules.py check --out runs/rules56           # real restores
+    python benchmarks/discrepancy_rules.py report --out runs/rules56 --tuning runs/rules48/search.pt
+        # -> benchmarks/results/robustness_discrepancy_rules_toyfaces64.json (docs/method.md, "Round 3")
+
+(`--tasks` records a subset; `--out a,b` merges recordings of several face sets.)
 
 `record` runs every setting (stacked by target side, as benchmarks/discrepancy.py) ONCE without
 stopping while the restore estimates the noise floor, and keeps, per step, every image's loss,
@@ -21,7 +27,8 @@ from discrepancy import NEVER, check
 from robustness import faces, groups_by_side, scores, stack_of
 
 from rusir.evaluation.experiment import naive_restoration
-from rusir.evaluation.records import as_8bit
+from rusir.evaluation.plan import parse_tasks
+from rusir.evaluation.records import as_8bit, read_json, write_json
 from rusir.evaluation.robustness import phase_table, summary
 from rusir.inversion.discrepancy import DiscrepancyStop
 from rusir.inversion.restore import restore
@@ -30,9 +37,16 @@ from rusir.model.generators import load_generator
 
 
 def record(G, gt, settings, first) -> dict:
-    """One unstopped restore of the stack; per step its phase, step, loss [B], floor [B] or None
-    and 8-bit prediction [B, 3, R, R] (uint8), and each phase's final 8-bit images."""
+    """One unstopped restore of the stack of `settings` on faces `gt` (`record_restore`)."""
     _, targets, stack = stack_of(gt, settings, first)
+    rec = record_restore(G, torch.cat(targets), stack, progress=False)
+    return {"settings": settings, "first": first, "n": gt.shape[0], **rec}
+
+
+def record_restore(G, target, degradation, **kw) -> dict:
+    """A restore that estimates floors and stops nothing; per step its phase, step, loss [B],
+    floor [B] or None and 8-bit prediction [B, 3, R, R] (uint8), and each phase's final 8-bit
+    images."""
     steps = []
 
     def keep(info):
@@ -40,10 +54,10 @@ def record(G, gt, settings, first) -> dict:
         steps.append((info.phase, info.step, info.loss.detach().cpu(),
                       None if info.floor is None else info.floor.detach().cpu(), img.cpu()))
 
-    result = restore(G, torch.cat(targets), stack, discrepancy=NEVER, progress=False, callback=keep)
+    result = restore(G, target, degradation, discrepancy=NEVER, callback=keep, **kw)
     ends = {name: (as_8bit(p.images.detach().clamp(0, 1)) * 255).round().to(torch.uint8)
             for name, p in result.phases.items()}
-    return {"settings": settings, "first": first, "n": gt.shape[0], "steps": steps, "ends": ends}
+    return {"steps": steps, "ends": ends}
 
 
 class Candidate(DiscrepancyStop):
@@ -116,6 +130,7 @@ def phase_images(rec, where) -> dict:
 
 
 def gt_and_targets(rec):
+    """The recording's faces, each setting's degradation and targets (as `record` drew them)."""
     gt = faces(rec["first"], rec["n"])
     degs, targets, _ = stack_of(gt, rec["settings"], rec["first"])
     return gt, degs, targets
@@ -150,6 +165,7 @@ def fast_records(rec, table, where, naive) -> list:
 
 
 def naive_scores(rec, gt, targets, resolution=64) -> list:
+    """The naive baseline's PSNR/SSIM per image, in batch order."""
     out = []
     for t in targets:
         nv = naive_restoration(t, resolution)
@@ -170,6 +186,7 @@ def load(out: Path) -> list:
 
 
 def evaluate(recs, make_stop) -> dict:
+    """The phase table (PSNR only) of one rule over the recordings."""
     records = []
     for rec in recs:
         where = ends_with(rec, make_stop)
@@ -178,6 +195,7 @@ def evaluate(recs, make_stop) -> dict:
 
 
 def grid():
+    """(name, make_stop) of every rule searched: tau x window x statistic x floor pool x return."""
     yield "off", lambda b: Candidate(1e-9, b)
     for tau in (1.0, 1.05, 1.1, 1.2):
         for window in (5, 10):
@@ -190,6 +208,7 @@ def grid():
 
 
 def search(dirs: list) -> None:
+    """Every rule of `grid` on the recordings in `dirs`; the best printed, all saved (search.pt)."""
     recs = [rec for out in dirs for rec in load(Path(out))]
     out = Path(dirs[0])
     print("stacks:", [r["side"] for r in recs], flush=True)
@@ -274,7 +293,6 @@ def markdown(data: dict) -> str:
 def write_report(dirs: list, tuning: Path, path: Path) -> None:
     """The shipped rule (mean of the estimates), the largest estimate instead and no stop on the
     recordings in `dirs`, with the tuning search's summaries, as one JSON record."""
-    from rusir.evaluation.records import read_json, write_json
     candidates = {"off": lambda b: DiscrepancyStop(NEVER, None, None, b),
                   "mean_tau1.05": lambda b: DiscrepancyStop(SHIPPED, None, None, b),
                   "max_tau1.05": lambda b: Candidate(SHIPPED, b, pool="max")}
@@ -305,8 +323,6 @@ def write_report(dirs: list, tuning: Path, path: Path) -> None:
 def check_real(G, out: Path, spec: str) -> None:
     """Real restores with the shipped rule of some settings of an 8-px recording against its
     replay: same stop step, PSNR difference (out/check.json; the report carries it)."""
-    from rusir.evaluation.plan import parse_tasks
-    from rusir.evaluation.records import write_json
     rec = next(r for r in load(out) if r["side"] == 8)
     wanted = parse_tasks(spec)
     replayed = [r for r in full_records(rec, ends_with(rec, lambda b: DiscrepancyStop(SHIPPED, None, None, b)))

@@ -150,6 +150,27 @@ def test_a_restore_stops_at_the_mean_of_its_recent_floors():
     assert len(seen) == 12 + 8 + 8
 
 
+def test_a_recording_replays_what_a_restore_with_the_stop_does(monkeypatch):
+    """benchmarks/discrepancy_rules.py: one unstopped recording, replayed through the stop, ends
+    each image where a real restore with that tau does, with the same 8-bit images."""
+    from conftest import ROOT, load_script
+    from rusir.evaluation.records import as_8bit
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    script = load_script("benchmarks/discrepancy_rules.py", "discrepancy_rules")
+    G, target, _ = noisy_problem(dtype=torch.float64)
+    c = torch.tensor([[0.2, 0.2], [0.265, 0.2], [0.25, 0.2], [0.25, 0.2]], dtype=torch.float64)
+    kw = {**KW, "loss": l1}
+    rec = script.record_restore(G, target, Shifted(c), **kw)
+    for tau in (1.0, 1e6):
+        where = script.ends_with(rec, lambda b: DiscrepancyStop(tau, None, None, b))
+        real = restore(G, target, Shifted(c), discrepancy=tau, **kw)
+        assert real.info["stopped"] == [None if w is None else "{}:{}".format(*rec["steps"][w][:2])
+                                        for w in where]
+        assert any(where)
+        again = (as_8bit(real.images.clamp(0, 1)) * 255).round().to(torch.uint8)
+        assert torch.equal(script.phase_images(rec, where)["W++"], again)
+
+
 def test_a_floor_that_is_never_reached_changes_nothing():
     """Estimating the floor draws nothing from the run's streams: bit-identical to no stop."""
     G, target, deg = noisy_problem()
