@@ -1,7 +1,7 @@
 """Paper-scale speed and memory of RUSIR on one GPU: the FFHQ-1024 generator, the paper's loss.
 
     python benchmarks/gpu.py                          # one GPU, inside --budget-s (default 420 s)
-    python benchmarks/gpu.py --resolution 64 --steps 2 --device cpu      # CPU smoke run (CI)
+    python benchmarks/gpu.py --resolution 64 --steps 2 --device cpu --budget-s 0   # CPU smoke run (CI)
 
 Generator: the FFHQ-1024 architecture (z/w 512, 8 mapping layers, channel_base 32768,
 channel_max 512, conv_clamp 256); the real ffhq.pkl when it is in the weight cache, else random
@@ -12,7 +12,8 @@ weights ("timing only": speed and memory do not depend on the values). Loss: the
 Modes (restore's options): `reference` = the authors' cost profile (batch 1, fp32, the target's
 LPIPS features recomputed every step, no compile); `fp32` (target cached, batched), `tf32`,
 `bf16` (loss in bf16, generator in TF32) and `bf16+compile`. In priority order, as long as the
-time budget lasts (what does not fit is listed under "skipped"):
+time budget lasts (what does not fit is listed under "skipped"; `--budget-s 0`: no budget, every
+part runs, so a busy machine takes longer but measures the same parts):
  1. FLOPs of one step per phase (torch.utils.flop_counter) and the loss, per image;
  2. accuracy on denoising: every mode at batch 1, --steps per phase: seconds per step per
     phase, and image 0's max |difference| and PSNR change against the reference mode;
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import math
 import platform
 import re
 import time
@@ -41,6 +42,7 @@ from typing import Optional
 import rusir  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads OpenMP)
 import torch
 
+from rusir.data.outputs import write_text
 from rusir.degradations import make
 from rusir.inversion.flops import step_flops
 from rusir.inversion.latents import SPACES
@@ -67,11 +69,18 @@ MODE_DTYPE = {"reference": "fp32", "fp32": "fp32", "tf32": "tf32", "bf16": "bf16
 
 
 class Budget:
+    """Seconds left for measurements; 0 (or less) is no budget: never runs out."""
+
     def __init__(self, seconds: float):
-        self.end = time.perf_counter() + seconds
+        self.start, self.seconds = time.perf_counter(), seconds
 
     def left(self) -> float:
-        return self.end - time.perf_counter()
+        if self.seconds <= 0:
+            return math.inf
+        return self.start + self.seconds - time.perf_counter()
+
+    def used(self) -> float:
+        return time.perf_counter() - self.start
 
 
 def peaks_for(name: str) -> Optional[dict]:
@@ -174,10 +183,8 @@ def achieved(row: dict, flops: dict, peaks: Optional[dict]) -> None:
 
 
 def write(record: dict, out: Path) -> None:
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    os.replace(tmp, out)
-    out.with_suffix(".md").write_text(markdown(record))
+    write_text(out, json.dumps(record, indent=1) + "\n")
+    write_text(out.with_suffix(".md"), markdown(record))
 
 
 def markdown(record: dict) -> str:
@@ -207,7 +214,8 @@ def main() -> None:
     ap.add_argument("--resolution", type=int, default=1024)
     ap.add_argument("--steps", type=int, default=20, help="steps per phase of the accuracy runs")
     ap.add_argument("--time-steps", type=int, default=4, help="steps per phase of the batch sweep")
-    ap.add_argument("--budget-s", type=float, default=420.0)
+    ap.add_argument("--budget-s", type=float, default=420.0,
+                    help="seconds for the measurements; 0: no budget, every part runs")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--max-batch", type=int, default=None, help="default 64 on CUDA, 2 on the CPU")
     ap.add_argument("--modes", default=",".join(MODES))
@@ -283,7 +291,7 @@ def main() -> None:
         record["summary"] = dict(best=dict(mode=best["mode"], batch=best["batch"]),
                                  seconds_per_image=3600 / best["images_per_hour"],
                                  speedup_vs_reference=best["images_per_hour"] / ref["images_per_hour"])
-    record["seconds"] = round(a.budget_s - budget.left(), 1)
+    record["seconds"] = round(budget.used(), 1)
     write(record, out)
     print(f"wrote {out} and {out.with_suffix('.md')}")
 

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import re
 import sys
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import yaml
+
+from .validation import (MAX_BATCH, MAX_COUNT, MAX_CROPS, MAX_FACTOR, MAX_RATE, MAX_RETRIES,
+                         MAX_SEED, MAX_STEPS, MAX_TAU, load_yaml, number, option, read_yaml, side,
+                         step_counts, whole)
 
 # name -> (help, setup); setup fills the sub-parser and returns the function that runs it.
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], Callable[[argparse.Namespace], int]]]] = {}
@@ -44,52 +46,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _steps(text: str) -> tuple[int, ...]:
-    """RUSIR steps per phase W, W+, W++: three whole numbers >= 0 (0 skips a phase)."""
-    if not re.fullmatch(r"\s*\d+\s*,\s*\d+\s*,\s*\d+\s*", str(text)):
-        raise argparse.ArgumentTypeError(
-            f"expected three whole numbers >= 0 (steps of W, W+, W++; 0 skips a phase), e.g. "
-            f"150,150,150; got {text!r}")
-    return tuple(int(v) for v in str(text).split(","))
+# Option types: the shared checkers of rusir.validation, their limits stated in the errors.
+_steps = option(step_counts, 3)
+_seed = option(whole, "a seed", 0, MAX_SEED, "MAX_SEED")
+_rate = option(number, "a rate", 0.0, MAX_RATE, "MAX_RATE")
+_factor = option(number, "a factor", 1.0, MAX_FACTOR, "MAX_FACTOR", strict=False)
+_tau = option(number, "tau", 0.0, MAX_TAU, "MAX_TAU", strict=False)
+_fraction = option(number, "a number", 0.0, MAX_COUNT, "MAX_COUNT", strict=False)
+_side = option(side, "a side in px")
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    """A finite number >= 0 (0: an option's off)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
+def _count(minimum: int, maximum: int = MAX_COUNT, limit: str = "MAX_COUNT"):
+    """A whole number in [minimum, maximum]."""
+    return option(whole, "a count", minimum, maximum, limit)
 
 
 def _batch_size(text: str):
-    """A whole number >= 1, or 'auto'."""
-    return "auto" if str(text).strip() == "auto" else _count(1)(text)
-
-
-def _count(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(str(text))
-        except ValueError:
-            value = minimum - 1
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}")
-        return value
-    parse.__name__ = f"count>={minimum}"
-    return parse
+    """A whole number in [1, MAX_BATCH], or 'auto'."""
+    if str(text).strip() == "auto":
+        return "auto"
+    return option(whole, "a batch size (or 'auto')", 1, MAX_BATCH, "MAX_BATCH")(text)
 
 
 def _device(text: str) -> str:
@@ -102,17 +78,6 @@ def _device(text: str) -> str:
     return text
 
 
-def _fraction(text: str) -> float:
-    """A number >= 0 (GPUs or CPUs per Ray task; fractions allowed)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
-
-
 def _engine_options(p: argparse.ArgumentParser, what: str) -> None:
     """--engine and the Ray options (rusir.evaluation.cluster), for bench and sweep."""
     p.add_argument("--engine", choices=("local", "ray"), default="local",
@@ -123,7 +88,7 @@ def _engine_options(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--gpus-per-unit", type=_fraction, default=None,
                    help=f"GPUs per {what} (0.5 packs two on a GPU; default: 1 if the cluster has GPUs)")
     p.add_argument("--cpus-per-unit", type=_fraction, default=1, help=f"CPUs per {what} (default 1)")
-    p.add_argument("--max-retries", type=_count(0), default=3,
+    p.add_argument("--max-retries", type=_count(0, MAX_RETRIES, "MAX_RETRIES"), default=3,
                    help=f"runs again a {what} whose worker process died, at most N times")
 
 
@@ -140,7 +105,7 @@ def _demo(p: argparse.ArgumentParser):
                    help="per phase, e.g. 150,150,150 (default: the generator's own schedule)")
     p.add_argument("--level", default="M")
     p.add_argument("--out", default="figures")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--loss", default=None, help="loss preset name/YAML (default: the generator's)")
 
     def run(a: argparse.Namespace) -> int:
@@ -161,12 +126,12 @@ def _restore(p: argparse.ArgumentParser):
     p.add_argument("--out", type=Path, default=Path("restored"))
     p.add_argument("--steps", type=_steps, default=None,
                    help="per phase, e.g. 150,150,150 (default: the generator's own schedule)")
-    p.add_argument("--lr-scale", type=_positive_float, default=None,
+    p.add_argument("--lr-scale", type=_rate, default=None,
                    help="default: the generator's own (1 for official ones)")
     p.add_argument("--loss", default=None, help="loss preset name/YAML (default: the generator's)")
     p.add_argument("--mask", type=Path, default=None, help="inpainting: known-pixel mask image (white = known)")
     p.add_argument("--simulate", action="store_true", help="images are clean: degrade them first")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--device", type=_device, default=None, help="default: cuda when available, else cpu")
     p.add_argument("--overwrite", action="store_true",
                    help="replace outputs that exist already (default: refuse, naming the first)")
@@ -175,14 +140,14 @@ def _restore(p: argparse.ArgumentParser):
                         "restore it and paste it back (detection: pip install 'rusir[photos]')")
     p.add_argument("--face", type=_count(0), default=None,
                    help="with --align: restore only face INDEX (0 = leftmost; default: all)")
-    p.add_argument("--factor", type=_positive_float, default=None,
+    p.add_argument("--factor", type=_factor, default=None,
                    help="with --align: upsampling factor (default: generator size / face size)")
     p.add_argument("--landmarks", type=Path, default=None,
                    help="with --align: JSON of each face's 5 [x, y] points (eyes, nose tip, "
                         "mouth corners) instead of detecting them")
     p.add_argument("--batch-size", type=_batch_size, default=1,
                    help="files restored together (default 1); 'auto': all, in chunks that fit the GPU")
-    p.add_argument("--discrepancy", type=_non_negative_float, default=None, metavar="TAU",
+    p.add_argument("--discrepancy", type=_tau, default=None, metavar="TAU",
                    help="stop each image once it fits its target to TAU x the target's noise "
                         "level (0: off; default: the generator's own: on for toyfaces64, off "
                         "for the official generators)")
@@ -224,13 +189,7 @@ def _apply_config(p: argparse.ArgumentParser, a: argparse.Namespace, path: Path)
     value is checked as the option's own (the same type as on the command line)."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"bench config {path} does not exist")
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ValueError(f"{path}: not valid YAML{where}: "
-                         f"{getattr(exc, 'problem', None) or type(exc).__name__}") from None
+    data = read_yaml(path) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of option: value")
     actions = {action.dest: action for action in p._actions}
@@ -243,6 +202,8 @@ def _apply_config(p: argparse.ArgumentParser, a: argparse.Namespace, path: Path)
         if dest in ("steps", "methods", "tasks", "metrics") and isinstance(value, (list, tuple)):
             value = ",".join(str(v) for v in value)
         convert = actions[dest].type
+        if isinstance(actions[dest], argparse._StoreTrueAction) and not isinstance(value, bool):
+            raise ValueError(f"{path}: option {key}: expected true or false, got {value!r}")
         if value is not None and convert is not None:
             try:
                 value = convert(str(value))
@@ -263,16 +224,16 @@ def _bench(p: argparse.ArgumentParser):
     p.add_argument("--tasks", default="single", help="single | composed | all | T@L,... (e.g. upsampling@M,UNAP@M)")
     p.add_argument("--out", type=Path, default=None, help="output folder (required)")
     p.add_argument("--shard", default=None, help="k/n: run shard k (0-based) of n (of the work units)")
-    p.add_argument("--batch", type=_count(1), default=1,
+    p.add_argument("--batch", type=_count(1, MAX_BATCH, "MAX_BATCH"), default=1,
                    help="images restored together per work unit (items of one method, task, level)")
     p.add_argument("--batch-size", type=_batch_size, default=None,
                    help="RUSIR: restore a unit in chunks of N images ('auto': what fits the GPU)")
     p.add_argument("--steps", type=_steps, default=None,
                    help="RUSIR steps per phase (default: the generator's own schedule)")
-    p.add_argument("--baseline-steps", type=_count(0), default=None, help="override the baselines' steps")
+    p.add_argument("--baseline-steps", type=option(whole, "steps", 0, MAX_STEPS, "MAX_STEPS"), default=None, help="override the baselines' steps")
     p.add_argument("--metrics", default="psnr,ssim,ms_ssim,lpips", help="per-image metrics")
     p.add_argument("--loss", default=None, help="loss preset name/YAML (default: the generator's)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--device", type=_device, default=None)
     p.add_argument("--max-items", type=_count(1), default=None, help="stop after running N items")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failing item")
@@ -314,8 +275,8 @@ def _report(p: argparse.ArgumentParser):
                    help="comma list of realism metrics from the PNGs (default: all of "
                         "rusir.metrics.SET_METRICS; '' or none: skip)")
     p.add_argument("--no-set-metrics", action="store_true")
-    p.add_argument("--crop-size", type=int, default=None, help="patch-FID crop side (default: 128 at >= 256 px, else side/2)")
-    p.add_argument("--crops", type=int, default=None, help="patch-FID crops per image (default: 1000 at >= 256 px, else 100)")
+    p.add_argument("--crop-size", type=_side, default=None, help="patch-FID crop side (default: 128 at >= 256 px, else side/2)")
+    p.add_argument("--crops", type=_count(1, MAX_CROPS, "MAX_CROPS"), default=None, help="patch-FID crops per image (default: 1000 at >= 256 px, else 100)")
     p.add_argument("--reference", default=None, help="reference image folder for FID/KID/patch-FID (default: the ground truths)")
     p.add_argument("--device", type=_device, default=None)
     p.add_argument("--no-plots", action="store_true")
@@ -340,10 +301,9 @@ def _override(text: str) -> tuple[str, Any]:
         raise argparse.ArgumentTypeError(f"--param expects NAME=VALUE (YAML value), got {text!r}")
     key, value = text.split("=", 1)
     try:
-        return key.strip(), yaml.safe_load(value)
-    except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise argparse.ArgumentTypeError(f"--param {key.strip()}: not a YAML value ({problem}): {value!r}")
+        return key.strip(), load_yaml(value, f"--param {key.strip()}")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 @command("sweep", "execute a notebook for every parameter set of a params/*.yaml sweep (papermill)")

@@ -14,6 +14,7 @@ from typing import Sequence
 import torch
 
 from .data import heldout
+from .data.outputs import write_text
 from .evaluation.experiment import TaskRun, mean, run_task, setup
 from .evaluation.figures import demo_figure
 from .model.generators import DEFAULT, info as generator_info
@@ -58,12 +59,12 @@ def run_demo(generator: str = DEFAULT, n_images: int = 4, tasks: Sequence[str] =
         if progress:
             print(run.summary())
     table = metrics_table(runs)
-    (out / "demo_metrics.md").write_text(table)
+    write_text(out / "demo_metrics.md", table)
     record = {r.task: {"level": r.level, **r.scores} for r in runs}
     record["_meta"] = {"generator": generator, "loss": loss or generator_info(G).default_loss,
                        "n_images": n_images, "steps": list(steps), "lrs": list(chosen.rates()),
                        "seconds_total": time.perf_counter() - start, "torch_threads": torch.get_num_threads()}
-    (out / "demo_metrics.json").write_text(json.dumps(record, indent=1))
+    write_text(out / "demo_metrics.json", json.dumps(record, indent=1))
     print(table)
     print(f"figures: {', '.join(str(out / f'demo_{t}.png') for t in tasks)}")
     print(f"metrics: {out / 'demo_metrics.md'} and {out / 'demo_metrics.json'} "

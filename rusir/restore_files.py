@@ -11,7 +11,6 @@ face is aligned as the generator's dataset was (`rusir.faces`), restored, and pa
 """
 from __future__ import annotations
 
-import json
 import math
 import tempfile
 from pathlib import Path
@@ -21,6 +20,8 @@ import torch
 
 from . import degradations
 from .data.images import load_image, open_image
+from .data.inputs import regular_file
+from .data.outputs import OutputClaims, check_output, write_file
 from .evaluation.experiment import check_device, setup
 from .evaluation.figures import save_grid, to_pil
 from .faces.align import check_landmarks, template_for
@@ -30,6 +31,7 @@ from .inversion.latents import SPACES
 from .inversion.presets import build_loss
 from .inversion.restore import restore
 from .inversion.schedule import check_rate, check_steps
+from .validation import MAX_BATCH, MAX_FACTOR, MAX_SEED, number, read_json, whole
 
 __all__ = ["restore_files", "output_names", "check_output_dir", "check_mask", "read_landmarks"]
 
@@ -90,11 +92,7 @@ def _refuse_existing(names: dict[Path, list[Path]], overwrite: bool, align: bool
         if align:      # the per-face names depend on the faces found: any of this stem's
             files = files[:1] + sorted(files[0].parent.glob(f"{path.stem}_face*"))
         for f in files:
-            if f.is_dir():
-                raise IsADirectoryError(f"output {f} is a folder; it cannot be written")
-            if f.exists() and not overwrite:
-                raise FileExistsError(f"output {f} already exists: pass --overwrite "
-                                      "(overwrite=True) to replace it, or choose another output folder")
+            check_output(f, overwrite)
 
 
 def read_landmarks(source, paths: Sequence[Path]) -> dict[Path, list]:
@@ -103,8 +101,8 @@ def read_landmarks(source, paths: Sequence[Path]) -> dict[Path, list]:
     data = source
     if isinstance(source, (str, Path)):
         try:
-            data = json.loads(Path(source).read_text())
-        except (OSError, ValueError) as exc:
+            data = read_json(regular_file(source, "--landmarks file"), f"--landmarks {source}")
+        except OSError as exc:
             raise ValueError(f"--landmarks {source}: not a readable JSON file ({exc})") from None
     if isinstance(data, dict):
         missing = [p.name for p in paths if p.name not in data]
@@ -188,9 +186,9 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
     paths = [Path(p) for p in images]
     if not paths:
         raise ValueError("no input images given")
-    if batch_size != "auto" and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-                                 or batch_size < 1):
-        raise ValueError(f"batch size must be a whole number >= 1 or 'auto', got {batch_size!r}")
+    if batch_size != "auto":
+        batch_size = whole(batch_size, "batch size (or 'auto')", 1, MAX_BATCH, "MAX_BATCH")
+    seed = whole(seed, "seed", 0, MAX_SEED, "MAX_SEED")
     if align and batch_size != 1:
         raise ValueError("--batch-size does not apply with --align (each face is restored alone)")
     degradations.make(task, level, seed=seed)          # an unknown task or level, now
@@ -201,9 +199,10 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
         raise ValueError("--face, --factor and --landmarks need --align")
     if align and simulate:
         raise ValueError("--simulate cannot be combined with --align (give a degraded photo)")
-    if factor is not None and (not math.isfinite(factor) or factor < 1 or
-                               "upsampling" not in degradations.task_names(task)):
-        raise ValueError(f"--factor must be a number >= 1 for a task with upsampling, got {factor}")
+    if factor is not None and "upsampling" not in degradations.task_names(task):
+        raise ValueError(f"--factor only applies to a task with upsampling, got {task!r}")
+    if factor is not None:
+        factor = number(factor, "--factor", 1.0, MAX_FACTOR, "MAX_FACTOR", strict=False)
     check_tau(discrepancy)
     if steps is not None:
         steps = check_steps(steps, len(SPACES))
@@ -221,12 +220,23 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
     if align:
         template = template_for(generator)             # AFHQ has no face alignment: now
         faces = _faces_of(paths, landmarks, face, mask, sizes)
-        G, loss_fn, steps = setup(generator, loss, steps, device=device, verbose=False)
-        return {path: _restore_photo_file(G, path, out, task, level, faces[path], face, factor,
-                                          mask, template, loss_fn, steps, lr_scale, seed,
-                                          discrepancy)
-                for path in paths}
+        outputs = [f for path in paths for f in _photo_outputs(out, path, len(faces[path]), face)]
+        with OutputClaims(out, outputs, overwrite):     # another run writing them: refused now
+            G, loss_fn, steps = setup(generator, loss, steps, device=device, verbose=False)
+            return {path: _restore_photo_file(G, path, out, task, level, faces[path], face, factor,
+                                              mask, template, loss_fn, steps, lr_scale, seed,
+                                              discrepancy, overwrite)
+                    for path in paths}
+    with OutputClaims(out, [f for files in names.values() for f in files], overwrite):
+        return _restore_in_groups(paths, names, task, level, generator, steps, lr_scale, loss,
+                                  mask, simulate, seed, device, overwrite, batch_size, discrepancy)
 
+
+def _restore_in_groups(paths: Sequence[Path], names: dict[Path, list[Path]], task: str, level: str,
+                       generator: str, steps, lr_scale, loss, mask: Optional[Path], simulate: bool,
+                       seed: int, device, overwrite: bool, batch_size: Union[int, str],
+                       discrepancy) -> dict[Path, Path]:
+    """Load the generator, restore the files group by group, write each group's outputs."""
     G, loss_fn, steps = setup(generator, loss, steps, device=device, verbose=False)
     device = next(G.parameters()).device
     R = G.img_resolution
@@ -245,17 +255,17 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
             target = torch.cat([load_image(path, deg.target_size(R)) for path in files]).to(device)
         result = restore(G, target, deg, loss=loss_fn, steps=steps, lr_scale=lr_scale,
                          discrepancy=discrepancy, batch_size="auto" if batch_size == "auto" else None)
-        out.mkdir(parents=True, exist_ok=True)  # only once there is something to write
         for j, path in enumerate(files):
             restored, phases, latents = names[path]
-            to_pil(result.images[j]).save(restored)
             columns = [target[j]] + [p.images[j] for p in result.phases.values()]
             labels = ["target"] + list(result.phases)
             if simulate:
                 columns, labels = columns + [truth[j]], labels + ["truth"]
-            save_grid(phases, [columns], labels)
-            torch.save({s: p.latent[j:j + 1].detach().cpu().clone()   # not the whole batch's storage
-                        for s, p in result.phases.items()}, latents)
+            latent = {s: p.latent[j:j + 1].detach().cpu().clone()   # not the whole batch's storage
+                      for s, p in result.phases.items()}
+            write_file(restored, to_pil(result.images[j]).save, overwrite)
+            save_grid(phases, [columns], labels, overwrite=overwrite)
+            write_file(latents, lambda tmp: torch.save(latent, tmp), overwrite)
             written[path] = restored
     return written
 
@@ -278,9 +288,17 @@ def _faces_of(paths: Sequence[Path], landmarks, face: Optional[int], mask: Optio
     return found
 
 
+def _photo_outputs(out: Path, path: Path, n_faces: int, face: Optional[int]) -> list[Path]:
+    """The files written for a photo with `n_faces` faces (only face `face` when given)."""
+    indices = range(n_faces) if face is None else [face]
+    return [out / OUTPUTS[0].format(stem=path.stem)] + [
+        out / n.format(stem=path.stem, i=i) for i in indices for n in FACE_OUTPUTS]
+
+
 def _restore_photo_file(G, path: Path, out: Path, task: str, level: str, landmarks: list,
                         face: Optional[int], factor: Optional[float], mask: Optional[Path],
-                        template, loss, steps, lr_scale, seed: int, discrepancy=None) -> Path:
+                        template, loss, steps, lr_scale, seed: int, discrepancy=None,
+                        overwrite: bool = False) -> Path:
     """Restore one photo's faces and write the photo and each face's files."""
     photo = open_image(path).convert("RGB")
     user_mask = open_image(mask) if mask is not None else None
@@ -288,15 +306,14 @@ def _restore_photo_file(G, path: Path, out: Path, task: str, level: str, landmar
                            face=face, factor=factor, mask=user_mask, loss=loss, seed=seed,
                            steps=steps, lr_scale=lr_scale, discrepancy=discrepancy,
                            name=str(path))
-    out.mkdir(parents=True, exist_ok=True)
-    whole = out / OUTPUTS[0].format(stem=path.stem)
-    to_pil(result.photo[0]).save(whole)
+    whole = write_file(out / OUTPUTS[0].format(stem=path.stem), to_pil(result.photo[0]).save, overwrite)
     for f in result.faces:
         target, restored, phases, latents = (out / n.format(stem=path.stem, i=f.index)
                                              for n in FACE_OUTPUTS)
-        to_pil(f.face.image[0]).save(target)
-        to_pil(f.result.images[0].detach().cpu().clamp(0, 1)).save(restored)
+        write_file(target, to_pil(f.face.image[0]).save, overwrite)
+        write_file(restored, to_pil(f.result.images[0].detach().cpu().clamp(0, 1)).save, overwrite)
         columns = [f.face.image[0]] + [p.images[0].detach().cpu() for p in f.result.phases.values()]
-        save_grid(phases, [columns], ["target"] + list(f.result.phases))
-        torch.save({s: p.latent.cpu() for s, p in f.result.phases.items()}, latents)
+        save_grid(phases, [columns], ["target"] + list(f.result.phases), overwrite=overwrite)
+        latent = {s: p.latent.cpu() for s, p in f.result.phases.items()}
+        write_file(latents, lambda tmp: torch.save(latent, tmp), overwrite)
     return whole

@@ -30,16 +30,17 @@ import fnmatch
 import hashlib
 import itertools
 import json
-import os
 import re
 import time
 import traceback
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
-import yaml
+from .validation import MAX_NAME_LENGTH, grid_size, name_template, read_yaml
 
+from .data.outputs import check_output, write_text
 
 __all__ = ["ParamSet", "Sweep", "load_sweep", "check_parameters", "notebook_parameters", "run_sweep",
            "run_set", "set_status", "parameters_hash", "failure_reason", "papermill_execute"]
@@ -75,27 +76,13 @@ def _resolve_notebook(value: str, sweep_file: Path) -> Path:
 
 
 def _safe_name(name: str, path: Path) -> str:
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(f"{path}: set name {name[:40]!r}... is {len(name)} characters, more than "
+                         f"a file name takes (limit rusir.validation.MAX_NAME_LENGTH = {MAX_NAME_LENGTH})")
     cleaned = "".join(c if c.isalnum() or c in "-_.+=" else "_" for c in name).strip("._")
     if not cleaned:
         raise ValueError(f"{path}: set name {name!r} has no usable characters")
     return cleaned
-
-
-def _read_yaml(path: Path):
-    """yaml.safe_load of the file; a syntax error or a `!!python` tag (which safe_load refuses) is a
-    one-line ValueError naming the file and the line."""
-    try:
-        return yaml.safe_load(path.read_text())
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not a text file ({exc.reason})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0]
-        tag = re.search(r"tag:yaml\.org,2002:(python/[^'\s]*)", problem)
-        if tag or "python/" in problem:
-            problem = (f"!!{tag.group(1)}: " if tag else "") + "a !!python tag (only plain YAML data is read)"
-        raise ValueError(f"{path}: not a valid sweep file: {where}{problem}") from None
 
 
 _KINDS = {"notebook": (str, "a path"), "name": (str, "a string"), "description": (str, "a string"),
@@ -114,7 +101,7 @@ def load_sweep(path: Union[str, Path]) -> Sweep:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such sweep file: {path}")
-    data = _read_yaml(path) or {}
+    data = read_yaml(path, f"{path}: not a valid sweep file") or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a sweep file is a mapping with notebook, parameters, grid / sets")
     unknown = set(data) - _KEYS
@@ -129,7 +116,9 @@ def load_sweep(path: Union[str, Path]) -> Sweep:
     if grid:
         if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
             raise ValueError(f"{path}: grid must map parameter names to non-empty lists")
-        template = data.get("name") or "_".join(f"{{{k}}}" for k in grid)
+        template = name_template(data.get("name") or "_".join(f"{{{k}}}" for k in grid),
+                                 f"{path}: name template")
+        grid_size([len(v) for v in grid.values()], f"{path}: the grid")
         for values in itertools.product(*grid.values()):
             params = {**shared, **dict(zip(grid, values))}
             try:
@@ -160,8 +149,8 @@ def load_sweep(path: Union[str, Path]) -> Sweep:
 
     if not sets:
         raise ValueError(f"{path}: no parameter sets (give a grid and/or sets)")
-    names = [s.name for s in sets]
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    grid_size([len(sets)], f"{path}: the sweep")
+    dupes = sorted(n for n, uses in Counter(s.name for s in sets).items() if uses > 1)
     if dupes:
         raise ValueError(f"{path}: duplicate set names {dupes}; make the name template unique")
     return Sweep(path, sets, str(data.get("description", "")))
@@ -248,10 +237,8 @@ def _failure_line(reason: dict) -> str:
 
 
 def _write_status(folder: Path, record: dict) -> None:
-    """sweep.json, atomically (a temporary sibling, then os.replace)."""
-    tmp = folder / f".{STATUS_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(record, indent=1, default=str))
-    os.replace(tmp, folder / STATUS_FILE)
+    """sweep.json, atomically and never through a link (rusir.data.outputs)."""
+    write_text(folder / STATUS_FILE, json.dumps(record, indent=1, default=str))
 
 
 def papermill_execute(notebook: Path, output: Path, parameters: dict, cwd: Path,
@@ -349,6 +336,7 @@ def run_set(pset: ParamSet, folder: Path, params: dict, sweep_path: Path, execut
               "executed": executed.name}
     start = time.perf_counter()
     try:
+        check_output(executed, overwrite=True)     # a link: refused, never written through
         execute(pset.notebook, executed, params, cwd, kernel_name)
         record["status"] = "done"
     except Exception as exc:  # a failed set is recorded and retried on the next run

@@ -200,9 +200,10 @@ def _vm_bytes() -> int:
     raise RuntimeError("no VmSize in /proc/self/status")
 
 
-def guarded(fn: Callable[[], Any], mem: int = 2 << 30, cpu_s: int = 60, wall_s: float = 180) -> dict:
+def guarded(fn: Callable[[], Any], mem: int = 2 << 30, cpu_s: int = 60, wall_s: float = 1800) -> dict:
     """Run fn() in a forked child allowed `mem` bytes of address space beyond what it starts
-    with and `cpu_s` CPU seconds. Returns {"raised": None, "value": fn()} (JSON-able values) or
+    with and `cpu_s` CPU seconds (what bounds a runaway computation, however busy the machine);
+    `wall_s` only ends a child that blocks without computing. Returns {"raised": None, "value": fn()} (JSON-able values) or
     {"raised": class name, "mro": [class names], "message": str}, or {"raised": "killed",
     "signal": n} / {"raised": "timeout"} when the child died or had to be killed."""
     r, w = os.pipe()

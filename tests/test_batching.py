@@ -197,4 +197,4 @@ def test_cli_refuses_a_bad_batch_size(tmp_path, capsys):
     from rusir.cli import main
 
     assert main(["restore", "x.png", "--task", "denoising", "--batch-size", "0"]) == 2
-    assert "--batch-size: expected a whole number >= 1" in capsys.readouterr().err
+    assert "--batch-size: a batch size (or 'auto') must be a whole number >= 1" in capsys.readouterr().err

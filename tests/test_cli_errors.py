@@ -335,3 +335,37 @@ def test_mask_with_the_same_aspect_ratio_is_resized(tmp_path, capsys):
             "--out", str(tmp_path / "out"), "--steps", "1,1,1"]
     assert main(args) == 0
     assert (tmp_path / "out" / "x_restored.png").is_file()
+
+
+def test_float_tiff_with_a_nan_pixel_is_refused_before_the_generator(tmp_path, capsys, no_generator):
+    import numpy as np
+    a = np.full((16, 16), 0.5, dtype=np.float32)
+    a[2, 2] = np.nan
+    path = tmp_path / "nan.tiff"
+    Image.fromarray(a, "F").save(path)
+    assert main(restore_args(path, out=tmp_path / "out")) == 2
+    one_line_error(capsys, "nan.tiff", "non-finite pixel")
+
+
+def test_an_all_black_mask_is_refused_in_one_line(tmp_path, capsys):
+    """Nothing known: the restore used to give back the untouched start image with exit 0."""
+    image, mask = png(tmp_path / "face.png"), png(tmp_path / "mask.png", color=(0, 0, 0))
+    args = ["restore", str(image), "--task", "inpainting", "--mask", str(mask), "--out", str(tmp_path / "out"),
+            "--steps", "1,1,1"]
+    assert main(args) == 2
+    one_line_error(capsys, "no known pixel")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_nan_loss_ends_the_restore_in_one_line(tmp_path, capsys, monkeypatch):
+    """A loss that turns NaN (here every loss, patched) used to give back the start image, exit 0."""
+    from rusir.inversion.losses import CompositeLoss
+    original = CompositeLoss.forward
+    monkeypatch.setattr(CompositeLoss, "forward", lambda self, *a, **k: original(self, *a, **k) * float("nan"))
+    out = tmp_path / "out"
+    assert main(restore_args(png(tmp_path / "face.png"), out=out)) == 2
+    err = capsys.readouterr().err        # what a terminal shows: the progress bar was cleared by \r
+    visible = [line.rsplit("\r", 1)[-1] for line in err.split("\n") if line.strip()]
+    assert len(visible) == 1 and visible[0].startswith("rusir restore: error: W step 0: the loss is NaN"), err
+    assert "image(s) [0]" in visible[0] and "Traceback" not in err
+    assert not out.exists()

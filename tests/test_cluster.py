@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -122,26 +123,62 @@ def test_local_and_ray_resume_each_other(local_ray, G, local_run, tmp_path):
     clean(tmp_path)
 
 
+# The killed driver's units: the first two run, every later one waits (polling, in its worker)
+# until the driver is gone, so the driver is killed with exactly two items written however slow
+# the machine is. `cluster._unit_task` is looked up when the run starts, so this one is used.
+GATED_DRIVER = """
+import os, time
+from rusir.evaluation import cluster
+from rusir.evaluation.runner import run_bench
+DRIVER, TICKETS, unit_task = os.getpid(), {tickets!r}, cluster._unit_task
+
+def gated(spec, items, fail_fast):
+    n = 0
+    while True:                               # ticket n: the n-th unit to start
+        try:
+            os.close(os.open(os.path.join(TICKETS, str(n)), os.O_CREAT | os.O_EXCL))
+            break
+        except FileExistsError:
+            n += 1
+    while n >= 2:
+        try:
+            os.kill(DRIVER, 0)
+        except ProcessLookupError:
+            raise RuntimeError("the driver is gone")
+        time.sleep(0.1)
+    return unit_task(spec, items, fail_fast)
+
+cluster._unit_task = gated
+run_bench({path!r}, 'heldout:3', out={out!r}, tasks={tasks!r}, methods='rusir,pulse',
+          steps=(2, 2, 2), baseline_steps=3, loss={loss!r}, metrics=('psnr', 'ssim'),
+          progress=False, batch=1, engine='ray', address='auto')
+"""
+
+
 def test_a_killed_driver_is_completed_by_the_next_run(local_ray, G, local_run, tmp_path):
-    """A driver process joins this Ray, is killed once items are written, and a re-run here
-    completes the rest: nothing missing, nothing left behind, records as the local run's."""
+    """A driver process joins this Ray, is killed once two items are written (the others wait for
+    it: GATED_DRIVER), and a re-run here completes the rest: nothing missing, nothing left behind,
+    records as the local run's. Event-driven: the wait has a deadline only against a hang."""
     from rusir.model.checkpoint import save_generator
     path = save_generator(G, tmp_path / "g.safetensors")
-    out = tmp_path / "out"
-    code = (f"from rusir.evaluation.runner import run_bench\n"
-            f"run_bench({str(path)!r}, 'heldout:3', out={str(out)!r}, tasks={TASKS!r}, "
-            f"methods='rusir,pulse', steps=(2, 2, 2), baseline_steps=3, loss={LOSS!r}, "
-            f"metrics=('psnr', 'ssim'), progress=False, batch=1, engine='ray', address='auto')\n")
+    out, tickets = tmp_path / "out", tmp_path / "tickets"
+    tickets.mkdir()
+    code = GATED_DRIVER.format(tickets=str(tickets), path=str(path), out=str(out), tasks=TASKS,
+                               loss=LOSS)
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
     env.pop("RUSIR_TEST_DIE_FILE", None)
     driver = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT)
-    deadline = time.time() + 60
-    while time.time() < deadline and len(list(out.rglob("record.json"))) < 2 and driver.poll() is None:
-        time.sleep(0.05)
-    driver.kill()
-    driver.wait()
+    hang_guard = time.monotonic() + 1800
+    try:
+        while len(list(out.rglob("record.json"))) < 2 and driver.poll() is None:
+            assert time.monotonic() < hang_guard, "the driver wrote no two records in 30 minutes"
+            time.sleep(0.05)
+        assert driver.poll() is None, "the driver ended before it was killed"
+    finally:
+        driver.kill()
+        driver.wait()
     written = len(list(out.rglob("record.json")))
-    assert 2 <= written < 12, written
+    assert written == 2, written
     s = run_bench(str(path), "heldout:3", out=out, tasks=TASKS, methods="rusir,pulse",
                   steps=(2, 2, 2), baseline_steps=3, loss=LOSS, metrics=("psnr", "ssim"),
                   progress=False, batch=2, engine="ray")
@@ -155,7 +192,8 @@ def test_an_item_claimed_by_a_live_run_is_left_to_it_and_counted_busy(local_ray,
     again at the end, then left to it and counted busy -- never dropped silently; once its
     owner is dead, the next run takes it over."""
     import socket
-    from rusir.evaluation import claims, records
+    from rusir.data import claims
+    from rusir.evaluation import records
     key = "rusir/upsampling/M/0001"
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
@@ -211,6 +249,41 @@ def test_gpus_per_unit_as_given_or_one_when_the_cluster_has_gpus():
     for bad in (-1, float("nan")):
         with pytest.raises(ValueError, match="gpus_per_unit"):
             cluster._gpus(with_gpus, bad)
+
+
+def rusir_bench(tmp_path, *options: str, address: str) -> subprocess.CompletedProcess:
+    """`rusir bench --engine ray` in a process of its own: a regression waits forever, and the
+    hang guard ends it (a refusal takes seconds)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RUSIR_TEST_DIE_FILE")}
+    return subprocess.run([sys.executable, "-m", "rusir", "bench", "--images", "heldout:1", "--tasks",
+                           "denoising@XS", "--out", str(tmp_path / "o"), "--engine", "ray",
+                           "--address", address, "--no-progress", *options],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT,
+                          env={**env, "PYTHONPATH": str(ROOT)})
+
+
+def one_line(run: subprocess.CompletedProcess, *words: str) -> None:
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 2 and len(lines) == 1 and "error:" in lines[0], run.stderr[-3000:]
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+
+
+def test_an_address_where_nothing_listens_fails_in_one_line(tmp_path):
+    with socket.socket() as free:          # a free local port, closed again: nothing listens
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    one_line(rusir_bench(tmp_path, address=f"127.0.0.1:{port}"), f"127.0.0.1:{port}", "no Ray cluster")
+    with pytest.raises(ConnectionError, match=f"127.0.0.1:{port}"):
+        cluster.check_reachable(f"ray://127.0.0.1:{port}")
+
+
+@pytest.mark.parametrize("options, words", [
+    (("--gpus-per-unit", "1"), ("--gpus-per-unit 1", "GPUs", "has 0 in all")),
+    (("--cpus-per-unit", "3"), ("--cpus-per-unit 3", "CPUs", "has 2 in all"))])
+def test_resources_the_cluster_lacks_fail_in_one_line(local_ray, tmp_path, options, words):
+    """This module's Ray has 2 CPUs and no GPU: asking for more is refused, not waited for."""
+    one_line(rusir_bench(tmp_path, *options, address=ray.get_runtime_context().gcs_address), *words)
 
 
 def test_ray_missing_is_one_line_naming_the_install(monkeypatch, tmp_path, capsys):

@@ -128,6 +128,23 @@ def test_load_image_errors(tmp_path):
         data.load_image(123, 64)
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_float_image_with_a_non_finite_pixel_is_refused(tmp_path, value):
+    """One NaN or Inf pixel in a float TIFF made the whole image read as almost black (its
+    maximum sets the scale); the restore then ran on it with exit 0."""
+    a = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+    ok = tmp_path / "ok.tiff"
+    Image.fromarray(a, "F").save(ok)
+    assert float(data.load_image(ok, 8).max()) == 1.0          # a float TIFF in [0, 1] reads as such
+    a[3, 5] = value
+    path = tmp_path / "float.tiff"
+    Image.fromarray(a, "F").save(path)
+    with pytest.raises(ValueError, match=r"float\.tiff has 1 non-finite pixel\(s\) \(NaN or infinity\)"):
+        data.load_image(path, 8)
+    with pytest.raises(ValueError, match=r"non-finite pixel"):
+        data.load_image(Image.fromarray(a, "F"), 8)             # a PIL image given directly
+
+
 # ---------------------------------------------------------------- seeds and renderer
 def test_seed_ranges_disjoint_and_documented():
     assert data.TRAIN_SEED_START == 0 and data.TRAIN_SEEDS.start == 0

@@ -414,6 +414,21 @@ def test_uncropping_regions():
         Uncropping(region="middle")
 
 
+def test_a_user_mask_must_know_some_pixel_of_every_image_and_hold_numbers():
+    """An all-zero mask made every loss 0: the restore gave back the start image with exit 0."""
+    with pytest.raises(ValueError, match=r"mask of image\(s\) \[0\] has no known pixel \(all zero\)"):
+        Inpainting.from_mask(torch.zeros(64, 64))
+    masks = torch.ones(3, 1, 8, 8)
+    masks[1] = 0
+    with pytest.raises(ValueError, match=r"image\(s\) \[1\] has no known pixel"):
+        Inpainting.from_mask(masks)
+    masks[1, 0, 4, 4] = float("nan")
+    with pytest.raises(ValueError, match=r"mask has non-finite values"):
+        Inpainting.from_mask(masks)
+    masks[1, 0, 4, 4] = 0.5                  # one known pixel is enough
+    assert Inpainting.from_mask(masks).level == "custom"
+
+
 def test_composition_mask_is_the_last_stages_at_the_target_size():
     x = images(2, 128)
     unap, un, up = (make(n, "M", seed=0) for n in ("UNAP", "UN", "UP"))
@@ -449,7 +464,7 @@ def test_registry_single_initials_and_clear_errors():
 
 def test_upsampling_options_and_image_size_limits():
     assert make("upsampling", "XL").degrade_ground_truth(images(1, 32)).shape == (1, 3, 1, 1)
-    with pytest.raises(ValueError, match="smaller than the factor"):
+    with pytest.raises(ValueError, match="upsampling by 32 .level XL. needs images of at least 32 px, got 16x16"):
         make("upsampling", "XL").degrade_ground_truth(images(1, 16))
     for bad in (("box",), ()):
         with pytest.raises(ValueError, match="unknown filters"):

@@ -110,6 +110,19 @@ def test_an_image_stops_when_its_mean_loss_reaches_tau_times_the_floor():
     assert stop.stopped == ["W+:5", None] and not stop.all_done
 
 
+def test_the_floor_is_the_mean_of_the_last_estimates():
+    """One estimate and one loss per step. Image 0: 0.25 is above mean(0.3, 0.1, 0.1) = 0.167 at
+    step 2 (the largest estimate, 0.3, would stop it), 0.16 above 0.1 at step 3 (the 0.3 has left
+    the last three), 0.1 stops it at step 4; image 1 stops at step 2 (0.16 <= 0.167)."""
+    stop = DiscrepancyStop(1.0, l1, None, batch=2, every=1, window=1, samples=3)
+    floors = [0.3, 0.1, 0.1, 0.1, 0.1]
+    losses = [(0.5, 0.5), (0.5, 0.5), (0.25, 0.16), (0.16, 0.5), (0.1, 0.5)]
+    news = [stop.observe("W+", k, torch.tensor(v), torch.tensor([f, f])).tolist()
+            for k, (f, v) in enumerate(zip(floors, losses))]
+    assert news == [[False, False], [False, False], [False, True], [False, False], [True, False]]
+    assert stop.stopped == ["W+:4", "W+:2"]
+
+
 @pytest.mark.parametrize("value", [-1, float("nan"), float("inf"), "1", True])
 def test_bad_tau_is_refused(value):
     with pytest.raises(ValueError, match="discrepancy"):
@@ -137,6 +150,58 @@ def test_a_stopped_image_keeps_its_latent_and_the_restore_ends_when_all_stop():
     w = result.phases["W"].images
     assert torch.allclose(result.phases["W+"].images, w, atol=1e-6)
     assert torch.allclose(result.images, w, atol=1e-6)
+
+
+class Shifted:
+    """A degradation whose approximation is the identity and whose true side adds `c[draw]`
+    (one row of per-image offsets per floor estimate): under an L1 loss the floor estimates are
+    exactly those offsets, so where a restore stops is known in advance."""
+    mask = None
+
+    def __init__(self, c: torch.Tensor):
+        self.c = c                                                     # [draws, B]
+
+    def degrade_prediction(self, x):
+        return x
+
+    def redraw(self, x, draw=0):
+        return x + self.c[min(draw, len(self.c) - 1)].view(-1, 1, 1, 1).to(x)
+
+
+def test_a_restore_stops_at_the_mean_of_its_recent_floors():
+    """Estimates at W 0, W 10, W+ 0, W++ 0. Image 0's mean loss over its last 10 steps is 0.261 at
+    W++ step 5 and 0.2515 at step 6: it stops at step 6 against the mean of its last three
+    estimates (0.265, 0.25, 0.25: 0.255; their largest would stop it a step early), keeping that
+    step's image while image 1 (estimates 0.2) runs every step."""
+    G, target, _ = noisy_problem(dtype=torch.float64)
+    c = torch.tensor([[0.2, 0.2], [0.265, 0.2], [0.25, 0.2], [0.25, 0.2]], dtype=torch.float64)
+    seen = {}
+    result = restore(G, target, Shifted(c), discrepancy=1.0, callback=lambda info: seen.update(
+        {(info.phase, info.step): info.images.clone()}), **{**KW, "loss": l1})
+    assert result.info["stopped"] == ["W++:6", None]
+    assert torch.allclose(result.images[0], seen["W++", 6][0], atol=1e-9)
+    assert len(seen) == 12 + 8 + 8
+
+
+def test_a_recording_replays_what_a_restore_with_the_stop_does(monkeypatch):
+    """benchmarks/discrepancy_rules.py: one unstopped recording, replayed through the stop, ends
+    each image where a real restore with that tau does, with the same 8-bit images."""
+    from conftest import ROOT, load_script
+    from rusir.evaluation.records import as_8bit
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    script = load_script("benchmarks/discrepancy_rules.py", "discrepancy_rules")
+    G, target, _ = noisy_problem(dtype=torch.float64)
+    c = torch.tensor([[0.2, 0.2], [0.265, 0.2], [0.25, 0.2], [0.25, 0.2]], dtype=torch.float64)
+    kw = {**KW, "loss": l1}
+    rec = script.record_restore(G, target, Shifted(c), **kw)
+    for tau in (1.0, 1e6):
+        where = script.ends_with(rec, lambda b: DiscrepancyStop(tau, None, None, b))
+        real = restore(G, target, Shifted(c), discrepancy=tau, **kw)
+        assert real.info["stopped"] == [None if w is None else "{}:{}".format(*rec["steps"][w][:2])
+                                        for w in where]
+        assert any(where)
+        again = (as_8bit(real.images.clamp(0, 1)) * 255).round().to(torch.uint8)
+        assert torch.equal(script.phase_images(rec, where)["W++"], again)
 
 
 def test_a_floor_that_is_never_reached_changes_nothing():

@@ -49,7 +49,7 @@ def flat(name: str) -> str:
 def git_bytes(commit: str, path: str) -> bytes:
     try:
         return subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:{path}"],
-                              capture_output=True, check=True, timeout=60).stdout
+                              capture_output=True, check=True, timeout=600).stdout
     except (OSError, subprocess.SubprocessError):
         pytest.skip(f"git history with {commit}:{path} is not available")
 
@@ -201,7 +201,7 @@ def test_named_result_files_exist(name):
 def git_history_available() -> bool:
     try:
         out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--is-shallow-repository"],
-                             capture_output=True, text=True, timeout=60)
+                             capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.SubprocessError):
         return False
     return out.returncode == 0 and out.stdout.strip() == "false"

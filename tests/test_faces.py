@@ -122,7 +122,7 @@ def test_a_face_entirely_outside_the_photo_is_one_clear_error():
     photo = Image.new("RGB", (100, 80))
     lm = np.array([[80, 100], [120, 100], [100, 120], [85, 136], [115, 136]], float) / 4
     for shift in ([400, 0], [-400, 0], [0, 400], [0, -400]):   # right, left, below, above
-        with pytest.raises(ValueError, match="entirely outside the photo"):
+        with pytest.raises(ValueError, match="outside the .*photo"):
             A.align(photo, lm + shift, 64, "toyfaces64")
     assert A.align(photo, lm, 64, "toyfaces64").size == 64
 
@@ -208,7 +208,7 @@ def test_several_faces_from_a_landmark_provider_are_each_pasted_back_where_they_
 
 
 def test_no_face_and_a_bad_face_index_are_clear_errors():
-    photo = Image.new("RGB", (32, 32))
+    photo = Image.new("RGB", (64, 64))
     with pytest.raises(ValueError, match="no face found in x.png"):
         find_faces(photo, lambda img: [], name="x.png")
     lm = avatars.landmarks(64)

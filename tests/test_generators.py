@@ -75,3 +75,25 @@ def test_bf16_autocast_runs_close_to_fp32():
         low = G.synthesis(ws)
     assert torch.isfinite(low).all()
     assert (low.float() - ref).abs().max().item() < 0.1 * ref.abs().max().item()
+
+
+@pytest.mark.parametrize("where", ["traversal", "absolute", "relative"])
+def test_a_model_files_default_loss_names_a_shipped_preset_never_a_file(tmp_path, monkeypatch, where):
+    """A file's metadata `default_loss` used to be joined to the preset folder (or taken as a
+    YAML path): a model file chose which YAML file rusir read. Now only a bare name passes, and
+    names resolve only among the shipped presets."""
+    import os
+    from rusir.inversion import presets
+    from rusir.model.checkpoint import CheckpointError
+    evil = tmp_path / "evil_loss.yaml"
+    evil.write_text(presets.PRESET_DIR.joinpath("offline.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    name = {"traversal": os.path.relpath(tmp_path / "evil_loss", presets.PRESET_DIR),
+            "absolute": str(evil), "relative": "evil_loss.yaml"}[where]
+    path = save_generator(small_generator(), tmp_path / "g.safetensors", meta={"default_loss": name})
+    with pytest.raises(CheckpointError, match=r"meta 'default_loss' is .*, not a loss preset name") as err:
+        load_generator(path)
+    assert "\n" not in str(err.value)
+    if where == "traversal":   # the preset layer's own lookup: names only among the shipped files
+        with pytest.raises(ValueError, match=r"unknown loss preset '\.\./.*evil_loss'; shipped presets"):
+            presets.load_preset(name)

@@ -1,5 +1,6 @@
 """benchmarks/gpu.py end to end as a CPU smoke run (64 px, 2 steps): the record's structure and
-the invariants its numbers must satisfy. What it measures on a GPU is not tested here."""
+the invariants its numbers must satisfy. What it measures on a GPU is not tested here. The run has
+no time budget (`--budget-s 0`): on a busy machine it takes longer but skips nothing."""
 from __future__ import annotations
 
 import json
@@ -12,13 +13,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+HANG_GUARD_S = 1800    # only against a hang: the run takes about a minute on an idle CPU
+
+
 def test_cpu_smoke_run_writes_a_consistent_record(tmp_path):
     cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--resolution", "64", "--steps", "2",
            "--time-steps", "2", "--device", "cpu", "--channel-max", "16", "--max-batch", "2",
-           "--modes", "reference,fp32,bf16,bf16+compile", "--tasks", "inpainting,denoising",
-           "--budget-s", "300", "--compile-reserve-s", "1000", "--out", str(tmp_path)]
+           "--modes", "reference,fp32,bf16", "--tasks", "inpainting,denoising",
+           "--budget-s", "0", "--out", str(tmp_path)]
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_GUARD_S, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     [path] = tmp_path.glob("gpu_*.json")
     assert path.name.startswith("gpu_cpu") and path.stem.endswith("-smoke")
@@ -52,5 +56,5 @@ def test_cpu_smoke_run_writes_a_consistent_record(tmp_path):
     assert all(r["max_abs_diff"] == 0 for r in fp32)             # the cached target changes nothing
     assert [(r["mode"], r["batch"]) for r in rec["speed"]] == [("fp32", 1), ("fp32", 2),
                                                                 ("bf16", 1), ("bf16", 2)]
-    assert any("bf16+compile" in s and "compile-reserve" in s for s in rec["skipped"])
+    assert rec["skipped"] == [] and rec["budget_s"] == 0 and rec["seconds"] > 0   # no budget: all ran
     assert rec["summary"]["best"]["batch"] in (1, 2) and rec["gpu16"] is None

@@ -309,6 +309,65 @@ def test_safetensors_metadata_is_validated(tmp_path, config, meta, pattern):
     refused(H.guarded(lambda: load_generator(str(path)) and None), "CheckpointError", pattern)
 
 
+# A config within the parameter budget (252M weights, ~1 GiB of float32) in a file that holds
+# almost nothing: the loader built that generator before it compared the file's tensors with it.
+HUGE_MAPPING = dict(z_dim=4096, w_dim=4096, mapping_kwargs=dict(num_layers=15, layer_features=4096))
+SMALL_BUILD = 300 << 20   # memory a refusal may take: far less than the declared generator
+MISMATCH = r"tensors do not match the generator of its config: they hold [\d,]+ weights, the config describes 25\d,\d{3},\d{3}"
+
+
+def test_a_small_safetensors_file_declaring_a_huge_generator_builds_nothing(tmp_path):
+    path = tmp_path / "g.safetensors"
+    cfg = {**small_generator().init_kwargs, **HUGE_MAPPING}
+    save_file({"mapping.w_avg": torch.zeros(1)}, str(path), metadata={"config": json.dumps(cfg)})
+    assert path.stat().st_size < 1000
+    refused(H.guarded(lambda: load_generator(str(path)) and None, mem=SMALL_BUILD), "CheckpointError", MISMATCH)
+
+
+def test_a_pickle_of_empty_tensors_declaring_4096_wide_layers_builds_nothing(tmp_path):
+    record = g_ema()
+    record.state.update(z_dim=4096, w_dim=4096)
+    sub(record, "mapping").state["num_layers"] = 15
+    _set_weight("mapping", "fc0", value=torch.zeros(4096, 0))(record)   # 4096 features, no data
+    path = H.write(tmp_path / "g.pkl", {"G_ema": record})
+    assert path.stat().st_size < 1 << 20
+    refused(H.guarded(lambda: load_network_pickle(path) and None, mem=SMALL_BUILD), "NetworkPickleError", MISMATCH)
+
+
+def _rewrite_header(path: Path, edit) -> Path:
+    """The safetensors file at `path` with its JSON header text replaced by edit(text)."""
+    raw = path.read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    text = edit(raw[8:8 + n].decode()).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + n:])
+    return path
+
+
+def _first(entry: str):
+    """Put `entry` ('"name": value') first in a header's JSON object."""
+    return lambda text: "{" + entry + "," + text.strip()[1:]
+
+
+@pytest.mark.parametrize("entry,name", [
+    # a second entry for the const, as half precision over the same bytes; the library kept the last
+    ('"synthesis.b4.const": {"dtype": "F16", "shape": [32, 4, 4], "data_offsets": [0, 1024]}',
+     "'synthesis.b4.const'"),
+    ('"__metadata__": {"config": "{}"}', "'__metadata__'"),
+])
+def test_safetensors_header_with_a_repeated_name_is_refused(tmp_path, entry, name):
+    path = _rewrite_header(_safetensors(tmp_path / "g.safetensors"), _first(entry))
+    refused(H.guarded(lambda: load_generator(str(path)) and None), "CheckpointError",
+            rf"header names {name} twice \(the format forbids it\)")
+
+
+def test_safetensors_header_size_is_bounded_before_it_is_read(tmp_path):
+    path = tmp_path / "g.safetensors"
+    path.write_bytes(struct.pack("<Q", 2 ** 62) + b"{}")
+    refused(H.guarded(lambda: load_generator(str(path)) and None, mem=SMALL_BUILD), "CheckpointError",
+            r"not a safetensors file of a generator: its header would be 4,611,686,018,427,387,904 bytes \(at most 8,388,608")
+
+
 # ---------------------------------------------------------------------------------------------
 # (3) weights that are not floating point or not finite
 

@@ -259,6 +259,32 @@ def test_presets_are_data(tmp_path):
         presets.load_preset("nonexistent")
 
 
+@pytest.mark.parametrize("yaml_text,pattern", [
+    ("loss:\n  terms: {l2: .nan}\n", r"loss weight 'l2' must be a finite number >= 0, got nan"),
+    ("loss:\n  terms: {l2: .inf}\n", r"loss weight 'l2' must be .* got inf"),
+    ("loss:\n  terms: {l2: -1}\n", r"loss weight 'l2' must be .* got -1"),
+    ("loss:\n  terms: {l2: '1'}\n", r"loss weight 'l2' must be .* got '1'"),
+    ("loss:\n  terms: {l2: 1}\n  l1_weight: .nan\n", r"loss weight 'l1_weight' must be .* got nan"),
+    ("loss:\n  terms: {l2: 0}\n  l1_weight: 0\n", r"needs a term with a weight > 0 or l1_weight > 0"),
+    ("loss:\n  terms: {l2: 1}\n  min_side: .nan\n", r"loss min_side must be a whole number >= 1, got nan"),
+])
+def test_loss_weights_are_finite_and_non_negative_when_parsed(tmp_path, yaml_text, pattern):
+    """A `.nan` weight made every loss NaN; NGD moved nothing and the start image came back."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ValueError, match=pattern) as err:
+        presets.load_preset(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_loss_weights_are_checked_however_the_loss_is_built():
+    for build in (lambda: build_loss({"l2": float("nan")}), lambda: LossConfig({"l2": 1.0}, l1_weight=-0.1),
+                  lambda: CompositeLoss({"l1": float("inf")}), lambda: CompositeLoss({"l1": 1.0}, l1_weight=float("nan"))):
+        with pytest.raises(ValueError, match=r"must be a finite number >= 0"):
+            build()
+    assert CompositeLoss({"l1": 0.5}, l1_weight=0).weights == {"l1": 0.5}
+
+
 def test_lpips_without_weights_raises_before_lpips_builds(offline_home, monkeypatch):
     import lpips
 

@@ -134,7 +134,7 @@ def _execute_with_nbval(path: Path, parameters: dict, work: Path) -> float:
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env",
                            "-p", "no:cacheprovider", "-q", "-x", prepared.name],
-                          cwd=work, capture_output=True, text=True, timeout=600)
+                          cwd=work, capture_output=True, text=True, timeout=1800)
     seconds = time.perf_counter() - start
     assert proc.returncode == 0, f"{path.name} failed under nbval:\n{proc.stdout[-6000:]}\n{proc.stderr[-2000:]}"
     return seconds

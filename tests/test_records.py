@@ -10,7 +10,8 @@ import torch
 
 from conftest import small_generator, smooth_images
 from rusir.degradations import cycle_8bit
-from rusir.evaluation import claims, records
+from rusir.data import claims
+from rusir.evaluation import records
 from rusir.evaluation.report import summarise
 from rusir.evaluation.runner import bind_method, run_bench
 from rusir.inversion.losses import LossConfig
@@ -324,7 +325,8 @@ def test_a_claim_of_a_live_run_is_left_to_it_and_a_dead_ones_is_taken_over(tmp_p
     import socket
     import subprocess
     import sys
-    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    # alive until the test closes its stdin (a fixed sleep could end first on a busy machine)
+    live = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     try:
         assert claims.claim_item(tmp_path, "naive/upsampling/M/0000", f"{socket.gethostname()}-{live.pid}+x")
         s = _naive_run(tmp_path)
@@ -333,6 +335,7 @@ def test_a_claim_of_a_live_run_is_left_to_it_and_a_dead_ones_is_taken_over(tmp_p
     finally:
         live.kill()
         live.wait()
+        live.stdin.close()
     s = _naive_run(tmp_path)                           # its owner is dead: the claim is stale
     assert (s.done, s.skipped, s.busy) == (1, 1, 0)
     assert claims.claim_item(tmp_path, "naive/upsampling/M/0000", "otherhost-1+x")

@@ -103,6 +103,40 @@ def test_loss_as_data_is_built_around_the_degradation_and_time_is_measured():
     assert 0 < by_name.seconds <= elapsed
 
 
+def test_a_nan_loss_is_an_error_naming_the_phase_step_and_images():
+    """A Python loss returning NaN: NGD took the NaN gradient as none and the untouched start
+    image came back as the restoration, with no error."""
+    from rusir.inversion.loop import NonFiniteLossError
+    G = small_generator()
+    target = generated_target(G, seed=1, batch=3)
+
+    def half_broken(x, y, mask=None):
+        value = mse(x, y)
+        return torch.where(torch.arange(3) == 1, value * float("nan"), value)
+    with pytest.raises(NonFiniteLossError, match=r"^W step 0: the loss is NaN or infinite for image\(s\) \[1\]"):
+        restore(G, target, loss=half_broken, steps=(2, 2, 2), progress=False)
+    calls = []
+
+    def late_inf(x, y, mask=None):          # finite in W, infinite from the second step of W+
+        calls.append(1)
+        return mse(x, y) * (float("inf") if len(calls) > 3 else 1.0)
+    with pytest.raises(ValueError, match=r"^W\+ step 1: the loss is NaN or infinite for image\(s\) \[0, 1, 2\]"):
+        restore(G, target, loss=late_inf, steps=(2, 2, 2), progress=False)
+
+
+def test_a_nan_gradient_of_a_finite_loss_is_an_error():
+    """sqrt at 0 has an infinite slope: the loss is finite but its gradient NaN, which NGD
+    used to read as "no gradient" (the latent did not move)."""
+    from rusir.inversion.loop import NonFiniteLossError
+    G = small_generator()
+    target = generated_target(G, seed=1, batch=2)
+
+    def kinked(x, y, mask=None):
+        return mse(x, y) + 0 * (x - x).abs().sqrt().flatten(1).sum(1)
+    with pytest.raises(NonFiniteLossError, match=r"^W step 0: the gradient of the loss is NaN or infinite for image\(s\) \[0, 1\]"):
+        restore(G, target, loss=kinked, steps=(2, 2, 2), progress=False)
+
+
 def test_integer_targets_are_refused():
     G = small_generator()
     with pytest.raises(ValueError, match="floating point"):

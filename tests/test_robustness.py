@@ -185,3 +185,43 @@ def test_method_discrepancy_tables_are_the_record():
         assert float(off) == pytest.approx(record["off_settings"][key]["phases"]["W++"]["psnr"], abs=0.006), key
         assert int(stopped) == record["settings"][key]["stopped"], key
     assert record["chosen"] == "tau1.05" and record["check"]["max_abs_psnr_difference"] < 0.5
+
+
+def test_method_discrepancy_rules_tables_are_the_record():
+    """docs/method.md's "Round 3" tables (stop rules on the tuning faces, on the test faces and
+    per setting) print benchmarks/results/robustness_discrepancy_rules_toyfaces64.json."""
+    import re
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    record = json.loads((root / "benchmarks/results/robustness_discrepancy_rules_toyfaces64.json").read_text())
+    text = (root / "docs/method.md").read_text()
+    section = text[text.index("### Round 3"):]
+    section = section[:section.index("\n### ", 5)]
+    tuning, test = section.split("Test faces never used")
+
+    def check_rows(part, rows, summaries):
+        for key, label in rows.items():
+            m = re.search(r"^\| " + re.escape(label) + r" \| ([\d.]+) \| ([\d.]+) \((\S+)\) \| (\d+) \| (\d+)",
+                          part, flags=re.M)
+            assert m, label
+            s = summaries[key]
+            assert float(m.group(1)) == pytest.approx(s["mean_final_psnr"], abs=0.006), label
+            assert float(m.group(2)) == pytest.approx(s["worst_drop"], abs=0.006), label
+            assert m.group(3) == s["worst_drop_setting"], label
+            assert (int(m.group(4)), int(m.group(5))) == (len(s["drops_over_0.3"]), len(s["below_naive"]))
+
+    check_rows(tuning, record["tuning_rows"], record["tuning"])
+    check_rows(test, record["report_rows"], record["candidates"])
+    rows = re.findall(r"^\| (\w+@\w+) \| (\d+)–(\d+) \| \d+ \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| "
+                      r"([\d.]+) \| ([\d.]+) \| ([+-][\d.]+) \| (\d+)/(\d+) \|$", test, flags=re.M)
+    shipped = record["settings"][record["chosen"]]
+    assert len(rows) == len(shipped) >= 9
+    for key, first, last, naive, w, wp, final, largest, off, drop, stopped, n in rows:
+        r = shipped[key]
+        assert (int(first), int(last), int(n), int(stopped)) == (min(r["images"]), max(r["images"]), r["n"], r["stopped"])
+        for shown, value in ((naive, r["naive"]["psnr"]), (w, r["phases"]["W"]["psnr"]),
+                             (wp, r["phases"]["W+"]["psnr"]), (final, r["phases"]["W++"]["psnr"]),
+                             (largest, record["settings"]["max_tau1.05"][key]["phases"]["W++"]["psnr"]),
+                             (off, record["settings"]["off"][key]["phases"]["W++"]["psnr"]),
+                             (drop, r["final_drop"])):
+            assert float(shown) == pytest.approx(value, abs=0.006), key

@@ -253,4 +253,4 @@ def test_a_malformed_param_value_is_one_line(tmp_path, capsys):
     path.write_text("notebook: x.ipynb\n")
     assert cli.main(["sweep", str(path), "--dry-run", "--param", "a=[1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--param a: not a YAML value" in err[0]
+    assert len(err) == 1 and "--param a: not valid YAML" in err[0]

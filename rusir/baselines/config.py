@@ -23,9 +23,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Optional, Union
 
-import yaml
-
 from ..degradations import LEVELS, canonical_task
+from ..validation import choice, read_yaml
 
 __all__ = ["PARAMS_DIR", "TABLES", "table_path", "load_table", "baseline_config"]
 
@@ -46,7 +45,7 @@ def load_table(method: str, path: Union[str, Path, None] = None) -> dict[str, An
     path = Path(path) if path is not None else table_path(method)
     if not path.is_file():
         raise FileNotFoundError(f"baseline table {path} does not exist")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = read_yaml(path) or {}
     if not isinstance(data, dict) or set(data) - {"defaults", "tasks"}:
         raise ValueError(f"{path}: expected a mapping with keys 'defaults' and 'tasks', got "
                          f"{sorted(data) if isinstance(data, dict) else type(data).__name__}")
@@ -59,8 +58,8 @@ def load_table(method: str, path: Union[str, Path, None] = None) -> dict[str, An
 def baseline_config(method: str, task: Optional[str] = None, level: Optional[str] = None,
                     path: Union[str, Path, None] = None) -> dict[str, Any]:
     """Keyword arguments of `method` for (task, level): defaults < task `all` < task level."""
-    if level is not None and level not in LEVELS:
-        raise ValueError(f"unknown level {level!r}; valid: {list(LEVELS)}")
+    if level is not None:
+        choice(level, "level", LEVELS)
     if method in UNTABLED and path is None:
         return {}
     if path is None and not table_path(method).is_file():

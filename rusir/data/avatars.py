@@ -40,6 +40,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..validation import side
+
 TRAIN_SEED_START = 0
 TRAIN_SEEDS = range(TRAIN_SEED_START, 10**9)
 HELDOUT_SEED_START = 2_000_000_000
@@ -188,6 +190,7 @@ def render(seed: int, size: int = 64, render_size: int = RENDER_SIZE) -> Image.I
     seed = int(seed)
     if seed < 0:
         raise ValueError(f"seed must be non-negative, got {seed}")
+    size, render_size = side(size, "size"), side(render_size, "render_size")
     attrs = sample_attributes(seed)
     fg = _avatar_rgba(attrs, render_size)
     img = _background(attrs["background"], render_size).convert("RGBA")

@@ -12,6 +12,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..validation import side
+from .inputs import regular_file
+
 HELDOUT_DIR = "assets/heldout"
 
 
@@ -24,6 +27,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         scale = 257.0 if img.mode.startswith("I;16") or a.max() > 255 else 1.0
         img = Image.fromarray(np.clip(np.round(a / scale), 0, 255).astype(np.uint8), "L")
     elif img.mode == "F":
+        check_finite(img, "the image")
         a = np.asarray(img, dtype=np.float64)
         a = a * 255.0 if a.max() <= 1.0 else a
         img = Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8), "L")
@@ -50,6 +54,17 @@ class MissingImageError(ImageFileError, FileNotFoundError):
     """An image path that does not exist (a ValueError like the others, and a FileNotFoundError)."""
 
 
+def check_finite(img: Image.Image, what: str) -> None:
+    """Refuse a float image ('F', e.g. a float TIFF) with NaN or infinite pixels: one of them
+    made the whole image read as almost black (its maximum decides the scale), and restoring
+    that gave back a plausible face with no error."""
+    if img.mode == "F":
+        bad = int(np.count_nonzero(~np.isfinite(np.asarray(img))))
+        if bad:
+            raise ImageFileError(f"{what} has {bad} non-finite pixel(s) (NaN or infinity); "
+                                 "a float image must hold numbers")
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
@@ -66,8 +81,7 @@ def open_image(path: Union[str, os.PathLike]) -> Image.Image:
     path = Path(path)
     if not path.exists():
         raise MissingImageError(f"no such image file: {path}")
-    if path.is_dir():
-        raise ImageFileError(f"{path} is a folder, not an image file")
+    regular_file(path, "image file", ImageFileError)   # a FIFO, a device, a folder: not opened
     try:
         with Image.open(path) as f:
             img = ImageOps.exif_transpose(f)  # a loaded copy, upright
@@ -77,6 +91,7 @@ def open_image(path: Union[str, os.PathLike]) -> Image.Image:
                              "PIL.Image.MAX_IMAGE_PIXELS if the file is trusted)") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageFileError(f"cannot read {path} as an image: {_one_line(exc)}") from exc
+    check_finite(img, str(path))
     return img
 
 
@@ -96,9 +111,7 @@ def load_image(path_or_pil, size: int = 64) -> torch.Tensor:
         img = open_image(path_or_pil)
     else:
         raise TypeError(f"load_image expects a path or a PIL.Image, got {type(path_or_pil).__name__}")
-    size = int(size)
-    if size <= 0:
-        raise ValueError(f"size must be positive, got {size}")
+    size = side(size, "load_image size")
     if img.width == 0 or img.height == 0:
         raise ValueError("cannot load an empty (0-pixel) image")
     img = _center_crop_square(_to_rgb(img))
@@ -133,7 +146,7 @@ def heldout(n: int | None = None, size: int = 64) -> torch.Tensor:
     """The first ``n`` (default: all) shipped held-out avatars as ``[n, 3, size, size]``
     float32 in [0, 1], in file-name order. Raises ``ValueError`` if more are requested
     than are shipped."""
-    paths = heldout_paths()
+    paths, size = heldout_paths(), side(size, "size")
     if n is None:
         n = len(paths)
     n = int(n)

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..validation import MAX_BLUR_SIGMA, number
 from .base import DEFAULT_SEED, Degradation, Seed
 
 
@@ -58,7 +59,8 @@ class GaussianBlur(Degradation):
     def __init__(self, level: str = "M", seed: Seed = DEFAULT_SEED,
                  sigma: float | None = None) -> None:
         super().__init__(level, seed)
-        self.sigma = float(sigma if sigma is not None else self.LEVEL_PARAMS[level])
+        self.sigma = number(sigma if sigma is not None else self.LEVEL_PARAMS[level], "blur sigma",
+                            0.0, MAX_BLUR_SIGMA, "MAX_BLUR_SIGMA", strict=False)
 
     def true_degradation(self, x: torch.Tensor, seeds: list[int]) -> torch.Tensor:
         return gaussian_blur(x, self.sigma)

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from ..validation import whole
 from .base import DEFAULT_SEED, Degradation, Seed, from_pil, to_pil
 from .jpeg import DifferentiableJPEG, pillow_jpeg_roundtrip
 
@@ -28,7 +29,8 @@ class Deartifacting(Degradation):
                  authors_exact_tables: bool = False, fancy_upsampling: bool = False,
                  round_k: float = 0.8) -> None:
         super().__init__(level, seed)
-        self.quality = int(quality if quality is not None else self.LEVEL_PARAMS[level])
+        self.quality = whole(quality if quality is not None else self.LEVEL_PARAMS[level],
+                             "JPEG quality", 1, 100, None)
         self.jpeg = DifferentiableJPEG(self.quality, authors_exact_tables=authors_exact_tables,
                                        round_k=round_k, fancy_upsampling=fancy_upsampling)
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from ..validation import MAX_PHOTONS, number
 from .base import DEFAULT_SEED, Degradation, Seed, per_image_draw, surrogate_clamp
 
 
@@ -32,7 +33,8 @@ class Denoising(Degradation):
                  dead_prob: float | None = None, clamp_slope: float = 2.0) -> None:
         super().__init__(level, seed)
         lam, p = self.LEVEL_PARAMS[level]
-        self.photons = float(photons if photons is not None else lam)
+        self.photons = number(photons if photons is not None else lam, "photons", 0.0,
+                              MAX_PHOTONS, "MAX_PHOTONS")
         self.dead_prob = float(dead_prob if dead_prob is not None else p)
         if not 0 <= self.dead_prob <= 1:
             raise ValueError(f"dead_prob must be in [0, 1], got {self.dead_prob}")

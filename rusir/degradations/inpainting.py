@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
+from ..validation import MAX_STROKES, whole
 from .base import DEFAULT_SEED, Degradation, Seed
 
 SUPERSAMPLE = 4
@@ -83,7 +84,8 @@ class Inpainting(Degradation):
     def __init__(self, level: str = "M", seed: Seed = DEFAULT_SEED,
                  strokes: int | None = None) -> None:
         super().__init__(level, seed)
-        self.strokes = int(strokes if strokes is not None else self.LEVEL_PARAMS[level])
+        self.strokes = whole(strokes if strokes is not None else self.LEVEL_PARAMS[level],
+                             "strokes", 0, MAX_STROKES, "MAX_STROKES")
         self._fixed: torch.Tensor | None = None  # user mask [B or 1, 1, H, W]
         self._full: torch.Tensor | None = None  # mask at the drawing resolution [B, 1, H, W]
         self._key: tuple | None = None
@@ -96,6 +98,13 @@ class Inpainting(Degradation):
             m = m.unsqueeze(0)
         if m.shape[1] != 1:
             raise ValueError(f"mask must be [B, 1, H, W] (or [H, W]), got {list(mask.shape)}")
+        if not torch.isfinite(m).all():
+            raise ValueError("mask has non-finite values (NaN or infinity); 1 = known pixel, 0 = missing")
+        # nothing known: the loss is 0 for every latent and the start image came back, exit 0
+        empty = (m.flatten(1) <= 0).all(1).nonzero().flatten().tolist()
+        if empty:
+            raise ValueError(f"mask of image(s) {empty[:10]} has no known pixel (all zero): there "
+                             "is nothing to restore from (white = known, black = missing)")
         obj = cls("M")
         obj.level, obj.strokes, obj._fixed = "custom", None, m.clamp(0, 1)
         return obj

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..validation import MAX_BATCH, choice, side, whole
 from .base import DEFAULT_SEED, LEVELS, Degradation, Seed
 from .blur import GaussianBlur
 from .composition import COMPOSITIONS, ORDER, Composition
@@ -98,8 +99,7 @@ def make(name: str, level: str | None = "M", seed: Seed = DEFAULT_SEED,
         deg.name = key
     elif _is_initials(name.upper()):
         initials = name.upper()
-        if level not in LEVELS:
-            raise ValueError(f"unknown level {level!r}; valid: {list(LEVELS)}")
+        choice(level, "level", LEVELS)
         if kwargs and len(initials) > 1:
             raise ValueError(f"compositions take no task options, got {sorted(kwargs)}")
         stages = [_REGISTRY[INITIALS[c]](level=level, seed=seed, **kwargs) for c in initials]
@@ -107,7 +107,9 @@ def make(name: str, level: str | None = "M", seed: Seed = DEFAULT_SEED,
     else:
         raise ValueError(f"unknown degradation {name!r}; valid: {available()}")
     if resolution is not None:
+        resolution = side(resolution, "resolution")
         n = batch_size or (1 if isinstance(seed, (int, np.integer)) else len(list(seed)))
+        n = whole(n, "batch_size", 1, MAX_BATCH, "MAX_BATCH")
         deg.prepare(resolution, resolution, deg.seeds_for(n), torch.device("cpu"))
     return deg
 

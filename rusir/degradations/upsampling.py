@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..validation import MAX_FACTOR, number
 from .base import DEFAULT_SEED, Degradation, Seed, from_pil, to_pil
 
 FILTERS: dict[str, Image.Resampling] = {
@@ -53,9 +54,8 @@ class Upsampling(Degradation):
     def __init__(self, level: str = "M", seed: Seed = DEFAULT_SEED, factor: float | None = None,
                  filters: tuple[str, ...] = tuple(FILTERS)) -> None:
         super().__init__(level, seed)
-        factor = self.LEVEL_PARAMS[level] if factor is None else float(factor)
-        if not math.isfinite(factor) or factor < 1:
-            raise ValueError(f"upsampling factor must be a finite number >= 1, got {factor}")
+        factor = self.LEVEL_PARAMS[level] if factor is None else number(
+            factor, "upsampling factor", 1.0, MAX_FACTOR, "MAX_FACTOR", strict=False)
         self.factor = int(factor) if factor == int(factor) else factor
         unknown = [f for f in filters if f not in FILTERS]
         if unknown or not filters:
@@ -68,11 +68,17 @@ class Upsampling(Degradation):
         return random.Random(self.stream_seed(seed)).choice(self.filters)
 
     def prepare(self, height: int, width: int, seeds: list[int], device: torch.device) -> None:
-        if height < self.factor or width < self.factor:
-            raise ValueError(f"image {height}x{width} is smaller than the factor {self.factor}")
+        self.target_shape(height, width)
         self._chosen = [self.filter_for(s) for s in seeds]
 
     def target_shape(self, height: int, width: int) -> tuple[int, int]:
+        """floor(H/f) x floor(W/f); an image smaller than the factor (an 8 px generator at XL)
+        has no target: refused naming the factor, the size and the smallest size it needs."""
+        if min(height, width) < self.factor:
+            raise ValueError(
+                f"upsampling by {self.factor:g} (level {self.level}) needs images of at least "
+                f"{math.ceil(self.factor)} px, got {height}x{width} px: use a lower level or "
+                "factor, or a generator of higher resolution")
         return downsampled_shape(height, width, self.factor)
 
     def true_degradation(self, x: torch.Tensor, seeds: list[int]) -> torch.Tensor:

@@ -8,7 +8,11 @@ Ray is optional (`pip install 'rusir[cluster]'`). Each unit is one task asking f
 whose worker process dies is run again (`max_retries`), and restores only what its last attempt
 did not finish (records are per item, written atomically). A worker loads the generator once per
 run (`_worker_job`, a per-process cache), not once per unit. The driver holds the items' claims
-(rusir.evaluation.claims), so local runs, shards and Ray runs can share one output folder.
+(rusir.data.claims), so local runs, shards and Ray runs can share one output folder.
+
+Ray waits forever for what can never come, so two things are refused up front, in one line: an
+address where nothing listens (`check_reachable`, within CONNECT_TIMEOUT_S) and a task that asks
+for more CPUs or GPUs than any node of the cluster has (`check_resources`).
 
 Workers write into the output folder themselves, so on a cluster it must be on storage every node
 mounts (NFS, Lustre...): `check_shared_storage` writes a token file there and has a task on every
@@ -26,15 +30,18 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from . import claims, records
+from ..data import claims
+from . import records
 from .plan import Item, Unit
 from .unit import Job, UnitOutcome, execute_unit
 
-__all__ = ["require_ray", "connect", "check_shared_storage", "run_units", "run_tasks",
-           "RayNotInstalled", "StorageNotShared", "INSTALL", "ENGINES"]
+__all__ = ["require_ray", "connect", "check_reachable", "check_resources", "check_shared_storage",
+           "run_units", "run_tasks", "RayNotInstalled", "StorageNotShared", "INSTALL", "ENGINES",
+           "CONNECT_TIMEOUT_S"]
 
 ENGINES = ("local", "ray")
 INSTALL = "pip install 'rusir[cluster]'"
+CONNECT_TIMEOUT_S = 10.0    # a cluster's head answers in milliseconds; this only bounds the wait
 _JOBS: dict[str, Job] = {}          # worker side: the Job of each run this process served
 
 
@@ -58,9 +65,40 @@ def connect(address: Optional[str] = None) -> bool:
     ray = require_ray()
     if ray.is_initialized():
         return False
+    check_reachable(address)
     ray.init(address=address, log_to_driver=False, include_dashboard=False,
              configure_logging=False)
     return True
+
+
+def check_reachable(address: Optional[str]) -> None:
+    """Refuse a cluster address (`host:port`, `ray://host:port`; for None or `auto`, $RAY_ADDRESS
+    when set) where nothing accepts a connection within CONNECT_TIMEOUT_S: Ray itself retries
+    such an address for minutes. `auto` without $RAY_ADDRESS is Ray's own look-up."""
+    target = address if address not in (None, "auto") else os.environ.get("RAY_ADDRESS")
+    if not target or target in ("auto", "local"):
+        return
+    host, _, port = target.split("://")[-1].rpartition(":")
+    if not host or not port.isdigit():
+        return                      # not host:port: ray.init says what is wrong with it
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ConnectionError(f"no Ray cluster answers at {target} ({exc.strerror or exc}): start one "
+                              "with `ray start --head` or check --address") from None
+
+
+def check_resources(ray, cpus: float, gpus: float, what: str = "unit") -> None:
+    """Refuse a task that asks for more CPUs or GPUs than the cluster's largest node has (it would
+    wait forever): one line naming the resource, the option and what the cluster has."""
+    nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
+    total = ray.cluster_resources()
+    for name, need in (("CPU", cpus), ("GPU", gpus)):
+        most = max((resources.get(name, 0) for resources in nodes), default=0)
+        if need > most:
+            raise ValueError(f"--{name.lower()}s-per-{what} {need:g}: a {what} asks for {need:g} "
+                             f"{name}s but the Ray cluster has {total.get(name, 0):g} in all, at most "
+                             f"{most:g} on one node")
 
 
 # --- shared storage ---------------------------------------------------------------------------
@@ -154,6 +192,7 @@ def run_units(job: Job, generator, todo: Sequence[Unit], summary, *, address: Op
     try:
         token = check_shared_storage(job.out)
         gpus = _gpus(ray, gpus_per_unit)
+        check_resources(ray, cpus_per_unit, gpus)
         spec = WorkerSpec(uuid.uuid4().hex, dataclasses.replace(job, G=None), generator, gpus > 0,
                           (str(token), token.read_text()))
         task = ray.remote(_unit_task).options(num_cpus=cpus_per_unit, num_gpus=gpus,
@@ -258,8 +297,9 @@ def run_tasks(fn: Callable, calls: Sequence[tuple], *, on_done: Callable[[int, A
     token = None
     try:
         token = check_shared_storage(folder)
-        task = ray.remote(fn).options(num_cpus=cpus_per_task, num_gpus=_gpus(ray, gpus_per_task),
-                                      max_retries=max_retries)
+        gpus = _gpus(ray, gpus_per_task)
+        check_resources(ray, cpus_per_task, gpus)
+        task = ray.remote(fn).options(num_cpus=cpus_per_task, num_gpus=gpus, max_retries=max_retries)
         pending = {task.remote(*call): i for i, call in enumerate(calls)}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)

@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from torch import Tensor
 
+from ..data.outputs import write_file
+
 __all__ = ["to_uint8", "to_pil", "fit", "image_grid", "save_grid", "run_rows", "demo_figure"]
 
 
@@ -47,12 +49,10 @@ def image_grid(rows: Sequence[Sequence[Tensor]], labels: Sequence[str] = (), cel
 
 
 def save_grid(path: Union[str, Path], rows: Sequence[Sequence[Tensor]], labels: Sequence[str] = (),
-              cell: int = 128) -> Path:
-    """`image_grid` saved as a PNG at `path` (folders created); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image_grid(rows, labels, cell).save(path)
-    return path
+              cell: int = 128, overwrite: bool = True) -> Path:
+    """`image_grid` saved as a PNG at `path` (folders created; rusir.data.outputs.write_file:
+    atomic, never through a link); returns the path."""
+    return write_file(path, image_grid(rows, labels, cell).save, overwrite)
 
 
 

@@ -11,6 +11,7 @@ method's keyword arguments (how the IQA study turns loss variants into methods).
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence, Union
@@ -21,6 +22,7 @@ from .. import degradations
 from ..baselines import get_method
 from ..data import heldout_paths
 from ..degradations.base import LEVELS, to_uint8
+from ..validation import MAX_BATCH, whole
 from .records import item_key
 
 __all__ = ["Item", "canonical_task", "parse_tasks", "plan_items", "parse_shard", "shard_items",
@@ -113,14 +115,8 @@ class Unit:
 
 
 def parse_batch(batch) -> int:
-    """A batch size: a whole number >= 1 (ValueError otherwise)."""
-    try:
-        value = int(batch)
-    except (TypeError, ValueError):
-        raise ValueError(f"bad batch size {batch!r}: expected a whole number >= 1") from None
-    if value < 1 or value != float(batch):
-        raise ValueError(f"bad batch size {batch!r}: expected a whole number >= 1")
-    return value
+    """A batch size: a whole number in [1, MAX_BATCH] (ValueError otherwise)."""
+    return whole(batch, "batch size", 1, MAX_BATCH, "MAX_BATCH")
 
 
 def plan_units(items: Sequence[Item], batch: int = 1) -> list[Unit]:
@@ -182,13 +178,8 @@ def resolve_images(spec, n_images: Optional[int] = None) -> list[tuple[str, Imag
     elif isinstance(spec, (list, tuple)):
         found = [(Path(p).name, Path(p)) for p in spec]
     elif isinstance(spec, str) and spec.split(":")[0] == "heldout":
-        head, _, count = str(spec).partition(":")
         found = [(p.name, p) for p in heldout_paths()]
-        start, dash, stop = count.partition("-")
-        if count:
-            if not start.isdigit() or (dash and not stop.isdigit()):
-                raise ValueError(f"bad image spec {spec!r}: expected heldout, heldout:N or heldout:A-B")
-            found = found[int(start):int(stop) + 1] if dash else found[:int(start)]
+        found = found[_heldout_range(spec, len(found))]
     else:
         root = Path(spec).expanduser().resolve()     # workers on other nodes: absolute paths
         if not root.is_dir():
@@ -201,6 +192,28 @@ def resolve_images(spec, n_images: Optional[int] = None) -> list[tuple[str, Imag
     if not found:
         raise ValueError(f"no images found in {spec!r} (extensions {', '.join(IMAGE_EXTENSIONS)})")
     return found
+
+
+def _heldout_range(spec: str, shipped: int) -> slice:
+    """The faces of `heldout`, `heldout:N` (the first N) or `heldout:A-B` (A..B inclusive): a
+    count or a range beyond the `shipped` faces is an error naming the valid ones, not fewer
+    faces than asked for."""
+    count = spec.partition(":")[2]
+    start, dash, stop = count.partition("-")
+    if not count:
+        return slice(None)
+    if not re.fullmatch(r"\d{1,9}(-\d{1,9})?", count):
+        raise ValueError(f"bad image spec {spec!r}: expected heldout, heldout:N or heldout:A-B")
+    if not dash:
+        if not 1 <= int(start) <= shipped:
+            raise ValueError(f"{spec}: asks for {int(start)} held-out faces; there are {shipped} "
+                             f"(0-{shipped - 1}): give heldout:N with 1 <= N <= {shipped}")
+        return slice(int(start))
+    first, last = int(start), int(stop)
+    if not first <= last <= shipped - 1:
+        raise ValueError(f"{spec}: faces {first}-{last} are not a range of the {shipped} held-out "
+                         f"faces (0-{shipped - 1}); give heldout:A-B with 0 <= A <= B <= {shipped - 1}")
+    return slice(first, last + 1)
 
 
 def images_config(spec, found: Sequence[tuple[str, ImageSource]]):

@@ -8,7 +8,7 @@ Layout of an output folder `out/` (written by `rusir.evaluation.runner`, read by
                                         of the prediction), latent.pt (optional), record.json
     failed.json, failed-<k>of<n>.json   failures of a run / of shard k of n
     .tmp/<host>-<pid>+<key>/            items being written (ignored by readers)
-    .tmp/claims/<key>                   which run works on an item (rusir.evaluation.claims)
+    .tmp/claims/<key>                   which run works on an item (rusir.data.claims)
 
 An item is finished iff its folder holds a `record.json` that parses and has the RECORD_FIELDS
 (`read_record`): a damaged one (truncated, empty, not an object, a field missing, another item's
@@ -45,6 +45,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from ..data.claims import CLAIMS, TMP, alive, owner_tag
+from ..data.outputs import write_text
 from ..degradations import COMPOSITIONS, LEVELS, TASKS, cycle_8bit
 from ..degradations.base import to_uint8
 from .availability import UNAVAILABLE, MetricCache  # re-exported: the store's users score items
@@ -55,8 +57,6 @@ __all__ = ["TMP", "CLAIMS", "RECORD", "CONFIG", "RECORD_FIELDS", "FIXED_CONFIG",
            "config_conflicts", "write_config", "write_failures", "clean_stale_tmp", "remove_empty_tmp",
            "owner_tag", "config_folder", "jsonable", "as_8bit", "save_png", "read_png", "MetricCache"]
 
-TMP = ".tmp"
-CLAIMS = "claims"     # under TMP
 RECORD = "record.json"
 CONFIG = "bench.json"
 # What makes a record.json a finished item: these fields, of these types (every runner so far,
@@ -196,19 +196,9 @@ def read_config(out: PathLike) -> Optional[dict]:
 
 # --- writing ----------------------------------------------------------------------------------------
 
-def owner_tag() -> str:
-    """`<host>-<pid>`: names temporary files and folders so that stale ones can be told apart."""
-    return f"{socket.gethostname()}-{os.getpid()}"
-
-
 def write_json(path: PathLike, data) -> Path:
-    """Atomic: write a sibling temporary file, then os.replace it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{owner_tag()}.tmp")
-    tmp.write_text(json.dumps(jsonable(data), indent=1, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-    return path
+    """Atomic, never through a link (rusir.data.outputs.write_text)."""
+    return write_text(path, json.dumps(jsonable(data), indent=1, sort_keys=False) + "\n")
 
 
 def write_item(out: PathLike, key: str, images: Mapping[str, Tensor], record: dict,
@@ -358,7 +348,7 @@ def clean_stale_tmp(out: PathLike) -> None:
         owner_host, _, pid = owner.rpartition("-")
         if not sep or owner_host != host or not pid.isdigit():
             continue
-        if _alive(int(pid)):
+        if alive(int(pid)):
             continue
         if entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)
@@ -373,28 +363,6 @@ def remove_empty_tmp(out: PathLike) -> None:
             folder.rmdir()
         except OSError:
             pass
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not _zombie(pid)
-
-
-def _zombie(pid: int) -> bool:
-    """Whether `pid` has exited but is not yet reaped by its parent (Linux; False elsewhere):
-    e.g. a Ray worker that died a moment ago."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 def config_folder(root: PathLike, settings: Mapping) -> Path:

@@ -31,8 +31,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import load_image
+from ..data.outputs import write_file, write_text
 from ..degradations.base import LEVELS
 from .. import metrics  # by module: tests (and users) may swap its feature extractor
+from ..validation import MAX_CROPS, side, whole
 from .plan import resolve_images
 from .records import (MetricCache, load_records, read_config, read_json, read_png, warn_damaged,
                       write_json)
@@ -122,7 +124,10 @@ class _SetMetricEngine:
         unknown = [n for n in names if n not in metrics.SET_METRICS]
         if unknown:
             raise ValueError(f"unknown set metric(s) {unknown}; valid: {list(metrics.SET_METRICS)}")
-        self.names, self.crop_size, self.crops = list(names), crop_size, crops
+        self.names = list(names)     # crop side and count: None is the default, 0 is refused
+        self.crop_size = None if crop_size is None else side(crop_size, "patch-FID crop size")
+        self.crops = None if crops is None else whole(crops, "patch-FID crops per image", 1,
+                                                       MAX_CROPS, "MAX_CROPS")
         self.reference, self.seed = reference, seed
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.cache: dict = {}
@@ -247,13 +252,13 @@ class Table:
         return [r.get(name) for r in self.rows]
 
     def to_csv(self, path: Union[str, Path]) -> Path:
-        path = Path(path)
-        with path.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
-            w.writeheader()
-            for row in self.rows:
-                w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in self.columns})
-        return path
+        def write(tmp: Path) -> None:
+            with tmp.open("w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
+                w.writeheader()
+                for row in self.rows:
+                    w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in self.columns})
+        return write_file(path, write)
 
     def to_markdown(self) -> str:
         title = "Single tasks" if self.name == "single_tasks" else "Composed tasks"
@@ -359,7 +364,7 @@ def plot_metrics_vs_level(table: Table, out: Union[str, Path]) -> list[Path]:
         axes[0][-1].legend(fontsize="small")
         fig.tight_layout()
         path = out / f"metric_vs_level_{metric}.png"
-        fig.savefig(path, dpi=100)
+        write_file(path, lambda tmp: fig.savefig(tmp, dpi=100))
         plt.close(fig)
         paths.append(path)
     return paths
@@ -397,7 +402,7 @@ def write_report(directory: Union[str, Path], out: Union[str, Path, None] = None
         if not table.rows:
             continue
         md = table.to_markdown()
-        (out / f"{name}.md").write_text(md + "\n")
+        write_text(out / f"{name}.md", md + "\n")
         files += [out / f"{name}.md", table.to_csv(out / f"{name}.csv")]
         parts.append(md)
     if plots and tables["single_tasks"].rows:

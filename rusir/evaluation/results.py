@@ -21,6 +21,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
+from ..data.outputs import write_file, write_text
+
 __all__ = ["task_rows", "write_results", "read_results", "select", "summarize", "summary_table",
            "plot_metric"]
 
@@ -53,11 +55,14 @@ def write_results(rows: Sequence[dict], stem: Union[str, Path]) -> dict[str, Pat
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     json_path, csv_path = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".csv")
-    json_path.write_text(json.dumps(list(rows), indent=1))
-    with csv_path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=_columns(rows))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_text(json_path, json.dumps(list(rows), indent=1))
+
+    def write_csv(tmp: Path) -> None:
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=_columns(rows))
+            writer.writeheader()
+            writer.writerows(rows)
+    write_file(csv_path, write_csv)
     return {"json": json_path, "csv": csv_path}
 
 
@@ -137,7 +142,5 @@ def plot_metric(rows: Sequence[dict], x: str = "level", series: Optional[str] = 
     ax.legend(fontsize=8)
     fig.tight_layout()
     if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
+        write_file(path, lambda tmp: fig.savefig(tmp, dpi=120))
     return fig

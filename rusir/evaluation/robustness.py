@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+from ..data.outputs import write_file
 from ..degradations import COMPOSITIONS, LEVELS, TASKS
 from .records import load_records, write_json
 
@@ -128,9 +129,7 @@ def plot(tables: dict[str, dict[str, dict]], path: Union[str, Path]) -> Path:
     for ax, (title, table) in zip(axes[:, 0], tables.items()):
         _panel(ax, table, title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    path = write_file(path, lambda tmp: fig.savefig(tmp, dpi=120))
     plt.close(fig)
     return path
 

@@ -18,7 +18,7 @@ methods (`bind_method(restore, loss=...)` named `rusir[loss=<variant>]`), the ba
 records. The records (layout, atomic writes, `bench.json`, failures) are `rusir.evaluation.records`:
 an item is finished iff its folder holds a valid `record.json`, so a re-run skips finished items,
 redoes damaged ones, and an interrupted run loses nothing finished. Runs sharing a folder split
-the items (a claim per item, `rusir.evaluation.claims`; an item claimed by another live run is
+the items (a claim per item, `rusir.data.claims`; an item claimed by another live run is
 left to it, counted `busy`), re-check each item just before running it, and never replace a
 finished item (the first to finish wins). Failures go to `failed.json` (`failed-<k>of<n>.json`
 for a shard) and do not stop the sweep unless `fail_fast`.
@@ -41,12 +41,14 @@ from typing import Mapping, Optional, Sequence, Union
 import torch
 from tqdm.auto import tqdm
 
+from ..data import claims
 from ..inversion.batching import check_batch_size
 from ..inversion.presets import load_preset
 from ..inversion.schedule import resolve as resolve_schedule
 from ..metrics import PER_IMAGE_METRICS
 from ..model.generators import info as generator_info, load_generator
-from . import claims, records
+from ..validation import MAX_RETRIES, MAX_SEED, MAX_STEPS, whole
+from . import records
 from .cluster import ENGINES, require_ray, run_units
 from .plan import (IMAGE_EXTENSIONS, BoundMethod, Item, Unit, bind_method, images_config,
                    parse_batch, parse_shard, parse_tasks, plan_items, plan_units, resolve_images,
@@ -133,12 +135,19 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
     out = Path(out).resolve()          # Ray workers on other nodes start in another folder
     batch = parse_batch(batch)
     chunk = check_batch_size(batch_size)
+    seed = whole(seed, "seed", 0, MAX_SEED, "MAX_SEED")
+    n_images, max_items = (None if v is None else whole(v, what, 1) for v, what in
+                           ((n_images, "n_images"), (max_items, "max_items")))
+    if baseline_steps is not None:
+        baseline_steps = whole(baseline_steps, "baseline_steps", 0, MAX_STEPS, "MAX_STEPS")
+    max_retries = whole(max_retries, "max_retries", 0, MAX_RETRIES, "MAX_RETRIES")
     precision = parse_dtype(dtype)
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; valid: {list(ENGINES)}")
     if engine == "ray":
         require_ray()                     # before any work: the install command if absent
         device = "cpu"                    # the driver only plans; workers pick their device
+    found = resolve_images(images, n_images)      # a bad image spec before the generator
     dev = torch.device(device) if device is not None else (
         torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
     G = load_generator(generator, device=dev) if isinstance(generator, (str, Path)) else generator.to(dev)
@@ -151,7 +160,6 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
     fns = resolve_methods(methods)
     pairs = parse_tasks(tasks) if isinstance(tasks, str) or not tasks or not isinstance(tasks[0], tuple) \
         else list(tasks)
-    found = resolve_images(images, n_images)
     which = parse_shard(shard) if isinstance(shard, str) or shard is None else tuple(shard)
     if degradation_seeds not in DEGRADATION_SEEDS:
         raise ValueError(f"degradation_seeds must be one of {DEGRADATION_SEEDS}, got {degradation_seeds!r}")

@@ -22,7 +22,7 @@ itself for FFHQ-aligned models, a slightly shifted and scaled square for the emb
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Optional, Union
+from typing import Mapping, Optional, Union
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ from scipy.ndimage import gaussian_filter
 
 from ..data import avatars
 from ..data.images import pil_to_tensor
+from ..validation import MIN_EYE_DISTANCE, side
 
 __all__ = ["Template", "AlignedFace", "TEMPLATES", "ffhq_quad", "template_for", "align",
            "warp_quad", "check_landmarks"]
@@ -38,16 +39,33 @@ __all__ = ["Template", "AlignedFace", "TEMPLATES", "ffhq_quad", "template_for", 
 SUPERSAMPLE = 4   # the quad is resampled at 4x the output size, then reduced (FFHQ: 4096 -> 1024)
 
 
-def check_landmarks(landmarks) -> np.ndarray:
-    """[5, 2] float64 landmarks, or a ValueError naming what is wrong."""
-    lm = np.asarray(landmarks, dtype=np.float64)
+def check_landmarks(landmarks, photo_size: Optional[tuple[int, int]] = None) -> np.ndarray:
+    """[5, 2] float64 landmarks from five [x, y] points or {"x": .., "y": ..} objects, or a
+    ValueError naming what is wrong: not five finite points; given the photo's (width, height),
+    a point outside it; eyes closer than MIN_EYE_DISTANCE px (no face can be aligned from them,
+    and the restoration would be enlarged without bound)."""
+    if isinstance(landmarks, (list, tuple)):
+        landmarks = [(p["x"], p["y"]) if isinstance(p, Mapping) and {"x", "y"} <= set(p) else p
+                     for p in landmarks]
+    try:
+        lm = np.asarray(landmarks, dtype=np.float64)
+    except (TypeError, ValueError):
+        lm = np.zeros(0)
     if lm.shape != (5, 2):
-        raise ValueError(f"landmarks must be 5 (x, y) points (eyes, nose tip, mouth corners), "
-                         f"got shape {list(lm.shape)}")
+        raise ValueError("landmarks must be 5 (x, y) points, each [x, y] or {\"x\": .., \"y\": ..} "
+                         f"(eyes, nose tip, mouth corners), got {str(landmarks)[:80]}")
     if not np.isfinite(lm).all():
         raise ValueError("landmarks contain a NaN or infinite coordinate")
-    if np.hypot(*(lm[1] - lm[0])) < 1e-6:
-        raise ValueError("landmarks: the two eyes are at the same point")
+    if photo_size is not None:
+        w, h = photo_size
+        outside = [i for i, (x, y) in enumerate(lm) if not (0 <= x <= w and 0 <= y <= h)]
+        if outside:
+            raise ValueError(f"landmark {outside[0]} {lm[outside[0]].tolist()} lies outside the "
+                             f"{w}x{h} px photo")
+    eyes = float(np.hypot(*(lm[1] - lm[0])))
+    if eyes < MIN_EYE_DISTANCE:
+        raise ValueError(f"landmarks: the eyes are {eyes:.3g} px apart, less than a face has "
+                         f"(limit rusir.validation.MIN_EYE_DISTANCE = {MIN_EYE_DISTANCE:g} px)")
     return lm
 
 
@@ -181,6 +199,7 @@ def warp_quad(img: Image.Image, quad: np.ndarray, size: int, soft_pad: bool = Tr
 
     `soft_pad` blurs the reflect-padding of a quad that leaves the photo (images); masks are
     reflect-padded only."""
+    size = side(size, "aligned size")
     quad = np.asarray(quad, dtype=np.float64).copy()
     qsize = float(np.hypot(*(quad[3] - quad[0])))
     shrink = int(np.floor(qsize / size * 0.5))
@@ -222,9 +241,8 @@ def align(photo: Image.Image, landmarks, size: int,
     """The face with these landmarks cut out of `photo` as `template`'s generator expects it,
     at `size` x `size` (1024 for FFHQ, 64 for toyfaces64, or the face's native size for a
     degraded photo). Returns the crop, its quad in the photo and the landmarks."""
-    if int(size) < 1:
-        raise ValueError(f"aligned size must be >= 1, got {size}")
-    lm = check_landmarks(landmarks)
+    size = side(size, "aligned size")
+    lm = check_landmarks(landmarks, photo.size)
     quad = template_for(template).frame(lm)
     crop = warp_quad(photo.convert("RGB"), quad, int(size))
     return AlignedFace(pil_to_tensor(crop), quad, lm)   # [1, 3, S, S]

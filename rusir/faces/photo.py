@@ -11,7 +11,6 @@ into the photo itself for the other tasks.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence, Union
 
@@ -25,6 +24,7 @@ from ..degradations.base import to_pil as _to_pil
 from ..degradations import Degradation
 from ..inversion.method import default_loss
 from ..inversion.restore import RestoreResult, restore
+from ..validation import MAX_FACTOR, MAX_OUTPUT_MEGAPIXELS, number
 from .align import AlignedFace, Template, align, check_landmarks, template_for, warp_quad
 from .paste import paste_all
 
@@ -67,7 +67,12 @@ def find_faces(photo: Image.Image, landmarks: Union[Sequence, LandmarkProvider, 
     if not found:
         raise ValueError(f"no face found in {name}: nothing to align (give the landmarks, or "
                          "restore without --align)")
-    faces = [(i, check_landmarks(lm)) for i, lm in enumerate(found)]
+    faces = []
+    for i, lm in enumerate(found):
+        try:
+            faces.append((i, check_landmarks(lm, photo.size)))
+        except ValueError as exc:
+            raise ValueError(f"{name}, face {i}: {exc}") from None
     if face is None:
         return faces
     if not 0 <= int(face) < len(faces):
@@ -131,6 +136,9 @@ def restore_photo(G, photo: Image.Image, task: str, level: str = "M", *,
     (`rusir.faces.align.template_for`; default FFHQ's). factor: upsampling factor (default:
     inferred per face). mask: an inpainting mask the photo's size (white = known).
     steps, lr_scale, discrepancy: as `rusir.restore` (None: the generator's own)."""
+    if not isinstance(photo, Image.Image):
+        raise TypeError(f"restore_photo takes the photo as a PIL.Image (e.g. "
+                        f"rusir.data.images.open_image(path)), got {type(photo).__name__}")
     template = template_for(template)
     R = G.img_resolution
     device = next(G.parameters()).device
@@ -138,8 +146,8 @@ def restore_photo(G, photo: Image.Image, task: str, level: str = "M", *,
     upsampling = "upsampling" in names
     if factor is not None and not upsampling:
         raise ValueError("a factor only applies to tasks with upsampling")
-    if factor is not None and not (math.isfinite(factor) and factor >= 1):
-        raise ValueError(f"factor must be a finite number >= 1, got {factor}")
+    if factor is not None:
+        factor = number(factor, "factor", 1.0, MAX_FACTOR, "MAX_FACTOR", strict=False)
     if mask is not None and "inpainting" not in names:
         raise ValueError("--mask only applies to the inpainting task")
     if mask is not None and mask.size != photo.size:
@@ -147,11 +155,13 @@ def restore_photo(G, photo: Image.Image, task: str, level: str = "M", *,
                          f"{photo.size[0]}x{photo.size[1]} px: with --align it must have the "
                          "photo's size")
     photo = photo.convert("RGB")
+    faces = find_faces(photo, landmarks, face, name)
+    sides = [_target_side(R, _native_side(template, lm), factor) if upsampling else R
+             for _, lm in faces]
+    scale = 1.0 if not upsampling else factor or min(R / n for n in sides)
+    size = _output_size(photo, scale)                 # refused before any face is restored
     done = []
-    for index, lm in find_faces(photo, landmarks, face, name):
-        corners = template.frame(lm)
-        native = float(np.hypot(*(corners[3] - corners[0])))          # face side in photo px
-        n = _target_side(R, native, factor) if upsampling else R
+    for (index, lm), n in zip(faces, sides):
         aligned = align(photo, lm, n, template)                       # [1, 3, n, n]
         known = None
         if mask is not None:                                          # warped with the face
@@ -164,9 +174,26 @@ def restore_photo(G, photo: Image.Image, task: str, level: str = "M", *,
                          discrepancy=discrepancy,
                          lr_scale=lr_scale, progress=progress)
         done.append(FaceRestoration(index, aligned, deg, result))
-    scale = 1.0 if not upsampling else factor or min(f.factor for f in done)
-    size = (max(int(round(photo.width * scale)), 1), max(int(round(photo.height * scale)), 1))
     base = pil_to_tensor(photo.resize(size, Image.BICUBIC) if size != photo.size else photo)
     pasted = paste_all(base, [(f.face, f.result.images.detach().cpu().clamp(0, 1)) for f in done],
                        scale=size[0] / photo.width)
     return PhotoRestoration(pasted, size[0] / photo.width, done)
+
+
+def _native_side(template: Template, landmarks: np.ndarray) -> float:
+    """The side, in photo pixels, of the generator's frame around this face."""
+    corners = template.frame(landmarks)
+    return float(np.hypot(*(corners[3] - corners[0])))
+
+
+def _output_size(photo: Image.Image, scale: float) -> tuple[int, int]:
+    """(width, height) of the photo enlarged by `scale`, refused above MAX_OUTPUT_MEGAPIXELS."""
+    size = (max(int(round(photo.width * scale)), 1), max(int(round(photo.height * scale)), 1))
+    megapixels = size[0] * size[1] / 1e6
+    if megapixels > MAX_OUTPUT_MEGAPIXELS:
+        raise ValueError(
+            f"the restored photo would be {size[0]}x{size[1]} px ({megapixels:.0f} MP: "
+            f"{photo.width}x{photo.height} enlarged {scale:.3g}x), more than "
+            f"rusir.validation.MAX_OUTPUT_MEGAPIXELS = {MAX_OUTPUT_MEGAPIXELS}: crop the photo "
+            "around the face, or give a smaller factor")
+    return size

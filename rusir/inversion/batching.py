@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 
 from ..degradations.base import Degradation
+from ..validation import MAX_BATCH, whole
 
 __all__ = ["BatchSize", "SAFETY", "check_batch_size", "chunks", "chunk_degradation", "chunk_loss",
            "free_memory", "fit_batch_size", "auto_batch_size", "largest_that_fits"]
@@ -38,12 +39,12 @@ SAFETY = 0.9   # share of the free memory "auto" plans to use (allocator fragmen
 
 
 def check_batch_size(batch_size: BatchSize) -> BatchSize:
-    """None (one batch), an int >= 1, or "auto"; anything else is a ValueError."""
+    """None (one batch), an int in [1, MAX_BATCH], or "auto"; anything else is a ValueError."""
     if batch_size is None or batch_size == "auto":
         return batch_size
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if not isinstance(batch_size, int):
         raise ValueError(f"batch_size must be None, a whole number >= 1 or 'auto', got {batch_size!r}")
-    return batch_size
+    return whole(batch_size, "batch_size", 1, MAX_BATCH, "MAX_BATCH")
 
 
 def chunks(batch: int, size: int) -> list[tuple[int, int]]:

@@ -33,6 +33,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from ..validation import MAX_TAU, number
 from .loop import Rendered, evaluate_loss
 
 __all__ = ["DiscrepancyStop", "check_tau", "noise_floor", "supports"]
@@ -42,10 +43,9 @@ def check_tau(value) -> Optional[float]:
     """tau as restore takes it: None / 0 / False = off, else a finite number > 0."""
     if value is None or value is False or (isinstance(value, (int, float)) and value == 0):
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
-            or value != value or value == float("inf"):
+    if isinstance(value, str):
         raise ValueError(f"discrepancy must be a finite number > 0 (or None/0 for off), got {value!r}")
-    return float(value)
+    return number(value, "discrepancy (None/0: off)", 0.0, MAX_TAU, "MAX_TAU")
 
 
 def supports(degradation) -> bool:

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ..model.stylegan2 import Generator, to_unit_range
 
 __all__ = ["StepInfo", "Rendered", "Objective", "LossFn", "render", "render_degraded", "evaluate_loss",
-           "run_steps"]
+           "run_steps", "check_finite", "NonFiniteLossError"]
 
 LossFn = Callable[..., Tensor]
 Objective = Callable[[], tuple[Tensor, Tensor]]     # () -> (loss [B], prediction [B, 3, R, R])
@@ -84,6 +84,34 @@ def evaluate_loss(loss_fn: LossFn, rendered: Rendered, target: Tensor) -> Tensor
     return value
 
 
+class NonFiniteLossError(ValueError):
+    """The loss, or its gradient, of an optimisation step is NaN or infinite."""
+
+
+def _bad_images(t: Tensor, batch: int) -> str:
+    """'image(s) [i, ...]' holding a non-finite value of `t` (dim 0 = image), or 'the batch'."""
+    if t.dim() == 0 or t.shape[0] != batch:
+        return "the batch"
+    rows = (~torch.isfinite(t.detach().reshape(batch, -1)).all(1)).nonzero().flatten().tolist()
+    return f"image(s) {rows[:10]}" + (f" ({len(rows)} in all)" if len(rows) > 10 else "")
+
+
+def check_finite(value: Tensor, optimizer: torch.optim.Optimizer, phase: str, step: int) -> None:
+    """Refuse a step whose loss [B] or gradient is NaN or infinite: NGD takes a non-finite
+    gradient as none, so the latent stayed at its start and the start image came back as the
+    restoration, with no error. One check (one device sync) unless something is wrong."""
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if bool(torch.stack([torch.isfinite(t).all() for t in [value.detach(), *grads]]).all()):
+        return
+    where = f"{phase} step {step}"
+    if not bool(torch.isfinite(value.detach()).all()):
+        raise NonFiniteLossError(f"{where}: the loss is NaN or infinite for "
+                                 f"{_bad_images(value, value.shape[0])}; check the loss function")
+    bad = next(g for g in grads if not bool(torch.isfinite(g).all()))
+    raise NonFiniteLossError(f"{where}: the gradient of the loss is NaN or infinite for "
+                             f"{_bad_images(bad, value.shape[0])}; check the loss function")
+
+
 def run_steps(objective: Objective, optimizer: torch.optim.Optimizer, steps: int, *, phase: str,
               callback: Optional[Callable[[StepInfo], None]] = None, progress: bool = True,
               before_step: Optional[Callable[[int], None]] = None,
@@ -91,7 +119,8 @@ def run_steps(objective: Objective, optimizer: torch.optim.Optimizer, steps: int
               until: Optional[Callable[[], bool]] = None) -> list[Tensor]:
     """Take `steps` optimiser steps on `objective`; return its loss curve (one [B] per step,
     the loss of the iterate before that step). `callback(StepInfo)` runs after every step;
-    `until()` true before a step ends the phase early (the curve is then shorter)."""
+    `until()` true before a step ends the phase early (the curve is then shorter). A loss or
+    gradient that is NaN or infinite raises NonFiniteLossError (a ValueError) naming the step."""
     losses: list[Tensor] = []
     bar = tqdm(range(steps), desc=phase, disable=not progress, leave=False)
     for step in bar:
@@ -102,6 +131,11 @@ def run_steps(objective: Objective, optimizer: torch.optim.Optimizer, steps: int
         value, prediction = objective()                          # [B], [B, 3, R, R]
         optimizer.zero_grad(set_to_none=True)
         value.sum().backward()  # images are independent: the sum keeps per-image gradients
+        try:
+            check_finite(value, optimizer, phase, step)
+        except NonFiniteLossError:
+            bar.close()             # clear the progress line: the error is the one line left
+            raise
         optimizer.step()
         if after_step is not None:
             after_step(step, value.detach())

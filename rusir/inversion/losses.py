@@ -26,6 +26,8 @@ the loss's seed and call count, never on the other images). Nothing reduces over
 """
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Union
 
@@ -35,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import metrics
+from ..validation import MAX_LEVELS, MAX_SEED, side, whole
 from .terms import (PREDICTION_TERMS, TERMS, GradientTerm, L1Term, L2Term, LPIPSTerm, MSSSIMTerm,
                     SSIMTerm, Term, _Frozen, _per_image_mean, make_term, unknown_term)
 
@@ -52,6 +55,16 @@ def masked_mse(x: Tensor, y: Tensor, mask: Optional[Tensor] = None) -> Tensor:
     if mask is not None:
         diff = diff * mask.to(diff.dtype)
     return diff.square().flatten(1).mean(1)
+
+
+def loss_weight(name: str, value: Any) -> float:
+    """A loss weight (or scale) as a float: a finite number >= 0. A NaN weight made every loss
+    NaN, which NGD takes as no gradient: the start image came back with exit 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+            or value < 0:
+        shown = repr(value) if isinstance(value, (numbers.Real, str)) else type(value).__name__
+        raise ValueError(f"loss weight {str(name)[:60]!r} must be a finite number >= 0, got {shown[:60]}")
+    return float(value)
 
 
 # --- masking, noise, pyramid -----------------------------------------------------------------
@@ -287,7 +300,8 @@ class CompositeLoss(_Frozen):
             if name not in TERMS and name not in PREDICTION_TERMS:
                 raise unknown_term(name)
         terms = {k: make_term(k, **options.get(k, {})) for k in weights if k in TERMS}
-        self.weights = {k: float(v) for k, v in weights.items()}
+        self.weights = {k: loss_weight(k, v) for k, v in weights.items()}
+        l1_weight = loss_weight("l1_weight", l1_weight)
         self.pyramid = MultiResolutionLoss(
             WeightedTerms(terms, self.weights), levels_min_side=min_side if multiresolution else 0,
             max_levels=max_levels if multiresolution else 1, l1_weight=l1_weight, seed=seed)
@@ -342,8 +356,17 @@ class LossConfig:
     description: str = ""
 
     def __post_init__(self):
-        if not self.terms and not self.l1_weight:
-            raise ValueError("a loss needs at least one term or l1_weight > 0")
+        if not isinstance(self.terms, Mapping):
+            raise ValueError(f"loss terms must be a mapping {{term: weight}}, got {type(self.terms).__name__}")
+        weights = [loss_weight(k, w) for k, w in self.terms.items()]
+        l1 = loss_weight("l1_weight", self.l1_weight)
+        loss_weight("consistency_sigma", self.consistency_sigma)
+        self.min_side = side(self.min_side, "loss min_side")   # the pyramid's sizes and its seed
+        self.max_levels = whole(self.max_levels, "loss max_levels", 1, MAX_LEVELS, "MAX_LEVELS")
+        self.seed = whole(self.seed, "loss seed", 0, MAX_SEED, "MAX_SEED")
+        if not any(weights) and not l1:
+            raise ValueError("a loss needs a term with a weight > 0 or l1_weight > 0 (it would "
+                             "compare nothing)")
         for k in list(self.terms) + list(self.options):
             if k not in TERMS and k not in PREDICTION_TERMS:
                 raise unknown_term(k)

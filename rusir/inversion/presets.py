@@ -14,8 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Union
 
-import yaml
-
+from ..validation import read_yaml
 from .losses import TERMS, CompositeLoss, LossConfig
 
 __all__ = ["PRESET_DIR", "list_presets", "preset_path", "load_preset", "build_loss"]
@@ -28,29 +27,23 @@ def list_presets() -> list[str]:
 
 
 def preset_path(name_or_path: Union[str, Path]) -> Path:
-    """A shipped preset's file, or an explicit YAML path."""
+    """A shipped preset's file, or an explicit YAML path. A name is looked up among the shipped
+    presets, never joined to the folder ('../../x' would leave it)."""
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml"):
         if not p.is_file():
             raise FileNotFoundError(f"loss preset file {p} does not exist")
         return p
-    path = PRESET_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        raise ValueError(f"unknown loss preset {str(name_or_path)!r}; shipped presets: "
+    if str(name_or_path) not in list_presets():
+        raise ValueError(f"unknown loss preset {str(name_or_path)[:200]!r}; shipped presets: "
                          f"{list_presets()} (or give a path to a .yaml file)")
-    return path
+    return PRESET_DIR / f"{name_or_path}.yaml"
 
 
 def load_preset(name_or_path: Union[str, Path]) -> LossConfig:
     """LossConfig of a shipped preset (by name) or of a YAML file (path)."""
     path = preset_path(name_or_path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:   # one line that names the file (YAML's own message is several)
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise ValueError(f"{path}: not valid YAML{where}: {problem}") from exc
+    data = read_yaml(path) or {}
     section = data.get("loss", data) if isinstance(data, dict) else None
     if not isinstance(section, dict) or "terms" not in section:
         raise ValueError(f"{path}: expected a mapping with `loss: {{terms: {{...}}, ...}}`")

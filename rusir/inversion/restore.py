@@ -20,6 +20,7 @@ from torch import Tensor
 from ..degradations.base import Degradation
 from ..model.generators import info
 from ..model.stylegan2 import Generator
+from ..validation import MAX_SEED, side, whole
 from .acceleration import (LossRunner, SynthesisProxy, check_compile, check_precision,
                            compile_or_eager, compiled_terms, recompile_limit,
                            tf32_scope)
@@ -164,7 +165,8 @@ def restore(G: Generator, target: Tensor, degradation=None, *, loss: LossSpec = 
     spaces = _check_spaces(spaces)
     steps, lrs, lr_scale = resolve_schedule(G, spaces, steps, lrs, lr_scale)
     config = dict(steps=steps, lrs=lrs, lr_scale=lr_scale, spaces=spaces, optimizer=optimizer,
-                  resolution=int(resolution or G.img_resolution), seed=int(seed),
+                  resolution=side(resolution or G.img_resolution, "resolution"),
+                  seed=whole(seed, "seed", 0, MAX_SEED, "MAX_SEED"),
                   batch_size=check_batch_size(batch_size), precision=check_precision(precision),
                   compile=check_compile(compile), cache_target=bool(cache_target),
                   ngd_options=dict(ngd_options) if ngd_options else None,

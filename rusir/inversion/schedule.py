@@ -8,11 +8,10 @@ official generators keep the paper's.
 """
 from __future__ import annotations
 
-import math
-import operator
 from typing import Optional, Sequence
 
 from ..model.generators import info
+from ..validation import MAX_RATE, number, step_counts
 from .latents import SPACES
 
 PAPER_STEPS: tuple[int, int, int] = (150, 150, 150)            # W, W+, W++
@@ -24,44 +23,17 @@ def _pick(full: Sequence, spaces: Sequence[str]) -> tuple:
     return tuple(full[SPACES.index(s)] for s in spaces)
 
 
-def _count(v) -> Optional[int]:
-    """v as a whole number, or None (bools, fractions, NaN, strings are not step counts)."""
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, float):
-        return int(v) if v.is_integer() else None
-    try:
-        return operator.index(v)
-    except TypeError:
-        return None
-
-
 def check_steps(steps, n: Optional[int] = None, what: str = "steps") -> tuple[int, ...]:
-    """Step counts as ints: each a whole number >= 0 (0 skips that phase: it passes its start
-    latent on; all zeros give the start image, like a baseline's steps=0), and `n` of them when
-    given. Anything else -- negative, fractional, NaN, a bool, a string -- is a ValueError."""
-    if isinstance(steps, (str, bytes)) or not hasattr(steps, "__iter__"):
-        raise ValueError(f"{what} must be a sequence of step counts, got {steps!r}")
-    values = list(steps)
-    counts = [_count(v) for v in values]
-    if any(c is None or c < 0 for c in counts):
-        raise ValueError(f"{what} must be whole numbers >= 0 (one per phase), got {values}")
-    if n is not None and len(counts) != n:
-        raise ValueError(f"{what}: need one step count per phase ({n}), got {len(counts)}: {counts}")
-    return tuple(counts)
+    """Step counts as ints: each a whole number in [0, MAX_STEPS] (0 skips that phase: it passes
+    its start latent on; all zeros give the start image, like a baseline's steps=0), and `n` of
+    them when given (rusir.validation.step_counts). Anything else is a ValueError."""
+    return step_counts(steps, n, what)
 
 
 def check_rate(value, what: str = "lr_scale") -> float:
-    """A learning rate or scale as a float: finite and > 0, else a ValueError naming `what`."""
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        rate = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{what} must be a finite number > 0, got {value!r}") from None
-    if not math.isfinite(rate) or rate <= 0:
-        raise ValueError(f"{what} must be a finite number > 0, got {value!r}")
-    return rate
+    """A learning rate or scale as a float: finite, > 0 and at most MAX_RATE, else a ValueError
+    naming `what`."""
+    return number(value, what, 0.0, MAX_RATE, "MAX_RATE")
 
 
 def resolve(G, spaces: Sequence[str] = SPACES, steps: Optional[Sequence[int]] = None,

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..model import weights
+from ..validation import MAX_CROPS, side, whole
 
 __all__ = ["MetricUnavailable", "FID_INCEPTION_SHA1", "InceptionFeatures", "inception_features",
            "feature_statistics", "frechet_distance", "fid", "kid", "random_crops",
@@ -207,6 +208,8 @@ def kid(a: Tensor, b: Tensor, subset_size: Optional[int] = None, subsets: int = 
 def random_crops(images: Tensor, crop_size: int, crops_per_image: int, seed: int = 0) -> Tensor:
     """[N * crops_per_image, C, crop, crop] random crops (positions from a seeded generator)."""
     n, _, h, w = images.shape
+    crop_size = side(crop_size, "crop size")
+    crops_per_image = whole(crops_per_image, "crops per image", 1, MAX_CROPS, "MAX_CROPS")
     if crop_size > min(h, w):
         raise ValueError(f"crop {crop_size} larger than the images ({h}x{w})")
     g = torch.Generator().manual_seed(seed)

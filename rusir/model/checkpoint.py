@@ -16,12 +16,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from .safety import (ModelFileError, check_budget, check_config, check_names, clip, describe,
-                     load_checked, new_generator)
+                     check_held, load_checked, new_generator)
 from .stylegan2 import Generator
 
 FORMAT = "rusir-generator/1"
 MAX_CONFIG_CHARS = 64 * 1024   # our configs are ~300 characters
 MAX_META_CHARS = 1024 * 1024   # provenance: command line, hardware, numbers
+MAX_HEADER_BYTES = 8 * 1024 * 1024  # tensor entries (~250 for FFHQ-1024), config and meta, escaped
 _FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
 
 
@@ -43,9 +44,48 @@ def save_generator(G: Generator, path: str | Path, meta: dict[str, Any] | None =
     return path
 
 
+class _Duplicate(ValueError):
+    """A JSON object with a repeated key (raised by `_unique_keys`)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """json's object_pairs_hook: a dict, refusing a repeated key (json keeps the last)."""
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise _Duplicate(key)
+        out[key] = value
+    return out
+
+
+def read_header(path: str | Path) -> dict[str, Any]:
+    """The JSON header of a safetensors file, read here with its size bounded: the format forbids
+    a repeated name, but the safetensors library keeps the last entry of one, so a file could
+    hold two tensors under one name (or two configs) and show each reader a different one."""
+    path = _existing(path)
+    with open(path, "rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        if size > MAX_HEADER_BYTES:
+            raise CheckpointError(f"{path} is not a safetensors file of a generator: its header "
+                                  f"would be {size:,} bytes (at most {MAX_HEADER_BYTES:,})")
+        text = f.read(size)
+    try:
+        header = json.loads(text, object_pairs_hook=_unique_keys)
+    except _Duplicate as exc:
+        raise CheckpointError(f"{path}: the safetensors header names {clip(str(exc), 80)} twice "
+                              "(the format forbids it)") from None
+    except (ValueError, RecursionError) as exc:   # JSONDecodeError, UnicodeDecodeError
+        raise CheckpointError(f"{path} is not a safetensors file (its header is not JSON: "
+                              f"{clip(str(exc), 120)})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path} is not a safetensors file (its header is {describe(header)})")
+    return header
+
+
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """{"config": dict, "meta": dict} of a generator file, without loading tensors."""
     path = _existing(path)
+    read_header(path)   # a repeated name or an oversized header is refused here
     try:
         with safe_open(str(path), framework="pt") as f:
             raw = f.metadata() or {}
@@ -79,11 +119,13 @@ def load_generator_file(path: str | Path, device: str | torch.device = "cpu") ->
         check_budget(config, CheckpointError)
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: config does not describe a sane Generator: {exc}") from None
-    G = new_generator(config, CheckpointError, str(path))
     try:
-        # the header first (names, shapes, dtypes), so nothing is read that the config does not ask for
+        # the header first (names, shapes, dtypes), so nothing is built or read that the config
+        # does not ask for
         with safe_open(str(path), framework="pt") as f:
             header = {name: f.get_slice(name) for name in f.keys()}
+            check_held(config, [v.get_shape() for v in header.values()], CheckpointError, str(path))
+            G = new_generator(config, CheckpointError, str(path))
             check_names({k: v.get_shape() for k, v in header.items()},
                         {k: v.shape for k, v in G.state_dict().items()}, CheckpointError, str(path))
             for name, view in header.items():

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import re
 import weakref
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,6 +27,7 @@ from .stylegan2 import Generator
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 DEFAULT = "toyfaces64"
+PRESET_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # a loss preset's name: no path, no suffix
 _OFFICIAL_BASE = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/"
 
 
@@ -130,11 +132,15 @@ def _load_file(path: Path) -> Generator:
 
 
 def _file_default_loss(path: Path) -> str:
-    """A rusir checkpoint may name its loss preset in its metadata; official pickles use the paper's."""
+    """A rusir checkpoint may name its loss preset in its metadata; official pickles use the paper's.
+    The file is untrusted: only a bare name passes (never a path, which would make rusir read a
+    YAML file of the file's choosing); rusir.inversion.presets resolves names only among the
+    presets it ships."""
     if path.suffix == ".safetensors":
         loss = read_metadata(path)["meta"].get("default_loss", "paper")
-        if type(loss) is not str or not 0 < len(loss) <= 200:
-            raise CheckpointError(f"{path}: meta 'default_loss' is {describe(loss)}, not a preset name")
+        if type(loss) is not str or not PRESET_NAME.fullmatch(loss):
+            raise CheckpointError(f"{path}: meta 'default_loss' is {describe(loss)}, not a loss "
+                                  "preset name (a shipped preset such as 'paper'; never a path)")
         return loss
     return "paper"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import Any, Optional
+from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ MAX_MAPPING_LAYERS = 32
 MAX_CHANNEL_BASE = 2 ** 24
 MAX_FP16_RES = 16
 MAX_PARAMETERS = 2 ** 28  # elements in the whole state dict (1 GiB of float32)
+BUILD_SLACK = 2 ** 20     # weights a generator may be built beyond what its file holds (4 MiB)
 
 
 class ModelFileError(ValueError):
@@ -181,6 +182,18 @@ def check_budget(config: dict, error: type = ModelFileError) -> int:
     return total
 
 
+def check_held(config: dict, shapes: Iterable[Sequence[int]], error: type, where: str) -> None:
+    """Refuse a file whose tensors (their declared `shapes`) hold far fewer weights than the
+    generator its (checked) config describes, before anything is built: a file of a few hundred
+    bytes made the loader build a 1 GiB generator only to find it had no weights. Up to
+    BUILD_SLACK more is built anyway, so that the error can then name the tensors that differ."""
+    needed = check_budget(config, error)
+    held = sum(math.prod(shape) for shape in shapes)
+    if needed > held + BUILD_SLACK:
+        raise error(f"{where}: tensors do not match the generator of its config: they hold "
+                    f"{held:,} weights, the config describes {needed:,}")
+
+
 def view_problem(t: torch.Tensor) -> Optional[str]:
     """Why tensor `t` is not a plain view of its own storage, or None. A plain view addresses
     each storage element at most once and stays inside the storage, so a tensor can never be
@@ -265,5 +278,6 @@ def nonfinite(tensors: dict) -> list:
 
 def build_generator(config: dict, state: dict, error: type, where: str,
                     ordered: bool = False) -> Generator:
-    """`new_generator` then `load_checked`."""
+    """`check_held`, `new_generator`, then `load_checked`."""
+    check_held(config, (t.shape for t in state.values()), error, where)
     return load_checked(new_generator(config, error, where), state, error, where, ordered)

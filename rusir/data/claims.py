@@ -1,8 +1,8 @@
 """Which run works on which item: one claim file per item, so that runs sharing an output folder
-split the work instead of each redoing every item.
+split the work instead of each redoing every item, and never both write the same file. An item is a
+benchmark item (rusir.evaluation.runner) or an output file of `rusir restore` (rusir.data.outputs).
 
-    .tmp/claims/<method>__<task>__<level>__<jjjj>     holds the claiming run's token
-                                                      `<host>-<pid>+<random>`
+    .tmp/claims/<key with / as __>     holds the claiming run's token `<host>-<pid>+<random>`
 
 A run claims an item before running it (`claim_item`: the file is created with one atomic
 `os.link`, so of two runs exactly one gets it) and releases it after (`release_claim`). A claim
@@ -19,12 +19,41 @@ import uuid
 from pathlib import Path
 from typing import Optional, Union
 
-from .records import CLAIMS, TMP, _alive, owner_tag
+__all__ = ["TMP", "CLAIMS", "owner_tag", "alive", "claim_token", "claim_item", "claim_items",
+           "release_claim", "claim_holder", "clean_stale_claims"]
 
-__all__ = ["claim_token", "claim_item", "claim_items", "release_claim", "claim_holder",
-           "clean_stale_claims"]
+TMP = ".tmp"          # an output folder's work space: temporary files and claims
+CLAIMS = "claims"     # under TMP
 
 PathLike = Union[str, Path]
+
+
+def owner_tag() -> str:
+    """`<host>-<pid>`: names temporary files and claims so that stale ones can be told apart."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` of this host still runs (a zombie does not)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Whether `pid` has exited but is not yet reaped by its parent (Linux; False elsewhere):
+    e.g. a Ray worker that died a moment ago."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 def claim_token() -> str:
@@ -56,7 +85,7 @@ def _state(token: str) -> str:
         return "stale"
     if host != socket.gethostname():
         return "foreign"
-    return "live" if _alive(int(pid)) else "stale"
+    return "live" if alive(int(pid)) else "stale"
 
 
 def claim_item(out: PathLike, key: str, token: str, force: bool = False) -> bool:
