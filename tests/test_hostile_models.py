@@ -270,6 +270,9 @@ SAFETENSORS_CONFIGS = {
     "channel_max 10**9": (dict(synthesis_kwargs=dict(channel_base=128, channel_max=10 ** 9)), r"channel_max must be"),
     "unknown synthesis key": (dict(synthesis_kwargs=dict(channel_base=128, channel_max=16, use_noise=False)), r"'use_noise'"),
     "mapping_kwargs a list": (dict(mapping_kwargs=[1]), r"mapping_kwargs must be a mapping, got a list of 1 items"),
+    # a string width made the parameter count repeat the string and crash with a TypeError
+    "mapping layer_features a string": (dict(mapping_kwargs=dict(layer_features="16")), r"mapping layer_features must be an integer in 1\.\.4096, got '16'"),
+    "mapping embed_features 0": (dict(mapping_kwargs=dict(embed_features=0)), r"mapping embed_features must be an integer in 1\.\.4096, got 0"),
     # each value within bounds, the whole 4x larger than the budget (537M mapping weights)
     "over the budget": (dict(z_dim=4096, w_dim=4096, mapping_kwargs=dict(num_layers=32, layer_features=4096)),
                         r"generator of 537,\d+,\d+ weights, more than the 268,435,456"),
