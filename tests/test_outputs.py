@@ -97,6 +97,24 @@ def test_without_overwrite_a_file_that_appears_while_writing_is_kept(tmp_path):
     assert path.read_text() == "theirs" and os.listdir(tmp_path) == ["x.txt"]
 
 
+def test_without_hard_links_a_file_that_appears_while_writing_is_still_kept(tmp_path, monkeypatch):
+    """On a file system without hard links (os.link fails), the fallback checks the name again."""
+    def no_links(src, dst):
+        raise PermissionError(1, "Operation not permitted")
+    monkeypatch.setattr(os, "link", no_links)
+    path, other = tmp_path / "x.txt", tmp_path / "y.txt"
+    assert write_file(str(other), lambda tmp: tmp.write_text("free"), overwrite=False) == other
+    assert other.read_text() == "free"      # a str path is taken too
+
+    def race(tmp: Path) -> None:
+        tmp.write_text("mine")
+        path.write_text("theirs")
+
+    with pytest.raises(OutputError, match="already exists"):
+        write_file(path, race, overwrite=False)
+    assert path.read_text() == "theirs" and sorted(os.listdir(tmp_path)) == ["x.txt", "y.txt"]
+
+
 def test_claims_refuse_outputs_another_live_run_holds(tmp_path, live_process):
     out = tmp_path / "out"
     token = f"{socket.gethostname()}-{live_process.pid}+other"

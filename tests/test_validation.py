@@ -104,6 +104,8 @@ def test_grid_size_is_counted_from_the_axes_and_templates_cannot_be_wide():
     with pytest.raises(ValueError, match="MAX_NAME_LENGTH"):
         validation.name_template("{task:.2000000000}")
     assert validation.name_template("{task}_{level:>3}") == "{task}_{level:>3}"
+    with pytest.raises(ValueError, match=r"^bad name template '\{task_\{level\}' \(.*\)$"):
+        validation.name_template("{task_{level}")      # unbalanced braces: one line, no traceback
 
 
 # --- every numeric command-line option and config key is bounded -----------------------------------
