@@ -31,6 +31,7 @@ def test_regular_files_and_links_to_them_pass(tmp_path):
     Image.new("RGB", (8, 8)).save(image)
     (tmp_path / "link.png").symlink_to(image)
     assert regular_file(tmp_path / "link.png") == tmp_path / "link.png"
+    assert regular_file(str(image)) == image                  # a str path is a Path
     with pytest.raises(FileNotFoundError, match="no such"):
         regular_file(tmp_path / "missing.png")
 
