@@ -54,7 +54,8 @@ def test_not_a_safetensors_file(tmp_path: Path) -> None:
 
 
 def test_truncated_file(tmp_path: Path) -> None:
-    path = save_generator(tiny_generator(), tmp_path / "g.safetensors")
+    path = save_generator(tiny_generator(), str(tmp_path / "g.safetensors"))   # a str path too
+    assert path == tmp_path / "g.safetensors"
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError):

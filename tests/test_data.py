@@ -67,6 +67,14 @@ def test_heldout_too_many_errors():
         data.heldout(-1)
 
 
+def test_a_missing_heldout_folder_is_named_in_one_error(monkeypatch):
+    """An installation without the package data: a FileNotFoundError naming it, no NameError."""
+    from rusir.data import images
+    monkeypatch.setattr(images, "HELDOUT_DIR", "assets/no-such-folder")
+    with pytest.raises(FileNotFoundError, match="no held-out PNGs found .* missing from this installation"):
+        images.heldout_paths()
+
+
 # ---------------------------------------------------------------- load_image
 def _pattern(h, w):
     rng = np.random.default_rng(0)

@@ -479,6 +479,14 @@ def test_cli_exits_2_with_one_line_for_hostile_files(tmp_path, kind):
 # ---------------------------------------------------------------------------------------------
 # the helpers the checks rely on
 
+def test_configs_at_the_edges_of_the_bounds_are_accepted():
+    """The checks refuse what is out of bounds, not what is merely unusual."""
+    from rusir.model.safety import check_config
+    cfg = small_generator().init_kwargs
+    for edit in (dict(img_channels=1), dict(mapping_kwargs={**cfg["mapping_kwargs"], "activation": "linear"})):
+        assert check_config({**cfg, **edit}) == {**cfg, **edit}
+
+
 def test_parameter_count_equals_the_built_generator():
     from rusir.model.safety import parameter_count
     from rusir.model.stylegan2 import Generator
