@@ -195,6 +195,94 @@ def test_stops_are_per_image_batched_chunked_or_alone():
         assert torch.allclose(alone.images, batch.images[i:i + 1], atol=1e-9)
 
 
+# ------------------------------------------------------------- iterate averaging (Round 3b)
+def test_a_stop_that_averages_gives_newly_done_images_the_mean_of_the_phase_window():
+    stop = DiscrepancyStop(1.0, l1, None, batch=2, every=1, window=3, average=True)
+    latents = [torch.full((2, 4), float(k), dtype=torch.float64) for k in range(5)]
+    for k, x in enumerate(latents):
+        stop.remember(x)
+        new = stop.observe("W+", k, torch.tensor([0.5 if k < 4 else 0.1, 0.5]), torch.tensor([0.4, 0.4]))
+    assert new.tolist() == [True, False]                            # window 3: mean(0.5, 0.5, 0.1) <= 0.4
+    out = stop.settled(latents[-1], new)
+    assert torch.equal(out[0], torch.full((4,), 3.0, dtype=torch.float64))   # mean of 2, 3, 4
+    assert torch.equal(out[1], latents[-1][1])
+    stop.begin_phase()
+    assert not stop.latents                                         # the next phase starts empty
+    off = DiscrepancyStop(1.0, l1, None, batch=2, window=3)
+    off.remember(latents[0])
+    assert not off.latents                                          # nothing kept when not averaging
+
+
+@pytest.fixture
+def averaging(monkeypatch):
+    """restore's stop with averaging on, keeping a copy of every latent it is given per phase."""
+    import rusir.inversion.restore as module
+    made = []
+
+    class Recording(DiscrepancyStop):
+        def __init__(self, *args, **kw):
+            super().__init__(*args, average=True, **kw)
+            self.kept: list = []
+            made.append(self)
+
+        def begin_phase(self):
+            super().begin_phase()
+            self.kept.append([])
+
+        def remember(self, latent):
+            super().remember(latent)
+            self.kept[-1].append(latent.clone())
+
+    monkeypatch.setattr(module, "DiscrepancyStop", Recording)
+    return made
+
+
+def test_a_restore_that_averages_ends_a_stopped_image_at_the_mean_of_its_window(averaging):
+    """Image 0 stops at W++ step 6 (as without averaging) and keeps the mean of its W++ latents
+    before steps 0..6, the iterates whose losses the stop judged (their images are the ones the
+    callback saw); image 1 never stops and is untouched."""
+    from rusir.inversion.loop import render
+    G, target, _ = noisy_problem(dtype=torch.float64)
+    c = torch.tensor([[0.2, 0.2], [0.265, 0.2], [0.25, 0.2], [0.25, 0.2]], dtype=torch.float64)
+    seen = {}
+    kw = {**KW, "loss": l1, "callback": lambda info: seen.update({(info.phase, info.step): info.images.clone()})}
+    result = restore(G, target, Shifted(c), discrepancy=1.0, **kw)
+    assert result.info["stopped"] == ["W++:6", None]
+    window = averaging[0].kept[2][:7]                               # W++, before steps 0..6
+    for k, latent in enumerate(window):
+        assert torch.allclose(render(G, latent, None)[0], seen["W++", k][0], atol=1e-9)
+    mean = torch.stack(window).mean(0)[0]
+    latent = result.phases["W++"].latent
+    assert torch.allclose(latent[0], mean, atol=1e-12, rtol=0)
+    assert not torch.allclose(latent[0], window[-1][0], atol=1e-6)     # not the last iterate
+    plain = restore(G, target, Shifted(c), discrepancy=1.0, **{**KW, "loss": l1})
+    assert torch.allclose(latent[1], plain.phases["W++"].latent[1], atol=1e-12)
+
+
+def test_averaging_is_per_image_batched_chunked_or_alone(averaging):
+    G, target, _ = noisy_problem(batch=3, dtype=torch.float64)
+    def run(idx, **kw):
+        deg = degradations.make("denoising", "XL", seed=[7 + i for i in idx])
+        return restore(G, target[idx], deg, discrepancy=1.2, **KW, **kw)
+    batch, chunked = run([0, 1, 2]), run([0, 1, 2], batch_size=2)
+    assert batch.info["stopped"] == ["W+:6", "W+:0", "W+:0"]       # image 0: a mean of 7 latents
+    assert batch.info["stopped"] == chunked.info["stopped"]
+    assert torch.allclose(batch.images, chunked.images, atol=1e-9)
+    for i in range(3):
+        alone = run([i])
+        assert alone.info["stopped"] == [batch.info["stopped"][i]]
+        assert torch.allclose(alone.images, batch.images[i:i + 1], atol=1e-9)
+
+
+def test_averaging_that_never_fires_changes_nothing(averaging):
+    G, target, deg = noisy_problem()
+    off = restore(G, target, degradations.make("denoising", "XL", seed=7), discrepancy=0, **KW)
+    never = restore(G, target, deg, discrepancy=1e-9, **KW)
+    assert never.info["stopped"] == [None, None] and averaging[0].kept[2]
+    assert torch.equal(off.images, never.images)
+    assert all(torch.equal(a, b) for a, b in zip(off.phases["W++"].losses, never.phases["W++"].losses))
+
+
 def test_generators_own_tau_and_degradations_without_a_true_side():
     assert REGISTRY["toyfaces64"].discrepancy is not None and REGISTRY["ffhq"].discrepancy is None
     G, target, deg = noisy_problem(batch=1)

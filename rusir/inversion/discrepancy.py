@@ -82,10 +82,11 @@ class DiscrepancyStop:
     JUDGED = ("W+", "W++")
 
     def __init__(self, tau: float, loss_fn, degradation, batch: int, *, every: int = 10,
-                 window: int = 10, samples: int = 3):
+                 window: int = 10, samples: int = 3, average: bool = False):
         self.tau, self.loss_fn, self.degradation = tau, loss_fn, degradation
-        self.every, self.samples = every, samples
+        self.every, self.samples, self.average = every, samples, average
         self.losses: deque = deque(maxlen=window)        # [B] per step
+        self.latents: deque = deque(maxlen=window)       # [B, ...] per step of this phase
         self.floors: deque = deque(maxlen=samples)       # [B] per estimate
         self.done = torch.zeros(batch, dtype=torch.bool)
         self.stopped: list[Optional[str]] = [None] * batch   # "W+:37": phase and step of the stop
@@ -98,6 +99,27 @@ class DiscrepancyStop:
     def due(self, step: int) -> bool:
         """Whether this step takes a floor estimate."""
         return step % self.every == 0
+
+    def begin_phase(self) -> None:
+        """A new phase: its latents live in another space, so the ring starts empty."""
+        self.latents.clear()
+
+    def remember(self, latent: Tensor) -> None:
+        """Keep the latent a step's loss is taken at (when averaging): the last `window` of this
+        phase. Costs window x the batch's latent (W++ at 1024 px: ~19 MB per image, x 10)."""
+        if self.average:
+            self.latents.append(latent.detach())
+
+    def settled(self, latent: Tensor, new: Tensor) -> Tensor:
+        """`latent` with the images newly done [B] bool replaced by the mean of their remembered
+        latents (iterate averaging: the steady point the window's mean loss describes, not one
+        draw of the jitter around it); unchanged when not averaging."""
+        if not self.average or not self.latents or not bool(new.any()):
+            return latent
+        out = latent.clone()
+        rows = new.to(latent.device)
+        out[rows] = torch.stack(tuple(self.latents))[:, rows].mean(0).to(latent.dtype)
+        return out
 
     def estimate(self, rendered) -> Tensor:
         """The floor [B] at this step's render (prediction, degraded, mask)."""

@@ -81,16 +81,19 @@ def run_phase(G: Generator, latent: Tensor, target: Tensor, degradation, loss_fn
     if stop is not None:
         before: dict = {}
 
+        stop.begin_phase()
+
         def snapshot(step: int) -> None:
             before["latent"] = latent.detach().clone()
+            stop.remember(before["latent"])
 
         def freeze(step: int, value: Tensor) -> None:
             rendered = seen.pop("rendered")
             seen["floor"] = stop.estimate(rendered) if stop.due(step) else None
-            stop.observe(phase or space, step, value, seen["floor"])
+            new = stop.observe(phase or space, step, value, seen["floor"])
             done = stop.done.to(latent.device)
             with torch.no_grad():       # done images keep the latent before this step
-                latent[done] = before.pop("latent")[done]
+                latent[done] = stop.settled(before.pop("latent"), new)[done]
 
         hooks = dict(before_step=snapshot, after_step=freeze, until=lambda: stop.all_done)
         if callback is not None:
