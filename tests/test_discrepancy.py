@@ -196,7 +196,7 @@ def test_stops_are_per_image_batched_chunked_or_alone():
 
 
 # ------------------------------------------------------------- iterate averaging (Round 3b)
-def test_a_stop_that_averages_gives_newly_done_images_the_mean_of_the_phase_window():
+def test_a_stop_that_averages_gives_newly_done_images_the_mean_of_the_window():
     stop = DiscrepancyStop(1.0, l1, None, batch=2, every=1, window=3, average=True)
     latents = [torch.full((2, 4), float(k), dtype=torch.float64) for k in range(5)]
     for k, x in enumerate(latents):
@@ -206,8 +206,9 @@ def test_a_stop_that_averages_gives_newly_done_images_the_mean_of_the_phase_wind
     out = stop.settled(latents[-1], new)
     assert torch.equal(out[0], torch.full((4,), 3.0, dtype=torch.float64))   # mean of 2, 3, 4
     assert torch.equal(out[1], latents[-1][1])
-    stop.begin_phase()
-    assert not stop.latents                                         # the next phase starts empty
+    stop.begin_phase(lambda x: x.unsqueeze(1).repeat(1, 2, 1))      # the next phase: lifted
+    assert [x.shape for x in stop.latents] == [(2, 2, 4)] * 3
+    assert torch.equal(stop.latents[0][0], torch.full((2, 4), 2.0, dtype=torch.float64))
     off = DiscrepancyStop(1.0, l1, None, batch=2, window=3)
     off.remember(latents[0])
     assert not off.latents                                          # nothing kept when not averaging
@@ -225,8 +226,8 @@ def averaging(monkeypatch):
             self.kept: list = []
             made.append(self)
 
-        def begin_phase(self):
-            super().begin_phase()
+        def begin_phase(self, lift):
+            super().begin_phase(lift)
             self.kept.append([])
 
         def remember(self, latent):
@@ -238,9 +239,10 @@ def averaging(monkeypatch):
 
 
 def test_a_restore_that_averages_ends_a_stopped_image_at_the_mean_of_its_window(averaging):
-    """Image 0 stops at W++ step 6 (as without averaging) and keeps the mean of its W++ latents
-    before steps 0..6, the iterates whose losses the stop judged (their images are the ones the
-    callback saw); image 1 never stops and is untouched."""
+    """Image 0 stops at W++ step 6 (as without averaging) and keeps the mean of the 10 iterates
+    whose losses the stop judged: W+'s last 3 (lifted into W++) and W++'s before steps 0..6
+    (their images are the ones the callback saw); image 1 never stops and is untouched."""
+    from rusir.inversion.latents import convert
     from rusir.inversion.loop import render
     G, target, _ = noisy_problem(dtype=torch.float64)
     c = torch.tensor([[0.2, 0.2], [0.265, 0.2], [0.25, 0.2], [0.25, 0.2]], dtype=torch.float64)
@@ -248,9 +250,11 @@ def test_a_restore_that_averages_ends_a_stopped_image_at_the_mean_of_its_window(
     kw = {**KW, "loss": l1, "callback": lambda info: seen.update({(info.phase, info.step): info.images.clone()})}
     result = restore(G, target, Shifted(c), discrepancy=1.0, **kw)
     assert result.info["stopped"] == ["W++:6", None]
-    window = averaging[0].kept[2][:7]                               # W++, before steps 0..6
-    for k, latent in enumerate(window):
-        assert torch.allclose(render(G, latent, None)[0], seen["W++", k][0], atol=1e-9)
+    kept = averaging[0].kept                                        # per phase: W, W+, W++
+    for phase, latents in zip(("W", "W+", "W++"), kept):
+        for k, latent in enumerate(latents):
+            assert torch.allclose(render(G, latent, None), seen[phase, k], atol=1e-9)
+    window = [convert(x, "W++", G) for x in kept[1][-3:]] + kept[2][:7]
     mean = torch.stack(window).mean(0)[0]
     latent = result.phases["W++"].latent
     assert torch.allclose(latent[0], mean, atol=1e-12, rtol=0)

@@ -80,8 +80,7 @@ def run_phase(G: Generator, latent: Tensor, target: Tensor, degradation, loss_fn
     hooks = {}
     if stop is not None:
         before: dict = {}
-
-        stop.begin_phase()
+        stop.begin_phase(lambda x: convert(x, space, G))
 
         def snapshot(step: int) -> None:
             before["latent"] = latent.detach().clone()
