@@ -109,14 +109,18 @@ def noisy_problem(batch=2, seed=0, dtype=torch.float32):
 KW = dict(steps=(12, 8, 8), lrs=(0.05, 0.05, 0.05), progress=False, loss="offline")
 
 
-def test_a_stopped_image_keeps_its_latent_and_the_restore_ends_when_all_stop():
-    G, target, deg = noisy_problem()
+def test_a_stopped_image_keeps_its_latent_and_the_restore_ends_when_all_stop(averaging):
+    """Both images stop at W+'s first step, with the mean of the judged window (W's last 9
+    iterates and W+'s first, the same latent lifted), and keep it through W++."""
+    from rusir.inversion.latents import convert
+    G, target, deg = noisy_problem(dtype=torch.float64)
     result = restore(G, target, deg, discrepancy=1e6, **KW)      # every image: first judged step
     assert result.info["stopped"] == ["W+:0", "W+:0"]
     assert [len(p.losses) for p in result.phases.values()] == [12, 1, 0]
-    w = result.phases["W"].images
-    assert torch.allclose(result.phases["W+"].images, w, atol=1e-6)
-    assert torch.allclose(result.images, w, atol=1e-6)
+    w, w_plus = averaging[0].kept[:2]
+    mean = torch.stack([convert(x, "W+", G) for x in w[-9:]] + w_plus[:1]).mean(0)
+    assert torch.allclose(result.phases["W+"].latent, mean, atol=1e-12)
+    assert torch.allclose(result.images, result.phases["W+"].images, atol=1e-9)
 
 
 class Shifted:
@@ -135,7 +139,19 @@ class Shifted:
         return x + self.c[min(draw, len(self.c) - 1)].view(-1, 1, 1, 1).to(x)
 
 
-def test_a_restore_stops_at_the_mean_of_its_recent_floors():
+def forced(average: bool):
+    """DiscrepancyStop as restore makes it, with averaging forced on or off."""
+    return lambda *args, **kw: DiscrepancyStop(*args, **{**kw, "average": average})
+
+
+@pytest.fixture
+def last_iterate(monkeypatch):
+    """restore's stop without iterate averaging: a stopped image keeps its last iterate."""
+    import rusir.inversion.restore as module
+    monkeypatch.setattr(module, "DiscrepancyStop", forced(False))
+
+
+def test_a_restore_stops_at_the_mean_of_its_recent_floors(last_iterate):
     """Estimates at W 0, W 10, W+ 0, W++ 0. Image 0's mean loss over its last 10 steps is 0.261 at
     W++ step 5 and 0.2515 at step 6: it stops at step 6 against the mean of its last three
     estimates (0.265, 0.25, 0.25: 0.255; their largest would stop it a step early), keeping that
@@ -150,9 +166,10 @@ def test_a_restore_stops_at_the_mean_of_its_recent_floors():
     assert len(seen) == 12 + 8 + 8
 
 
-def test_a_recording_replays_what_a_restore_with_the_stop_does(monkeypatch):
+def test_a_recording_replays_what_a_restore_with_the_stop_does(monkeypatch, last_iterate):
     """benchmarks/discrepancy_rules.py: one unstopped recording, replayed through the stop, ends
-    each image where a real restore with that tau does, with the same 8-bit images."""
+    each image where a real restore with that tau does, with the same 8-bit images (without
+    iterate averaging: a recording keeps predictions, not the latents a mean needs)."""
     from conftest import ROOT, load_script
     from rusir.evaluation.records import as_8bit
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
@@ -222,7 +239,7 @@ def averaging(monkeypatch):
 
     class Recording(DiscrepancyStop):
         def __init__(self, *args, **kw):
-            super().__init__(*args, average=True, **kw)
+            super().__init__(*args, **{**kw, "average": True})
             self.kept: list = []
             made.append(self)
 
@@ -339,3 +356,18 @@ def test_losses_that_need_the_prediction_get_it():
     assert loss.needs_prediction
     result = restore(G, target, deg, discrepancy=1e6, **{**KW, "loss": loss})
     assert result.info["stopped"] == ["W+:0"]
+
+
+def test_restore_averages_at_the_stop_by_default(monkeypatch):
+    """The shipped stop averages (docs/method.md, "Round 3b"): a restore equals one with
+    averaging forced on, and differs from one that keeps the last iterate."""
+    import rusir.inversion.restore as module
+    G, target, _ = noisy_problem(dtype=torch.float64)
+    def run():
+        return restore(G, target, degradations.make("denoising", "XL", seed=7), discrepancy=1e6,
+                       **KW).images
+    shipped = run()
+    for average in (True, False):
+        with monkeypatch.context() as m:
+            m.setattr(module, "DiscrepancyStop", forced(average))
+            assert torch.allclose(run(), shipped, atol=1e-12) == average

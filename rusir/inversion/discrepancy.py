@@ -18,9 +18,13 @@ and an image stops once mean(loss, last `window` steps) <= tau * mean(floor, las
 estimates, one every `every` steps). Only the phases with more freedom than W are stopped (W+,
 W++): one W code cannot draw the noise, and W starts from the average face, whose floor says
 little about the truth's. W's last steps still count: if W already fits the target to its noise
-level, W+ stops at its first step (on UN at M, W+ loses ~0.5 dB within 10 steps). A stopped image keeps the latent of the step that stopped
-it for the rest of the restore (later phases only add freedom); when every image of a batch has
-stopped, the restore ends. Targets without noise never stop: their floor is the approximation's
+level, W+ stops at its first step (on UN at M, W+ loses ~0.5 dB within 10 steps). A stopped image
+keeps, for the rest of the restore (later phases only add freedom), the MEAN of its latents over
+the window the stop judged (iterate averaging, `average=True` as restore runs it): once the loss
+is flat at the floor, NGD's fixed-length steps keep the image moving (~1 dB PSNR from one step to
+the next on 8-px targets), so the last iterate is one arbitrary draw of that jitter while the
+window's mean loss describes its centre (docs/method.md, "Round 3b"). When every image of a batch
+has stopped, the restore ends. Targets without noise never stop: their floor is the approximation's
 error alone (a JPEG target: the differentiable JPEG against libjpeg), which a restore does not
 reach. Measured on held-out faces (docs/method.md, "Robustness"): on denoising M the loss reaches
 the floor ~50 W++ steps in, where PSNR peaks, then PSNR falls while the loss keeps falling.
