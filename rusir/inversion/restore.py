@@ -92,7 +92,7 @@ def run_phase(G: Generator, latent: Tensor, target: Tensor, degradation, loss_fn
             seen["floor"] = stop.estimate(rendered) if stop.due(step) else None
             new = stop.observe(phase or space, step, value, seen["floor"])
             done = stop.done.to(latent.device)
-            with torch.no_grad():       # done images keep the latent before this step
+            with torch.no_grad():       # done images: the window's mean when new, else as before
                 latent[done] = stop.settled(before.pop("latent"), new)[done]
 
         hooks = dict(before_step=snapshot, after_step=freeze, until=lambda: stop.all_done)
