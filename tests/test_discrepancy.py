@@ -142,14 +142,18 @@ def noisy_problem(batch=2, seed=0, dtype=torch.float32):
 KW = dict(steps=(12, 8, 8), lrs=(0.05, 0.05, 0.05), progress=False, loss="offline")
 
 
-def test_a_stopped_image_keeps_its_latent_and_the_restore_ends_when_all_stop():
-    G, target, deg = noisy_problem()
+def test_a_stopped_image_keeps_its_latent_and_the_restore_ends_when_all_stop(averaging):
+    """Both images stop at W+'s first step, with the mean of the judged window (W's last 9
+    iterates and W+'s first, the same latent lifted), and keep it through W++."""
+    from rusir.inversion.latents import convert
+    G, target, deg = noisy_problem(dtype=torch.float64)
     result = restore(G, target, deg, discrepancy=1e6, **KW)      # every image: first judged step
     assert result.info["stopped"] == ["W+:0", "W+:0"]
     assert [len(p.losses) for p in result.phases.values()] == [12, 1, 0]
-    w = result.phases["W"].images
-    assert torch.allclose(result.phases["W+"].images, w, atol=1e-6)
-    assert torch.allclose(result.images, w, atol=1e-6)
+    w, w_plus = averaging[0].kept[:2]
+    mean = torch.stack([convert(x, "W+", G) for x in w[-9:]] + w_plus[:1]).mean(0)
+    assert torch.allclose(result.phases["W+"].latent, mean, atol=1e-12)
+    assert torch.allclose(result.images, result.phases["W+"].images, atol=1e-9)
 
 
 class Shifted:
@@ -168,7 +172,19 @@ class Shifted:
         return x + self.c[min(draw, len(self.c) - 1)].view(-1, 1, 1, 1).to(x)
 
 
-def test_a_restore_stops_at_the_mean_of_its_recent_floors():
+def forced(average: bool):
+    """DiscrepancyStop as restore makes it, with averaging forced on or off."""
+    return lambda *args, **kw: DiscrepancyStop(*args, **{**kw, "average": average})
+
+
+@pytest.fixture
+def last_iterate(monkeypatch):
+    """restore's stop without iterate averaging: a stopped image keeps its last iterate."""
+    import rusir.inversion.restore as module
+    monkeypatch.setattr(module, "DiscrepancyStop", forced(False))
+
+
+def test_a_restore_stops_at_the_mean_of_its_recent_floors(last_iterate):
     """Estimates at W 0, W 10, W+ 0, W++ 0. Image 0's mean loss over its last 10 steps is 0.261 at
     W++ step 5 and 0.2515 at step 6: it stops at step 6 against the mean of its last three
     estimates (0.265, 0.25, 0.25: 0.255; their largest would stop it a step early), keeping that
@@ -183,9 +199,10 @@ def test_a_restore_stops_at_the_mean_of_its_recent_floors():
     assert len(seen) == 12 + 8 + 8
 
 
-def test_a_recording_replays_what_a_restore_with_the_stop_does(monkeypatch):
+def test_a_recording_replays_what_a_restore_with_the_stop_does(monkeypatch, last_iterate):
     """benchmarks/discrepancy_rules.py: one unstopped recording, replayed through the stop, ends
-    each image where a real restore with that tau does, with the same 8-bit images."""
+    each image where a real restore with that tau does, with the same 8-bit images (without
+    iterate averaging: a recording keeps predictions, not the latents a mean needs)."""
     from conftest import ROOT, load_script
     from rusir.evaluation.records import as_8bit
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
@@ -228,9 +245,12 @@ def test_stops_are_per_image_batched_chunked_or_alone():
         assert torch.allclose(alone.images, batch.images[i:i + 1], atol=1e-9)
 
 
-def test_a_stopped_image_stops_at_once_while_the_rest_of_its_batch_goes_on():
+def test_a_stopped_image_stops_at_once_while_the_rest_of_its_batch_goes_on(monkeypatch):
     """Batched runs (--batch, multi-file restores, the robustness batch of 16) must keep each
-    image's stop: a stopped image's latent is frozen from its stop on, as if it ran alone."""
+    image's stop: a stopped image's latent is frozen from its stop on, as if it ran alone.
+    (Averaging off, so that the frozen latent is W's last one; averaged: the tests below.)"""
+    import rusir.inversion.restore as module
+    monkeypatch.setattr(module, "DiscrepancyStop", forced(False))
     G, target, _ = noisy_problem(batch=3, dtype=torch.float64)
 
     def run(idx):
@@ -251,6 +271,98 @@ def test_a_stopped_image_stops_at_once_while_the_rest_of_its_batch_goes_on():
         alone = run([i])
         assert alone.info["stopped"] == [where]
         assert torch.allclose(alone.images, batch.images[i:i + 1], atol=1e-9)
+
+
+# ------------------------------------------------------------- iterate averaging (Round 3b)
+def test_a_stop_that_averages_gives_newly_done_images_the_mean_of_the_window():
+    stop = DiscrepancyStop(1.0, l1, None, batch=2, every=1, window=3, average=True)
+    latents = [torch.full((2, 4), float(k), dtype=torch.float64) for k in range(5)]
+    for k, x in enumerate(latents):
+        stop.remember(x)
+        new = stop.observe("W+", k, torch.tensor([0.5 if k < 4 else 0.1, 0.5]), torch.tensor([0.4, 0.4]))
+    assert new.tolist() == [True, False]                            # window 3: mean(0.5, 0.5, 0.1) <= 0.4
+    out = stop.settled(latents[-1], new)
+    assert torch.equal(out[0], torch.full((4,), 3.0, dtype=torch.float64))   # mean of 2, 3, 4
+    assert torch.equal(out[1], latents[-1][1])
+    stop.begin_phase(lambda x: x.unsqueeze(1).repeat(1, 2, 1))      # the next phase: lifted
+    assert [x.shape for x in stop.latents] == [(2, 2, 4)] * 3
+    assert torch.equal(stop.latents[0][0], torch.full((2, 4), 2.0, dtype=torch.float64))
+    off = DiscrepancyStop(1.0, l1, None, batch=2, window=3)
+    off.remember(latents[0])
+    assert not off.latents                                          # nothing kept when not averaging
+
+
+@pytest.fixture
+def averaging(monkeypatch):
+    """restore's stop with averaging on, keeping a copy of every latent it is given per phase."""
+    import rusir.inversion.restore as module
+    made = []
+
+    class Recording(DiscrepancyStop):
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **{**kw, "average": True})
+            self.kept: list = []
+            made.append(self)
+
+        def begin_phase(self, lift):
+            super().begin_phase(lift)
+            self.kept.append([])
+
+        def remember(self, latent):
+            super().remember(latent)
+            self.kept[-1].append(latent.clone())
+
+    monkeypatch.setattr(module, "DiscrepancyStop", Recording)
+    return made
+
+
+def test_a_restore_that_averages_ends_a_stopped_image_at_the_mean_of_its_window(averaging):
+    """Image 0 stops at W++ step 6 (as without averaging) and keeps the mean of the 10 iterates
+    whose losses the stop judged: W+'s last 3 (lifted into W++) and W++'s before steps 0..6
+    (their images are the ones the callback saw); image 1 never stops and is untouched."""
+    from rusir.inversion.latents import convert
+    from rusir.inversion.loop import render
+    G, target, _ = noisy_problem(dtype=torch.float64)
+    c = torch.tensor([[0.2, 0.2], [0.265, 0.2], [0.25, 0.2], [0.25, 0.2]], dtype=torch.float64)
+    seen = {}
+    kw = {**KW, "loss": l1, "callback": lambda info: seen.update({(info.phase, info.step): info.images.clone()})}
+    result = restore(G, target, Shifted(c), discrepancy=1.0, **kw)
+    assert result.info["stopped"] == ["W++:6", None]
+    kept = averaging[0].kept                                        # per phase: W, W+, W++
+    for phase, latents in zip(("W", "W+", "W++"), kept):
+        for k, latent in enumerate(latents):
+            assert torch.allclose(render(G, latent, None), seen[phase, k], atol=1e-9)
+    window = [convert(x, "W++", G) for x in kept[1][-3:]] + kept[2][:7]
+    mean = torch.stack(window).mean(0)[0]
+    latent = result.phases["W++"].latent
+    assert torch.allclose(latent[0], mean, atol=1e-12, rtol=0)
+    assert not torch.allclose(latent[0], window[-1][0], atol=1e-6)     # not the last iterate
+    plain = restore(G, target, Shifted(c), discrepancy=1.0, **{**KW, "loss": l1})
+    assert torch.allclose(latent[1], plain.phases["W++"].latent[1], atol=1e-12)
+
+
+def test_averaging_is_per_image_batched_chunked_or_alone(averaging):
+    G, target, _ = noisy_problem(batch=3, dtype=torch.float64)
+    def run(idx, **kw):
+        deg = degradations.make("denoising", "XL", seed=[7 + i for i in idx])
+        return restore(G, target[idx], deg, discrepancy=1.2, **KW, **kw)
+    batch, chunked = run([0, 1, 2]), run([0, 1, 2], batch_size=2)
+    assert batch.info["stopped"] == ["W+:6", "W+:0", "W+:0"]       # image 0: a mean of 7 latents
+    assert batch.info["stopped"] == chunked.info["stopped"]
+    assert torch.allclose(batch.images, chunked.images, atol=1e-9)
+    for i in range(3):
+        alone = run([i])
+        assert alone.info["stopped"] == [batch.info["stopped"][i]]
+        assert torch.allclose(alone.images, batch.images[i:i + 1], atol=1e-9)
+
+
+def test_averaging_that_never_fires_changes_nothing(averaging):
+    G, target, deg = noisy_problem()
+    off = restore(G, target, degradations.make("denoising", "XL", seed=7), discrepancy=0, **KW)
+    never = restore(G, target, deg, discrepancy=1e-9, **KW)
+    assert never.info["stopped"] == [None, None] and averaging[0].kept[2]
+    assert torch.equal(off.images, never.images)
+    assert all(torch.equal(a, b) for a, b in zip(off.phases["W++"].losses, never.phases["W++"].losses))
 
 
 def test_generators_own_tau_and_degradations_without_a_true_side():
@@ -305,3 +417,18 @@ def test_losses_that_need_the_prediction_get_it():
     assert loss.needs_prediction
     result = restore(G, target, deg, discrepancy=1e6, **{**KW, "loss": loss})
     assert result.info["stopped"] == ["W+:0"]
+
+
+def test_restore_averages_at_the_stop_by_default(monkeypatch):
+    """The shipped stop averages (docs/method.md, "Round 3b"): a restore equals one with
+    averaging forced on, and differs from one that keeps the last iterate."""
+    import rusir.inversion.restore as module
+    G, target, _ = noisy_problem(dtype=torch.float64)
+    def run():
+        return restore(G, target, degradations.make("denoising", "XL", seed=7), discrepancy=1e6,
+                       **KW).images
+    shipped = run()
+    for average in (True, False):
+        with monkeypatch.context() as m:
+            m.setattr(module, "DiscrepancyStop", forced(average))
+            assert torch.allclose(run(), shipped, atol=1e-12) == average

@@ -225,3 +225,20 @@ def test_method_discrepancy_rules_tables_are_the_record():
                              (off, record["settings"]["off"][key]["phases"]["W++"]["psnr"]),
                              (drop, r["final_drop"])):
             assert float(shown) == pytest.approx(value, abs=0.006), key
+
+
+def test_method_averaging_tables_are_the_record(monkeypatch):
+    """docs/method.md's "Round 3b" tables (iterate averaging at the stop, per setting and summed
+    up) are what benchmarks/discrepancy_average.py prints from its committed record."""
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.syspath_prepend(str(root / "benchmarks"))
+    script = load_script("benchmarks/discrepancy_average.py", "discrepancy_average")
+    record = json.loads((root / "benchmarks/results/discrepancy_average_toyfaces64.json").read_text())
+    text = (root / "docs/method.md").read_text()
+    section = text[text.index("### Round 3b"):]
+    section = section[:section.index("\n### ", 5)]
+    lines = script.markdown(record).splitlines()
+    assert len([line for line in lines if "@" in line]) >= 20
+    missing = [line for line in lines if line and line not in section.splitlines()]
+    assert not missing, missing

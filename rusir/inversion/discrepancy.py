@@ -18,9 +18,13 @@ and an image stops once mean(loss, last `window` steps) <= tau * mean(floor, las
 estimates, one every `every` steps). Only the phases with more freedom than W are stopped (W+,
 W++): one W code cannot draw the noise, and W starts from the average face, whose floor says
 little about the truth's. W's last steps still count: if W already fits the target to its noise
-level, W+ stops at its first step (on UN at M, W+ loses ~0.5 dB within 10 steps). A stopped image keeps the latent of the step that stopped
-it for the rest of the restore (later phases only add freedom); when every image of a batch has
-stopped, the restore ends. Targets without noise never stop: their floor is the approximation's
+level, W+ stops at its first step (on UN at M, W+ loses ~0.5 dB within 10 steps). A stopped image
+keeps, for the rest of the restore (later phases only add freedom), the MEAN of its latents over
+the window the stop judged (iterate averaging, `average=True` as restore runs it): once the loss
+is flat at the floor, NGD's fixed-length steps keep the image moving (~1 dB PSNR from one step to
+the next on 8-px targets), so the last iterate is one arbitrary draw of that jitter while the
+window's mean loss describes its centre (docs/method.md, "Round 3b"). When every image of a batch
+has stopped, the restore ends. Targets without noise never stop: their floor is the approximation's
 error alone (a JPEG target: the differentiable JPEG against libjpeg), which a restore does not
 reach. Measured on held-out faces (docs/method.md, "Robustness"): on denoising M the loss reaches
 the floor ~50 W++ steps in, where PSNR peaks, then PSNR falls while the loss keeps falling.
@@ -28,7 +32,7 @@ the floor ~50 W++ steps in, where PSNR peaks, then PSNR falls while the loss kee
 from __future__ import annotations
 
 from collections import deque
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
@@ -82,10 +86,11 @@ class DiscrepancyStop:
     JUDGED = ("W+", "W++")
 
     def __init__(self, tau: float, loss_fn, degradation, batch: int, *, every: int = 10,
-                 window: int = 10, samples: int = 3):
+                 window: int = 10, samples: int = 3, average: bool = False):
         self.tau, self.loss_fn, self.degradation = tau, loss_fn, degradation
-        self.every, self.samples = every, samples
+        self.every, self.samples, self.average = every, samples, average
         self.losses: deque = deque(maxlen=window)        # [B] per step
+        self.latents: deque = deque(maxlen=window)       # [B, ...] per step, when averaging
         self.floors: deque = deque(maxlen=samples)       # [B] per estimate
         self.done = torch.zeros(batch, dtype=torch.bool)
         self.stopped: list[Optional[str]] = [None] * batch   # "W+:37": phase and step of the stop
@@ -98,6 +103,32 @@ class DiscrepancyStop:
     def due(self, step: int) -> bool:
         """Whether this step takes a floor estimate."""
         return step % self.every == 0
+
+    def begin_phase(self, lift: Callable[[Tensor], Tensor]) -> None:
+        """A new phase: the remembered latents lifted into its space (`latents.convert`: W -> W+
+        -> W++ repeat rows, so the mean of the lifted latents is the lifted mean), the window
+        the losses span being the same across the boundary."""
+        kept = [lift(x) for x in self.latents]
+        self.latents.clear()
+        self.latents.extend(kept)
+
+    def remember(self, latent: Tensor) -> None:
+        """Keep the latent a step's loss is taken at (when averaging): the last `window`. Costs
+        window x the batch's latent, on its device: in W++ per image ~190 MB at 1024 px (18 x 512
+        x 512 floats, x 10), 6.6 MB for toyfaces64 (10 x 128 x 128, x 10)."""
+        if self.average:
+            self.latents.append(latent.detach())
+
+    def settled(self, latent: Tensor, new: Tensor) -> Tensor:
+        """`latent` with the images newly done [B] bool replaced by the mean of their remembered
+        latents (iterate averaging: the steady point the window's mean loss describes, not one
+        draw of the jitter around it); unchanged when not averaging."""
+        if not self.average or not self.latents or not bool(new.any()):
+            return latent
+        out = latent.clone()
+        rows = new.to(latent.device)
+        out[rows] = torch.stack(tuple(self.latents))[:, rows].mean(0).to(latent.dtype)
+        return out
 
     def estimate(self, rendered) -> Tensor:
         """The floor [B] at this step's render (prediction, degraded, mask)."""

@@ -67,8 +67,9 @@ def run_phase(G: Generator, latent: Tensor, target: Tensor, degradation, loss_fn
               stop: Optional[DiscrepancyStop] = None) -> PhaseResult:
     """Optimise one latent in `space` for `steps` steps of render -> degrade -> loss -> step;
     return its final prediction and loss curve. `phase` names it for callbacks (default: space).
-    `stop` (the discrepancy principle) freezes the images it declares done at the latent of the
-    step that stopped them, and ends the phase once all are."""
+    `stop` (the discrepancy principle) freezes the images it declares done at the mean of their
+    latents over the window it judged (`DiscrepancyStop.settled`), and ends the phase once all
+    are."""
     latent = latent.detach().clone().requires_grad_(True)
     seen: dict = {}
 
@@ -80,17 +81,19 @@ def run_phase(G: Generator, latent: Tensor, target: Tensor, degradation, loss_fn
     hooks = {}
     if stop is not None:
         before: dict = {}
+        stop.begin_phase(lambda x: convert(x, space, G))
 
         def snapshot(step: int) -> None:
             before["latent"] = latent.detach().clone()
+            stop.remember(before["latent"])
 
         def freeze(step: int, value: Tensor) -> None:
             rendered = seen.pop("rendered")
             seen["floor"] = stop.estimate(rendered) if stop.due(step) else None
-            stop.observe(phase or space, step, value, seen["floor"])
+            new = stop.observe(phase or space, step, value, seen["floor"])
             done = stop.done.to(latent.device)
-            with torch.no_grad():       # done images keep the latent before this step
-                latent[done] = before.pop("latent")[done]
+            with torch.no_grad():       # done images: the window's mean when new, else as before
+                latent[done] = stop.settled(before.pop("latent"), new)[done]
 
         hooks = dict(before_step=snapshot, after_step=freeze, until=lambda: stop.all_done)
         if callback is not None:
@@ -343,7 +346,8 @@ def _run_phases(G: Generator, problem: Problem, init: Optional[Tensor], config: 
     spaces, batch = config["spaces"], problem.target.shape[0]
     stop = None
     if config["discrepancy"] is not None:
-        stop = DiscrepancyStop(config["discrepancy"], problem.loss, problem.degradation, batch)
+        stop = DiscrepancyStop(config["discrepancy"], problem.loss, problem.degradation, batch,
+                               average=True)
     latent = init if init is not None else initial_latent(G, spaces[0], batch)
     latent = convert(latent.to(problem.target.device), spaces[0], G)
     phases: dict[str, PhaseResult] = {}
