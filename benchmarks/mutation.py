@@ -850,6 +850,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     check_copy(copy_root)
     start = time.perf_counter()
     modules = {k: v for k, v in previous.get("modules", {}).items() if k in MODULES}
+    order = {n: i for i, n in enumerate(MODULES)}
+
+    def save(modules: dict, done: list) -> dict:
+        data = {"date": date, "commit": commit, "seed": a.seed, "per_module": a.per_module,
+                "test_budget_seconds": a.test_budget,
+                "seconds": round(time.perf_counter() - start, 1), "modules_run": done,
+                "python": platform.python_version(),
+                "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+                "modules": dict(sorted(modules.items(), key=lambda kv: order.get(kv[0], 999)))}
+        write_outputs(rescore(data, notes), a.out)
+        return data
+
+    data, done = None, []
     try:
         tests_map = test_map(copy_root, a.threads)
         if a.map_only:
@@ -867,15 +880,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             modules[name] = {"date": date, "commit": commit, "seed": a.seed, **mod, "history": history}
             print(f"{name}: {summarize(mod['results'], notes)['survived']} survived "
                   f"[{time.perf_counter() - t0:.0f} s]", flush=True)
+            done.append(name)
+            data = save(modules, done)            # after every module: an interrupted run keeps them
     finally:
         shutil.rmtree(copy_root.parent, ignore_errors=True)
-    order = {n: i for i, n in enumerate(MODULES)}
-    data = {"date": date, "commit": commit, "seed": a.seed, "per_module": a.per_module,
-            "test_budget_seconds": a.test_budget,
-            "seconds": round(time.perf_counter() - start, 1), "modules_run": names,
-            "python": platform.python_version(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-            "modules": dict(sorted(modules.items(), key=lambda kv: order.get(kv[0], 999)))}
-    write_outputs(rescore(data, notes), a.out)
+    data = data or save(modules, done)
     t = data["total"]
     print(f"{t['mutants']} mutants: {t['killed']} killed, {t['timeouts']} timeouts, "
           f"{t['survived']} survived ({t['unexplained_survivors']} unexplained) "

@@ -215,3 +215,28 @@ def test_collect_records_each_tests_lines_under_its_node_id(mut, tmp_path):
     lines = got["lines"]["rusir/__init__.py"]
     assert lines["4"] == ["tests/test_toy.py::test_f"] and lines["7"] == ["tests/test_toy.py::test_g"]
     assert lines["1"] == [""]                          # run at import, outside every test
+
+
+def test_an_interrupted_run_keeps_the_modules_it_finished(mut, tmp_path, monkeypatch):
+    """Long runs never lose finished work: the report is written after every module, so a run
+    stopped in its second module still reports its first (was: written only at the very end)."""
+    scratch = tmp_path / "scratch" / "repo"
+    scratch.mkdir(parents=True)
+    monkeypatch.setattr(mut, "scratch_copy", lambda: scratch)
+    monkeypatch.setattr(mut, "check_copy", lambda root: None)
+    monkeypatch.setattr(mut, "test_map", lambda root, threads: {"lines": {}, "seconds": {}})
+    monkeypatch.setattr(mut, "Runner", lambda *args, **kw: None)
+    monkeypatch.setattr(mut, "git_commit", lambda: "abc1234")
+
+    def run_module(name, file, *args, **kw):
+        if name == "inversion/ngd":
+            raise KeyboardInterrupt
+        return {"file": file, "tests": [], "available": 1, "test_budget_seconds": 1.0,
+                "seconds": 0.1, "results": [{"outcome": "killed", "file": file, "line": 1,
+                                             "op": "arith", "original": "a", "mutated": "b"}]}
+    monkeypatch.setattr(mut, "run_module", run_module)
+    with pytest.raises(KeyboardInterrupt):
+        mut.main(["--modules", "inversion/latents,inversion/ngd", "--out", str(tmp_path), "--fresh"])
+    data = json.loads((tmp_path / "mutation.json").read_text())
+    assert list(data["modules"]) == ["inversion/latents"] and data["modules_run"] == ["inversion/latents"]
+    assert "inversion/latents" in (tmp_path / "mutation.md").read_text()
