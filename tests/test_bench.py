@@ -399,3 +399,14 @@ def test_cli_damaged_files(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("rusir bench: error: ") and str(config) in err and "\n" not in err
     assert record.stat().st_mtime_ns == stamp
+
+
+def test_only_the_ray_engine_asks_for_ray(G, tmp_path, monkeypatch):
+    """A local run works where Ray is not installed; `engine="ray"` says so before any work."""
+    def no_ray():
+        raise RuntimeError("Ray is not installed")
+    monkeypatch.setattr(bench, "require_ray", no_ray)
+    run(G, tmp_path / "o", methods={"naive": naive}, tasks="upsampling@M")
+    assert list((tmp_path / "o").rglob("record.json"))
+    with pytest.raises(RuntimeError, match="Ray is not installed"):
+        run(G, tmp_path / "r", methods={"naive": naive}, tasks="upsampling@M", engine="ray")
