@@ -27,7 +27,6 @@ the loss's seed and call count, never on the other images). Nothing reduces over
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, NamedTuple, Optional, Union
 
@@ -37,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import metrics
-from ..validation import MAX_LEVELS, MAX_SEED, side, whole
+from ..validation import MAX_LEVELS, MAX_SEED, number, side, whole
 from .terms import (PREDICTION_TERMS, TERMS, GradientTerm, L1Term, L2Term, LPIPSTerm, MSSSIMTerm,
                     SSIMTerm, Term, _Frozen, _per_image_mean, make_term, unknown_term)
 
@@ -58,13 +57,12 @@ def masked_mse(x: Tensor, y: Tensor, mask: Optional[Tensor] = None) -> Tensor:
 
 
 def loss_weight(name: str, value: Any) -> float:
-    """A loss weight (or scale) as a float: a finite number >= 0. A NaN weight made every loss
-    NaN, which NGD takes as no gradient: the start image came back with exit 0."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
-            or value < 0:
-        shown = repr(value) if isinstance(value, (numbers.Real, str)) else type(value).__name__
-        raise ValueError(f"loss weight {str(name)[:60]!r} must be a finite number >= 0, got {shown[:60]}")
-    return float(value)
+    """A loss weight (or scale) as a float: a finite number >= 0 (rusir.validation.number). A NaN
+    weight made every loss NaN, which NGD takes as no gradient: the start image came back."""
+    what = f"loss weight {str(name)[:60]!r}"
+    if isinstance(value, str):              # YAML '1' is text, not a weight: say so
+        raise ValueError(f"{what} must be a finite number >= 0, got {value[:60]!r}")
+    return number(value, what, 0.0, math.inf, None, strict=False)
 
 
 # --- masking, noise, pyramid -----------------------------------------------------------------
