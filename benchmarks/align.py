@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from rusir.data import avatars, heldout
 from rusir.degradations import Upsampling
-from rusir.evaluation.figures import save_grid, to_pil
+from rusir.studies.figures import save_grid, to_pil
 from rusir.faces.align import TOYFACES64
 from rusir.faces.paste import paste
 from rusir.faces.photo import restore_photo

@@ -23,7 +23,7 @@ from pathlib import Path
 import rusir  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads OpenMP)
 import torch
 
-from rusir.evaluation.runner import run_bench
+from rusir.engine.runner import run_bench
 
 TASKS = "upsampling@M,UNAP@M"
 # (name, engine, torch threads of the driver (local) / Ray CPU workers, batch)

@@ -12,7 +12,7 @@ is a `DiscrepancyStop` fed the same losses and floors, which stops image i at th
 with that tau would stop it (up to float rounding: later batches differ once images freeze), and
 its result is the image at that step. `off` is the run itself (the schedule without the stop).
 `--check N` re-runs the stacks of N-px targets as real restores with the chosen tau and records how
-far they are from the replay. Records have the runner's fields, so `rusir.evaluation.robustness`
+far they are from the replay. Records have the runner's fields, so `rusir.studies.robustness`
 summarises them; the JSON holds every candidate's mean final PSNR over the settings and its worst
 drop of the final phase below the best earlier phase.
 """
@@ -26,9 +26,9 @@ import rusir  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads Open
 import torch
 from robustness import faces, groups_by_side, scores, stack_of
 
-from rusir.evaluation.experiment import naive_restoration
-from rusir.evaluation.records import as_8bit, read_json, write_json
-from rusir.evaluation.robustness import phase_table, plot, summary, to_markdown
+from rusir.studies.experiment import naive_restoration
+from rusir.engine.records import as_8bit, read_json, write_json
+from rusir.studies.robustness import phase_table, plot, summary, to_markdown
 from rusir.inversion.discrepancy import DiscrepancyStop
 from rusir.inversion.restore import restore
 from rusir.metrics import psnr, ssim

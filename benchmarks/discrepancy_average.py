@@ -26,9 +26,9 @@ from discrepancy_rules import SHIPPED, ends_with, full_records, load
 from robustness import faces, scores, stack_of
 
 import rusir.inversion.restore as restore_module
-from rusir.evaluation.plan import parse_tasks
-from rusir.evaluation.records import read_json, write_json
-from rusir.evaluation.robustness import phase_table, summary
+from rusir.engine.plan import parse_tasks
+from rusir.engine.records import read_json, write_json
+from rusir.studies.robustness import phase_table, summary
 from rusir.inversion.discrepancy import DiscrepancyStop
 from rusir.model.generators import load_generator
 

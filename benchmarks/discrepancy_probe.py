@@ -21,7 +21,7 @@ import torch
 
 from rusir import degradations
 from rusir.data import heldout_paths, load_image
-from rusir.evaluation.records import as_8bit, write_json
+from rusir.engine.records import as_8bit, write_json
 from rusir.inversion.discrepancy import noise_floor
 from rusir.inversion.loop import Rendered, evaluate_loss
 from rusir.inversion.method import prepare

@@ -26,10 +26,10 @@ import torch
 from discrepancy import NEVER, check
 from robustness import faces, groups_by_side, scores, stack_of
 
-from rusir.evaluation.experiment import naive_restoration
-from rusir.evaluation.plan import parse_tasks
-from rusir.evaluation.records import as_8bit, read_json, write_json
-from rusir.evaluation.robustness import phase_table, summary
+from rusir.studies.experiment import naive_restoration
+from rusir.engine.plan import parse_tasks
+from rusir.engine.records import as_8bit, read_json, write_json
+from rusir.studies.robustness import phase_table, summary
 from rusir.inversion.discrepancy import DiscrepancyStop
 from rusir.inversion.restore import restore
 from rusir.metrics import psnr, ssim

@@ -15,7 +15,7 @@ import rusir  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads Open
 import torch
 
 from rusir.data import heldout
-from rusir.evaluation.experiment import mean, score
+from rusir.studies.experiment import mean, score
 from rusir.model.generators import info as generator_info, load_generator
 from rusir.inversion.restore import restore
 

@@ -6,10 +6,10 @@
 The demo shows 4 faces; this runs the same tasks (`rusir.demo.DEMO_TASKS`, steps and loss the
 generator's own, degradation seed = face index as the demo draws them) over more of them, so that
 "RUSIR beats the naive baseline" is measured with less luck. It is a configuration of the
-benchmark runner (`rusir.evaluation.runner.run_bench`): the items are records under `--records`
+benchmark runner (`rusir.engine.runner.run_bench`): the items are records under `--records`
 (default `runs/<json name>/<configuration hash>`), so a stopped run resumes where it was, more
 images run only the new ones and other settings start a fresh store. Per task, from the records
-(`rusir.evaluation.report.summarise`): mean PSNR/SSIM of RUSIR and of the naive baseline, and on
+(`rusir.report.tables.summarise`): mean PSNR/SSIM of RUSIR and of the naive baseline, and on
 how many images RUSIR wins in PSNR; `--batch` items are restored as one batch (the runner's
 units), and the JSON is rewritten after each.
 """
@@ -24,10 +24,10 @@ import torch
 
 from rusir.data import heldout_paths
 from rusir.demo import DEMO_TASKS
-from rusir.evaluation.experiment import mean
-from rusir.evaluation.records import config_folder, load_records
-from rusir.evaluation.report import summarise
-from rusir.evaluation.runner import run_bench
+from rusir.studies.experiment import mean
+from rusir.engine.records import config_folder, load_records
+from rusir.report.tables import summarise
+from rusir.engine.runner import run_bench
 from rusir.inversion.restore import restore
 from rusir.inversion.schedule import resolve as resolve_schedule
 from rusir.model.generators import info as generator_info, load_generator

@@ -11,7 +11,7 @@ the images of a batch are independent (README, "Python API"). W and W+ run once 
 then runs once per candidate rate from the same W+ latent, and a candidate with fewer W++ steps is
 read off its rate's trajectory at that step (`--checkpoints`): a shorter schedule is a prefix of a
 longer one. Per item it keeps the runner's record fields (naive, phases) so that
-`rusir.evaluation.robustness` summarises either source.
+`rusir.studies.robustness` summarises either source.
 """
 from __future__ import annotations
 
@@ -25,10 +25,10 @@ import torch
 
 from rusir import degradations
 from rusir.data import heldout_paths, load_image
-from rusir.evaluation.experiment import naive_restoration
-from rusir.evaluation.plan import parse_tasks
-from rusir.evaluation.records import as_8bit, write_json
-from rusir.evaluation.robustness import phase_table, plot, summary, to_markdown, write_robustness
+from rusir.studies.experiment import naive_restoration
+from rusir.engine.plan import parse_tasks
+from rusir.engine.records import as_8bit, write_json
+from rusir.studies.robustness import phase_table, plot, summary, to_markdown, write_robustness
 from rusir.inversion.restore import restore
 from rusir.metrics import psnr, ssim
 from rusir.model.generators import load_generator

@@ -22,7 +22,7 @@ import torch
 
 from rusir import degradations
 from rusir.data import heldout_paths, load_image
-from rusir.evaluation.records import as_8bit, write_json
+from rusir.engine.records import as_8bit, write_json
 from rusir.inversion.restore import restore
 from rusir.metrics import psnr
 from rusir.model.generators import load_generator

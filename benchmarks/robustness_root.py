@@ -16,8 +16,8 @@ import argparse
 import json
 from pathlib import Path
 
-from rusir.evaluation.records import write_json
-from rusir.evaluation.robustness import phase_table, summary
+from rusir.engine.records import write_json
+from rusir.studies.robustness import phase_table, summary
 
 REFERENCE = ("W++0.02x300", "W++x0")
 

@@ -25,7 +25,7 @@ import torch
 
 from rusir import restore
 from rusir.data import heldout
-from rusir.evaluation.experiment import mean, run_task
+from rusir.studies.experiment import mean, run_task
 from rusir.metrics import psnr
 from rusir.model.generators import load_generator
 

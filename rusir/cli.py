@@ -70,7 +70,7 @@ def _batch_size(text: str):
 
 def _device(text: str) -> str:
     """A device this machine has (checked now, not after loading the generator)."""
-    from .evaluation.experiment import check_device
+    from .studies.experiment import check_device
     try:
         check_device(text)
     except ValueError as exc:
@@ -79,7 +79,7 @@ def _device(text: str) -> str:
 
 
 def _engine_options(p: argparse.ArgumentParser, what: str) -> None:
-    """--engine and the Ray options (rusir.evaluation.cluster), for bench and sweep."""
+    """--engine and the Ray options (rusir.engine.cluster), for bench and sweep."""
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help=f"local: one {what} after another here; ray: each {what} a Ray task "
                         "(pip install 'rusir[cluster]')")
@@ -242,7 +242,7 @@ def _bench(p: argparse.ArgumentParser):
     _engine_options(p, "unit")
 
     def run(a: argparse.Namespace) -> int:
-        from .evaluation.runner import run_bench
+        from .engine.runner import run_bench
         if a.config is not None:
             _apply_config(p, a, a.config)
         if a.out is None:
@@ -282,7 +282,7 @@ def _report(p: argparse.ArgumentParser):
     p.add_argument("--no-plots", action="store_true")
 
     def run(a: argparse.Namespace) -> int:
-        from .evaluation.report import write_report
+        from .report.tables import write_report
         from .metrics import SET_METRICS
         names = list(SET_METRICS) if a.set_metrics is None else [
             n for n in a.set_metrics.split(",") if n and n != "none"]
@@ -341,7 +341,7 @@ def _input_errors() -> tuple[type[BaseException], ...]:
     kinds: list[type[BaseException]] = [ValueError, OSError, yaml.YAMLError]
     for module, name in (("rusir.model.pkl", "UnsafePickleError"),
                          ("rusir.metrics.realism", "MetricUnavailable"),
-                         ("rusir.evaluation.cluster", "RayNotInstalled")):
+                         ("rusir.engine.cluster", "RayNotInstalled")):
         kind = getattr(sys.modules.get(module), name, None)
         if kind is not None:
             kinds.append(kind)

@@ -15,8 +15,8 @@ import torch
 
 from .data import heldout
 from .data.outputs import write_text
-from .evaluation.experiment import TaskRun, mean, run_task, setup
-from .evaluation.figures import demo_figure
+from .studies.experiment import TaskRun, mean, run_task, setup
+from .studies.figures import demo_figure
 from .model.generators import DEFAULT, info as generator_info
 
 __all__ = ["DEMO_TASKS", "demo_figure", "metrics_table", "run_demo"]

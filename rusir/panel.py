@@ -21,8 +21,8 @@ from torch import Tensor
 
 from . import degradations
 from .data import heldout_paths, load_image, pick_image
-from .evaluation.experiment import TaskRun, run_task
-from .evaluation.figures import image_grid, run_rows, to_pil
+from .studies.experiment import TaskRun, run_task
+from .studies.figures import image_grid, run_rows, to_pil
 from .faces.photo import align_face
 from .inversion.presets import build_loss
 from .inversion.schedule import resolve as resolve_schedule

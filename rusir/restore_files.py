@@ -22,8 +22,8 @@ from . import degradations
 from .data.images import load_image, open_image
 from .data.inputs import regular_file
 from .data.outputs import OutputClaims, check_output, write_file
-from .evaluation.experiment import check_device, setup
-from .evaluation.figures import save_grid, to_pil
+from .studies.experiment import check_device, setup
+from .studies.figures import save_grid, to_pil
 from .faces.align import check_landmarks, template_for
 from .faces.photo import find_faces, restore_photo
 from .inversion.discrepancy import check_tau

@@ -261,10 +261,10 @@ def run_sweep(path: Union[str, Path], out: Union[str, Path, None] = None, dry_ru
               address: Optional[str] = None, gpus_per_unit: Optional[float] = None, cpus_per_unit: float = 1,
               max_retries: int = 3) -> dict[str, str]:
     """Run (or list) every set of a sweep; returns {set name: status after this call}.
-    engine `ray`: each set to run is a Ray task (rusir.evaluation.cluster; `address`,
+    engine `ray`: each set to run is a Ray task (rusir.engine.cluster; `address`,
     `gpus_per_unit` / `cpus_per_unit` per set, `max_retries` for dead workers) writing its own
     sweep.json into `out`, which must be on storage every node sees."""
-    from .evaluation.cluster import ENGINES, require_ray
+    from .engine.cluster import ENGINES, require_ray
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; valid: {list(ENGINES)}")
     if engine == "ray" and not dry_run:
@@ -312,7 +312,7 @@ def run_sweep(path: Union[str, Path], out: Union[str, Path, None] = None, dry_ru
         statuses[name] = result["status"]
 
     if engine == "ray" and runs:
-        from .evaluation.cluster import run_tasks
+        from .engine.cluster import run_tasks
         out.mkdir(parents=True, exist_ok=True)
         for index in range(len(runs)):            # all submitted at once
             start(index)

@@ -3,7 +3,7 @@
     python scripts/compare_baselines.py                      # toyfaces64, 3 held-out images
     python scripts/compare_baselines.py --images 2 --rusir-steps 50,50,50 --baseline-steps 150
 
-A configuration of the benchmark runner (`rusir.evaluation.runner.run_bench`): for every task
+A configuration of the benchmark runner (`rusir.engine.runner.run_bench`): for every task
 and level, the first N held-out images are degraded once per image (the runner's per-item seeds
 from --seed, the same targets for every method) and restored by every method. Baselines use their
 per-(task, level) tables (params/baselines/*.yaml) unless --baseline-steps overrides their step
@@ -25,10 +25,10 @@ import torch
 
 from rusir.baselines import get_method
 from rusir.data import heldout_paths
-from rusir.evaluation.plan import bind_method
-from rusir.evaluation.records import config_folder, load_records
-from rusir.evaluation.report import summarise
-from rusir.evaluation.runner import run_bench
+from rusir.engine.plan import bind_method
+from rusir.engine.records import config_folder, load_records
+from rusir.report.tables import summarise
+from rusir.engine.runner import run_bench
 from rusir.inversion.schedule import resolve as resolve_schedule
 from rusir.model.generators import REGISTRY, info as generator_info, load_generator
 

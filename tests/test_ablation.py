@@ -1,11 +1,11 @@
-"""rusir.evaluation.ablation: the design-choice variants as data, and running them."""
+"""rusir.studies.ablation: the design-choice variants as data, and running them."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from conftest import small_generator
-from rusir.evaluation.ablation import (ADAM_LR_SCALES, CONFIGS, build_loss_for, configs, run_config,
+from rusir.studies.ablation import (ADAM_LR_SCALES, CONFIGS, build_loss_for, configs, run_config,
                             run_configs, tuned)
 
 

@@ -1,4 +1,4 @@
-"""rusir.evaluation.runner: planning, sharding, resumability, atomic item folders, failures, CLI."""
+"""rusir.engine.runner: planning, sharding, resumability, atomic item folders, failures, CLI."""
 from __future__ import annotations
 
 import json
@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from conftest import mse, small_generator
-from rusir.evaluation import runner as bench
-from rusir.evaluation.runner import Item, parse_shard, parse_tasks, plan_items, run_bench, shard_items
-from rusir.evaluation.report import build_tables, load_records
+from rusir.engine import runner as bench
+from rusir.engine.runner import Item, parse_shard, parse_tasks, plan_items, run_bench, shard_items
+from rusir.report.tables import build_tables, load_records
 from rusir.inversion.restore import RestoreResult, restore
 
 TASKS = "upsampling@M,UNAP@M"
@@ -385,7 +385,7 @@ def test_cli_damaged_files(tmp_path, capsys):
     text = record.read_text()
     record.write_text(text[:text.index('"image"') + 5])
     capsys.readouterr()
-    from rusir.evaluation.records import DamagedFileWarning
+    from rusir.engine.records import DamagedFileWarning
     with pytest.warns(DamagedFileWarning, match=str(record)):   # on stderr outside pytest
         assert main(["report", str(out), "--no-set-metrics", "--no-plots"]) == 0
     text = capsys.readouterr().out

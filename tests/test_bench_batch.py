@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from conftest import small_generator
-from rusir.evaluation.records import load_records
-from rusir.evaluation.runner import (Item, Unit, image_info, method_seed, plan_items, plan_units,
+from rusir.engine.records import load_records
+from rusir.engine.runner import (Item, Unit, image_info, method_seed, plan_items, plan_units,
                                      run_bench, shard_items)
 from rusir.inversion.restore import RestoreResult
 
@@ -124,7 +124,7 @@ def test_a_failing_unit_fails_each_of_its_items(tmp_path):
 def test_a_unit_shares_its_seconds_among_its_items(tmp_path, monkeypatch):
     """An item's `seconds` and `restore_seconds` are its unit's divided by the unit's batch
     (a clock that moves only while the method runs: no wall-clock dependence)."""
-    from rusir.evaluation import unit
+    from rusir.engine import unit
     now = [1000.0]
     monkeypatch.setattr(unit, "time", SimpleNamespace(time=lambda: now[0]))
 

@@ -49,7 +49,7 @@ def one_line_error(capsys, *words: str) -> str:
 def no_generator(monkeypatch):
     """Fail the test if anything loads a generator: the refusal must come before the compute."""
     import rusir.demo  # noqa: F401  (load every module that imports load_generator)
-    import rusir.evaluation.runner  # noqa: F401
+    import rusir.engine.runner  # noqa: F401
     import rusir.restore_files  # noqa: F401
     from rusir.model import generators
     original = generators.load_generator

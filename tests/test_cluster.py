@@ -1,4 +1,4 @@
-"""`--engine ray` (rusir.evaluation.cluster): a local Ray with 2 CPUs, started once for the module.
+"""`--engine ray` (rusir.engine.cluster): a local Ray with 2 CPUs, started once for the module.
 
 Ray runs equal local runs (same records), resume them and are resumed by them; a unit whose
 worker dies once is run again and nothing is lost or left behind; a killed driver's run is
@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from conftest import small_generator
-from rusir.evaluation import cluster
-from rusir.evaluation.records import load_records
-from rusir.evaluation.runner import run_bench
+from rusir.engine import cluster
+from rusir.engine.records import load_records
+from rusir.engine.runner import run_bench
 
 ray = pytest.importorskip("ray", reason="Ray is optional (pip install 'rusir[cluster]')")
 
@@ -128,8 +128,8 @@ def test_local_and_ray_resume_each_other(local_ray, G, local_run, tmp_path):
 # the machine is. `cluster._unit_task` is looked up when the run starts, so this one is used.
 GATED_DRIVER = """
 import os, time
-from rusir.evaluation import cluster
-from rusir.evaluation.runner import run_bench
+from rusir.engine import cluster
+from rusir.engine.runner import run_bench
 DRIVER, TICKETS, unit_task = os.getpid(), {tickets!r}, cluster._unit_task
 
 def gated(spec, items, fail_fast):
@@ -193,7 +193,7 @@ def test_an_item_claimed_by_a_live_run_is_left_to_it_and_counted_busy(local_ray,
     owner is dead, the next run takes it over."""
     import socket
     from rusir.data import claims
-    from rusir.evaluation import records
+    from rusir.engine import records
     key = "rusir/upsampling/M/0001"
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
@@ -224,7 +224,7 @@ def test_workers_that_do_not_see_the_folder_are_refused(local_ray, tmp_path):
         cluster.check_nodes_see(tmp_path / "no-such-token", "x")
     token = cluster.check_shared_storage(tmp_path)
     assert token.is_file() and token.parent == tmp_path / ".tmp"
-    from rusir.evaluation.unit import Job
+    from rusir.engine.unit import Job
     job = Job(None, {}, {}, tmp_path)
     spec = cluster.WorkerSpec("k", job, None, False, (str(tmp_path / "elsewhere"), "x"))
     with pytest.raises(OSError, match="shared storage"):

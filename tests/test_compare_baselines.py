@@ -4,7 +4,7 @@ import json
 import pytest
 
 from conftest import load_script, small_generator
-from rusir.evaluation.records import load_records
+from rusir.engine.records import load_records
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import torch
 
 from conftest import fixture_path
 from rusir.demo import run_demo
-from rusir.evaluation.experiment import mean, naive_restoration
+from rusir.studies.experiment import mean, naive_restoration
 
 
 def test_naive_restoration_upsamples_small_targets_and_keeps_full_size_ones():

@@ -204,7 +204,7 @@ def test_a_recording_replays_what_a_restore_with_the_stop_does(monkeypatch, last
     each image where a real restore with that tau does, with the same 8-bit images (without
     iterate averaging: a recording keeps predictions, not the latents a mean needs)."""
     from conftest import ROOT, load_script
-    from rusir.evaluation.records import as_8bit
+    from rusir.engine.records import as_8bit
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     script = load_script("benchmarks/discrepancy_rules.py", "discrepancy_rules")
     G, target, _ = noisy_problem(dtype=torch.float64)

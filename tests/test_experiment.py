@@ -1,4 +1,4 @@
-"""rusir.evaluation.experiment: the set-up every run starts from (`rusir.setup`), and a run's summary."""
+"""rusir.studies.experiment: the set-up every run starts from (`rusir.setup`), and a run's summary."""
 from __future__ import annotations
 
 import pytest
@@ -6,7 +6,7 @@ import torch
 
 import rusir
 from conftest import fixture_path, small_generator, smooth_images
-from rusir.evaluation import experiment
+from rusir.studies import experiment
 from rusir.inversion.presets import build_loss
 from rusir.inversion.schedule import PAPER_STEPS, resolve
 

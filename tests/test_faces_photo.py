@@ -18,7 +18,7 @@ from PIL import Image
 from rusir.cli import main
 from rusir.data import avatars, heldout
 from rusir.degradations import Upsampling
-from rusir.evaluation.figures import to_pil
+from rusir.studies.figures import to_pil
 from rusir.faces.scenes import place_faces
 
 from conftest import load_script

@@ -18,8 +18,8 @@ from PIL import Image
 
 from conftest import mse, small_generator, smooth_images
 from rusir import degradations
-from rusir.evaluation.runner import run_bench
-from rusir.evaluation.experiment import run_task
+from rusir.engine.runner import run_bench
+from rusir.studies.experiment import run_task
 from rusir.metrics import ssim
 from rusir.inversion.restore import RestoreResult
 
@@ -124,7 +124,7 @@ def test_bench_fidelity_is_the_true_degradation_with_the_items_seed(tmp_path):
 
 
 def test_iqa_study_fidelity_is_the_true_degradation(tmp_path, monkeypatch):
-    from rusir.evaluation import iqa
+    from rusir.studies import iqa
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("RUSIR_OFFLINE", "1")
     G = small_generator(resolution=32)

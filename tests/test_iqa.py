@@ -1,4 +1,4 @@
-"""rusir.evaluation.iqa: the IQA-loss study's variants as data, the consistency term end to end, the runner's
+"""rusir.studies.iqa: the IQA-loss study's variants as data, the consistency term end to end, the runner's
 records (bench layout, unavailable variants), and the study's table layout."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from conftest import small_generator
 from rusir.model.generators import GeneratorInfo, set_info
-from rusir.evaluation import iqa
+from rusir.studies import iqa
 from rusir.inversion.losses import L1Term, LossConfig, MultiResolutionLoss, make_term
 from rusir.inversion.presets import load_preset
 from rusir.model.weights import MissingWeightsError
@@ -151,7 +151,7 @@ def test_missing_lpips_weights_are_skipped_and_recorded(offline_home, capsys):
 
 
 def test_records_feed_rusir_report(tmp_path, offline_home):
-    from rusir.evaluation.report import build_tables, load_records
+    from rusir.report.tables import build_tables, load_records
     G = small_generator(resolution=32)
     examples = {}
     records = iqa.run_iqa_study(G, smooth_images(b=2, side=32), ["baseline", "consistency"],
@@ -181,9 +181,9 @@ def test_records_feed_rusir_report(tmp_path, offline_home):
 def test_study_records_equal_a_direct_runner_call(tmp_path, offline_home):
     """The study is a configuration of the runner: its records on disk equal those of run_bench
     with the same methods (`variant_methods`), and `rusir report` reads them."""
-    from rusir.evaluation.records import load_records
-    from rusir.evaluation.report import write_report
-    from rusir.evaluation.runner import run_bench
+    from rusir.engine.records import load_records
+    from rusir.report.tables import write_report
+    from rusir.engine.runner import run_bench
     G = small_generator(resolution=32)
     images = smooth_images(b=2, side=32)
     kw = dict(steps=(1, 1, 1), metrics=("psnr", "ssim"))

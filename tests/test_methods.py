@@ -10,8 +10,8 @@ import torch
 
 from conftest import mse, small_generator
 from rusir.baselines import METHODS, baseline_config
-from rusir.evaluation import runner
-from rusir.evaluation.runner import Item, method_kwargs
+from rusir.engine import runner
+from rusir.engine.runner import Item, method_kwargs
 from rusir.inversion.loop import StepInfo, render, run_steps
 from rusir.inversion.losses import LossConfig
 from rusir.inversion.method import PROTOCOL, RestoreResult

@@ -186,7 +186,7 @@ def _check_compositions(rows, p):
 
 
 def _check_ablation(rows, p):
-    from rusir.evaluation.ablation import configs
+    from rusir.studies.ablation import configs
     names = [c.name for c in configs()]
     assert len(rows) == len(p["tasks"]) * len(p["levels"]) * len(names) * p["n_images"]
     assert list(dict.fromkeys(r["config"] for r in rows)) == names

@@ -195,7 +195,9 @@ def test_two_restores_at_once_do_not_both_succeed(tmp_path):
 
 
 def _writers():
-    from rusir.evaluation import figures, records, report, results
+    from rusir.engine import records
+    from rusir.report import tables as report
+    from rusir.studies import figures, results
     image = torch.zeros(3, 8, 8)
     return {
         "bench record json": lambda p: records.write_json(p, {"a": 1}),

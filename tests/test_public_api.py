@@ -66,7 +66,7 @@ def test_every_public_name_resolves_and_is_documented():
     for name in rusir.__all__:
         assert getattr(rusir, name) is not None, name
         assert re.search(rf"\b{name}\b", rusir.__doc__), f"rusir.{name} is not in rusir's docstring"
-    assert rusir.setup is rusir.evaluation.experiment.setup and rusir.iqa is rusir.evaluation.iqa
+    assert rusir.setup is rusir.studies.experiment.setup and rusir.iqa is rusir.studies.iqa
     with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
         rusir.nonexistent  # noqa: B018
     assert set(rusir.__all__) <= set(dir(rusir))

@@ -40,7 +40,7 @@ def test_records_summary_equals_a_hand_computation(qb):
 
 def test_batches_are_kept_and_a_rerun_resumes(qb, tmp_path, monkeypatch):
     import functools
-    from rusir.evaluation.records import load_records
+    from rusir.engine.records import load_records
     calls = []
     real = qb.restore
 
@@ -75,9 +75,9 @@ def test_image_seeds_give_the_demo_targets(tmp_path):
     import torch
     from conftest import small_generator
     from rusir.data import heldout, heldout_paths
-    from rusir.evaluation.experiment import run_task
-    from rusir.evaluation.records import load_records, read_png
-    from rusir.evaluation.runner import run_bench
+    from rusir.studies.experiment import run_task
+    from rusir.engine.records import load_records, read_png
+    from rusir.engine.runner import run_bench
     G = small_generator(resolution=16)
     run_bench(G, heldout_paths()[3:6], {"naive": lambda G, target, degradation, **k: qb_naive(G, target)},
               [("UNAP", "M")], tmp_path, seed=3, degradation_seeds="image", metrics=("psnr",),

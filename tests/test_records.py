@@ -1,5 +1,5 @@
-"""rusir.evaluation.records: the item store (atomic items and JSON, bench.json checks, 8-bit images,
-the one metric-availability cache) and rusir.evaluation.report.summarise over known records."""
+"""rusir.engine.records: the item store (atomic items and JSON, bench.json checks, 8-bit images,
+the one metric-availability cache) and rusir.report.tables.summarise over known records."""
 from __future__ import annotations
 
 import json
@@ -11,9 +11,9 @@ import torch
 from conftest import small_generator, smooth_images
 from rusir.degradations import cycle_8bit
 from rusir.data import claims
-from rusir.evaluation import records
-from rusir.evaluation.report import summarise
-from rusir.evaluation.runner import bind_method, run_bench
+from rusir.engine import records
+from rusir.report.tables import summarise
+from rusir.engine.runner import bind_method, run_bench
 from rusir.inversion.losses import LossConfig
 from rusir.inversion.restore import RestoreResult
 from rusir.model.weights import MissingWeightsError
@@ -161,7 +161,7 @@ def _naive(G, target, degradation=None, **kwargs):
 
 
 def test_rerun_skips_finished_items_and_records_the_naive_baseline(tmp_path):
-    from rusir.evaluation.experiment import naive_restoration
+    from rusir.studies.experiment import naive_restoration
     from rusir.metrics import psnr, ssim
     G = small_generator(resolution=16)
     calls = []

@@ -1,4 +1,4 @@
-"""rusir.evaluation.report: tables in the paper's layout, set metrics from the saved PNGs, plots."""
+"""rusir.report.tables: tables in the paper's layout, set metrics from the saved PNGs, plots."""
 from __future__ import annotations
 
 import csv
@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from conftest import small_generator
-from rusir.evaluation.runner import run_bench
-from rusir.evaluation.report import build_tables, load_records, set_metrics_for, write_report
+from rusir.engine.runner import run_bench
+from rusir.report.tables import build_tables, load_records, set_metrics_for, write_report
 from rusir.inversion.restore import RestoreResult
 
 
@@ -119,7 +119,7 @@ def _truncated(path):
 
 def test_damaged_records_and_bench_json_are_skipped_with_a_warning_naming_them(bench_dir, tmp_path):
     import shutil
-    from rusir.evaluation.records import DamagedFileWarning
+    from rusir.engine.records import DamagedFileWarning
     d = tmp_path / "bench"
     shutil.copytree(bench_dir, d)
     damaged = [d / "bicubic/upsampling/M/0001/record.json"] + [
@@ -152,7 +152,7 @@ def test_damaged_records_and_bench_json_are_skipped_with_a_warning_naming_them(b
 def test_a_damaged_set_metric_cache_is_recomputed(bench_dir, tmp_path, monkeypatch):
     import shutil
     import rusir.metrics as metrics
-    from rusir.evaluation.records import DamagedFileWarning
+    from rusir.engine.records import DamagedFileWarning
     d = tmp_path / "bench"
     shutil.copytree(bench_dir, d, ignore=shutil.ignore_patterns("report"))
     monkeypatch.setattr(metrics, "inception_features",
@@ -169,7 +169,7 @@ def test_a_damaged_set_metric_cache_is_recomputed(bench_dir, tmp_path, monkeypat
 
 def test_old_folders_are_still_read(tmp_path):
     """Records as the first runner (rusir/bench.py) and the first IQA study wrote them."""
-    from rusir.evaluation.records import save_png
+    from rusir.engine.records import save_png
     first_runner = {
         "key": "rusir/upsampling/M/0000", "method": "rusir", "task": "upsampling", "level": "M",
         "category": "single", "image_index": 0, "image": "a.png", "image_path": "/x/a.png", "seed": 0,

@@ -1,4 +1,4 @@
-"""rusir.evaluation.results: per-image rows, JSON/CSV files, summaries and plots."""
+"""rusir.studies.results: per-image rows, JSON/CSV files, summaries and plots."""
 from __future__ import annotations
 
 import csv
@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from rusir.evaluation.results import (plot_metric, read_results, select, summarize, summary_table, task_rows,
+from rusir.studies.results import (plot_metric, read_results, select, summarize, summary_table, task_rows,
                            write_results)
 
 

@@ -1,4 +1,4 @@
-"""rusir.evaluation.robustness and the runner's per-phase records (issue 20)."""
+"""rusir.studies.robustness and the runner's per-phase records (issue 20)."""
 from __future__ import annotations
 
 import json
@@ -6,10 +6,10 @@ import json
 import pytest
 
 from conftest import load_script, mse, small_generator
-from rusir.evaluation.plan import resolve_images
-from rusir.evaluation.records import load_records
-from rusir.evaluation.robustness import phase_table, summary, to_markdown, write_robustness
-from rusir.evaluation.runner import run_bench
+from rusir.engine.plan import resolve_images
+from rusir.engine.records import load_records
+from rusir.studies.robustness import phase_table, summary, to_markdown, write_robustness
+from rusir.engine.runner import run_bench
 from rusir.inversion.restore import restore
 
 

@@ -97,7 +97,7 @@ def test_zero_steps_skip_a_phase():
 
 
 def test_bench_refuses_bad_steps_before_any_item(tmp_path):
-    from rusir.evaluation.runner import run_bench
+    from rusir.engine.runner import run_bench
     with pytest.raises(ValueError, match="steps"):
         run_bench(small_generator(), torch.rand(1, 3, 16, 16), tasks="denoising@XS",
                   out=tmp_path / "bench", steps=(-1, 1, 1), progress=False)

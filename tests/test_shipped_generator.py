@@ -111,6 +111,6 @@ def test_quality_is_within_tolerance_of_the_reference(measured, reference, run):
 @pytest.mark.parametrize("task", ["denoising", "inpainting"])
 def test_restoration_beats_naive_on_every_face(measured, task):
     """RUSIR with the generator's own rates and loss preset beats the naive baseline
-    (rusir.evaluation.experiment.naive_restoration) on every face."""
+    (rusir.studies.experiment.naive_restoration) on every face."""
     ours, naive = measured[task]["psnr"], measured[task]["naive"]
     assert all(o > n for o, n in zip(ours, naive)), f"{task} M: RUSIR {ours} vs naive {naive} dB"

@@ -145,7 +145,7 @@ def test_report_refuses_zero_and_negative_crops(tmp_path, capsys, option, value)
     """0 used to mean "default" silently; None (the option left out) is the only default."""
     assert main(["report", str(tmp_path), f"{option}={value}"]) == 2
     one_line_error(capsys, option, "whole number >= 1")
-    from rusir.evaluation.report import set_metrics_for
+    from rusir.report.tables import set_metrics_for
     with pytest.raises(ValueError, match="crop"):
         set_metrics_for(None, [], crops=0)
     with pytest.raises(ValueError, match="crop size"):
@@ -169,7 +169,7 @@ def test_heldout_beyond_the_64_faces_is_an_error(tmp_path, capsys, no_generator,
     assert main(["bench", "--images", spec, "--tasks", "denoising@XS", "--out", str(tmp_path / "o"),
                  "--no-progress", "--device", "cpu"]) == 2
     one_line_error(capsys, spec, words)
-    from rusir.evaluation.plan import resolve_images
+    from rusir.engine.plan import resolve_images
     assert [n for n, _ in resolve_images("heldout:60-63")] == [f"{i:04d}.png" for i in range(60, 64)]
 
 

@@ -4,7 +4,7 @@
 image. The benchmark passes a sequence when it restores a batch of items that each ran alone
 with the same seed s: `[s, s, ...]` makes every image of the batch start as it would alone. The
 loss's own noise (hole fill, consistency) is one draw shared by the batch, seeded by the first.
-A method marked `seeds_per_image = True` takes such a sequence (rusir.evaluation.runner).
+A method marked `seeds_per_image = True` takes such a sequence (rusir.engine.runner).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Which run works on which item: one claim file per item, so that runs sharing an output folder
 split the work instead of each redoing every item, and never both write the same file. An item is a
-benchmark item (rusir.evaluation.runner) or an output file of `rusir restore` (rusir.data.outputs).
+benchmark item (rusir.engine.runner) or an output file of `rusir restore` (rusir.data.outputs).
 
     .tmp/claims/<key with / as __>     holds the claiming run's token `<host>-<pid>+<random>`
 
@@ -9,7 +9,7 @@ A run claims an item before running it (`claim_item`: the file is created with o
 whose process is dead (same host) is stale and taken over. The liveness of another host's process
 cannot be checked: its claims are respected on a run's first pass and taken over on its last
 (`force=True`), so a run killed on another host never blocks an item for good; two hosts may then
-run the same item, and the store keeps the first to finish (rusir.evaluation.records.write_item).
+run the same item, and the store keeps the first to finish (rusir.engine.records.write_item).
 """
 from __future__ import annotations
 

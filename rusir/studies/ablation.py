@@ -85,7 +85,7 @@ def build_loss_for(G, config: AblationConfig, loss: Optional[str] = None):
 
 def run_config(G, ground_truth, task: str, level: str, config: AblationConfig, steps: int = 150,
                seed: int = 0, loss: Optional[str] = None, progress: bool = False) -> TaskRun:
-    """Degrade, restore with `config` and score (rusir.evaluation.experiment.run_task)."""
+    """Degrade, restore with `config` and score (rusir.studies.experiment.run_task)."""
     return run_task(G, ground_truth, task, level, seed=seed, loss=build_loss_for(G, config, loss),
                     progress=progress, **config.restore_kwargs(steps))
 

@@ -3,7 +3,7 @@
 One row per restored image, flat and self-describing, so that notebooks, sweeps and plots share
 one format:
 
-    rows = task_rows(run, generator="toyfaces64")          # run: rusir.evaluation.experiment.TaskRun
+    rows = task_rows(run, generator="toyfaces64")          # run: rusir.studies.experiment.TaskRun
     write_results(rows, "figures/task_upsampling_M")      # -> .json and .csv beside each other
     print(summary_table(rows))                            # mean PSNR naive -> RUSIR per task/level
     plot_metric(rows, x="level", series="config", path="figures/ablation_phases.png")
@@ -28,7 +28,7 @@ __all__ = ["task_rows", "write_results", "read_results", "select", "summarize", 
 
 
 def task_rows(run, first_image: int = 0, **extra) -> list[dict]:
-    """One row per image of a `rusir.evaluation.experiment.TaskRun` (its `scores`), with `extra` keys first."""
+    """One row per image of a `rusir.studies.experiment.TaskRun` (its `scores`), with `extra` keys first."""
     s = run.scores
     rows = []
     for i, (p, q) in enumerate(zip(s["restored"]["psnr"], s["restored"]["ssim"])):

@@ -57,7 +57,7 @@ def save_grid(path: Union[str, Path], rows: Sequence[Sequence[Tensor]], labels: 
 
 
 def run_rows(run, images: Union[Sequence[int], None] = None) -> tuple[list[list[Tensor]], list[str]]:
-    """(rows, labels) of a `rusir.evaluation.experiment.TaskRun`: per image, the target, each
+    """(rows, labels) of a `rusir.studies.experiment.TaskRun`: per image, the target, each
     phase's result, the naive baseline and the ground truth (on the CPU)."""
     phases = list(run.result.phases.values())
     indices = range(run.ground_truth.shape[0]) if images is None else images

@@ -2,10 +2,10 @@
 
 `run_unit(job, items)` loads the items' ground truths, degrades each with its own degradation
 seed, restores them with one call of the method (a batch of N images) and then scores and writes
-each item on its own (`rusir.evaluation.records.write_item`). Each item keeps the seeds it has
+each item on its own (`rusir.engine.records.write_item`). Each item keeps the seeds it has
 alone (`degradation_seed`, `method_seed`), so in exact arithmetic a batch of N equals its N items
 run one by one; in float32 batched kernels round differently (README, "Batching").
-`execute_unit` is what an engine runs (rusir.evaluation.runner locally, rusir.evaluation.cluster
+`execute_unit` is what an engine runs (rusir.engine.runner locally, rusir.engine.cluster
 on Ray): the unit's still unfinished items, a failure recorded per item instead of raised.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from ..data import load_image
 from ..degradations.base import derive_seed
 from ..metrics import psnr, ssim
 from . import records
-from .experiment import naive_restoration
+from ..baselines.naive import naive_restoration
 from .plan import ImageSource, Item
 from .records import as_8bit, is_finished
 
@@ -40,7 +40,7 @@ DEGRADATION_SEEDS = ("derived", "image")
 def degradation_seed(seed: int, item: Item, policy: str = "derived") -> int:
     """The degradation seed of an item, the same for every method (same targets). `derived`: a
     hash of (seed, task, level, image); `image`: seed + image index, the targets one batch
-    `rusir.evaluation.experiment.run_task(..., seed=seed)` of the images draws (as the demo)."""
+    `rusir.studies.experiment.run_task(..., seed=seed)` of the images draws (as the demo)."""
     if policy == "image":
         return int(seed) + item.image_index
     if policy != "derived":
@@ -177,7 +177,7 @@ def _record(job: Job, item: Item, dseed: int, deg, pred: Tensor, gt: Tensor, tar
 def phase_metrics(phases: dict, one: slice, deg, gt: Tensor, target: Tensor) -> dict:
     """{phase: {psnr, ssim, fidelity_psnr}} of image `one` after each phase of a result (8-bit, as
     saved): accuracy vs the ground truth and the TRUE degradation of it vs the target, so that a
-    phase that undoes an earlier one shows (rusir.evaluation.robustness). {} without phases."""
+    phase that undoes an earlier one shows (rusir.studies.robustness). {} without phases."""
     out = {}
     for name, phase in phases.items():
         pred = as_8bit(phase.images[one].detach()).float()

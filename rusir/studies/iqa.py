@@ -46,10 +46,10 @@ from ..metrics import SET_METRICS
 from ..model.generators import info as generator_info
 from ..model.weights import MissingWeightsError
 from .figures import save_grid
-from .plan import bind_method
-from .records import item_dir, item_key, load_records, read_png, write_json
-from .report import set_metrics_for
-from .runner import run_bench
+from ..engine.plan import bind_method
+from ..engine.records import item_dir, item_key, load_records, read_png, write_json
+from ..report.tables import set_metrics_for
+from ..engine.runner import run_bench
 
 __all__ = ["IQA_VARIANTS", "BASELINE", "STUDY_METRICS", "DEFAULT_TASKS",
            "method_name", "variant_of", "variant_config", "variant_configs", "variant_methods",
@@ -159,7 +159,7 @@ def check_variant(config: LossConfig) -> Optional[str]:
 
 def variant_methods(configs: Mapping[str, LossConfig]) -> dict[str, Callable]:
     """{`rusir[loss=<variant>]`: RUSIR with that variant's loss} -- the study's methods for
-    `rusir.evaluation.runner.run_bench`."""
+    `rusir.engine.runner.run_bench`."""
     return {method_name(v): bind_method(restore, loss=c) for v, c in configs.items()}
 
 
@@ -253,8 +253,8 @@ def _mean(values) -> float:
 
 
 def iqa_rows(records: Sequence[dict], **extra) -> list[dict]:
-    """Flat per-image rows (rusir.evaluation.results format: psnr, ssim, naive_psnr, psnr_gain, lpips,
-    lpips_vgg, ...) of the finished records, for `rusir.evaluation.results.write_results` / `plot_metric`."""
+    """Flat per-image rows (rusir.studies.results format: psnr, ssim, naive_psnr, psnr_gain, lpips,
+    lpips_vgg, ...) of the finished records, for `rusir.studies.results.write_results` / `plot_metric`."""
     rows = []
     for r in records:
         if r.get("status", "done") != "done":

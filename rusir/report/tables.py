@@ -35,8 +35,8 @@ from ..data.outputs import write_file, write_text
 from ..degradations.base import LEVELS
 from .. import metrics  # by module: tests (and users) may swap its feature extractor
 from ..validation import MAX_CROPS, side, whole
-from .plan import resolve_images
-from .records import (MetricCache, load_records, read_config, read_json, read_png, warn_damaged,
+from ..engine.plan import resolve_images
+from ..engine.records import (MetricCache, load_records, read_config, read_json, read_png, warn_damaged,
                       write_json)
 
 __all__ = ["Table", "load_records", "cell_metrics", "summarise", "set_metrics_for", "build_tables",
@@ -54,7 +54,7 @@ def default_crops(side: int) -> int:
     return 1000 if side >= 256 else 100
 
 
-# --- records (read by rusir.evaluation.records.load_records) ------------------------------------------
+# --- records (read by rusir.engine.records.load_records) ------------------------------------------
 
 def _cells(records: Sequence[dict]) -> dict[tuple, list[dict]]:
     cells: dict[tuple, list[dict]] = {}

@@ -1,6 +1,6 @@
 """Which metrics cannot be computed on this machine (missing weights or packages), remembered:
 `MetricCache` is the one such memory, shared by the per-item metrics of the runner and the set
-metrics of the report (`rusir.evaluation.records` re-exports it)."""
+metrics of the report (`rusir.engine.records` re-exports it)."""
 from __future__ import annotations
 
 from typing import Any, Callable, Optional, Sequence

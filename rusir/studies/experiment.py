@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .. import degradations
@@ -22,6 +21,7 @@ from ..inversion.presets import build_loss
 from ..inversion.restore import RestoreResult, restore
 from ..inversion.latents import SPACES
 from ..inversion.schedule import check_steps, resolve as resolve_schedule
+from ..baselines.naive import naive_restoration
 from ..metrics import psnr, ssim
 from ..model.generators import DEFAULT, info as generator_info, load_generator
 from ..model.stylegan2 import Generator
@@ -119,13 +119,6 @@ class TaskRun:
         s = self.scores
         return (f"{self.task} {self.level}: PSNR {mean(s['naive']['psnr']):.2f} dB (naive) -> "
                 f"{mean(s['restored']['psnr']):.2f} dB (RUSIR) in {s['seconds']:.1f} s")
-
-
-def naive_restoration(target: Tensor, size: int) -> Tensor:
-    """The do-nothing baseline: bicubic upsampling of a small target, else the target itself."""
-    if target.shape[-1] == size:
-        return target.clone()
-    return F.interpolate(target, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
 
 
 def score(prediction: Tensor, ground_truth: Tensor) -> dict[str, list[float]]:

@@ -3,19 +3,19 @@
     rusir bench --generator toyfaces64 --images heldout:8 --methods rusir,pulse --tasks single --out runs/b
     rusir bench ... --tasks upsampling@M,UNAP@M --shard 0/4      # 4 processes share one sweep
     rusir bench ... --batch 8                                     # 8 images per restoration call
-    rusir report runs/b                                           # tables and plots (rusir.evaluation.report)
+    rusir report runs/b                                           # tables and plots (rusir.report.tables)
 
-Work units (`rusir.evaluation.plan.plan_units`): the items sharing (method, task, level), in
+Work units (`rusir.engine.plan.plan_units`): the items sharing (method, task, level), in
 batches of `batch` images, restored by one call (`run_unit`) and then scored and written one item
 at a time; each item keeps its own degradation seed and the method's seed (`method_seed`), so a
 batch equals its items alone up to float rounding. Shards split the units. Engines: `local` runs
 the units one after another in this process; `ray` runs each as a Ray task on this machine's or
-a cluster's GPUs / CPUs (rusir.evaluation.cluster); both write the same records.
+a cluster's GPUs / CPUs (rusir.engine.cluster); both write the same records.
 
 Every study is a configuration of this one runner: the IQA-loss study passes its loss variants as
 methods (`bind_method(restore, loss=...)` named `rusir[loss=<variant>]`), the baselines table
 (scripts/compare_baselines.py) and the quality bar (benchmarks/quality_bar.py) summarise its
-records. The records (layout, atomic writes, `bench.json`, failures) are `rusir.evaluation.records`:
+records. The records (layout, atomic writes, `bench.json`, failures) are `rusir.engine.records`:
 an item is finished iff its folder holds a valid `record.json`, so a re-run skips finished items,
 redoes damaged ones, and an interrupted run loses nothing finished. Runs sharing a folder split
 the items (a claim per item, `rusir.data.claims`; an item claimed by another live run is
@@ -27,7 +27,7 @@ Per-item record fields: the item (key, method, task, level, category, image_inde
 the degradation, the method's configuration and timings, `metrics` on the 8-bit images as saved
 (`accuracy_<m>`: prediction vs ground truth; `fidelity_<m>`: true degradation of the prediction
 vs target; None with its reason under `unavailable` when it cannot be computed here), `naive`
-(PSNR/SSIM of `rusir.evaluation.experiment.naive_restoration`), `phases` (per phase of the
+(PSNR/SSIM of `rusir.studies.experiment.naive_restoration`), `phases` (per phase of the
 result: PSNR/SSIM vs the ground truth and fidelity PSNR; `unit.phase_metrics`) and the method's
 `info`. Set metrics (FID, KID, patch-FID, IS) are computed per cell by `rusir report` from the saved PNGs.
 """
@@ -59,8 +59,8 @@ from .unit import (DEFAULT_METRICS, DEGRADATION_SEEDS, Job, UnitOutcome, degrada
                    run_item, run_unit)
 
 __all__ = ["run_bench", "BenchSummary", "parse_dtype",
-           # one work unit (rusir.evaluation.unit), planning (rusir.evaluation.plan) and the store
-           # (rusir.evaluation.records), for callers that know the runner only
+           # one work unit (rusir.engine.unit), planning (rusir.engine.plan) and the store
+           # (rusir.engine.records), for callers that know the runner only
            "run_item", "run_unit", "execute_unit", "Job", "UnitOutcome", "degradation_seed",
            "method_kwargs", "method_seed", "image_info", "load_ground_truth", "DEFAULT_METRICS",
            "DEGRADATION_SEEDS", "Item", "Unit", "plan_items", "plan_units", "parse_tasks",
@@ -124,7 +124,7 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
     dtype: the precision of the restorations (`float64` runs the generator and the targets in
     float64: how the tests check that a batch equals its items alone; records stay 8-bit).
     engine: `local` (this process, one unit after another) or `ray` (each unit a Ray task:
-    rusir.evaluation.cluster); address: the Ray cluster to join (`auto`, `ray://host:port`;
+    rusir.engine.cluster); address: the Ray cluster to join (`auto`, `ray://host:port`;
     None starts a local one); gpus_per_unit: GPUs per task (fractions pack units on a GPU;
     None: 1 when the cluster has GPUs, else 0 and `cpus_per_unit` CPUs); max_retries: runs of a
     unit whose worker process died. Both engines write the same records and resume each other.

@@ -19,7 +19,7 @@ from typing import Optional, Sequence, Union
 
 from ..data.outputs import write_file
 from ..degradations import COMPOSITIONS, LEVELS, TASKS
-from .records import load_records, write_json
+from ..engine.records import load_records, write_json
 
 __all__ = ["phase_table", "summary", "to_markdown", "plot", "write_robustness", "stopped_at",
            "MIN_TARGET_SIDE"]

@@ -1,6 +1,6 @@
 """The item store: one folder per benchmark item, written atomically. Only this module writes records.
 
-Layout of an output folder `out/` (written by `rusir.evaluation.runner`, read by `rusir report`):
+Layout of an output folder `out/` (written by `rusir.engine.runner`, read by `rusir report`):
 
     bench.json                          the run configuration (write_config checks a re-run against it)
     <method>/<task>/<level>/<jjjj>/     one finished item: ground_truth.png, target.png,
@@ -24,7 +24,7 @@ by the next run on their host (`clean_stale_tmp`). JSON files are written to a t
 and replaced, so a reader never sees half a file.
 
 The images are stored and scored as 8-bit (`as_8bit`: what saving to PNG and reading back gives).
-`MetricCache` (rusir.evaluation.availability, re-exported) remembers which metrics cannot be
+`MetricCache` (rusir.engine.availability, re-exported) remembers which metrics cannot be
 computed here.
 """
 from __future__ import annotations
