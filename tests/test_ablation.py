@@ -144,3 +144,18 @@ def test_tuned_keeps_the_best_adam():
             dict(_record("Adam x0.1", 2.0), metrics={"accuracy_psnr": 2.0, "accuracy_ssim": 0.1})]
     assert tuned(ssim, "accuracy_ssim")[0]["adam_config"] == "Adam x0.01"
     assert tuned(ssim)[0]["adam_config"] == "Adam x0.1"
+
+
+def test_records_figure_shows_the_saved_images(study, tmp_path):
+    from rusir.engine.records import read_png
+    from rusir.studies.figures import record_rows, records_figure
+    out, _, _, truth = study
+    records = [r for r in load_records(out) if r["method"] == method_name("W")]
+    rows, labels = record_rows(records)
+    assert labels == ["target", "restored", "naive", "truth"] and len(rows) == 2
+    item = Path(records[1]["_dir"])
+    assert torch.equal(rows[1][1], read_png(item / "prediction.png")[0])
+    assert torch.equal(rows[1][3], read_png(item / "ground_truth.png")[0])
+    assert records_figure(records, tmp_path / "f.png").is_file()
+    with pytest.raises(ValueError, match="no records"):
+        record_rows([])
