@@ -27,8 +27,14 @@ Photographs (rusir.faces)
 Images
     heldout, load_image, pick_image    the shipped held-out faces; any image file
     image_grid, save_grid, demo_figure figure grids; a run's target | phases | naive | truth
-Result tables
-    task_rows, write_results, read_results, summary_table, plot_metric
+Benchmarks and result tables (one result format: the runner's records; one aggregation)
+    run_bench               every (method, task, level, image) item into a folder, resumable
+    bind_method             a method with options fixed, e.g. RUSIR with one ablation config
+    load_records            the finished items' records of a folder
+    summarise               means per group of records (method, task, level, or any fields)
+    summary_table, write_summary   a `summarise` result as a text table / a CSV file
+    build_tables, plot_metrics_vs_level   the report's per-cell tables; metrics vs level plots
+    records_figure          target | restored | naive | truth, one row per record
 Studies and the panel
     ablation                the module of the ablation configs (`ablation.configs(groups)`, ...)
     iqa                     the module of the IQA-loss study (`iqa.run_iqa_study(...)`, ...)
@@ -71,11 +77,15 @@ _EXPORTS = {
     "image_grid": ("rusir.studies.figures", "image_grid"),
     "save_grid": ("rusir.studies.figures", "save_grid"),
     "demo_figure": ("rusir.studies.figures", "demo_figure"),
-    "task_rows": ("rusir.studies.results", "task_rows"),
-    "write_results": ("rusir.studies.results", "write_results"),
-    "read_results": ("rusir.studies.results", "read_results"),
+    "records_figure": ("rusir.studies.figures", "records_figure"),
+    "run_bench": ("rusir.engine.runner", "run_bench"),
+    "bind_method": ("rusir.engine.plan", "bind_method"),
+    "load_records": ("rusir.engine.records", "load_records"),
+    "summarise": ("rusir.report.tables", "summarise"),
+    "build_tables": ("rusir.report.tables", "build_tables"),
+    "plot_metrics_vs_level": ("rusir.report.tables", "plot_metrics_vs_level"),
     "summary_table": ("rusir.studies.results", "summary_table"),
-    "plot_metric": ("rusir.studies.results", "plot_metric"),
+    "write_summary": ("rusir.studies.results", "write_summary"),
     "ablation": ("rusir.studies.ablation", None),
     "iqa": ("rusir.studies.iqa", None),
     "QuickstartController": ("rusir.panel", "QuickstartController"),

@@ -46,6 +46,7 @@ __all__ = ["ParamSet", "Sweep", "load_sweep", "check_parameters", "notebook_para
            "run_set", "set_status", "parameters_hash", "failure_reason", "papermill_execute"]
 
 STATUS_FILE = "sweep.json"
+BENCH_CONFIG = "bench.json"     # rusir.engine.records.CONFIG (not imported: `rusir sweep` stays light)
 _KEYS = {"notebook", "parameters", "grid", "sets", "name", "description"}
 
 
@@ -250,8 +251,12 @@ def papermill_execute(notebook: Path, output: Path, parameters: dict, cwd: Path,
 
 
 def _results_files(folder: Path, executed: Path) -> list[str]:
+    """The .json / .csv files a set wrote; a folder of the runner's records (a notebook run
+    through `rusir.run_bench`) is listed by its `bench.json`, not its every item's record."""
+    benches = [p.parent for p in folder.rglob(BENCH_CONFIG)]
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
-                  if p.suffix in (".json", ".csv") and p.name != STATUS_FILE and p != executed)
+                  if p.suffix in (".json", ".csv") and p.name != STATUS_FILE and p != executed
+                  and not any(b in p.parents and p != b / BENCH_CONFIG for b in benches))
 
 
 def run_sweep(path: Union[str, Path], out: Union[str, Path, None] = None, dry_run: bool = False,

@@ -3,7 +3,8 @@
 How CI runs them: for each notebook, papermill *prepares* a copy with tiny CI parameters
 injected after its `parameters` cell (`prepare_only`, nothing executed), then
 `pytest --nbval-lax` executes that copy top to bottom in a fresh kernel (any cell error fails
-the test), and the test checks the figures and results file the notebook wrote. The defaults
+the test), and the test checks the figures and tables the notebook wrote and the runner's
+records (`rusir.run_bench`, the one result format) its tables come from. The defaults
 in the notebooks stay the real ones; only the test makes them small. Tiny parameters of the
 core notebooks are in TINY below; any other notebook carries its own in its metadata
 (`ci_spec`), and a notebook without them fails `test_every_notebook_is_covered`.
@@ -12,7 +13,7 @@ Generator: `toyfaces64` when its file is shipped, else the random official-forma
 `../shared/fixtures/stylegan2-ada-tiny/tiny64.pkl` (with the weight-free `offline` loss, as
 its own default, the paper's loss, needs VGG weights), else the test is skipped. On the random
 fixture restoration cannot beat the naive baseline, so the checks are what always holds
-(rows, finite scores, files with stable names). `RUSIR_SLOW_NOTEBOOKS=1` adds a longer run of
+(records, finite scores, files with stable names). `RUSIR_SLOW_NOTEBOOKS=1` adds a longer run of
 10_task on `toyfaces64` that checks a positive PSNR improvement; CI never sets it, so that run is
 opt-in (minutes on CPU). What CI does check is that the shipped generator beats the naive baseline
 and stays within 0.6 dB of its recorded quality, in `tests/test_shipped_generator.py` (shorter
@@ -20,6 +21,7 @@ schedule, no notebook).
 """
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -32,12 +34,17 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from rusir.engine.records import load_records
+from rusir.report.tables import summarise
+from rusir.studies.results import summary_rows
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 TOYFACES = ROOT / "rusir" / "assets" / "toyfaces64.safetensors"
 FIXTURE = ROOT.parent / "shared" / "fixtures" / "stylegan2-ada-tiny" / "tiny64.pkl"
 
-# Tiny CI parameters per notebook, and the files (stable names) each must write into out_dir.
+# Tiny CI parameters per notebook, the files (stable names) each must write into out_dir, and the
+# folder (in out_dir) of the runner's records it writes (the one result format; None: no records).
 TINY = {
     "00_quickstart": dict(task="upsampling", level="M", image=1, steps=[2, 2, 2]),
     "10_task": dict(task="inpainting", level="M", n_images=1, steps=[1, 1, 1]),
@@ -45,13 +52,17 @@ TINY = {
     "30_ablation": dict(tasks=["upsampling"], levels=["XS", "XL"], n_images=1, steps=1),
 }
 WRITES = {
-    "00_quickstart": ["quickstart.json", "quickstart.csv", "quickstart_upsampling_M.png"],
-    "10_task": ["task_inpainting_M.json", "task_inpainting_M.csv", "task_inpainting_M.png"],
-    "20_compositions": ["compositions_M.json", "compositions_M.csv", "compositions_M_psnr.png",
-                        "composition_UN_M.png", "composition_NAP_M.png"],
-    "30_ablation": ["ablation.json", "ablation.csv", "ablation_phases.png", "ablation_optimizer.png",
-                    "ablation_loss.png"],
+    "00_quickstart": ["quickstart_upsampling_M.png"],
+    "10_task": ["task_inpainting_M/bench.json", "task_inpainting_M.csv", "task_inpainting_M.png"],
+    "20_compositions": ["compositions_M/bench.json", "compositions_M.csv", "composition_UN_M.png",
+                        "composition_NAP_M.png"],
+    "30_ablation": ["ablation/bench.json", "ablation.csv", "ablation_phases.csv",
+                    "ablation_phases/metric_vs_level_accuracy_psnr.png",
+                    "ablation_optimizer/metric_vs_level_accuracy_psnr.png",
+                    "ablation_loss/metric_vs_level_accuracy_psnr.png"],
 }
+RECORDS = {"00_quickstart": None, "10_task": "task_inpainting_M", "20_compositions": "compositions_M",
+           "30_ablation": "ablation"}
 
 
 def _code(nb) -> list:
@@ -63,16 +74,24 @@ def ci_spec(path: Path) -> tuple[dict | None, list[str] | None]:
     for the four core notebooks, else from the notebook's own metadata, so that a new notebook
     brings its CI settings with it:
         "metadata": {"rusir": {"ci_parameters": {"steps": [1, 1, 1], ...},
-                               "ci_writes": ["results.json", "figure.png"]}}
-    The first .json in ci_writes must hold a non-empty list of row objects."""
+                               "ci_writes": ["records/bench.json", "figure.png"],
+                               "ci_records": "records"}}
+    `ci_records` (see ci_records) is the folder of the runner's records it writes."""
     if path.stem in TINY:
         return TINY[path.stem], WRITES[path.stem]
     meta = nbformat.read(path, as_version=4).metadata.get("rusir", {})
     return meta.get("ci_parameters"), meta.get("ci_writes")
 
 
+def ci_records(path: Path) -> str | None:
+    """The folder (in out_dir) of the runner's records the notebook writes, None if it writes none."""
+    if path.stem in RECORDS:
+        return RECORDS[path.stem]
+    return nbformat.read(path, as_version=4).metadata.get("rusir", {}).get("ci_records")
+
+
 def test_every_notebook_is_covered():
-    assert set(TINY) == set(WRITES) and set(TINY) <= {p.stem for p in NOTEBOOKS}
+    assert set(TINY) == set(WRITES) == set(RECORDS) and set(TINY) <= {p.stem for p in NOTEBOOKS}
     missing = [p.name for p in NOTEBOOKS if ci_spec(p)[0] is None or not ci_spec(p)[1]]
     assert not missing, (f"{missing} have no tiny CI parameters: add metadata "
                          '{"rusir": {"ci_parameters": {...}, "ci_writes": [...]}} (see ci_spec)')
@@ -154,60 +173,66 @@ def test_runs_with_tiny_parameters(path, tmp_path):
     print(f"{path.name}: {seconds:.1f} s under nbval")
     missing = [f for f in writes if not (out / f).is_file()]
     assert not missing, f"{path.name} did not write {missing} into out_dir"
-    rows = json.loads((out / next(f for f in writes if f.endswith(".json"))).read_text())
-    assert isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows)
-    if path.stem in CHECK_ROWS:
-        CHECK_ROWS[path.stem](rows, params, out)
+    folder = ci_records(path)
+    if folder is None:
+        return
+    records = load_records(out / folder)          # the one result format: the runner's records
+    assert records and all(math.isfinite(r["metrics"]["accuracy_psnr"]) and
+                           math.isfinite(r["naive"]["psnr"]) for r in records), records
+    assert json.loads((out / folder / "bench.json").read_text())["generator"] == params["generator"]
+    if path.stem in CHECK_RECORDS:
+        CHECK_RECORDS[path.stem](records, params, out)
 
 
-def _check_scores(rows, p, out, stem):
-    csv_lines = (out / f"{stem}.csv").read_text().strip().splitlines()
-    assert len(csv_lines) == len(rows) + 1
-    for row in rows:
+def _check_summary(out: Path, stem: str, summary: dict, by: tuple) -> None:
+    """`<stem>.csv` shows the one aggregation (report.tables.summarise) of the records."""
+    with (out / f"{stem}.csv").open() as f:
+        written = list(csv.DictReader(f))
+    expected = summary_rows(summary, by)
+    assert [tuple(r[k] for k in by) for r in written] == [tuple(str(r[k]) for k in by) for r in expected]
+    for got, want in zip(written, expected):
+        assert int(got["n"]) == want["n"]
         for key in ("psnr", "naive_psnr", "psnr_gain", "ssim"):
-            assert math.isfinite(row[key]), (key, row)
-        assert math.isclose(row["psnr_gain"], row["psnr"] - row["naive_psnr"], abs_tol=1e-9)
-        assert row["generator"] == p["generator"]
+            assert math.isclose(float(got[key]), want[key], rel_tol=1e-9), (key, got, want)
 
 
-def _check_quickstart(rows, p):
-    assert len(rows) == 1 and (rows[0]["task"], rows[0]["level"], rows[0]["image"]) == ("upsampling", "M", "1")
+def _check_task(records, p, out):
+    assert [r["image_index"] for r in records] == list(range(p["n_images"]))
+    assert {(r["method"], r["task"], r["level"]) for r in records} == {("rusir", p["task"], p["level"])}
+    assert all(list(r["phases"]) == ["W", "W+", "W++"] for r in records)
+    assert all(math.isfinite(ph["psnr"]) for r in records for ph in r["phases"].values())
+    assert all(math.isclose(r["metrics"]["accuracy_psnr"], r["phases"]["W++"]["psnr"], abs_tol=1e-4)
+               for r in records)
+    assert all(r["method_config"]["steps"] == p["steps"] for r in records)
+    _check_summary(out, f"task_{p['task']}_{p['level']}", summarise(records, by=("task", "level")),
+                   ("task", "level"))
 
 
-def _check_task(rows, p):
-    assert [r["image"] for r in rows] == list(range(p["n_images"]))
-    assert {(r["task"], r["level"]) for r in rows} == {(p["task"], p["level"])}
-    assert all(math.isfinite(r[f"psnr_{s}"]) for r in rows for s in ("W", "W+", "W++"))
-    assert all(math.isclose(r["psnr"], r["psnr_W++"]) for r in rows)
+def _check_compositions(records, p, out):
+    assert [r["task"] for r in records] == [c for c in p["compositions"] for _ in range(p["n_images"])]
+    _check_summary(out, f"compositions_{p['level']}", summarise(records, by=("task",)), ("task",))
 
 
-def _check_compositions(rows, p):
-    assert [r["task"] for r in rows] == [c for c in p["compositions"] for _ in range(p["n_images"])]
-
-
-def _check_ablation(rows, p):
-    from rusir.studies.ablation import configs
+def _check_ablation(records, p, out):
+    from rusir.studies.ablation import ablation_records, configs, method_name, method_of
     names = [c.name for c in configs()]
-    assert len(rows) == len(p["tasks"]) * len(p["levels"]) * len(names) * p["n_images"]
-    assert list(dict.fromkeys(r["config"] for r in rows)) == names
-    assert list(dict.fromkeys(r["level"] for r in rows)) == p["levels"]
-    full = {r["level"]: r["psnr"] for r in rows if r["config"] == "W->W+->W++"}
-    ngd = {r["level"]: r["psnr"] for r in rows if r["config"] == "NGD"}
+    methods = list(dict.fromkeys(method_of(c) for c in configs()))
+    assert len(records) == len(p["tasks"]) * len(p["levels"]) * len(methods) * p["n_images"]
+    assert {r["method"] for r in records} == set(methods)
+    study = ablation_records(records)
+    shown = [n for n in names if not n.startswith("Adam")]
+    assert [n for n in dict.fromkeys(r["config"] for r in study) if n != "Adam (tuned)"] == shown
+    assert "Adam (tuned)" in {r["config"] for r in study}
+    assert list(dict.fromkeys(r["level"] for r in study)) == p["levels"]
+    full = {r["level"]: r["metrics"]["accuracy_psnr"] for r in study if r["config"] == "W->W+->W++"}
+    ngd = {r["level"]: r["metrics"]["accuracy_psnr"] for r in study if r["config"] == "NGD"}
     assert full == ngd                     # the same method in two groups: one run, same numbers
-    w_only = {r["level"]: r for r in rows if r["config"] == "W"}
-    assert all("psnr_W+" not in r for r in w_only.values())
+    assert all(list(r["phases"]) == ["W"] for r in records if r["method"] == method_name("W"))
+    _check_summary(out, "ablation", summarise(study, by=("group", "config")), ("group", "config"))
 
 
-def _checker(check, stem):
-    def run(rows, p, out):
-        _check_scores(rows, p, out, stem)
-        check(rows, p)
-    return run
-
-
-CHECK_ROWS = {name: _checker(check, WRITES[name][0][:-len(".json")]) for name, check in [
-    ("00_quickstart", _check_quickstart), ("10_task", _check_task),
-    ("20_compositions", _check_compositions), ("30_ablation", _check_ablation)]}
+CHECK_RECORDS = {"10_task": _check_task, "20_compositions": _check_compositions,
+                 "30_ablation": _check_ablation}
 
 
 @pytest.mark.slow
@@ -220,6 +245,6 @@ def test_task_notebook_improves_on_naive_with_toyfaces64(tmp_path):
     out = tmp_path / "figures"
     params = dict(task="denoising", level="L", n_images=2, steps=[60, 60, 60], seed=0, out_dir=str(out))
     _execute_with_nbval(ROOT / "notebooks" / "10_task.ipynb", params, tmp_path / "work")
-    rows = json.loads((out / "task_denoising_L.json").read_text())
-    gain = sum(r["psnr_gain"] for r in rows) / len(rows)
+    s = summarise(load_records(out / "task_denoising_L"), by=("task",))[("denoising",)]
+    gain = s["mean_psnr"] - s["mean_naive_psnr"]
     assert gain > 0, f"RUSIR did not beat the naive baseline: mean PSNR gain {gain:.2f} dB"

@@ -203,12 +203,12 @@ def _writers():
         "bench record json": lambda p: records.write_json(p, {"a": 1}),
         "report table csv": lambda p: report.Table("t", ["a"], [{"a": 1}]).to_csv(p),
         "figure grid png": lambda p: figures.save_grid(p, [[image]]),
-        "results json": lambda p: results.write_results([{"a": 1}], p.with_suffix("")),
+        "summary csv": lambda p: results.write_summary({("a",): {"n": 1}}, ("x",), p),
     }
 
 
 @pytest.mark.parametrize("writer", ["bench record json", "report table csv", "figure grid png",
-                                    "results json"])
+                                    "summary csv"])
 def test_every_writer_refuses_a_dangling_link(tmp_path, writer):
     """The benchmark's, the report's and the figures' files go through the same check."""
     link = tmp_path / "out" / "x.json"

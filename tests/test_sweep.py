@@ -113,6 +113,26 @@ def test_run_skips_done_sets_and_retries_failed(tmp_path, nb):
     assert [(c[1]["a"], c[1]["b"]) for c in ex4.calls] == [(1, "y")]
 
 
+def test_a_records_folder_is_listed_by_its_bench_json(tmp_path, nb):
+    """A notebook run through the benchmark runner lists its folder once, not every item."""
+    def execute(notebook, output, parameters, cwd, kernel_name):
+        out = Path(parameters["out_dir"])
+        for item in ("rusir/upsampling/M/0000", "rusir/upsampling/M/0001"):
+            (out / "task" / item).mkdir(parents=True)
+            (out / "task" / item / "record.json").write_text("{}")
+        (out / "task" / "bench.json").write_text("{}")
+        (out / "task" / "report").mkdir()
+        (out / "task" / "report" / "single_tasks.csv").write_text("a\n")
+        (out / "task.csv").write_text("a\n")
+        (out / "sub").mkdir()
+        (out / "sub" / "other.json").write_text("{}")
+
+    path = _yaml(tmp_path, f"notebook: {nb}\ngrid: {{a: [1]}}")
+    assert run_sweep(path, tmp_path / "out", execute=execute, log=lambda m: None) == {"1": "done"}
+    record = json.loads((tmp_path / "out" / "1" / "sweep.json").read_text())
+    assert record["results"] == ["sub/other.json", "task.csv", "task/bench.json"]
+
+
 def test_a_set_that_writes_no_results_fails(tmp_path, nb):
     path = _yaml(tmp_path, f"notebook: {nb}\ngrid: {{a: [1]}}")
     status = run_sweep(path, tmp_path / "out", execute=lambda *a: None, log=lambda m: None)

@@ -1,6 +1,9 @@
-"""The paper's design choices as data, for measuring them (notebooks/30_ablation.ipynb).
+"""The paper's design choices as data, measured by the benchmark runner (notebooks/30_ablation.ipynb).
 
-Three groups of `AblationConfig`s, each run with `run_config` on the same images/task/level:
+Three groups of `AblationConfig`s, each a configuration of `rusir.engine.runner.run_bench`: a
+config becomes a method `rusir[ablation=<name>]`, RUSIR with the config's own phases, steps,
+optimizer, rate scale and loss bound to it (`bind_method`: the bound options win over the run's),
+and the study reads the run's records:
 - "phases": W only, W+ only, W++ only, W -> W+, full W -> W+ -> W++. The total step budget is
   the same for all (3 x `steps` per phase: one phase runs 3 x steps, two phases 1.5 x steps each,
   as the authors' skip-phase-II switch did), each phase at the generator's RUSIR rate for its
@@ -10,25 +13,39 @@ Three groups of `AblationConfig`s, each run with `run_config` on the same images
   its best learning rate (one rate for every task and level, as RUSIR uses one).
 - "loss": the generator's multiresolution loss preset vs the same terms at a single scale.
 
-    for cfg, run in run_configs(G, truth, "upsampling", "M", configs(), steps=150, loss="offline"):
-        rows += rusir.task_rows(run, config=cfg.name, group=cfg.group)
+    run_ablation(G, heldout(4), ["upsampling"], ["XS", "M"], steps=150, out="runs/ablation")
+    records = ablation_records(load_records("runs/ablation"))   # + config, group; Adam tuned
+    summarise(records, by=("group", "config"))                  # rusir.report.tables
+
+Identical variants (the full method is also "NGD" and "multiresolution") are one method, run
+once: the method of the first config in `CONFIGS` with the same options (`method_of`).
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Iterator, Optional, Sequence, Union
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Union
 
-from .experiment import TaskRun, mean, run_task
+from torch import Tensor
+
+from ..engine.plan import bind_method
+from ..engine.runner import BenchSummary, run_bench
 from ..inversion.latents import SPACES
+from ..inversion.losses import LossConfig
 from ..inversion.presets import load_preset
+from ..inversion.restore import restore
 from ..model.generators import info as generator_info
+from ..validation import MAX_STEPS, whole
 
-__all__ = ["AblationConfig", "CONFIGS", "GROUPS", "ADAM_LR_SCALES", "configs",
-           "run_config", "run_configs", "build_loss_for", "tuned"]
+__all__ = ["AblationConfig", "CONFIGS", "GROUPS", "ADAM_LR_SCALES", "STUDY_METRICS", "configs",
+           "build_loss_for", "loss_config_for", "method_name", "method_of", "ablation_methods",
+           "run_ablation", "ablation_records", "tuned"]
 
 ADAM_LR_SCALES = (0.01, 0.03, 0.1, 0.3)           # Adam rate = scale x RUSIR's rate per phase
 GROUPS = ("phases", "optimizer", "loss")
+STUDY_METRICS = ("psnr", "ssim")                   # per image, weight-free (as the study always measured)
+TUNED = "Adam (tuned)"
 
 
 @dataclass(frozen=True)
@@ -52,6 +69,10 @@ class AblationConfig:
         return dict(spaces=self.spaces,
                     steps=tuple(max(1, round(steps * f)) for f in self.step_factors),
                     optimizer=self.optimizer, lr_scale=self.lr_scale)
+
+    def options(self) -> tuple:
+        """What the variant runs (two configs with the same options are one method)."""
+        return (self.spaces, self.step_factors, self.optimizer, self.lr_scale, self.multiresolution)
 
 
 FULL = "W->W+->W++"
@@ -77,47 +98,106 @@ def configs(group: Union[str, Sequence[str], None] = None) -> list[AblationConfi
     return [c for c in CONFIGS.values() if c.group in groups]
 
 
-def build_loss_for(G, config: AblationConfig, loss: Optional[str] = None):
-    """The loss callable of `config`: preset `loss` (default: the generator's), at one or all scales."""
+def loss_config_for(G, config: AblationConfig, loss: Optional[str] = None) -> LossConfig:
+    """The loss of `config` as data: preset `loss` (default: the generator's), at one or all scales."""
     base = load_preset(loss or generator_info(G).default_loss)
-    return dataclasses.replace(base, multiresolution=config.multiresolution).build()
+    return dataclasses.replace(base, multiresolution=config.multiresolution)
 
 
-def run_config(G, ground_truth, task: str, level: str, config: AblationConfig, steps: int = 150,
-               seed: int = 0, loss: Optional[str] = None, progress: bool = False) -> TaskRun:
-    """Degrade, restore with `config` and score (rusir.studies.experiment.run_task)."""
-    return run_task(G, ground_truth, task, level, seed=seed, loss=build_loss_for(G, config, loss),
-                    progress=progress, **config.restore_kwargs(steps))
+def build_loss_for(G, config: AblationConfig, loss: Optional[str] = None):
+    """The loss callable of `config` (`loss_config_for`, built)."""
+    return loss_config_for(G, config, loss).build()
 
 
-def run_configs(G, ground_truth, task: str, level: str, configs: Sequence[AblationConfig],
-                steps: int = 150, seed: int = 0, loss: Optional[str] = None,
-                progress: bool = False) -> Iterator[tuple[AblationConfig, TaskRun]]:
-    """(config, run) for each config on one task/level; identical variants (e.g. the full method
-    in every group) are run once and shared."""
-    done: dict[tuple, TaskRun] = {}
-    for config in configs:
-        key = (tuple(sorted(config.restore_kwargs(steps).items())), config.multiresolution)
-        if key not in done:
-            done[key] = run_config(G, ground_truth, task, level, config, steps, seed, loss, progress)
-        yield config, done[key]
+# --- the study as methods of the runner -------------------------------------------------------
+
+def method_name(config: Union[AblationConfig, str]) -> str:
+    """The runner's method name of a config: `rusir[ablation=<name>]`."""
+    return f"rusir[ablation={getattr(config, 'name', config)}]"
 
 
-def tuned(rows: Sequence[dict], metric: str = "psnr") -> list[dict]:
-    """Rows with the Adam variants reduced to the best one over the grid (renamed "Adam (tuned)").
+def method_of(config: AblationConfig) -> str:
+    """The method that runs `config`: that of the first config in `CONFIGS` with its options (so
+    the full method, "NGD" and "multiresolution" share one method and one set of records)."""
+    first = next(c for c in CONFIGS.values() if c.options() == config.options())
+    return method_name(first)
 
-    Rows need a `config` key. The best Adam scale is chosen by the mean of `metric` over all of
-    its rows (every task, level and image), i.e. one tuned rate for the whole benchmark.
+
+def ablation_methods(G, chosen: Sequence[AblationConfig], steps: int,
+                     loss: Optional[str] = None) -> dict[str, Callable]:
+    """{method name: RUSIR bound to the config's phases, steps, optimizer, rate scale and loss},
+    one method per distinct variant of `chosen` (`method_of`)."""
+    steps = whole(steps, "ablation steps", 1, MAX_STEPS, "MAX_STEPS")
+    methods: dict[str, Callable] = {}
+    for config in chosen:
+        name = method_of(config)
+        if name not in methods:
+            methods[name] = bind_method(restore, loss=loss_config_for(G, config, loss),
+                                        **config.restore_kwargs(steps))
+    return methods
+
+
+def run_ablation(G, images: Tensor, tasks: Sequence[str], levels: Sequence[str],
+                 groups: Union[str, Sequence[str], None] = None, steps: int = 150,
+                 out: Union[str, Path] = "ablation", seed: int = 0, loss: Optional[str] = None,
+                 metrics: Sequence[str] = STUDY_METRICS, batch: Optional[int] = None,
+                 generator_name: Optional[str] = None, progress: bool = False) -> BenchSummary:
+    """Run the configs of `groups` on every task x level over `images` ([N, 3, R, R] ground
+    truths in [0, 1]) with `run_bench` into `out` (resumable: a re-run skips finished items).
+    The targets are the same for every config (degradation seeds from `seed`); `batch` images
+    are restored together (default: all of them). Read the results with `load_records(out)`
+    and `ablation_records`."""
+    chosen = configs(groups)
+    steps = whole(steps, "ablation steps", 1, MAX_STEPS, "MAX_STEPS")
+    methods = ablation_methods(G, chosen, steps, loss)
+    cells = [f"{task}@{level}" for task in tasks for level in levels]
+    return run_bench(G, images, methods, ",".join(cells), out, steps=[steps] * len(SPACES),
+                     metrics=metrics, seed=seed, device=next(G.parameters()).device, loss=loss,
+                     batch=batch or images.shape[0], progress=progress, generator_name=generator_name,
+                     extra_config={"ablation": {c.name: method_of(c) for c in chosen}})
+
+
+# --- reading its records ----------------------------------------------------------------------
+
+def ablation_records(records: Sequence[dict], groups: Union[str, Sequence[str], None] = None,
+                     metric: str = "accuracy_psnr") -> list[dict]:
+    """The runner's records as the study's: per config of `groups`, its method's records with
+    `config`, `group` and `method` set to the config's name (so that `summarise` and
+    `build_tables` group by config), the Adam variants reduced to the best one (`tuned`)."""
+    out = []
+    for config in configs(groups):
+        method = method_of(config)
+        out += [{**r, "config": config.name, "group": config.group, "method": config.name,
+                 "ablation_method": method} for r in records if r.get("method") == method]
+    return tuned(out, metric)
+
+
+def _metric(record: dict, metric: str) -> Optional[float]:
+    return record.get("metrics", {}).get(metric)
+
+
+def tuned(records: Sequence[dict], metric: str = "accuracy_psnr") -> list[dict]:
+    """Records with the Adam variants reduced to the best one over the grid (renamed
+    "Adam (tuned)", its `adam_config` the chosen one).
+
+    Records need a `config` key (`ablation_records`). The best Adam scale is chosen by the mean of
+    `metrics[metric]` over all of its records (every task, level and image), i.e. one tuned rate
+    for the whole benchmark.
     """
-    adam = [n for n in dict.fromkeys(r["config"] for r in rows)
+    adam = [n for n in dict.fromkeys(r["config"] for r in records)
             if n in CONFIGS and CONFIGS[n].optimizer == "adam"]
     if not adam:
-        return list(rows)
-    best = max(adam, key=lambda n: mean([r[metric] for r in rows if r["config"] == n]))
+        return list(records)
+
+    def score(name: str) -> float:
+        values = [v for r in records if r["config"] == name for v in [_metric(r, metric)] if v is not None]
+        return sum(values) / len(values) if values else float("-inf")
+
+    best = max(adam, key=score)
     out = []
-    for r in rows:
+    for r in records:
         if r["config"] == best:
-            out.append({**r, "config": "Adam (tuned)", "adam_config": best})
+            out.append({**r, "config": TUNED, "method": TUNED, "adam_config": best})
         elif r["config"] not in adam:
             out.append(r)
     return out

@@ -1,5 +1,6 @@
-"""Image grids for figures: rows of [0, 1] tensors with column labels, saved as PNG; and the
-figure of a restoration run (target | W | W+ | W++ | naive | truth, one row per image)."""
+"""Image grids for figures: rows of [0, 1] tensors with column labels, saved as PNG; the figure
+of a restoration run (target | W | W+ | W++ | naive | truth, one row per image) and that of the
+runner's records (target | prediction | naive | truth, from the PNGs each item saved)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,9 +11,12 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from torch import Tensor
 
+from ..baselines.naive import naive_restoration
 from ..data.outputs import write_file
+from ..engine.records import read_png
 
-__all__ = ["to_uint8", "to_pil", "fit", "image_grid", "save_grid", "run_rows", "demo_figure"]
+__all__ = ["to_uint8", "to_pil", "fit", "image_grid", "save_grid", "run_rows", "demo_figure",
+           "record_rows", "records_figure"]
 
 
 def to_uint8(img: Tensor) -> np.ndarray:
@@ -55,7 +59,6 @@ def save_grid(path: Union[str, Path], rows: Sequence[Sequence[Tensor]], labels: 
     return write_file(path, image_grid(rows, labels, cell).save, overwrite)
 
 
-
 def run_rows(run, images: Union[Sequence[int], None] = None) -> tuple[list[list[Tensor]], list[str]]:
     """(rows, labels) of a `rusir.studies.experiment.TaskRun`: per image, the target, each
     phase's result, the naive baseline and the ground truth (on the CPU)."""
@@ -71,3 +74,24 @@ def run_rows(run, images: Union[Sequence[int], None] = None) -> tuple[list[list[
 def demo_figure(run, path: Union[str, Path], cell: int = 128) -> Path:
     """The figure of a run (`run_rows`: one row per image) saved at `path`."""
     return save_grid(path, *run_rows(run), cell=cell)
+
+
+def record_rows(records: Sequence[dict]) -> tuple[list[list[Tensor]], list[str]]:
+    """(rows, labels) of finished records (`rusir.engine.records.load_records`: each has `_dir`):
+    per record the target, the prediction, the naive baseline and the ground truth, read back
+    from the item's 8-bit PNGs (the images its metrics were computed on)."""
+    if not records:
+        raise ValueError("no records to show (nothing finished in the folder?)")
+    rows = []
+    for record in records:
+        folder = Path(record["_dir"])
+        truth, target, prediction = (read_png(folder / f"{name}.png")
+                                     for name in ("ground_truth", "target", "prediction"))
+        naive = naive_restoration(target, truth.shape[-1])             # [1, 3, R, R]
+        rows.append([target[0], prediction[0], naive[0], truth[0]])
+    return rows, ["target", "restored", "naive", "truth"]
+
+
+def records_figure(records: Sequence[dict], path: Union[str, Path], cell: int = 128) -> Path:
+    """The figure of finished records (`record_rows`: one row per item) saved at `path`."""
+    return save_grid(path, *record_rows(records), cell=cell)

@@ -253,8 +253,8 @@ def _mean(values) -> float:
 
 
 def iqa_rows(records: Sequence[dict], **extra) -> list[dict]:
-    """Flat per-image rows (rusir.studies.results format: psnr, ssim, naive_psnr, psnr_gain, lpips,
-    lpips_vgg, ...) of the finished records, for `rusir.studies.results.write_results` / `plot_metric`."""
+    """Flat per-image rows (psnr, ssim, naive_psnr, psnr_gain, lpips,
+    lpips_vgg, ...) of the finished records."""
     rows = []
     for r in records:
         if r.get("status", "done") != "done":

@@ -1,146 +1,74 @@
-"""Per-image result rows of restoration runs: build them, write them (JSON + CSV), plot them.
+"""Showing the one aggregation: `rusir.report.tables.summarise` (means over the runner's records)
+as flat rows, a fixed-width text table (for a notebook) or a CSV file.
 
-One row per restored image, flat and self-describing, so that notebooks, sweeps and plots share
-one format:
+    records = load_records("runs/b")                          # rusir.engine.records
+    summary = summarise(records, by=("task", "level"))        # rusir.report.tables
+    print(summary_table(summary, by=("task", "level")))       # n, naive PSNR -> PSNR, gain, SSIM
+    write_summary(summary, ("task", "level"), "figures/task_upsampling_M.csv")
 
-    rows = task_rows(run, generator="toyfaces64")          # run: rusir.studies.experiment.TaskRun
-    write_results(rows, "figures/task_upsampling_M")      # -> .json and .csv beside each other
-    print(summary_table(rows))                            # mean PSNR naive -> RUSIR per task/level
-    plot_metric(rows, x="level", series="config", path="figures/ablation_phases.png")
-
-Row keys: task, level, image (index in the batch / held-out set), psnr, ssim (RUSIR vs ground
-truth), naive_psnr, naive_ssim, psnr_gain (= psnr - naive_psnr), fidelity_psnr, psnr_<phase>
-per phase, seconds (whole batch), plus any extra keys given (generator, config, seed, ...).
+Nothing here averages: every number is a `summarise` mean (`psnr_gain` is the difference of two).
 """
 from __future__ import annotations
 
 import csv
-import json
-import math
-from collections import defaultdict
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Union
+from typing import Mapping, Optional, Sequence, Union
 
-from ..data.outputs import write_file, write_text
+from ..data.outputs import write_file
 
-__all__ = ["task_rows", "write_results", "read_results", "select", "summarize", "summary_table",
-           "plot_metric"]
+__all__ = ["SUMMARY_COLUMNS", "summary_rows", "summary_table", "write_summary"]
+
+# column -> the `summarise` field it shows (psnr_gain: mean_psnr - mean_naive_psnr)
+SUMMARY_COLUMNS = {"n": "n", "naive_psnr": "mean_naive_psnr", "psnr": "mean_psnr",
+                   "psnr_gain": None, "ssim": "mean_ssim", "naive_ssim": "mean_naive_ssim",
+                   "psnr_wins": "psnr_wins", "seconds": "mean_seconds"}
 
 
-def task_rows(run, first_image: int = 0, **extra) -> list[dict]:
-    """One row per image of a `rusir.studies.experiment.TaskRun` (its `scores`), with `extra` keys first."""
-    s = run.scores
+def summary_rows(summary: Mapping[tuple, dict], by: Sequence[str]) -> list[dict]:
+    """One flat row per group of a `summarise` result: the `by` keys, then SUMMARY_COLUMNS."""
     rows = []
-    for i, (p, q) in enumerate(zip(s["restored"]["psnr"], s["restored"]["ssim"])):
-        row = dict(extra)
-        row.update(task=run.task, level=run.level, image=first_image + i, psnr=p, ssim=q,
-                   naive_psnr=s["naive"]["psnr"][i], naive_ssim=s["naive"]["ssim"][i],
-                   psnr_gain=p - s["naive"]["psnr"][i], fidelity_psnr=s["fidelity_psnr"][i])
-        for phase, sc in s["phases"].items():
-            row[f"psnr_{phase}"] = sc["psnr"][i]
-        row["seconds"] = s["seconds"]
+    for key, s in summary.items():
+        if len(key) != len(by):
+            raise ValueError(f"summary groups have {len(key)} keys, `by` names {len(by)}: {list(by)}")
+        row = dict(zip(by, key))
+        for column, field in SUMMARY_COLUMNS.items():
+            row[column] = s.get(field) if field else _gain(s)
         rows.append(row)
     return rows
 
 
-def _columns(rows: Sequence[dict]) -> list[str]:
-    cols: list[str] = []
-    for r in rows:
-        cols += [k for k in r if k not in cols]
-    return cols
+def _gain(s: Mapping) -> Optional[float]:
+    psnr, naive = s.get("mean_psnr"), s.get("mean_naive_psnr")
+    return None if psnr is None or naive is None else psnr - naive
 
 
-def write_results(rows: Sequence[dict], stem: Union[str, Path]) -> dict[str, Path]:
-    """Write `rows` to `<stem>.json` (a list of objects) and `<stem>.csv`; return both paths."""
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    json_path, csv_path = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".csv")
-    write_text(json_path, json.dumps(list(rows), indent=1))
-
-    def write_csv(tmp: Path) -> None:
-        with tmp.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=_columns(rows))
-            writer.writeheader()
-            writer.writerows(rows)
-    write_file(csv_path, write_csv)
-    return {"json": json_path, "csv": csv_path}
+def _fmt(value) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def read_results(path: Union[str, Path]) -> list[dict]:
-    """Rows from a `.json` file written by `write_results`."""
-    return json.loads(Path(path).read_text())
-
-
-def _mean(values: Iterable[float]) -> float:
-    values = [float(v) for v in values]
-    return sum(values) / len(values) if values else math.nan
-
-
-def select(rows: Sequence[dict], where: Optional[dict] = None) -> list[dict]:
-    """The rows whose keys equal every value in `where` (all rows when None)."""
-    return [r for r in rows if all(r.get(k) == v for k, v in (where or {}).items())]
-
-
-def summarize(rows: Sequence[dict], by: Sequence[str] = ("task", "level"),
-              metrics: Sequence[str] = ("naive_psnr", "psnr", "psnr_gain", "ssim"),
-              where: Optional[dict] = None) -> list[dict]:
-    """Mean of `metrics` over rows grouped by the `by` keys, in first-seen order (+ count n)."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for r in select(rows, where):
-        groups[tuple(r.get(k) for k in by)].append(r)
-    out = []
-    for key, members in groups.items():
-        row = dict(zip(by, key))
-        row["n"] = len(members)
-        for m in metrics:
-            row[m] = _mean(r[m] for r in members if m in r)
-        out.append(row)
-    return out
-
-
-def summary_table(rows: Sequence[dict], by: Sequence[str] = ("task", "level"),
-                  metrics: Sequence[str] = ("naive_psnr", "psnr", "psnr_gain", "ssim"),
-                  where: Optional[dict] = None) -> str:
-    """`summarize` as a fixed-width text table (for printing in a notebook)."""
-    summary = summarize(rows, by, metrics, where)
-    cols = list(by) + ["n"] + list(metrics)
-    width = {c: max(len(c), *(len(_fmt(r[c])) for r in summary)) if summary else len(c) for c in cols}
+def summary_table(summary: Mapping[tuple, dict], by: Sequence[str],
+                  columns: Sequence[str] = ("n", "naive_psnr", "psnr", "psnr_gain", "ssim")) -> str:
+    """`summary_rows` as a fixed-width text table of `columns` (for printing in a notebook)."""
+    unknown = [c for c in columns if c not in SUMMARY_COLUMNS]
+    if unknown:
+        raise ValueError(f"unknown summary column(s) {unknown}; valid: {list(SUMMARY_COLUMNS)}")
+    rows = summary_rows(summary, by)
+    cols = list(by) + list(columns)
+    width = {c: max([len(c)] + [len(_fmt(r[c])) for r in rows]) for c in cols}
     lines = ["  ".join(c.rjust(width[c]) for c in cols)]
-    lines += ["  ".join(_fmt(r[c]).rjust(width[c]) for c in cols) for r in summary]
+    lines += ["  ".join(_fmt(r[c]).rjust(width[c]) for c in cols) for r in rows]
     return "\n".join(lines)
 
 
-def _fmt(v) -> str:
-    return f"{v:.3f}" if isinstance(v, float) else str(v)
+def write_summary(summary: Mapping[tuple, dict], by: Sequence[str], path: Union[str, Path]) -> Path:
+    """`summary_rows` as a CSV file at `path` (atomic; rusir.data.outputs); returns the path."""
+    rows = summary_rows(summary, by)
 
-
-def plot_metric(rows: Sequence[dict], x: str = "level", series: Optional[str] = None,
-                metrics: Sequence[str] = ("psnr",), path: Union[str, Path, None] = None,
-                title: str = "", ylabel: Optional[str] = None, where: Optional[dict] = None):
-    """Mean `metrics` vs `x` (e.g. quality vs degradation level), one line per series value x metric.
-
-    x values keep their first-seen order (levels XS..XL stay in order when the rows are).
-    `where` keeps only matching rows (see `select`). Saves to `path` when given; returns the figure.
-    """
-    import matplotlib.pyplot as plt  # heavy (~0.3 s, picks a backend): loaded when plotting
-
-    rows = select(rows, where)
-    xs = list(dict.fromkeys(r[x] for r in rows))
-    names = list(dict.fromkeys(r[series] for r in rows)) if series else [None]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name in names:
-        members = [r for r in rows if series is None or r[series] == name]
-        for m in metrics:
-            ys = [_mean(r[m] for r in members if r[x] == v and m in r) for v in xs]
-            label = " ".join(str(t) for t in (name, m if len(metrics) > 1 or not series else None) if t)
-            ax.plot(range(len(xs)), ys, marker="o", label=label or m)
-    ax.set_xticks(range(len(xs)), [str(v) for v in xs])
-    ax.set_xlabel(x)
-    ax.set_ylabel(ylabel or (metrics[0] if len(metrics) == 1 else "value"))
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    if path is not None:
-        write_file(path, lambda tmp: fig.savefig(tmp, dpi=120))
-    return fig
+    def write_csv(tmp: Path) -> None:
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(by) + list(SUMMARY_COLUMNS))
+            writer.writeheader()
+            writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
+    return write_file(path, write_csv)
