@@ -227,6 +227,7 @@ def test_resume_after_interrupt_redoes_nothing(G, tmp_path, clean_run):
         if len(calls) == 3:
             raise KeyboardInterrupt
         return restore(G, target, degradation, loss=loss, steps=steps, progress=progress)
+    interrupted.run_options = ("steps",)     # takes the run's steps, as restore
 
     with pytest.raises(KeyboardInterrupt):
         run(G, tmp_path, methods={"rusir": interrupted})
@@ -240,6 +241,7 @@ def test_resume_after_interrupt_redoes_nothing(G, tmp_path, clean_run):
     def counting(G, target, degradation, loss=None, seed=0, steps=(1, 1, 1), progress=True):
         calls.append(1)
         return restore(G, target, degradation, loss=loss, steps=steps, progress=progress)
+    counting.run_options = ("steps",)
 
     summary = run(G, tmp_path, methods={"rusir": counting})
     assert (summary.done, summary.skipped, summary.failed) == (2, 2, 0) and len(calls) == 2

@@ -4,6 +4,7 @@ import json
 import pytest
 
 from conftest import load_script, small_generator
+from rusir.engine.plan import bind_method
 from rusir.engine.records import load_records
 
 
@@ -62,7 +63,9 @@ def test_script_runs_through_the_runner_and_resumes(cb, tmp_path, monkeypatch):
     assert "| denoising | M |" in (tmp_path / "table.md").read_text()
     # a re-run finds every item finished: no method is called, the table is the same
     monkeypatch.setattr(cb, "get_method", lambda name: pytest.fail(f"{name} called"), raising=True)
-    monkeypatch.setattr(cb, "methods_of", lambda names, n=None: {m: _never for m in names})
+    # (stand-ins with the same bound options: bench.json's method_options must agree to resume)
+    monkeypatch.setattr(cb, "methods_of", lambda names, n=None: {
+        m: bind_method(_never, init_candidates=n) if m == "lbrgm" and n else _never for m in names})
     again = cb.main(args)
     assert again["cells"] == record["cells"]
 
