@@ -2,7 +2,9 @@
 
 Layout of an output folder `out/` (written by `rusir.engine.runner`, read by `rusir report`):
 
-    bench.json                          the run configuration (write_config checks a re-run against it)
+    bench.json                          the run configuration (rusir.engine.config.RunConfig;
+                                        write_config refuses a re-run with another one, naming
+                                        the fields, unless forced: then `mixed` lists them all)
     <method>/<task>/<level>/<jjjj>/     one finished item: ground_truth.png, target.png,
                                         prediction.png, degraded_prediction.png (the TRUE degradation
                                         of the prediction), latent.pt (optional), record.json
