@@ -172,3 +172,17 @@ def test_cli_bench_discrepancy_and_force_mixed(tmp_path, capsys):
     assert "discrepancy 0.0 -> 1.2" in capsys.readouterr().err
     assert main(args + ["--discrepancy", "1.2", "--force-mixed", "--tasks", "denoising@S"]) == 0
     assert len(json.loads((out / "bench.json").read_text())["mixed"]) == 2
+
+
+def test_a_generator_file_is_named_by_its_sha256(tmp_path):
+    """Two files at one path are two generators: bench.json tells them apart (RunConfig)."""
+    import hashlib
+    from rusir.model.checkpoint import save_generator
+    from rusir.model.generators import load_generator
+    path = tmp_path / "g.safetensors"
+    digests = []
+    for seed in (0, 1):
+        save_generator(small_generator(seed=seed), path)
+        digests.append(info(load_generator(path)).sha256)
+        assert digests[-1] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert digests[0] != digests[1]

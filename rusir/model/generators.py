@@ -46,7 +46,7 @@ class GeneratorInfo:
     steps: Optional[tuple[int, int, int]] = None      # RUSIR steps per phase W, W+, W++; None: the paper's
     lrs: Optional[tuple[float, float, float]] = None  # RUSIR rates per phase (x lr_scale); None: the paper's
     discrepancy: Optional[float] = None  # tau of RUSIR's noise-level stop; None: off (the paper)
-    sha256: Optional[str] = None  # of the shipped file: the schedule and preset were tuned on it
+    sha256: Optional[str] = None  # of the file loaded (pinned for the shipped one: tuned on it)
 
 
 # The attribute of a generator that holds its GeneratorInfo: a plain (non-parameter) attribute of
@@ -166,7 +166,10 @@ def load_generator(name_or_path: Union[str, Path] = DEFAULT, device: Union[str, 
             raise ValueError(f"unknown generator {key!r}: not a file, and not one of {sorted(REGISTRY)}")
         record = None
     G = _load_file(path)
-    set_info(G, record or _file_info(path, key, G.img_resolution))
+    record = record or _file_info(path, key, G.img_resolution)
+    if record.sha256 is None:   # name the exact file (a benchmark folder records it: RunConfig)
+        record = replace(record, sha256=weights.file_sha256(path))
+    set_info(G, record)
     return G.to(device).eval().requires_grad_(False)
 
 
