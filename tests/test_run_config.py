@@ -186,3 +186,10 @@ def test_a_generator_file_is_named_by_its_sha256(tmp_path):
         digests.append(info(load_generator(path)).sha256)
         assert digests[-1] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert digests[0] != digests[1]
+
+
+def test_a_bad_discrepancy_is_refused_before_the_generator_loads(tmp_path):
+    for bad in ("high", -1.0, float("nan")):
+        with pytest.raises(ValueError, match="discrepancy"):
+            run_bench("no-such-generator", "heldout:1", out=tmp_path, discrepancy=bad)
+    assert not (tmp_path / "bench.json").exists()

@@ -51,7 +51,7 @@ from ..metrics import PER_IMAGE_METRICS
 from ..model.generators import info as generator_info, load_generator
 from ..validation import MAX_RETRIES, MAX_SEED, MAX_STEPS, whole
 from . import records
-from .config import RunConfig
+from .config import RunConfig, check_discrepancy
 from .cluster import ENGINES, require_ray, run_units
 from .plan import (IMAGE_EXTENSIONS, BoundMethod, Item, Unit, bind_method, images_config,
                    parse_batch, parse_shard, parse_tasks, plan_items, plan_units, resolve_images,
@@ -145,6 +145,7 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
     out = Path(out).resolve()          # Ray workers on other nodes start in another folder
     batch = parse_batch(batch)
     chunk = check_batch_size(batch_size)
+    discrepancy = check_discrepancy(discrepancy)   # before the generator is loaded
     seed = whole(seed, "seed", 0, MAX_SEED, "MAX_SEED")
     n_images, max_items = (None if v is None else whole(v, what, 1) for v, what in
                            ((n_images, "n_images"), (max_items, "max_items")))
