@@ -231,6 +231,12 @@ def _bench(p: argparse.ArgumentParser):
     p.add_argument("--steps", type=_steps, default=None,
                    help="RUSIR steps per phase (default: the generator's own schedule)")
     p.add_argument("--baseline-steps", type=option(whole, "steps", 0, MAX_STEPS, "MAX_STEPS"), default=None, help="override the baselines' steps")
+    p.add_argument("--discrepancy", type=_tau, default=None, metavar="TAU",
+                   help="RUSIR: stop each image at TAU x its target's noise level (0: off; "
+                        "default: the generator's own); recorded in bench.json and each record")
+    p.add_argument("--force-mixed", action="store_true",
+                   help="resume a folder made with another configuration anyway (bench.json "
+                        "then marks it mixed; each record says what it ran)")
     p.add_argument("--metrics", default="psnr,ssim,ms_ssim,lpips", help="per-image metrics")
     p.add_argument("--loss", default=None, help="loss preset name/YAML (default: the generator's)")
     p.add_argument("--seed", type=_seed, default=0)
@@ -259,7 +265,8 @@ def _bench(p: argparse.ArgumentParser):
                             save_latent=not a.no_latents, progress=not a.no_progress,
                             batch=a.batch, engine=a.engine, address=a.address,
                             gpus_per_unit=a.gpus_per_unit, cpus_per_unit=a.cpus_per_unit,
-                            max_retries=a.max_retries, batch_size=a.batch_size)
+                            max_retries=a.max_retries, batch_size=a.batch_size,
+                            discrepancy=a.discrepancy, force_mixed=a.force_mixed)
         for f in summary.failures:
             print(f"failed {f['key']}: {f['error']}", file=sys.stderr)
         print(summary.line())

@@ -56,7 +56,7 @@ def cell_entry(records: list[dict], methods: list[str], task: str, level: str) -
             continue
         s, recs = groups[(m,)], sorted((r for r in mine if r["method"] == m), key=lambda r: r["image_index"])
         entry = {"psnr": s["mean_psnr"], "ssim": s["mean_ssim"], "psnr_per_image": s["psnr"],
-                 "seconds_per_image": s["mean_seconds"], "config": recs[0].get("method_config", {})}
+                 "seconds_per_image": s["mean_seconds"], "config": recs[0].get("config", recs[0].get("method_config", {}))}
         if all("reached_eps" in r.get("info", {}) for r in recs):
             entry["reached_eps"] = [r["info"]["reached_eps"] for r in recs]
         cell["methods"][m] = entry

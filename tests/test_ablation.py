@@ -79,11 +79,11 @@ def test_the_study_writes_runner_records(study):
     assert config["ablation"]["NGD"] == method_name("W->W+->W++") and config["steps"] == [1, 1, 1]
     by_method = {r["method"]: r for r in records}
     w = by_method[method_name("W")]           # what actually ran: the bound options
-    assert w["method_config"]["spaces"] == ["W"] and w["method_config"]["steps"] == [3]
+    assert w["config"]["spaces"] == ["W"] and w["config"]["steps"] == [3]
     assert list(w["phases"]) == ["W"] and w["batch"] == 2     # the images restored together
     assert list(by_method[method_name("W->W+")]["phases"]) == ["W", "W+"]
-    assert by_method[method_name("Adam x0.3")]["method_config"]["lr_scale"] == 0.3
-    assert by_method[method_name("single scale")]["method_config"]["loss"]["multiresolution"] is False
+    assert by_method[method_name("Adam x0.3")]["config"]["lr_scale"] == 0.3
+    assert by_method[method_name("single scale")]["config"]["loss"]["multiresolution"] is False
 
 
 def test_a_rerun_resumes(study, tmp_path):

@@ -143,7 +143,7 @@ def test_item_files_and_record(clean_run):
     rec = json.loads((d / "record.json").read_text())
     assert rec["key"] == "rusir/UNAP/M/0001" and rec["image"] == "0001.png"
     assert rec["degradation"]["name"] == "UNAP" and rec["degradation"]["seed"] == rec["degradation_seed"]
-    assert rec["method_config"]["steps"] == list(STEPS)
+    assert rec["config"]["steps"] == list(STEPS)
     m = rec["metrics"]
     assert isinstance(m["accuracy_psnr"], float) and isinstance(m["fidelity_psnr"], float)
     assert "accuracy_ssim" in m and "fidelity_ssim" in m
@@ -157,7 +157,7 @@ def test_item_files_and_record(clean_run):
 
 
 RECORD_KEYS = {"key", "method", "task", "level", "category", "image_index", "image", "image_path",
-               "seed", "degradation_seed", "degradation", "method_config", "seconds",
+               "seed", "degradation_seed", "degradation", "config", "seconds",
                "restore_seconds", "batch", "resolution", "target_size", "metrics", "unavailable", "info",
                "naive", "phases"}
 
@@ -203,10 +203,11 @@ def test_a_methods_info_goes_into_the_record(G, tmp_path):
 def test_baselines_keep_their_own_steps():
     """The seed goes to every method as the protocol's keyword (tests/test_methods.py)."""
     item = Item("pulse", "upsampling", "M", 0, "0000.png")
-    config = bench.method_kwargs("pulse", item, steps=(3, 3, 3), baseline_steps=None)
+    from rusir.baselines import pulse
+    config = bench.method_kwargs(pulse, item, steps=(3, 3, 3), baseline_steps=None)
     assert config["steps"] == 100 and "seed" not in config           # params/baselines/pulse.yaml
-    assert bench.method_kwargs("pulse", item, (3, 3, 3), baseline_steps=7)["steps"] == 7
-    assert bench.method_kwargs("rusir", item, (3, 3, 3), None) == {"steps": (3, 3, 3)}
+    assert bench.method_kwargs(pulse, item, (3, 3, 3), baseline_steps=7)["steps"] == 7
+    assert bench.method_kwargs(restore, item, (3, 3, 3), None) == {"steps": (3, 3, 3)}
 
 
 def test_targets_are_shared_across_methods(G, tmp_path):
@@ -226,6 +227,7 @@ def test_resume_after_interrupt_redoes_nothing(G, tmp_path, clean_run):
         if len(calls) == 3:
             raise KeyboardInterrupt
         return restore(G, target, degradation, loss=loss, steps=steps, progress=progress)
+    interrupted.run_options = ("steps",)     # takes the run's steps, as restore
 
     with pytest.raises(KeyboardInterrupt):
         run(G, tmp_path, methods={"rusir": interrupted})
@@ -239,6 +241,7 @@ def test_resume_after_interrupt_redoes_nothing(G, tmp_path, clean_run):
     def counting(G, target, degradation, loss=None, seed=0, steps=(1, 1, 1), progress=True):
         calls.append(1)
         return restore(G, target, degradation, loss=loss, steps=steps, progress=progress)
+    counting.run_options = ("steps",)
 
     summary = run(G, tmp_path, methods={"rusir": counting})
     assert (summary.done, summary.skipped, summary.failed) == (2, 2, 0) and len(calls) == 2
@@ -359,7 +362,7 @@ def test_cli_config_file(tmp_path, capsys):
     assert main(["bench", "--config", str(cfg), "--no-progress", "--device", "cpu"]) == 0
     assert "1 items: 1 done now" in capsys.readouterr().out
     rec = load_records(out)[0]
-    assert rec["method_config"]["steps"] == [1, 1, 1] and set(rec["metrics"]) == {
+    assert rec["config"]["steps"] == [1, 1, 1] and set(rec["metrics"]) == {
         "accuracy_psnr", "fidelity_psnr"}
     cfg.write_text("nonsense_option: 1\n")
     assert main(["bench", "--config", str(cfg), "--out", str(out)]) == 2

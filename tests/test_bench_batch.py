@@ -162,8 +162,10 @@ def test_a_batch_equals_its_items_alone_float64(singles, tmp_path):
     for key, r in ref.items():
         g = got[key]
         assert g["batch"] == 3 and r["batch"] == 1
-        for field in ("degradation_seed", "degradation", "method_config", "naive", "target_size"):
+        for field in ("degradation_seed", "degradation", "naive", "target_size"):
             assert g[field] == r[field], (key, field)
+        # what ran, image by image: the same but for RUSIR's chunk (3 images at a time, not 1)
+        assert {**g["config"], "chunk": None} == {**r["config"], "chunk": None}, key
         for name, value in r["metrics"].items():
             assert abs(g["metrics"][name] - value) <= 1e-9, (key, name)
         assert set(g["phases"]) == set(r["phases"]), key            # each item's own phases
@@ -188,7 +190,7 @@ def test_a_unit_in_chunks_equals_its_items_alone_float64(singles, tmp_path):
     ref = {r["key"]: r for r in load_records(singles)}
     for g in load_records(tmp_path / "c"):
         r = ref[g["key"]]
-        assert g["method_config"] == {**r["method_config"], "batch_size": 2}
+        assert g["config"] == {**r["config"], "batch_size": 2, "chunk": 2}
         for name, value in r["metrics"].items():
             assert abs(g["metrics"][name] - value) <= 1e-9, (g["key"], name)
         a, b = Path(r["_dir"]), Path(g["_dir"])

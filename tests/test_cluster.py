@@ -327,3 +327,22 @@ def test_sweep_sets_run_as_ray_tasks(local_ray, tmp_path):
     statuses = run_sweep(sweep, out, execute=fake_execute, engine="ray", log=logs.append)
     assert statuses == {"a1": "skipped", "a2": "skipped", "a3": "failed"}
     assert not (out / ".tmp").exists()
+
+
+def test_a_loaded_generators_own_defaults_reach_the_ray_workers(local_ray, tmp_path):
+    """A generator object with its own defaults (schedule, rates, tau, loss preset: GeneratorInfo)
+    restores on a Ray worker as it does here: the records' configurations are equal."""
+    from rusir.model.generators import GeneratorInfo, set_info
+    own = GeneratorInfo("tuned16", "test", 16, default_loss="offline", lr_scale=3.0, steps=(1, 1, 1),
+                        lrs=(0.1, 0.05, 0.02), discrepancy=2.0, sha256="ab" * 32)
+    G = set_info(small_generator(resolution=16), own)
+    for engine in ("local", "ray"):
+        s = run_bench(G, "heldout:2", out=tmp_path / engine, methods="rusir", tasks="denoising@M",
+                      metrics=("psnr",), progress=False, engine=engine, fail_fast=True)
+        assert (s.done, s.failed) == (2, 0), s.failures
+    configs = {engine: {r["key"]: r["config"] for r in load_records(tmp_path / engine)}
+               for engine in ("local", "ray")}
+    assert configs["ray"] == configs["local"]
+    for config in configs["ray"].values():
+        assert (config["lr_scale"], config["discrepancy"], config["loss"]) == (3.0, 2.0, "offline")
+        assert (config["lrs"], config["generator_sha256"]) == ([0.1, 0.05, 0.02], "ab" * 32)

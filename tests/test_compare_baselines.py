@@ -4,6 +4,7 @@ import json
 import pytest
 
 from conftest import load_script, small_generator
+from rusir.engine.plan import bind_method
 from rusir.engine.records import load_records
 
 
@@ -16,7 +17,7 @@ def _rec(method, task, j, psnr, ssim, seconds, info=None):
     return {"method": method, "task": task, "level": "M", "image_index": j, "degradation_seed": 10 + j,
             "metrics": {"accuracy_psnr": psnr, "accuracy_ssim": ssim},
             "naive": {"psnr": 1.0, "ssim": 0.1}, "restore_seconds": seconds,
-            "method_config": {"steps": 7}, "info": info or {}}
+            "config": {"steps": 7}, "info": info or {}}
 
 
 def test_cell_is_a_hand_computation_of_known_records(cb):
@@ -51,7 +52,7 @@ def test_script_runs_through_the_runner_and_resumes(cb, tmp_path, monkeypatch):
     recs = load_records(record["records"])
     assert sorted(r["key"] for r in recs) == [f"{m}/denoising/M/000{j}" for m in ("lbrgm", "rusir")
                                               for j in (0, 1)]
-    assert all(r["method_config"]["init_candidates"] == 2 for r in recs if r["method"] == "lbrgm")
+    assert all(r["config"]["init_candidates"] == 2 for r in recs if r["method"] == "lbrgm")
     (cell,) = saved["cells"]
     for m in ("rusir", "lbrgm"):
         mine = sorted((r for r in recs if r["method"] == m), key=lambda r: r["image_index"])
@@ -62,7 +63,9 @@ def test_script_runs_through_the_runner_and_resumes(cb, tmp_path, monkeypatch):
     assert "| denoising | M |" in (tmp_path / "table.md").read_text()
     # a re-run finds every item finished: no method is called, the table is the same
     monkeypatch.setattr(cb, "get_method", lambda name: pytest.fail(f"{name} called"), raising=True)
-    monkeypatch.setattr(cb, "methods_of", lambda names, n=None: {m: _never for m in names})
+    # (stand-ins with the same bound options: bench.json's method_options must agree to resume)
+    monkeypatch.setattr(cb, "methods_of", lambda names, n=None: {
+        m: bind_method(_never, init_candidates=n) if m == "lbrgm" and n else _never for m in names})
     again = cb.main(args)
     assert again["cells"] == record["cells"]
 

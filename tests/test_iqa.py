@@ -196,7 +196,7 @@ def test_study_records_equal_a_direct_runner_call(tmp_path, offline_home):
     study, direct = ([{k: v for k, v in r.items() if k not in volatile} for r in load_records(tmp_path / d)]
                      for d in ("study", "direct"))
     assert len(study) == 8 and study == direct
-    assert {r["method_config"]["loss"]["terms"]["grad"] for r in study if r["method"] == "rusir[loss=grad]"} == {1.0}
+    assert {r["config"]["loss"]["terms"]["grad"] for r in study if r["method"] == "rusir[loss=grad]"} == {1.0}
     report = write_report(tmp_path / "study", set_metrics=False, plots=False)
     assert "### rusir[loss=grad]" in report["markdown"] and "| denoising | M | 2 |" in report["markdown"]
     # a re-run of the study finds every item finished: no record is written again

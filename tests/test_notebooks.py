@@ -203,7 +203,7 @@ def _check_task(records, p, out):
     assert all(math.isfinite(ph["psnr"]) for r in records for ph in r["phases"].values())
     assert all(math.isclose(r["metrics"]["accuracy_psnr"], r["phases"]["W++"]["psnr"], abs_tol=1e-4)
                for r in records)
-    assert all(r["method_config"]["steps"] == p["steps"] for r in records)
+    assert all(r["config"]["steps"] == p["steps"] for r in records)
     _check_summary(out, f"task_{p['task']}_{p['level']}", summarise(records, by=("task", "level")),
                    ("task", "level"))
 

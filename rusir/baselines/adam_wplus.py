@@ -37,3 +37,6 @@ def adam_wplus(G, target: Tensor, degradation=None, *, loss: LossSpec = None, se
                       callback=callback, progress=progress, phase="adam_wplus")
     return RestoreResult(phase.images, {"adam_wplus": phase}, time.perf_counter() - start, config,
                          {"init": "w_avg"})
+
+
+adam_wplus.table = "adam_wplus"   # its tuned (task, level) hyperparameters: params/baselines/adam_wplus.yaml

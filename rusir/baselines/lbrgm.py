@@ -120,3 +120,4 @@ def lbrgm(G, target: Tensor, degradation=None, *, loss: LossSpec = None, seed: S
 
 
 lbrgm.seeds_per_image = True   # takes one seed per image (see seeds.py)
+lbrgm.table = "lbrgm"           # its tuned (task, level) hyperparameters: params/baselines/lbrgm.yaml

@@ -212,3 +212,4 @@ def pulse(G, target: Tensor, degradation=None, *, loss: LossSpec = None, seed: S
 
 
 pulse.seeds_per_image = True   # takes one seed per image (see seeds.py)
+pulse.table = "pulse"           # its tuned (task, level) hyperparameters: params/baselines/pulse.yaml

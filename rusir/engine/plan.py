@@ -248,6 +248,21 @@ class BoundMethod:
         self.fn, self.fixed = fn, dict(fixed)
         self.__name__ = getattr(fn, "__name__", type(fn).__name__)
 
+    @property
+    def run_options(self) -> tuple[str, ...]:
+        """The run-level options the function takes (`restore.run_options`), less the bound ones:
+        the IQA study's `rusir[loss=...]` gets the run's steps, the ablation keeps its own."""
+        return tuple(o for o in getattr(self.fn, "run_options", ()) if o not in self.fixed)
+
+    @property
+    def table(self) -> Optional[str]:
+        """The function's hyperparameter table (a baseline's), if any."""
+        return getattr(self.fn, "table", None)
+
+    @property
+    def seeds_per_image(self) -> bool:
+        return bool(getattr(self.fn, "seeds_per_image", False))
+
     def __call__(self, G, target, degradation=None, **kwargs):
         return self.fn(G, target, degradation, **{**kwargs, **self.fixed})
 
@@ -256,5 +271,6 @@ class BoundMethod:
 
 
 def bind_method(fn: Callable, **fixed) -> BoundMethod:
-    """`fn` with the keyword arguments `fixed` (see BoundMethod); recorded in `method_config`."""
+    """`fn` with the keyword arguments `fixed` (see BoundMethod); what ran is recorded from the
+    result's `config` (records' `config`), bench.json lists the bound options per method."""
     return BoundMethod(fn, **fixed)

@@ -2,7 +2,9 @@
 
 Layout of an output folder `out/` (written by `rusir.engine.runner`, read by `rusir report`):
 
-    bench.json                          the run configuration (write_config checks a re-run against it)
+    bench.json                          the run configuration (rusir.engine.config.RunConfig;
+                                        write_config refuses a re-run with another one, naming
+                                        the fields, unless forced: then `mixed` lists them all)
     <method>/<task>/<level>/<jjjj>/     one finished item: ground_truth.png, target.png,
                                         prediction.png, degraded_prediction.png (the TRUE degradation
                                         of the prediction), latent.pt (optional), record.json
@@ -64,8 +66,9 @@ CONFIG = "bench.json"
 RECORD_FIELDS = {"key": str, "method": str, "task": str, "level": str, "image_index": int,
                  "image": str, "metrics": dict}
 # Config fields that must agree between runs sharing one output folder.
-FIXED_CONFIG = ("generator", "images", "steps", "seed", "loss", "metrics", "baseline_steps",
-                "degradation_seeds", "dtype")
+FIXED_CONFIG = ("generator", "generator_sha256", "generator_defaults", "images", "steps", "seed",
+                "loss", "metrics", "baseline_steps", "degradation_seeds", "dtype", "discrepancy",
+                "chunk", "method_options")
 # Config fields that may grow between runs sharing one folder: the union is recorded.
 GROWING_CONFIG = ("methods", "tasks", "image_names")
 IMAGE_FILES = ("ground_truth", "target", "prediction", "degraded_prediction")
@@ -282,8 +285,10 @@ def _holds_record(folder: Path, key: str) -> bool:
 
 
 def config_conflicts(old: Mapping, new: Mapping) -> list[str]:
-    """The FIXED_CONFIG fields on which two runs' configurations disagree. A list of image paths
-    may grow (items are numbered by position, so a longer list keeps every finished item valid)."""
+    """The FIXED_CONFIG fields on which two runs' configurations disagree (a field an older folder
+    did not record is not compared). A list of image paths may grow (items are numbered by
+    position, so a longer list keeps every finished item valid); `method_options` may gain
+    methods, but a method already there must keep its bound options."""
     diff = []
     for key in FIXED_CONFIG:
         if key not in old:   # an older folder that did not record it
@@ -291,9 +296,16 @@ def config_conflicts(old: Mapping, new: Mapping) -> list[str]:
         a, b = old[key], new.get(key)
         if key == "images" and isinstance(a, list) and isinstance(b, list) and _is_prefix(a, b):
             continue
+        if key == "method_options" and isinstance(a, dict) and isinstance(b, dict):
+            a, b = ({m: v for m, v in d.items() if m in a and m in b} for d in (a, b))
         if a != b:
             diff.append(key)
     return diff
+
+
+def fixed_part(config: Mapping) -> dict:
+    """The FIXED_CONFIG fields of a configuration: what one of a mixed folder's runs was."""
+    return {key: config[key] for key in FIXED_CONFIG if key in config}
 
 
 def _is_prefix(a: Sequence, b: Sequence) -> bool:
@@ -301,22 +313,34 @@ def _is_prefix(a: Sequence, b: Sequence) -> bool:
     return list(long[:len(short)]) == list(short)
 
 
-def write_config(out: PathLike, config: dict) -> dict:
-    """Write `out/bench.json`; when one exists, refuse a run with another configuration (ValueError)
-    and record the union of methods, tasks and images. Returns what was written."""
+def write_config(out: PathLike, config: dict, force_mixed: bool = False) -> dict:
+    """Write `out/bench.json`; when one exists, refuse a run with another configuration (a
+    one-line ValueError naming each differing field, old -> new) and record the union of methods,
+    tasks and images. `force_mixed` writes it anyway and marks the folder mixed: `mixed` lists
+    the fixed part of every configuration that ran there (each item's record says what it ran).
+    Returns what was written."""
     out = Path(out)
     try:
         old = read_config(out)
     except ValueError as exc:   # it guards the configuration the finished items were made with
         raise ValueError(f"{exc}; restore it, or delete it to accept this run's configuration "
                          "(the finished items are kept)") from None
-    config = dict(config)
+    config = jsonable(dict(config))
     if old is not None:
         diff = config_conflicts(old, config)
+        if diff and not force_mixed:
+            changes = "; ".join(f"{k} {json.dumps(old[k])} -> {json.dumps(config.get(k))}"
+                                for k in diff)
+            raise ValueError(f"{out} holds a sweep with another configuration ({changes}); use a "
+                             "new --out folder, or --force-mixed (force_mixed=True) to add to it "
+                             "as a mixed folder")
+        mixed = list(old.get("mixed") or ([] if not diff else [fixed_part(old)]))
         if diff:
-            raise ValueError(f"{out} holds a sweep with another configuration ({', '.join(diff)}: "
-                             f"{[old[k] for k in diff]} vs {[config.get(k) for k in diff]}); "
-                             "use a new --out folder")
+            mixed.append(fixed_part(config))
+        if mixed:
+            config["mixed"] = mixed
+        if isinstance(old.get("method_options"), dict) and isinstance(config.get("method_options"), dict):
+            config["method_options"] = {**old["method_options"], **config["method_options"]}
         for key in GROWING_CONFIG:
             config[key] = list(dict.fromkeys(list(old.get(key, [])) + list(config.get(key, []))))
         if isinstance(old.get("images"), list) and len(old["images"]) > len(config.get("images") or []):

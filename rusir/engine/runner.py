@@ -24,7 +24,9 @@ finished item (the first to finish wins). Failures go to `failed.json` (`failed-
 for a shard) and do not stop the sweep unless `fail_fast`.
 
 Per-item record fields: the item (key, method, task, level, category, image_index, image), seeds,
-the degradation, the method's configuration and timings, `metrics` on the 8-bit images as saved
+the degradation, `config` (what the method reports it ran: `result.config`, a RestoreConfig's
+`as_dict()` for RUSIR -- options, generator and sha256, loss, chunk -- or a baseline's dict),
+timings, `metrics` on the 8-bit images as saved
 (`accuracy_<m>`: prediction vs ground truth; `fidelity_<m>`: true degradation of the prediction
 vs target; None with its reason under `unavailable` when it cannot be computed here), `naive`
 (PSNR/SSIM of `rusir.studies.experiment.naive_restoration`), `phases` (per phase of the
@@ -49,6 +51,7 @@ from ..metrics import PER_IMAGE_METRICS
 from ..model.generators import info as generator_info, load_generator
 from ..validation import MAX_RETRIES, MAX_SEED, MAX_STEPS, whole
 from . import records
+from .config import RunConfig, check_discrepancy
 from .cluster import ENGINES, require_ray, run_units
 from .plan import (IMAGE_EXTENSIONS, BoundMethod, Item, Unit, bind_method, images_config,
                    parse_batch, parse_shard, parse_tasks, plan_items, plan_units, resolve_images,
@@ -58,7 +61,7 @@ from .unit import (DEFAULT_METRICS, DEGRADATION_SEEDS, Job, UnitOutcome, degrada
                    execute_unit, image_info, load_ground_truth, method_kwargs, method_seed,
                    run_item, run_unit)
 
-__all__ = ["run_bench", "BenchSummary", "parse_dtype",
+__all__ = ["run_bench", "BenchSummary", "parse_dtype", "RunConfig",
            # one work unit (rusir.engine.unit), planning (rusir.engine.plan) and the store
            # (rusir.engine.records), for callers that know the runner only
            "run_item", "run_unit", "execute_unit", "Job", "UnitOutcome", "degradation_seed",
@@ -103,7 +106,8 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
               dtype: Union[str, torch.dtype] = "float32", engine: str = "local",
               address: Optional[str] = None, gpus_per_unit: Optional[float] = None,
               cpus_per_unit: float = 1, max_retries: int = 3,
-              batch_size: Union[int, str, None] = None) -> BenchSummary:
+              batch_size: Union[int, str, None] = None, discrepancy=None,
+              force_mixed: bool = False) -> BenchSummary:
     """Run every (method, task, level, image) item not yet finished in `out`.
 
     generator: a Generator, or a registry name / .pkl / .safetensors path (load_generator).
@@ -128,13 +132,20 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
     None starts a local one); gpus_per_unit: GPUs per task (fractions pack units on a GPU;
     None: 1 when the cluster has GPUs, else 0 and `cpus_per_unit` CPUs); max_retries: runs of a
     unit whose worker process died. Both engines write the same records and resume each other.
+    discrepancy: tau of the discrepancy stop for the methods that take it (RUSIR's `restore`;
+    `run_options`); 0 turns it off; None leaves each method its own (the generator's).
     generator_name: the name recorded in bench.json (default: the path / info(G).name).
     extra_config: more fields for bench.json (e.g. the IQA study's losses).
+    bench.json holds the run's configuration (`rusir.engine.config.RunConfig`: the generator's
+    name, sha256 and own defaults, the methods with their bound options, ...); resuming a folder
+    whose configuration differs is refused naming the fields, unless `force_mixed`, which adds
+    to it and marks it mixed. Each record's `config` is what its method reports it ran.
     """
     t0 = time.time()
     out = Path(out).resolve()          # Ray workers on other nodes start in another folder
     batch = parse_batch(batch)
     chunk = check_batch_size(batch_size)
+    discrepancy = check_discrepancy(discrepancy)   # before the generator is loaded
     seed = whole(seed, "seed", 0, MAX_SEED, "MAX_SEED")
     n_images, max_items = (None if v is None else whole(v, what, 1) for v, what in
                            ((n_images, "n_images"), (max_items, "max_items")))
@@ -172,20 +183,20 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
     units = plan_units(plan_items(list(fns), pairs, [name for name, _ in found]), batch)
     if which is not None:
         units = shard_items(units, *which)
-    config = {"generator": gen_name, "resolution": int(G.img_resolution),
-              "images": images_config(images, found), "image_names": [name for name, _ in found],
-              "methods": list(fns), "tasks": [f"{t}@{lv}" for t, lv in pairs], "steps": list(steps),
-              "seed": seed, "loss": loss_name, "metrics": metric_names,
-              "baseline_steps": baseline_steps, "degradation_seeds": degradation_seeds,
-              "dtype": str(precision).replace("torch.", ""), **dict(extra_config or {})}
-    records.write_config(out, config)
+    config = RunConfig.build(
+        G, generator_name=gen_name, images=images_config(images, found),
+        image_names=[name for name, _ in found], fns=fns, tasks=pairs, steps=steps, seed=seed,
+        loss=loss_name, metrics=metric_names, baseline_steps=baseline_steps,
+        degradation_seeds=degradation_seeds, dtype=str(precision).replace("torch.", ""),
+        discrepancy=discrepancy, chunk=chunk, extra=extra_config)
+    records.write_config(out, config.as_dict(), force_mixed=force_mixed)
     records.clean_stale_tmp(out)
     claims.clean_stale_claims(out)
 
     summary = BenchSummary(items=sum(len(u.items) for u in units))
     todo = unfinished_units(out, units, summary, max_items)
     job = Job(G, fns, dict(found), out, loss_fn, steps, baseline_steps, seed, metric_names,
-              save_latent, dev, degradation_seeds, precision, chunk)
+              save_latent, dev, degradation_seeds, precision, chunk, config.discrepancy)
     try:
         if engine == "ray":
             source = generator if isinstance(generator, (str, Path)) else G

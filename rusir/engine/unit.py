@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from .. import degradations
-from ..baselines.config import TABLES, baseline_config
+from ..baselines.config import baseline_config
 from ..data import load_image
 from ..degradations.base import derive_seed
 from ..metrics import psnr, ssim
@@ -31,7 +31,7 @@ from .records import as_8bit, is_finished
 
 __all__ = ["DEFAULT_METRICS", "DEGRADATION_SEEDS", "degradation_seed", "load_ground_truth",
            "method_kwargs", "method_seed", "Job", "run_unit", "image_info", "run_item",
-           "UnitOutcome", "execute_unit"]
+           "UnitOutcome", "execute_unit", "ran_config", "RUN_OPTIONS"]
 
 DEFAULT_METRICS = ("psnr", "ssim", "ms_ssim", "lpips")
 DEGRADATION_SEEDS = ("derived", "image")
@@ -57,18 +57,35 @@ def load_ground_truth(image: ImageSource, size: int) -> Tensor:
     return image.detach().float().cpu()
 
 
-def method_kwargs(name: str, item: Item, steps: Sequence[int], baseline_steps: Optional[int],
-                  chunk: Union[int, str, None] = None) -> dict:
-    """The method's own options for one item (loss, seed and progress go to every method alike):
-    RUSIR its steps per phase (and `batch_size=chunk` when given: a unit restored in chunks); a baseline its tuned (task, level) table entry, or {} (its code
-    defaults) when the table is absent, with `baseline_steps` as its step count if given; any
-    other method (a function passed in `methods`) nothing but `baseline_steps`. A method other
-    than RUSIR never gets RUSIR's per-phase steps."""
-    if name == "rusir":
-        return {"steps": tuple(steps)} if chunk is None else {"steps": tuple(steps), "batch_size": chunk}
-    config = dict(baseline_config(name, item.task, item.level)) if name in TABLES else {}
-    if baseline_steps is not None:
+RUN_OPTIONS = ("steps", "discrepancy", "batch_size")   # run-level options a method may accept
+
+
+def method_kwargs(fn: Callable, item: Item, steps: Sequence[int], baseline_steps: Optional[int],
+                  chunk: Union[int, str, None] = None, discrepancy=None) -> dict:
+    """The method's own options for one item (loss, seed and progress go to every method alike),
+    from what the method declares, never from its name:
+
+    - `fn.run_options` names the run-level options it takes (RUSIR's `restore`: steps per phase,
+      discrepancy, batch_size): it gets the run's `steps`, and `discrepancy` / `batch_size=chunk`
+      when the run sets them;
+    - `fn.table` names its tuned hyperparameter table (params/baselines/<table>.yaml): it gets
+      the (task, level) entry, or {} (its code defaults) when the table is absent;
+    - a method that does not take per-phase steps gets `baseline_steps` as its step count if given.
+
+    Options bound with `bind_method` are left out here: the bound values win (BoundMethod)."""
+    accepts = tuple(getattr(fn, "run_options", ()))
+    table = getattr(fn, "table", None)
+    config = dict(baseline_config(table, item.task, item.level)) if table else {}
+    if "steps" in accepts:
+        config["steps"] = tuple(steps)
+    elif baseline_steps is not None:
         config["steps"] = int(baseline_steps)
+    if "discrepancy" in accepts and discrepancy is not None:
+        config["discrepancy"] = discrepancy
+    if "batch_size" in accepts and chunk is not None:
+        config["batch_size"] = chunk
+    for name in getattr(fn, "fixed", {}):
+        config.pop(name, None)
     return config
 
 
@@ -99,6 +116,7 @@ class Job:
     degradation_seeds: str = "derived"
     dtype: torch.dtype = torch.float32
     chunk: Union[int, str, None] = None      # RUSIR's restore(batch_size=...) inside a unit
+    discrepancy: Optional[float] = None      # tau for methods that take it; None: their own
     metrics: records.MetricCache = field(default_factory=records.MetricCache)
 
 
@@ -120,7 +138,7 @@ def run_unit(job: Job, items: Sequence[Item]) -> list[Optional[dict]]:
     with torch.no_grad():
         target = deg.degrade_ground_truth(gt)                                # [N, 3, r, r]
     fn = job.fns[first.method]
-    kwargs = method_kwargs(first.method, first, job.steps, job.baseline_steps, job.chunk)
+    kwargs = method_kwargs(fn, first, job.steps, job.baseline_steps, job.chunk, job.discrepancy)
     result = fn(G, target, deg, loss=job.loss, seed=method_seed(fn, job.seed, n), progress=False,
                 **kwargs)
     preds = as_8bit(result.images.detach()).float()                          # [N, 3, R, R]
@@ -138,7 +156,7 @@ def run_unit(job: Job, items: Sequence[Item]) -> list[Optional[dict]]:
         with torch.no_grad():
             degraded = item_deg.degrade_ground_truth(pred)
         record = _record(job, item, dseed, item_deg, pred, gt_i, target_i, degraded, {
-            "method_config": records.jsonable({**kwargs, **getattr(fn, "fixed", {})}),
+            "config": ran_config(result, i, n),
             "seconds": round(unit_seconds / n, 3), "restore_seconds": round(restore_seconds / n, 3),
             "batch": n, "info": records.jsonable(image_info(info, i, n)),
             "phases": phase_metrics(phases, one, item_deg, gt_i, target_i)})
@@ -164,7 +182,7 @@ def _record(job: Job, item: Item, dseed: int, deg, pred: Tensor, gt: Tensor, tar
         "category": item.category, "image_index": item.image_index, "image": item.image_name,
         "image_path": None if isinstance(image, Tensor) else str(image), "seed": job.seed,
         "degradation_seed": dseed, "degradation": records.jsonable(deg.describe()),
-        "method_config": extra["method_config"], "seconds": extra["seconds"],
+        "config": extra["config"], "seconds": extra["seconds"],
         "restore_seconds": extra["restore_seconds"], "batch": extra["batch"],
         "resolution": res, "target_size": list(target.shape[-2:]),
         "metrics": scores, "unavailable": unavailable,
@@ -172,6 +190,19 @@ def _record(job: Job, item: Item, dseed: int, deg, pred: Tensor, gt: Tensor, tar
         "phases": extra.get("phases", {}),
         "info": extra["info"],
     }
+
+
+def ran_config(result, i: int = 0, n: int = 1) -> dict:
+    """What the method reports it ran (`result.config`) for image i of a batch of n, as plain
+    data: a RestoreConfig's `as_dict()` (options, generator, loss, chunk) or a baseline's dict
+    alike. The one source of a record's `config`: never the options the runner asked for. A seed
+    per image (a batch of a `seeds_per_image` method: `method_seed`) is image i's, as it runs
+    alone."""
+    config = getattr(result, "config", None) or {}
+    data = records.jsonable(config.as_dict() if hasattr(config, "as_dict") else dict(config))
+    if n > 1 and isinstance(data.get("seed"), list) and len(data["seed"]) == n:
+        data["seed"] = data["seed"][i]
+    return data
 
 
 def phase_metrics(phases: dict, one: slice, deg, gt: Tensor, target: Tensor) -> dict:

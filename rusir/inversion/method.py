@@ -10,7 +10,10 @@ arguments into what a method optimises against, the same way for every method; a
 options are explicit keyword-only parameters, and anything else is refused by `reject_unknown`
 with the list of what the method takes. The result records the configuration that ran
 (`config`: rerunning `method(G, target, degradation, **result.config)` repeats the run) and
-method-specific findings (`info`).
+method-specific findings (`info`). A method declares what the benchmark may pass it beyond the
+protocol: `run_options` (the run-level options it takes, e.g. restore's steps, discrepancy,
+batch_size) and `table` (a baseline's tuned hyperparameter table); the runner never matches a
+method by its name (rusir.engine.unit.method_kwargs).
 """
 from __future__ import annotations
 
@@ -49,13 +52,16 @@ class RestoreResult:
     """What every method returns: the final images and each phase's images, latent and losses.
 
     RUSIR's phases are keyed by space (W, W+, W++); a baseline has one phase named after it.
-    `config`: the configuration that ran, as plain data (steps, rates, seed, ...); `info`:
-    method-specific records (e.g. PULSE's `reached_eps`).
+    `config`: the configuration that ran, a mapping of the method's options as they ran (steps,
+    rates, seed, ...): RUSIR's frozen `rusir.inversion.config.RestoreConfig` (with `as_dict()`:
+    also the generator, the loss and the chunk size that ran), a baseline's plain dict; the
+    benchmark records either as the item's `config`. `info`: method-specific records (e.g.
+    PULSE's `reached_eps`).
     """
     images: Tensor                  # [B, 3, R, R], the last phase's prediction in ~[0, 1]
     phases: dict[str, PhaseResult]  # in run order
     seconds: float = 0.0
-    config: dict[str, Any] = field(default_factory=dict)
+    config: Mapping[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
 
     @property

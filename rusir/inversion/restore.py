@@ -18,28 +18,19 @@ import torch
 from torch import Tensor
 
 from ..degradations.base import Degradation
-from ..model.generators import info
 from ..model.stylegan2 import Generator
-from ..validation import MAX_SEED, side, whole
-from .acceleration import (LossRunner, SynthesisProxy, check_compile, check_precision,
-                           compile_or_eager, compiled_terms, recompile_limit,
-                           tf32_scope)
-from .batching import (auto_batch_size, check_batch_size, chunk_degradation, chunk_loss, chunks,
-                       largest_that_fits)
-from .discrepancy import DiscrepancyStop, check_tau, supports
+from .acceleration import (LossRunner, SynthesisProxy, compile_or_eager, compiled_terms,
+                           recompile_limit, tf32_scope)
+from .batching import auto_batch_size, chunk_degradation, chunk_loss, chunks, largest_that_fits
+from .config import NGD_OPTIONS, OPTIMIZERS, OPTIONS, RestoreConfig, check_optimizer
+from .discrepancy import DiscrepancyStop
 from .latents import SPACES, convert, initial_latent
 from .loop import StepInfo, evaluate_loss, render, render_degraded, run_steps
 from .method import (LossFn, LossSpec, PhaseResult, Problem, RestoreResult, prepare,
                      reject_unknown)
 from .ngd import NGD
-from .schedule import resolve as resolve_schedule
 
-__all__ = ["restore", "run_phase", "make_optimizer", "OPTIMIZERS"]
-
-OPTIMIZERS = ("ngd", "adam")
-
-
-NGD_OPTIONS = ("anchor", "normalize")
+__all__ = ["restore", "run_phase", "make_optimizer", "OPTIMIZERS", "NGD_OPTIONS", "RestoreConfig"]
 
 
 def make_optimizer(name: str, params: list[Tensor], lr: float,
@@ -47,14 +38,7 @@ def make_optimizer(name: str, params: list[Tensor], lr: float,
     """RUSIR's NGD (with `ngd_options`: anchor, normalize; rusir.inversion.ngd), or Adam for the
     ablation (and the W+ Adam baseline)."""
     options = dict(ngd_options or {})
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of {OPTIMIZERS}")
-    if options and name != "ngd":
-        raise ValueError(f"ngd_options apply to optimizer 'ngd' only, not {name!r}")
-    unknown = sorted(set(options) - set(NGD_OPTIONS))
-    if unknown:
-        raise ValueError(f"unknown ngd_options {unknown}; choose from {list(NGD_OPTIONS)}")
-    if name == "ngd":
+    if check_optimizer(name, options) == "ngd":
         return NGD(params, lr=lr, **options)
     return torch.optim.Adam(params, lr=lr)
 
@@ -106,13 +90,6 @@ def run_phase(G: Generator, latent: Tensor, target: Tensor, degradation, loss_fn
     return PhaseResult(space, images, latent.detach(), losses, lr)
 
 
-def _check_spaces(spaces: Sequence[str]) -> tuple[str, ...]:
-    spaces = tuple(spaces)
-    if not spaces or any(s not in SPACES for s in spaces) or list(spaces) != sorted(spaces, key=SPACES.index):
-        raise ValueError(f"spaces must be an ordered subset of {SPACES}, got {spaces}")
-    return spaces
-
-
 def restore(G: Generator, target: Tensor, degradation=None, *, loss: LossSpec = None,
             seed: int = 0, callback: Optional[Callable[[StepInfo], None]] = None,
             progress: bool = True, steps: Optional[Sequence[int]] = None,
@@ -161,23 +138,18 @@ def restore(G: Generator, target: Tensor, degradation=None, *, loss: LossSpec = 
     the paper's method); 0 turns it off. It needs a degradation with a true side
     (`rusir.degradations.Degradation`); `result.info["stopped"]` says where each image stopped
     ("W+:37") or None.
-    callback(StepInfo) runs after every step; `result.config` holds the resolved configuration,
-    `result.info["batch_size"]` the chunk size that ran.
+    callback(StepInfo) runs after every step; `result.config` is the RestoreConfig that ran
+    (`rusir.inversion.config`: the options, the generator's name and sha256, the loss and the
+    chunk size that ran, also in `result.info["batch_size"]`).
     """
     start = time.perf_counter()
-    spaces = _check_spaces(spaces)
-    steps, lrs, lr_scale = resolve_schedule(G, spaces, steps, lrs, lr_scale)
-    config = dict(steps=steps, lrs=lrs, lr_scale=lr_scale, spaces=spaces, optimizer=optimizer,
-                  resolution=side(resolution or G.img_resolution, "resolution"),
-                  seed=whole(seed, "seed", 0, MAX_SEED, "MAX_SEED"),
-                  batch_size=check_batch_size(batch_size), precision=check_precision(precision),
-                  compile=check_compile(compile), cache_target=bool(cache_target),
-                  ngd_options=dict(ngd_options) if ngd_options else None,
-                  discrepancy=_resolve_tau(G, discrepancy, degradation))
-    if ngd_options:
-        make_optimizer(optimizer, [torch.zeros(1)], 1.0, ngd_options)   # bad options: before any step
-    reject_unknown("restore", unknown, [*config, "init"])
-    problem = prepare(G, target, degradation, loss, seed=seed, resolution=resolution)
+    reject_unknown("restore", unknown, [*OPTIONS, "init"])
+    config = RestoreConfig.resolve(
+        G, degradation, loss, steps=steps, lrs=lrs, lr_scale=lr_scale, spaces=spaces,
+        optimizer=optimizer, resolution=resolution, seed=seed, batch_size=batch_size,
+        precision=precision, compile=compile, cache_target=cache_target,
+        ngd_options=ngd_options, discrepancy=discrepancy)
+    problem = prepare(G, target, degradation, loss, seed=config.seed, resolution=config.resolution)
     with _accelerated(G, problem.loss, config) as (G_run, wrap):
         size = _chunk_size(G_run, problem, config, wrap)
         oom = None
@@ -190,19 +162,24 @@ def restore(G: Generator, target: Tensor, degradation=None, *, loss: LossSpec = 
             raise _out_of_memory(G_run, problem, config, wrap, size, oom)
     info = {"init": "w_avg" if init is None else "given", "batch_size": size, "stopped": stopped}
     return RestoreResult(list(phases.values())[-1].images, phases, time.perf_counter() - start,
-                         config, info)
+                         config.ran(size), info)
+
+
+# The run-level options of a benchmark run that restore takes (rusir.engine.unit.method_kwargs):
+# per-phase steps, the discrepancy tau and the chunk size inside a unit.
+restore.run_options = ("steps", "discrepancy", "batch_size")
 
 
 @contextmanager
-def _accelerated(G: Generator, loss, config: dict) -> Iterator[tuple]:
+def _accelerated(G: Generator, loss, config: RestoreConfig) -> Iterator[tuple]:
     """(G as the steps see it, a function wrapping a chunk's loss) under the configured
     precision, compilation and target caching; everything is put back afterwards."""
-    backend, precision = config["compile"], config["precision"]
+    backend, precision = config.compile, config.precision
     with ExitStack() as stack:
         stack.enter_context(tf32_scope("tf32" in precision))
         if hasattr(loss, "cache_target"):
             before = loss.cache_target
-            loss.cache_target = config["cache_target"]
+            loss.cache_target = config.cache_target
             stack.callback(setattr, loss, "cache_target", before)
             stack.callback(loss.clear_target_cache)
         G_run = G
@@ -232,26 +209,12 @@ def _chunk(problem: Problem, start: int, stop: int, seed: int, copy: bool = Fals
     return Problem(problem.target[start:stop], degradation, loss, problem.resolution)
 
 
-def _resolve_tau(G: Generator, value, degradation) -> Optional[float]:
-    """The discrepancy tau a restore runs with: the given one, else the generator's own; one
-    asked for explicitly needs a degradation that has a true side."""
-    own = info(G).discrepancy
-    tau = check_tau(own if value is None else value)
-    if tau is not None and degradation is not None and not supports(degradation):
-        if value is not None:
-            raise ValueError(f"discrepancy={value} needs a degradation with a true side (a "
-                             f"rusir.degradations.Degradation); {type(degradation).__name__} has "
-                             "no redraw(): pass discrepancy=0")
-        return None
-    return tau
-
-
 def _pad(curve: list[Tensor], steps: int) -> list[Tensor]:
     """A loss curve that ended early (every image stopped) held at its last value to `steps`."""
     return curve + curve[-1:] * (steps - len(curve)) if curve else curve
 
 
-def _run_chunks(G, problem: Problem, init: Optional[Tensor], config: dict, wrap, size: int,
+def _run_chunks(G, problem: Problem, init: Optional[Tensor], config: RestoreConfig, wrap, size: int,
                 callback, progress: bool) -> tuple[dict[str, PhaseResult], list]:
     """The phases for the whole batch, `size` images at a time, concatenated per phase, and
     where each image stopped (None: it ran every step)."""
@@ -261,7 +224,7 @@ def _run_chunks(G, problem: Problem, init: Optional[Tensor], config: dict, wrap,
                            callback, progress)
     parts, stopped = [], []
     for start, stop in chunks(batch, size):
-        part = _chunk(problem, start, stop, config["seed"])
+        part = _chunk(problem, start, stop, config.seed)
         part_init = init[start:stop] if init is not None and init.shape[0] == batch else init
         phases, where = _run_phases(G, part._replace(loss=wrap(part.loss)), part_init, config,
                                     callback, progress)
@@ -278,16 +241,16 @@ def _run_chunks(G, problem: Problem, init: Optional[Tensor], config: dict, wrap,
             for space in parts[0]}, stopped
 
 
-def _probe(G, problem: Problem, config: dict, wrap, n: int) -> None:
+def _probe(G, problem: Problem, config: RestoreConfig, wrap, n: int) -> None:
     """One W++ step (forward, backward, NGD) with the first n images, on copies of the
     degradation and loss: the largest step of a restore, to measure what n images need."""
-    part = _chunk(problem, 0, n, config["seed"], copy=True)
+    part = _chunk(problem, 0, n, config.seed, copy=True)
     latent = initial_latent(G, "W++", n).to(problem.target.device)
     run_phase(G, latent, part.target, part.degradation, wrap(part.loss), 1, 1e-3, "W++",
               progress=False)
 
 
-def _step_memory(G, problem: Problem, config: dict, wrap, n: int) -> int:
+def _step_memory(G, problem: Problem, config: RestoreConfig, wrap, n: int) -> int:
     """Peak CUDA bytes one W++ step with n images adds to what is allocated now."""
     device = problem.target.device
     torch.cuda.synchronize(device)
@@ -298,8 +261,8 @@ def _step_memory(G, problem: Problem, config: dict, wrap, n: int) -> int:
     return torch.cuda.max_memory_allocated(device) - base
 
 
-def _chunk_size(G, problem: Problem, config: dict, wrap) -> int:
-    batch, batch_size = problem.target.shape[0], config["batch_size"]
+def _chunk_size(G, problem: Problem, config: RestoreConfig, wrap) -> int:
+    batch, batch_size = problem.target.shape[0], config.batch_size
     if batch_size is None:
         return batch
     if batch_size == "auto":
@@ -308,7 +271,7 @@ def _chunk_size(G, problem: Problem, config: dict, wrap) -> int:
     return min(batch_size, batch)
 
 
-def _out_of_memory(G, problem: Problem, config: dict, wrap, size: int,
+def _out_of_memory(G, problem: Problem, config: RestoreConfig, wrap, size: int,
                    message: str) -> torch.OutOfMemoryError:
     """The error to raise after running out of memory with chunks of `size`: it names the
     largest chunk with which one W++ step runs (found by bisection)."""
@@ -339,23 +302,23 @@ def _out_of_memory(G, problem: Problem, config: dict, wrap, size: int,
         f"batch_size='auto' ({message})")
 
 
-def _run_phases(G: Generator, problem: Problem, init: Optional[Tensor], config: dict,
+def _run_phases(G: Generator, problem: Problem, init: Optional[Tensor], config: RestoreConfig,
                 callback, progress: bool) -> tuple[dict[str, PhaseResult], list]:
-    """W -> W+ -> W++ (the phases in config["spaces"]), each from the last phase's latent; with
+    """W -> W+ -> W++ (the phases in config.spaces), each from the last phase's latent; with
     the discrepancy principle, one stop follows the images through the phases."""
-    spaces, batch = config["spaces"], problem.target.shape[0]
+    spaces, batch = config.spaces, problem.target.shape[0]
     stop = None
-    if config["discrepancy"] is not None:
-        stop = DiscrepancyStop(config["discrepancy"], problem.loss, problem.degradation, batch,
+    if config.discrepancy is not None:
+        stop = DiscrepancyStop(config.discrepancy, problem.loss, problem.degradation, batch,
                                average=True)
     latent = init if init is not None else initial_latent(G, spaces[0], batch)
     latent = convert(latent.to(problem.target.device), spaces[0], G)
     phases: dict[str, PhaseResult] = {}
-    for space, n, lr in zip(spaces, config["steps"], config["lrs"]):
+    for space, n, lr in zip(spaces, config.steps, config.lrs):
         latent = convert(latent, space, G)
         phases[space] = run_phase(G, latent, problem.target, problem.degradation, problem.loss,
-                                  n, lr * config["lr_scale"], space, config["optimizer"],
+                                  n, lr * config.lr_scale, space, config.optimizer,
                                   problem.resolution, callback, progress,
-                                  ngd_options=config.get("ngd_options"), stop=stop)
+                                  ngd_options=config.ngd_options, stop=stop)
         latent = phases[space].latent
     return phases, (stop.stopped if stop is not None else [None] * batch)

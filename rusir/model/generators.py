@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import weakref
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Union
@@ -34,7 +33,9 @@ _OFFICIAL_BASE = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrai
 @dataclass(frozen=True)
 class GeneratorInfo:
     """What a generator is and its own defaults for restoration: data, read by
-    `rusir.inversion.schedule` and `restore` through `info(G)`, never attributes on the module."""
+    `rusir.inversion.schedule` and `restore` through `info(G)`. Kept on the module itself
+    (`INFO_ATTRIBUTE`), so it travels with it: pickle, deepcopy, a Ray worker or a subprocess
+    restoring with the same G runs with the same schedule, tau and loss preset."""
     name: str
     description: str
     resolution: int
@@ -45,26 +46,29 @@ class GeneratorInfo:
     steps: Optional[tuple[int, int, int]] = None      # RUSIR steps per phase W, W+, W++; None: the paper's
     lrs: Optional[tuple[float, float, float]] = None  # RUSIR rates per phase (x lr_scale); None: the paper's
     discrepancy: Optional[float] = None  # tau of RUSIR's noise-level stop; None: off (the paper)
-    sha256: Optional[str] = None  # of the shipped file: the schedule and preset were tuned on it
+    sha256: Optional[str] = None  # of the file loaded (pinned for the shipped one: tuned on it)
 
 
-# Generators returned by load_generator -> their info (a side table, so the module stays a plain
-# nn.Module; entries vanish with the generator).
-_INFO: "weakref.WeakKeyDictionary[Generator, GeneratorInfo]" = weakref.WeakKeyDictionary()
+# The attribute of a generator that holds its GeneratorInfo: a plain (non-parameter) attribute of
+# the nn.Module, so it pickles and deep-copies with it (a side table keyed by the module did not:
+# a Ray worker got the paper's defaults for the embedded generator).
+INFO_ATTRIBUTE = "rusir_info"
 
 
 def info(G: Generator) -> GeneratorInfo:
     """The info `load_generator` recorded for G; for a generator built in code, the paper's
     defaults (loss preset `paper`, the paper's schedule)."""
-    found = _INFO.get(G)
-    if found is not None:
+    found = getattr(G, INFO_ATTRIBUTE, None)
+    if isinstance(found, GeneratorInfo):
         return found
     return GeneratorInfo(type(G).__name__, "a generator not loaded by name", int(G.img_resolution))
 
 
 def set_info(G: Generator, record: GeneratorInfo) -> Generator:
     """Record G's own defaults (what `load_generator` does; also for generators built in code)."""
-    _INFO[G] = record
+    if not isinstance(record, GeneratorInfo):
+        raise ValueError(f"a generator's info must be a GeneratorInfo, got {type(record).__name__}")
+    object.__setattr__(G, INFO_ATTRIBUTE, record)   # not a parameter, buffer or submodule
     return G
 
 
@@ -162,7 +166,10 @@ def load_generator(name_or_path: Union[str, Path] = DEFAULT, device: Union[str, 
             raise ValueError(f"unknown generator {key!r}: not a file, and not one of {sorted(REGISTRY)}")
         record = None
     G = _load_file(path)
-    set_info(G, record or _file_info(path, key, G.img_resolution))
+    record = record or _file_info(path, key, G.img_resolution)
+    if record.sha256 is None:   # name the exact file (a benchmark folder records it: RunConfig)
+        record = replace(record, sha256=weights.file_sha256(path))
+    set_info(G, record)
     return G.to(device).eval().requires_grad_(False)
 
 
