@@ -114,7 +114,7 @@ def test_the_table_comes_from_the_records(study):
     best = max(adam, key=adam.get)
 
     records = ablation_records(load_records(out))
-    summary = summarise(records, by=("group", "config"))
+    summary = summarise(records, by=("group", "ablation"))
     expected = [(c.group, c.name) for c in configs() if c.optimizer != "adam" or c.name == best]
     expected = [(g, "Adam (tuned)" if n == best else n) for g, n in expected]
     assert sorted(summary) == sorted(expected) and len(summary) == len(CONFIGS) - len(ADAM_LR_SCALES) + 1
@@ -122,14 +122,14 @@ def test_the_table_comes_from_the_records(study):
         method = method_name(best) if name == "Adam (tuned)" else method_of(CONFIGS[name])
         assert s["n"] == 2 and s["mean_psnr"] == pytest.approx(mean[method], abs=1e-12)
     assert summary[("optimizer", "NGD")]["psnr"] == summary[("phases", "W->W+->W++")]["psnr"]
-    tuned_rows = [r for r in records if r["config"] == "Adam (tuned)"]
+    tuned_rows = [r for r in records if r["ablation"] == "Adam (tuned)"]
     assert {r["adam_config"] for r in tuned_rows} == {best} and {r["method"] for r in tuned_rows} == {"Adam (tuned)"}
-    assert {r["config"] for r in ablation_records(load_records(out), "loss")} == {"multiresolution",
+    assert {r["ablation"] for r in ablation_records(load_records(out), "loss")} == {"multiresolution",
                                                                                   "single scale"}
 
 
 def _record(config: str, psnr: float) -> dict:
-    return {"config": config, "metrics": {"accuracy_psnr": psnr}}
+    return {"ablation": config, "metrics": {"accuracy_psnr": psnr}}
 
 
 def test_tuned_keeps_the_best_adam():
@@ -137,7 +137,7 @@ def test_tuned_keeps_the_best_adam():
         _record(f"Adam x{s:g}", p) for s, p in zip(ADAM_LR_SCALES, (10.0, 25.0, 12.0, 11.0))
         for _ in range(2)]
     out = tuned(records)
-    assert [r["config"] for r in out] == ["NGD", "Adam (tuned)", "Adam (tuned)"]
+    assert [r["ablation"] for r in out] == ["NGD", "Adam (tuned)", "Adam (tuned)"]
     assert out[1]["adam_config"] == "Adam x0.03" and out[1]["metrics"]["accuracy_psnr"] == 25.0
     assert tuned([_record("W", 1.0)]) == [_record("W", 1.0)]
     ssim = [dict(_record("Adam x0.01", 1.0), metrics={"accuracy_psnr": 1.0, "accuracy_ssim": 0.9}),

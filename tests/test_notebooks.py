@@ -221,14 +221,14 @@ def _check_ablation(records, p, out):
     assert {r["method"] for r in records} == set(methods)
     study = ablation_records(records)
     shown = [n for n in names if not n.startswith("Adam")]
-    assert [n for n in dict.fromkeys(r["config"] for r in study) if n != "Adam (tuned)"] == shown
-    assert "Adam (tuned)" in {r["config"] for r in study}
+    assert [n for n in dict.fromkeys(r["ablation"] for r in study) if n != "Adam (tuned)"] == shown
+    assert "Adam (tuned)" in {r["ablation"] for r in study}
     assert list(dict.fromkeys(r["level"] for r in study)) == p["levels"]
-    full = {r["level"]: r["metrics"]["accuracy_psnr"] for r in study if r["config"] == "W->W+->W++"}
-    ngd = {r["level"]: r["metrics"]["accuracy_psnr"] for r in study if r["config"] == "NGD"}
+    full = {r["level"]: r["metrics"]["accuracy_psnr"] for r in study if r["ablation"] == "W->W+->W++"}
+    ngd = {r["level"]: r["metrics"]["accuracy_psnr"] for r in study if r["ablation"] == "NGD"}
     assert full == ngd                     # the same method in two groups: one run, same numbers
     assert all(list(r["phases"]) == ["W"] for r in records if r["method"] == method_name("W"))
-    _check_summary(out, "ablation", summarise(study, by=("group", "config")), ("group", "config"))
+    _check_summary(out, "ablation", summarise(study, by=("group", "ablation")), ("group", "ablation"))
 
 
 CHECK_RECORDS = {"10_task": _check_task, "20_compositions": _check_compositions,

@@ -15,7 +15,7 @@ and the study reads the run's records:
 
     run_ablation(G, heldout(4), ["upsampling"], ["XS", "M"], steps=150, out="runs/ablation")
     records = ablation_records(load_records("runs/ablation"))   # + config, group; Adam tuned
-    summarise(records, by=("group", "config"))                  # rusir.report.tables
+    summarise(records, by=("group", "ablation"))                  # rusir.report.tables
 
 Identical variants (the full method is also "NGD" and "multiresolution") are one method, run
 once: the method of the first config in `CONFIGS` with the same options (`method_of`).
@@ -162,12 +162,12 @@ def run_ablation(G, images: Tensor, tasks: Sequence[str], levels: Sequence[str],
 def ablation_records(records: Sequence[dict], groups: Union[str, Sequence[str], None] = None,
                      metric: str = "accuracy_psnr") -> list[dict]:
     """The runner's records as the study's: per config of `groups`, its method's records with
-    `config`, `group` and `method` set to the config's name (so that `summarise` and
+    `ablation`, `group` and `method` set to the config's name (the record's own `config`, what ran, is kept) (so that `summarise` and
     `build_tables` group by config), the Adam variants reduced to the best one (`tuned`)."""
     out = []
     for config in configs(groups):
         method = method_of(config)
-        out += [{**r, "config": config.name, "group": config.group, "method": config.name,
+        out += [{**r, "ablation": config.name, "group": config.group, "method": config.name,
                  "ablation_method": method} for r in records if r.get("method") == method]
     return tuned(out, metric)
 
@@ -180,24 +180,24 @@ def tuned(records: Sequence[dict], metric: str = "accuracy_psnr") -> list[dict]:
     """Records with the Adam variants reduced to the best one over the grid (renamed
     "Adam (tuned)", its `adam_config` the chosen one).
 
-    Records need a `config` key (`ablation_records`). The best Adam scale is chosen by the mean of
+    Records need an `ablation` key (`ablation_records`). The best Adam scale is chosen by the mean of
     `metrics[metric]` over all of its records (every task, level and image), i.e. one tuned rate
     for the whole benchmark.
     """
-    adam = [n for n in dict.fromkeys(r["config"] for r in records)
+    adam = [n for n in dict.fromkeys(r["ablation"] for r in records)
             if n in CONFIGS and CONFIGS[n].optimizer == "adam"]
     if not adam:
         return list(records)
 
     def score(name: str) -> float:
-        values = [v for r in records if r["config"] == name for v in [_metric(r, metric)] if v is not None]
+        values = [v for r in records if r["ablation"] == name for v in [_metric(r, metric)] if v is not None]
         return sum(values) / len(values) if values else float("-inf")
 
     best = max(adam, key=score)
     out = []
     for r in records:
-        if r["config"] == best:
-            out.append({**r, "config": TUNED, "method": TUNED, "adam_config": best})
-        elif r["config"] not in adam:
+        if r["ablation"] == best:
+            out.append({**r, "ablation": TUNED, "method": TUNED, "adam_config": best})
+        elif r["ablation"] not in adam:
             out.append(r)
     return out
