@@ -331,6 +331,22 @@ def test_a_damaged_set_metric_cache_is_recomputed(bench_dir, tmp_path, fake_ince
     assert json.loads(cache.read_text())              # rewritten whole
 
 
+def test_a_reference_folder_is_resized_and_shared_by_every_cell(bench_dir, tmp_path, fake_inception):
+    d = tmp_path / "bench"
+    shutil.copytree(bench_dir, d, ignore=shutil.ignore_patterns("report", ".cache"))
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    for j in range(3):      # 32 px: resized to the predictions' 16 px
+        save_png(torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(j)), ref / f"{j}.png")
+    records = [r for r in load_records(d) if r["task"] == "UN"]
+    values = set_metrics_for(d, records, names=("patch_fid",), crops=4, reference=ref, min_samples=LOW)
+    assert all(v["patch_fid"] is not None and v["patch_fid_n"] == 12 for v, _ in values.values())
+    # the 6 predictions of the 2 cells and the 3 reference images, 4 crops each
+    assert fake_inception.images == (6 + 3) * 4
+    other = set_metrics_for(d, records, names=("patch_fid",), crops=4, min_samples=LOW)
+    assert other != values                         # the ground truths are another reference
+
+
 def test_feature_store_keys_by_content(tmp_path, fake_inception):
     from rusir.report import FeatureSpec, FeatureStore
     img = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
