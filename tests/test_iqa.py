@@ -198,7 +198,8 @@ def test_study_records_equal_a_direct_runner_call(tmp_path, offline_home):
     assert len(study) == 8 and study == direct
     assert {r["config"]["loss"]["terms"]["grad"] for r in study if r["method"] == "rusir[loss=grad]"} == {1.0}
     report = write_report(tmp_path / "study", set_metrics=False, plots=False)
-    assert "### rusir[loss=grad]" in report["markdown"] and "| denoising | M | 2 |" in report["markdown"]
+    md = report["markdown"]
+    assert "accuracy PSNR ↑ rusir[loss=grad]" in md and "|  | M |" in md and "n = 2 images per cell" in md
     # a re-run of the study finds every item finished: no record is written again
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "study").rglob("record.json")}
     again = iqa.run_iqa_study(G, images, ["baseline", "grad"], tasks=["denoising"], levels=["S", "M"],
