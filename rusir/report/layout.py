@@ -212,7 +212,6 @@ def layout_tables(records: Sequence[dict], set_values: dict,
               "table3": "Table 3: the DDRM-comparison settings"}
     tables = {name: PaperTable(name, title) for name, title in titles.items()}
     by_cell = cells(records)
-    groups_seen = set(PAPER_GROUPS + FREE_GROUPS)
     for (method, task, level), recs in by_cell.items():
         placed = [_table_of(recs[0])]
         if placed[0] == "table1" and task == "inpainting" and level == "XL":
@@ -225,13 +224,11 @@ def layout_tables(records: Sequence[dict], set_values: dict,
             s = stats.get(metric)
             cell = Cell(None, note=reasons.get(metric, "not recorded")) if s is None else Cell(
                 s["mean"], s["se"], s["n"], "images", s["repeats"], s["repeat_sd"])
-            groups_seen.add(metric)
             for name in placed:
                 tables[name].cells[((task, level), method, metric)] = cell
         for metric in metrics.SET_METRICS:
             if metric != "patch_fid" and metric not in values and metric not in set_reasons:
                 continue
-            groups_seen.add(metric)
             cell = _set_cell(values, set_reasons or {metric: not_computed}, metric)
             for name in placed:
                 tables[name].cells[((task, level), method, metric)] = cell
@@ -240,8 +237,8 @@ def layout_tables(records: Sequence[dict], set_values: dict,
         table.rows = sorted({k[0] for k in keys}, key=lambda r: _row_order(name, r))
         table.labels = {r: _label(name, r) for r in table.rows}
         table.methods = _method_order(list(dict.fromkeys(k[1] for k in keys)))
-        table.groups = [m for m in METRIC_ORDER if m in groups_seen] + sorted(
-            groups_seen - set(METRIC_ORDER))
+        present = set(PAPER_GROUPS + FREE_GROUPS) | {k[2] for k in keys}
+        table.groups = [m for m in METRIC_ORDER if m in present] + sorted(present - set(METRIC_ORDER))
         if name == "table3" and all(r == ("inpainting", "XL") for r in table.rows) and \
                 "ddrm" not in table.methods:
             table.rows, table.cells = [], {}    # inpainting XL alone is Table 1's, not a comparison
