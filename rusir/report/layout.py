@@ -126,7 +126,7 @@ class PaperTable:
                 reasons = out.setdefault(metric, [])
                 if c.note not in reasons:
                     reasons.append(c.note)
-        return out
+        return {m: out[m] for m in self.groups if m in out}
 
     @property
     def flat(self) -> list[dict]:
