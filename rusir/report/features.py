@@ -117,9 +117,6 @@ class FeatureStore:
         np.save(buf, feats.float().numpy(), allow_pickle=False)
         write_file(path, lambda tmp: tmp.write_bytes(buf.getvalue()))
 
-    def cached(self, path: PathLike, spec: FeatureSpec) -> bool:
-        return self._load(self.key(path, spec)) is not None
-
     def features(self, requests: Sequence[tuple[PathLike, FeatureSpec]]) -> list[Tensor]:
         """[samples, 2048] float64 per request, in order: read back, or computed in one pass."""
         keys = [self.key(p, s) for p, s in requests]
@@ -151,9 +148,9 @@ class FeatureStore:
             bar.close()
 
     def _batches(self, todo: dict) -> Iterator[tuple[Tensor, list[tuple[str, int]]]]:
-        """Batches of up to batch_size samples over all images, cut as they are needed (a 1024-px
-        image's 1000 crops are never all in memory with another's), with which image owns how
-        many rows of the batch."""
+        """Batches of up to batch_size samples over all images, each image cut when its turn comes
+        (one image's crops in memory at a time, not a whole cell's), with which image owns how many
+        rows of the batch; a batch never mixes sample sizes (crops and whole images)."""
         parts: list[Tensor] = []
         owners: list[tuple[str, int]] = []
         filled = 0
@@ -162,16 +159,14 @@ class FeatureStore:
             if parts and parts[0].shape[1:] != samples.shape[1:]:   # crops and whole images apart
                 yield torch.cat(parts), owners
                 parts, owners, filled = [], [], 0
-            for chunk in torch.split(samples, self.batch_size):
-                while chunk.shape[0]:
-                    room = self.batch_size - filled
-                    take, chunk = chunk[:room], chunk[room:]
-                    parts.append(take)
-                    owners.append((key, take.shape[0]))
-                    filled += take.shape[0]
-                    if filled == self.batch_size:
-                        yield torch.cat(parts), owners
-                        parts, owners, filled = [], [], 0
+            while samples.shape[0]:
+                take, samples = samples[:self.batch_size - filled], samples[self.batch_size - filled:]
+                parts.append(take)
+                owners.append((key, take.shape[0]))
+                filled += take.shape[0]
+                if filled == self.batch_size:
+                    yield torch.cat(parts), owners
+                    parts, owners, filled = [], [], 0
         if parts:
             yield torch.cat(parts), owners
 
