@@ -382,6 +382,19 @@ def test_cli_min_samples_is_checked(tmp_path, capsys):
     assert "METRIC=N" in capsys.readouterr().err
 
 
+def test_cli_crops_and_min_samples_reach_the_set_metrics(bench_dir, tmp_path, capsys, fake_inception):
+    from rusir.cli import main
+    d = tmp_path / "bench"
+    shutil.copytree(bench_dir, d, ignore=shutil.ignore_patterns("report", ".cache"))
+    args = ["report", str(d), "--no-plots", "--set-metrics", "patch_fid", "--crops", "4", "--crop-size", "4"]
+    assert main(args) == 0
+    assert "n/a (n too small: 12 < 2049)" in capsys.readouterr().out and fake_inception.calls == 0
+    assert main(args + ["--min-samples", "patch_fid=12", "--no-cache"]) == 0
+    out = capsys.readouterr().out
+    assert "n too small" not in out and "n = 12 crops per cell: realism pFID ↓" in out
+    assert fake_inception.images == distinct_images(d) * 4 and not (d / ".cache").exists()
+
+
 # --- damaged files and old folders ------------------------------------------------------------------
 
 def _truncated(path):
