@@ -363,6 +363,19 @@ def test_feature_store_keys_by_content(tmp_path, fake_inception):
     assert fake_inception.images == 10
 
 
+def test_crop_positions_are_drawn_per_image(tmp_path, fake_inception):
+    """Each image's crops come from a seed of its own content: two images differing in one pixel
+    are cut at other places (with one shared seed nearly every crop would be the same)."""
+    from rusir.report import FeatureSpec, FeatureStore
+    a = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    b = a.clone()
+    b[0, :, 0, 0] = 1 - b[0, :, 0, 0]
+    save_png(a, tmp_path / "a.png")
+    save_png(b, tmp_path / "b.png")
+    fa, fb = FeatureStore().features([(tmp_path / n, FeatureSpec(4, 20, 0)) for n in ("a.png", "b.png")])
+    assert sum(torch.equal(x, y) for x, y in zip(fa, fb)) < 5
+
+
 def test_report_errors(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_records(tmp_path / "missing")
