@@ -363,10 +363,12 @@ def test_feature_store_keys_by_content(tmp_path, fake_inception):
     assert fake_inception.images == 10
 
 
-def test_crop_positions_are_drawn_per_image(tmp_path, fake_inception):
+def test_crop_positions_are_drawn_per_image(tmp_path, monkeypatch):
     """Each image's crops come from a seed of its own content: two images differing in one pixel
     are cut at other places (with one shared seed nearly every crop would be the same)."""
+    import rusir.metrics as metrics
     from rusir.report import FeatureSpec, FeatureStore
+    monkeypatch.setattr(metrics, "inception_features", lambda x, batch_size=32, device=None: x.double().flatten(1))
     a = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     b = a.clone()
     b[0, :, 0, 0] = 1 - b[0, :, 0, 0]
