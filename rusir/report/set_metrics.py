@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
 import torch
+from PIL import Image
 
 from .. import metrics
 from ..engine.availability import UNAVAILABLE, MetricCache
@@ -98,7 +99,8 @@ class _Cell:
         self.repeats: dict[int, list[Path]] = {}
         for r in records:
             self.repeats.setdefault(repeat_of(r), []).append(Path(r["_dir"]) / "prediction.png")
-        self.side = int(read_png(next(iter(self.repeats.values()))[0]).shape[-1])
+        with Image.open(next(iter(self.repeats.values()))[0]) as im:   # the header only
+            self.side = int(im.size[0])
         if reference:
             self.reference = reference
             self.ref_resize: Optional[int] = self.side
