@@ -9,7 +9,7 @@ generator's own, degradation seed = face index as the demo draws them) over more
 benchmark runner (`rusir.engine.runner.run_bench`): the items are records under `--records`
 (default `runs/<json name>/<configuration hash>`), so a stopped run resumes where it was, more
 images run only the new ones and other settings start a fresh store. Per task, from the records
-(`rusir.report.tables.summarise`): mean PSNR/SSIM of RUSIR and of the naive baseline, and on
+(`rusir.report.summarise`): mean PSNR/SSIM of RUSIR and of the naive baseline, and on
 how many images RUSIR wins in PSNR; `--batch` items are restored as one batch (the runner's
 units), and the JSON is rewritten after each.
 """
@@ -26,7 +26,7 @@ from rusir.data import heldout_paths
 from rusir.demo import DEMO_TASKS
 from rusir.studies.experiment import mean
 from rusir.engine.records import config_folder, load_records
-from rusir.report.tables import summarise
+from rusir.report import summarise
 from rusir.engine.runner import run_bench
 from rusir.inversion.restore import restore
 from rusir.inversion.schedule import resolve as resolve_schedule

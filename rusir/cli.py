@@ -285,22 +285,40 @@ def _report(p: argparse.ArgumentParser):
     p.add_argument("--crop-size", type=_side, default=None, help="patch-FID crop side (default: 128 at >= 256 px, else side/2)")
     p.add_argument("--crops", type=_count(1, MAX_CROPS, "MAX_CROPS"), default=None, help="patch-FID crops per image (default: 1000 at >= 256 px, else 100)")
     p.add_argument("--reference", default=None, help="reference image folder for FID/KID/patch-FID (default: the ground truths)")
-    p.add_argument("--device", type=_device, default=None)
+    p.add_argument("--device", type=_device, default=None, help="for the Inception features (default: cuda when available)")
+    p.add_argument("--min-samples", action="append", default=[], type=_min_samples, metavar="METRIC=N",
+                   help="lower (or raise) the sample size below which a set metric is n/a, e.g. "
+                        "patch_fid=500 (defaults and why: docs/report.md); the table says so")
+    p.add_argument("--no-cache", action="store_true",
+                   help="keep Inception features in memory only (default: DIRECTORY/.cache/features)")
     p.add_argument("--no-plots", action="store_true")
 
     def run(a: argparse.Namespace) -> int:
-        from .report.tables import write_report
+        from .report import write_report
         from .metrics import SET_METRICS
         names = list(SET_METRICS) if a.set_metrics is None else [
             n for n in a.set_metrics.split(",") if n and n != "none"]
         use = bool(names) and not a.no_set_metrics
         kwargs = dict(names=names, crop_size=a.crop_size, crops=a.crops, reference=a.reference,
-                      device=a.device, progress=True) if use else {}
+                      device=a.device, progress=True, min_samples=dict(a.min_samples),
+                      cache=not a.no_cache) if use else {}
         result = write_report(a.directory, a.out, set_metrics=use, plots=not a.no_plots, **kwargs)
         print(result["markdown"])
         print(f"wrote {len(result['files'])} files to {Path(result['files'][0]).parent}")
         return 0
     return run
+
+
+def _min_samples(text: str) -> tuple[str, int]:
+    """`METRIC=N` of `rusir report --min-samples`."""
+    from .metrics import SET_METRICS
+    name, sep, value = text.partition("=")
+    if not sep or name.strip() not in SET_METRICS:
+        raise argparse.ArgumentTypeError(f"expects METRIC=N with METRIC one of {list(SET_METRICS)}, got {text!r}")
+    try:
+        return name.strip(), whole(value.strip(), f"--min-samples {name.strip()}", 2, MAX_COUNT)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _override(text: str) -> tuple[str, Any]:

@@ -27,7 +27,7 @@ from rusir.baselines import get_method
 from rusir.data import heldout_paths
 from rusir.engine.plan import bind_method
 from rusir.engine.records import config_folder, load_records
-from rusir.report.tables import summarise
+from rusir.report import summarise
 from rusir.engine.runner import run_bench
 from rusir.inversion.schedule import resolve as resolve_schedule
 from rusir.model.generators import REGISTRY, info as generator_info, load_generator

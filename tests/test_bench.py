@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from conftest import mse, small_generator
 from rusir.engine import runner as bench
 from rusir.engine.runner import Item, parse_shard, parse_tasks, plan_items, run_bench, shard_items
-from rusir.report.tables import build_tables, load_records
+from rusir.report import build_tables, load_records
 from rusir.inversion.restore import RestoreResult, restore
 
 TASKS = "upsampling@M,UNAP@M"
@@ -41,7 +41,7 @@ def run(G, out, **kw):
 
 
 def table_rows(out):
-    return {k: t.rows for k, t in build_tables(load_records(out), set_metrics=False).items()}
+    return {k: t.flat for k, t in build_tables(load_records(out), set_metrics=False).items()}
 
 
 # --- planning -----------------------------------------------------------------------------------
@@ -345,8 +345,8 @@ def test_cli_bench_and_report_end_to_end(tmp_path, capsys):
     assert "2 items: 0 done now, 2 skipped" in capsys.readouterr().out
     assert main(["report", str(out), "--no-set-metrics"]) == 0
     text = capsys.readouterr().out
-    assert "| upsampling | M | 2 |" in text
-    assert (out / "report" / "single_tasks.csv").is_file()
+    assert "| upsampling | M |" in text and "n = 2 images per cell" in text
+    assert (out / "report" / "table1.csv").is_file()
     assert main(args + ["--shard", "3/2"]) == 2
     assert "shard" in capsys.readouterr().err
     assert main(["bench", "--generator", gen, "--tasks", "nonesuch@M", "--out", str(out)]) == 2
@@ -392,7 +392,7 @@ def test_cli_damaged_files(tmp_path, capsys):
     with pytest.warns(DamagedFileWarning, match=str(record)):   # on stderr outside pytest
         assert main(["report", str(out), "--no-set-metrics", "--no-plots"]) == 0
     text = capsys.readouterr().out
-    assert "| denoising | XS | 1 |" in text and "skipped 1 damaged record(s)" in text and str(record) in text
+    assert "| denoising | XS |" in text and "n = 1 image per cell" in text and "skipped 1 damaged record(s)" in text and str(record) in text
     assert main(args) == 0
     assert "2 items: 1 done now, 1 skipped" in capsys.readouterr().out
     config = out / "bench.json"

@@ -151,7 +151,7 @@ def test_missing_lpips_weights_are_skipped_and_recorded(offline_home, capsys):
 
 
 def test_records_feed_rusir_report(tmp_path, offline_home):
-    from rusir.report.tables import build_tables, load_records
+    from rusir.report import build_tables, load_records
     G = small_generator(resolution=32)
     examples = {}
     records = iqa.run_iqa_study(G, smooth_images(b=2, side=32), ["baseline", "consistency"],
@@ -164,7 +164,7 @@ def test_records_feed_rusir_report(tmp_path, offline_home):
     assert {p.name for p in item.iterdir()} >= {"ground_truth.png", "target.png", "prediction.png",
                                                "degraded_prediction.png", "record.json"}
     tables = build_tables(loaded, set_metrics=False)
-    rows = tables["single_tasks"].rows
+    rows = tables["table1"].flat
     assert [(r["method"], r["n"]) for r in rows] == [("rusir[loss=baseline]", 2),
                                                      ("rusir[loss=consistency]", 2)]
     assert all(r["accuracy_psnr"] is not None for r in rows)
@@ -182,7 +182,7 @@ def test_study_records_equal_a_direct_runner_call(tmp_path, offline_home):
     """The study is a configuration of the runner: its records on disk equal those of run_bench
     with the same methods (`variant_methods`), and `rusir report` reads them."""
     from rusir.engine.records import load_records
-    from rusir.report.tables import write_report
+    from rusir.report import write_report
     from rusir.engine.runner import run_bench
     G = small_generator(resolution=32)
     images = smooth_images(b=2, side=32)
@@ -198,7 +198,8 @@ def test_study_records_equal_a_direct_runner_call(tmp_path, offline_home):
     assert len(study) == 8 and study == direct
     assert {r["config"]["loss"]["terms"]["grad"] for r in study if r["method"] == "rusir[loss=grad]"} == {1.0}
     report = write_report(tmp_path / "study", set_metrics=False, plots=False)
-    assert "### rusir[loss=grad]" in report["markdown"] and "| denoising | M | 2 |" in report["markdown"]
+    md = report["markdown"]
+    assert "accuracy PSNR ↑ rusir[loss=grad]" in md and "|  | M |" in md and "n = 2 images per cell" in md
     # a re-run of the study finds every item finished: no record is written again
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "study").rglob("record.json")}
     again = iqa.run_iqa_study(G, images, ["baseline", "grad"], tasks=["denoising"], levels=["S", "M"],

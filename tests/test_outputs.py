@@ -196,12 +196,12 @@ def test_two_restores_at_once_do_not_both_succeed(tmp_path):
 
 def _writers():
     from rusir.engine import records
-    from rusir.report import tables as report
+    from rusir.report import writers as report
     from rusir.studies import figures, results
     image = torch.zeros(3, 8, 8)
     return {
         "bench record json": lambda p: records.write_json(p, {"a": 1}),
-        "report table csv": lambda p: report.Table("t", ["a"], [{"a": 1}]).to_csv(p),
+        "report table csv": lambda p: report.write_csv(p, ["a"], [{"a": 1}]),
         "figure grid png": lambda p: figures.save_grid(p, [[image]]),
         "summary csv": lambda p: results.write_summary({("a",): {"n": 1}}, ("x",), p),
     }

@@ -1,5 +1,5 @@
 """rusir.engine.records: the item store (atomic items and JSON, bench.json checks, 8-bit images,
-the one metric-availability cache) and rusir.report.tables.summarise over known records."""
+the one metric-availability cache) and rusir.report.summarise over known records."""
 from __future__ import annotations
 
 import json
@@ -12,7 +12,7 @@ from conftest import small_generator, smooth_images
 from rusir.degradations import cycle_8bit
 from rusir.data import claims
 from rusir.engine import records
-from rusir.report.tables import summarise
+from rusir.report import summarise
 from rusir.engine.runner import bind_method, run_bench
 from rusir.inversion.losses import LossConfig
 from rusir.inversion.restore import RestoreResult

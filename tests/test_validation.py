@@ -145,7 +145,7 @@ def test_report_refuses_zero_and_negative_crops(tmp_path, capsys, option, value)
     """0 used to mean "default" silently; None (the option left out) is the only default."""
     assert main(["report", str(tmp_path), f"{option}={value}"]) == 2
     one_line_error(capsys, option, "whole number >= 1")
-    from rusir.report.tables import set_metrics_for
+    from rusir.report import set_metrics_for
     with pytest.raises(ValueError, match="crop"):
         set_metrics_for(None, [], crops=0)
     with pytest.raises(ValueError, match="crop size"):
