@@ -38,6 +38,7 @@ Benchmarks and result tables (one result format: the runner's records; one aggre
 Studies and the panel
     ablation                the module of the ablation configs (`ablation.configs(groups)`, ...)
     iqa                     the module of the IQA-loss study (`iqa.run_iqa_study(...)`, ...)
+    report                  the report module (`report.write_report(folder)`, `report.to_csv(table, path)`, ...)
     QuickstartController, quickstart_panel   the quickstart notebook's interactive panel
 
 `import rusir` itself is light (no torch): each name is imported on first use.
@@ -81,13 +82,14 @@ _EXPORTS = {
     "run_bench": ("rusir.engine.runner", "run_bench"),
     "bind_method": ("rusir.engine.plan", "bind_method"),
     "load_records": ("rusir.engine.records", "load_records"),
-    "summarise": ("rusir.report.tables", "summarise"),
-    "build_tables": ("rusir.report.tables", "build_tables"),
-    "plot_metrics_vs_level": ("rusir.report.tables", "plot_metrics_vs_level"),
+    "summarise": ("rusir.report", "summarise"),
+    "build_tables": ("rusir.report", "build_tables"),
+    "plot_metrics_vs_level": ("rusir.report", "plot_metrics_vs_level"),
     "summary_table": ("rusir.studies.results", "summary_table"),
     "write_summary": ("rusir.studies.results", "write_summary"),
     "ablation": ("rusir.studies.ablation", None),
     "iqa": ("rusir.studies.iqa", None),
+    "report": ("rusir.report", None),
     "QuickstartController": ("rusir.panel", "QuickstartController"),
     "quickstart_panel": ("rusir.panel", "quickstart_panel"),
 }

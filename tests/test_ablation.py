@@ -11,7 +11,7 @@ import torch
 
 from conftest import small_generator
 from rusir.engine.records import load_records
-from rusir.report.tables import summarise
+from rusir.report import summarise
 from rusir.studies.ablation import (ADAM_LR_SCALES, CONFIGS, ablation_methods, ablation_records,
                                     build_loss_for, configs, method_name, method_of, run_ablation,
                                     tuned)

@@ -35,7 +35,7 @@ import nbformat
 import pytest
 
 from rusir.engine.records import load_records
-from rusir.report.tables import summarise
+from rusir.report import summarise
 from rusir.studies.results import summary_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,7 +185,7 @@ def test_runs_with_tiny_parameters(path, tmp_path):
 
 
 def _check_summary(out: Path, stem: str, summary: dict, by: tuple) -> None:
-    """`<stem>.csv` shows the one aggregation (report.tables.summarise) of the records."""
+    """`<stem>.csv` shows the one aggregation (rusir.report.summarise) of the records."""
     with (out / f"{stem}.csv").open() as f:
         written = list(csv.DictReader(f))
     expected = summary_rows(summary, by)

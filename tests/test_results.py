@@ -1,4 +1,4 @@
-"""rusir.studies.results: the one aggregation (rusir.report.tables.summarise over the runner's
+"""rusir.studies.results: the one aggregation (rusir.report.summarise over the runner's
 records) shown as rows, a text table and a CSV file -- nothing averaged a second time."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from rusir.report.tables import summarise
+from rusir.report import summarise
 from rusir.studies.results import SUMMARY_COLUMNS, summary_rows, summary_table, write_summary
 
 

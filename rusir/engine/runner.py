@@ -3,7 +3,7 @@
     rusir bench --generator toyfaces64 --images heldout:8 --methods rusir,pulse --tasks single --out runs/b
     rusir bench ... --tasks upsampling@M,UNAP@M --shard 0/4      # 4 processes share one sweep
     rusir bench ... --batch 8                                     # 8 images per restoration call
-    rusir report runs/b                                           # tables and plots (rusir.report.tables)
+    rusir report runs/b                                           # tables and plots (rusir.report)
 
 Work units (`rusir.engine.plan.plan_units`): the items sharing (method, task, level), in
 batches of `batch` images, restored by one call (`run_unit`) and then scored and written one item

@@ -15,7 +15,7 @@ and the study reads the run's records:
 
     run_ablation(G, heldout(4), ["upsampling"], ["XS", "M"], steps=150, out="runs/ablation")
     records = ablation_records(load_records("runs/ablation"))   # + config, group; Adam tuned
-    summarise(records, by=("group", "ablation"))                  # rusir.report.tables
+    summarise(records, by=("group", "ablation"))                  # rusir.report
 
 Identical variants (the full method is also "NGD" and "multiresolution") are one method, run
 once: the method of the first config in `CONFIGS` with the same options (`method_of`).

@@ -48,7 +48,8 @@ from ..model.weights import MissingWeightsError
 from .figures import save_grid
 from ..engine.plan import bind_method
 from ..engine.records import item_dir, item_key, load_records, read_png, write_json
-from ..report.tables import set_metrics_for
+from ..report import set_metrics_for
+from ..report.summary import cell_stats
 from ..engine.runner import run_bench
 
 __all__ = ["IQA_VARIANTS", "BASELINE", "STUDY_METRICS", "DEFAULT_TASKS",
@@ -296,13 +297,12 @@ def iqa_table_rows(records: Sequence[dict]) -> tuple[list[dict], dict[str, str]]
             rows.append(row)
             continue
         row["n"] = len(recs)
+        stats, reasons = cell_stats(recs)            # the report's one aggregation
         for col, _ in _COLUMNS:
             if col.startswith("accuracy_"):
-                vals = [r["metrics"].get(col) for r in recs]
-                row[col] = None if all(v is None for v in vals) else _mean(vals)
+                row[col] = (stats.get(col) or {}).get("mean")
                 if row[col] is None:
-                    notes.setdefault(col, next((r["unavailable"].get(col) for r in recs
-                                                if r["unavailable"].get(col)), "no values"))
+                    notes.setdefault(col, reasons.get(col, "no values"))
             else:
                 row[col] = recs[0].get("set_metrics", {}).get(col)
                 if row[col] is None:

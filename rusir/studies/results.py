@@ -1,8 +1,8 @@
-"""Showing the one aggregation: `rusir.report.tables.summarise` (means over the runner's records)
+"""Showing the one aggregation: `rusir.report.summarise` (means over the runner's records)
 as flat rows, a fixed-width text table (for a notebook) or a CSV file.
 
     records = load_records("runs/b")                          # rusir.engine.records
-    summary = summarise(records, by=("task", "level"))        # rusir.report.tables
+    summary = summarise(records, by=("task", "level"))        # rusir.report
     print(summary_table(summary, by=("task", "level")))       # n, naive PSNR -> PSNR, gain, SSIM
     write_summary(summary, ("task", "level"), "figures/task_upsampling_M.csv")
 
