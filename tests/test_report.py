@@ -479,3 +479,17 @@ def test_old_folders_are_still_read(tmp_path):
     rows = result["tables"]["table1"].flat
     assert [(r["method"], r["accuracy_psnr"]) for r in rows] == [("rusir[loss=ssim]", 22.0), ("rusir", 20.0)]
     assert "generator `g`" in result["markdown"]
+
+
+def test_the_header_names_the_generators_own_defaults_and_a_mixed_folder():
+    """bench.json's None loss / tau mean "the generator's own": the header says which, and says
+    when a folder mixes configurations (--force-mixed)."""
+    from rusir.report.document import _settings
+    c = {"generator": "toyfaces64", "generator_sha256": "ab" * 32, "images": "heldout:0-1",
+         "steps": [2, 2, 2], "seed": 0, "loss": None, "discrepancy": None,
+         "generator_defaults": {"loss": "offline", "discrepancy": 1.05}}
+    line = _settings(c)
+    assert "loss `offline (the generator's)`" in line and "τ 1.05 (the generator's)" in line
+    assert "sha256 abababababab" in line and "mixed" not in line
+    line = _settings({**c, "loss": "paper", "discrepancy": 0.0, "mixed": [{}, {}]})
+    assert "loss `paper`" in line and "τ 0.0" in line and "mixed folder**: 2 configurations" in line

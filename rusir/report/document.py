@@ -92,9 +92,26 @@ def _header(directory: PathLike, damaged: list[str]) -> list[str]:
         warn_damaged(f"{exc}; left out of the report")
         c = None
     if c is not None:
-        lines += [f"generator `{c.get('generator')}`, images `{c.get('images')}`, steps "
-                  f"{c.get('steps')}, seed {c.get('seed')}, loss `{c.get('loss')}`", ""]
+        lines += [_settings(c), ""]
     if damaged:
         lines += [f"skipped {len(damaged)} damaged record(s) (`rusir bench` redoes them): "
                   + "; ".join(damaged), ""]
     return lines
+
+
+def _settings(c: dict) -> str:
+    """One line of what the run was: what was not set explicitly is the generator's own default
+    (bench.json's `generator_defaults`), named as such rather than printed as None."""
+    own = c.get("generator_defaults") or {}
+    sha = c.get("generator_sha256")
+    loss = c.get("loss") if c.get("loss") is not None else f"{own.get('loss')} (the generator's)"
+    tau = c.get("discrepancy")
+    tau = tau if tau is not None else f"{own.get('discrepancy')} (the generator's)"
+    text = (f"generator `{c.get('generator')}`" + (f" (sha256 {sha[:12]}…)" if sha else "")
+            + f", images `{c.get('images')}`, RUSIR steps {c.get('steps')}, seed {c.get('seed')}, "
+            f"loss `{loss}`, discrepancy stop τ {tau}, dtype {c.get('dtype', 'float32')}")
+    if c.get("repeats", 1) and c.get("repeats", 1) > 1:
+        text += f", {c['repeats']} repeats per item"
+    if c.get("mixed"):
+        text += f" -- **mixed folder**: {len(c['mixed'])} configurations (`--force-mixed`)"
+    return text
