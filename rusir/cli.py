@@ -23,8 +23,8 @@ from typing import Any, Callable, Optional, Sequence
 
 import yaml
 
-from .validation import (MAX_BATCH, MAX_COUNT, MAX_CROPS, MAX_FACTOR, MAX_RATE, MAX_RETRIES,
-                         MAX_SEED, MAX_STEPS, MAX_TAU, load_yaml, number, option, read_yaml, side,
+from .validation import (MAX_BATCH, MAX_COUNT, MAX_CROPS, MAX_FACTOR, MAX_RATE, MAX_REPEATS,
+                         MAX_RETRIES, MAX_SEED, MAX_STEPS, MAX_TAU, load_yaml, number, option, read_yaml, side,
                          step_counts, whole)
 
 # name -> (help, setup); setup fills the sub-parser and returns the function that runs it.
@@ -221,7 +221,11 @@ def _bench(p: argparse.ArgumentParser):
     p.add_argument("--images", default="heldout", help="heldout, heldout:N, heldout:A-B (faces A..B), or an image folder")
     p.add_argument("--n-images", type=_count(1), default=None, help="use the first N images")
     p.add_argument("--methods", default="rusir", help="comma list: rusir,pulse,lbrgm,adam_wplus")
-    p.add_argument("--tasks", default="single", help="single | composed | all | T@L,... (e.g. upsampling@M,UNAP@M)")
+    p.add_argument("--tasks", default="single", help="single | composed | all | table3 (alias ddrm: "
+                   "the paper's Table 3) | T@L,... (e.g. upsampling@M,UNAP@M; mixable: all,table3)")
+    p.add_argument("--repeats", type=option(whole, "repeats", 1, MAX_REPEATS, "MAX_REPEATS"), default=1,
+                   help="restore every item K times (repeat r >= 1: another seed, RUSIR's start "
+                        "perturbed at float32 rounding level); the report shows their spread")
     p.add_argument("--out", type=Path, default=None, help="output folder (required)")
     p.add_argument("--shard", default=None, help="k/n: run shard k (0-based) of n (of the work units)")
     p.add_argument("--batch", type=_count(1, MAX_BATCH, "MAX_BATCH"), default=1,
@@ -266,7 +270,8 @@ def _bench(p: argparse.ArgumentParser):
                             batch=a.batch, engine=a.engine, address=a.address,
                             gpus_per_unit=a.gpus_per_unit, cpus_per_unit=a.cpus_per_unit,
                             max_retries=a.max_retries, batch_size=a.batch_size,
-                            discrepancy=a.discrepancy, force_mixed=a.force_mixed)
+                            discrepancy=a.discrepancy, force_mixed=a.force_mixed,
+                            repeats=a.repeats)
         for f in summary.failures:
             print(f"failed {f['key']}: {f['error']}", file=sys.stderr)
         print(summary.line())

@@ -26,7 +26,7 @@ import yaml
 
 __all__ = ["MAX_IMAGE_SIDE", "MAX_OUTPUT_MEGAPIXELS", "MAX_FACTOR", "MAX_STEPS", "MAX_RATE",
            "MAX_BATCH", "MAX_COUNT", "MAX_CROPS", "MAX_PHOTONS", "MAX_BLUR_SIGMA", "MAX_STROKES",
-           "MAX_LEVELS", "MAX_TAU", "MAX_RETRIES", "MAX_SEED", "MAX_GRID_SETS", "MAX_NAME_LENGTH",
+           "MAX_LEVELS", "MAX_TAU", "MAX_RETRIES", "MAX_REPEATS", "MAX_SEED", "MAX_GRID_SETS", "MAX_NAME_LENGTH",
            "MAX_DOCUMENT_BYTES", "MAX_YAML_NODES", "MAX_YAML_DEPTH", "MIN_EYE_DISTANCE",
            "whole", "number", "side", "step_counts", "choice", "grid_size", "name_template",
            "load_yaml", "read_yaml", "read_json", "option"]
@@ -45,6 +45,7 @@ MAX_STROKES = 1000              # inpainting's strokes (the levels: 1 to 17)
 MAX_LEVELS = 16                 # a loss pyramid's levels (each halves the side; presets: 6)
 MAX_TAU = 1e6                   # the discrepancy stop, in noise levels (1 to 2 in use; 1e6: at once)
 MAX_RETRIES = 100               # re-runs of a unit whose worker died
+MAX_REPEATS = 100               # restorations of each benchmark item (`rusir bench --repeats`)
 MAX_SEED = 2**32 - 1            # seeds (per-image seeds add the image's index)
 MAX_GRID_SETS = 10_000          # parameter sets of one sweep
 MAX_NAME_LENGTH = 255           # a name that becomes a file or folder name

@@ -10,7 +10,8 @@ mixed. bench.json fields (`as_dict`):
     generator, generator_sha256, generator_defaults {steps, lrs, lr_scale, discrepancy, loss},
     resolution, images, image_names, methods, method_options {method: its bound options},
     tasks, steps, seed, loss, metrics, baseline_steps, degradation_seeds, dtype, discrepancy,
-    chunk, and the study's extra fields (e.g. the IQA study's `losses`).
+    chunk, repeats (restorations of each item; a resumed run may ask for more: the largest is
+    kept, as the image list grows) and the study's extra fields (e.g. the IQA study's `losses`).
 
 What each item actually ran is its record's `config` (the method's `result.config`).
 """
@@ -22,6 +23,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 from ..inversion.batching import check_batch_size
 from ..inversion.discrepancy import check_tau
 from ..model.generators import info as generator_info
+from .plan import parse_repeats
 from .records import jsonable
 
 __all__ = ["RunConfig", "generator_defaults", "bound_options", "check_discrepancy"]
@@ -71,16 +73,17 @@ class RunConfig:
     dtype: str
     discrepancy: Optional[float] = None          # tau for the methods that take it; None: theirs
     chunk: Union[int, str, None] = None          # restore(batch_size=...) inside a unit
+    repeats: int = 1                             # restorations of each item (--repeats)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def build(cls, G, *, generator_name: str, images, image_names: Sequence[str],
               fns: Mapping[str, Any], tasks: Sequence[tuple[str, str]], steps: Sequence[int],
               seed: int, loss, metrics: Sequence[str], baseline_steps: Optional[int],
-              degradation_seeds: str, dtype: str, discrepancy=None, chunk=None,
+              degradation_seeds: str, dtype: str, discrepancy=None, chunk=None, repeats=1,
               extra: Optional[Mapping] = None) -> "RunConfig":
-        """The run's configuration; `discrepancy` and `chunk` are checked here (the rest by
-        run_bench as it reads its arguments)."""
+        """The run's configuration; `discrepancy`, `chunk` and `repeats` are checked here (the
+        rest by run_bench as it reads its arguments)."""
         own = generator_info(G)
         extra = dict(extra or {})
         clash = sorted(set(extra) & {f for f in cls.__dataclass_fields__ if f != "extra"})
@@ -94,7 +97,7 @@ class RunConfig:
                    seed=int(seed), loss=loss, metrics=tuple(metrics), baseline_steps=baseline_steps,
                    degradation_seeds=degradation_seeds, dtype=dtype,
                    discrepancy=check_discrepancy(discrepancy),
-                   chunk=check_batch_size(chunk), extra=extra)
+                   chunk=check_batch_size(chunk), repeats=parse_repeats(repeats), extra=extra)
 
     def as_dict(self) -> dict:
         """bench.json's content: the fields as plain JSON data, the extra fields at top level."""

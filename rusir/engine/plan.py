@@ -1,6 +1,6 @@
 """What a benchmark run does: its items (method, task, level, image), units, shards, images, methods.
 
-`plan_items` orders the items method, task, level, image; `plan_units(items, batch)` groups the
+`plan_items` orders the items method, task, level, repeat, image; `plan_units(items, batch)` groups the
 items that share (method, task, level) into work units of up to `batch` images (one restoration
 call each); `shard_items(units, k, n)` gives shard k of n (round robin, so shards are disjoint,
 cover the plan and differ by at most one unit).
@@ -22,12 +22,13 @@ from .. import degradations
 from ..baselines import get_method
 from ..data import heldout_paths
 from ..degradations.base import LEVELS, to_uint8
-from ..validation import MAX_BATCH, whole
+from ..validation import MAX_BATCH, MAX_REPEATS, whole
 from .records import item_key
 
 __all__ = ["Item", "canonical_task", "parse_tasks", "plan_items", "parse_shard", "shard_items",
            "resolve_images", "images_config", "resolve_methods", "BoundMethod", "bind_method",
-           "IMAGE_EXTENSIONS", "COMPOSED_LEVEL", "ImageSource", "Unit", "plan_units", "parse_batch"]
+           "IMAGE_EXTENSIONS", "COMPOSED_LEVEL", "ImageSource", "Unit", "plan_units", "parse_batch",
+           "parse_repeats", "TASK_GROUPS"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 COMPOSED_LEVEL = "M"
@@ -45,11 +46,13 @@ class Item:
     level: str
     image_index: int
     image_name: str
+    repeat: int = 0    # r-th restoration of the same target (`--repeats`): 0 is the plain run
 
     @property
     def key(self) -> str:
-        """Folder of the item relative to the output folder, e.g. `rusir/upsampling/M/0003`."""
-        return item_key(self.method, self.task, self.level, self.image_index)
+        """Folder of the item relative to the output folder, e.g. `rusir/upsampling/M/0003`
+        (repeat r >= 1: `rusir/upsampling/M/0003-r1`)."""
+        return item_key(self.method, self.task, self.level, self.image_index, self.repeat)
 
     @property
     def category(self) -> str:
@@ -61,17 +64,32 @@ def canonical_task(name: str) -> str:
     try:
         return degradations.canonical_task(name)
     except ValueError:
-        raise ValueError(f"unknown task {name!r}; valid: single, composed, all, or T@L with T one of "
+        raise ValueError(f"unknown task {name!r}; valid: single, composed, all, "
+                         f"{', '.join(TASK_GROUPS)}, or T@L with T one of "
                          f"{degradations.available()} and L one of {list(LEVELS)}") from None
 
 
+# Named sets of (task, level) beyond single / composed / all. `table3` (alias `ddrm`): the
+# paper's Table 3 (RUSIR vs DDRM, ../shared/spec/paper-tables.md), every task at XL; uncropping
+# (the top-left corner kept) has no levels, XL is only what its items record.
+TASK_GROUPS: dict[str, tuple[tuple[str, str], ...]] = {
+    "table3": (("avgpool_upsampling", "XL"), ("nearest_upsampling", "XL"), ("gaussian_noise", "XL"),
+               ("clamped_gaussian_noise", "XL"), ("inpainting", "XL"), ("uncropping", "XL")),
+}
+TASK_GROUPS["ddrm"] = TASK_GROUPS["table3"]
+
+
 def parse_tasks(spec: Union[str, Sequence[str]]) -> list[tuple[str, str]]:
-    """`single` (4 tasks x 5 levels), `composed` (11 compositions at M), `all`, or a comma list of
-    `T@L` / `T` (level M) -- mixable, e.g. `single,UNAP@M`. Returns unique (task, level) in order."""
+    """`single` (4 tasks x 5 levels), `composed` (11 compositions at M), `all`, a group of
+    TASK_GROUPS (`table3` / `ddrm`: the paper's Table 3), or a comma list of `T@L` / `T` (level
+    M) -- mixable, e.g. `single,UNAP@M` or `all,table3`. Returns unique (task, level) in order."""
     parts = spec.split(",") if isinstance(spec, str) else list(spec)
     out: list[tuple[str, str]] = []
     for part in (p.strip() for p in parts):
         if not part:
+            continue
+        if part.lower() in TASK_GROUPS:
+            out += list(TASK_GROUPS[part.lower()])
             continue
         if part.lower() in ("single", "all"):
             out += [(t, lv) for t in degradations.TASKS for lv in LEVELS]
@@ -85,33 +103,43 @@ def parse_tasks(spec: Union[str, Sequence[str]]) -> list[tuple[str, str]]:
             raise ValueError(f"unknown level {level!r} in {part!r}; valid: {list(LEVELS)}")
         out.append((canonical_task(task), level))
     if not out:
-        raise ValueError(f"no tasks in {spec!r}; use single, composed, all or T@L,...")
+        raise ValueError(f"no tasks in {spec!r}; use single, composed, all, table3 or T@L,...")
     return list(dict.fromkeys(out))
 
 
-def plan_items(methods: Sequence[str], tasks: Union[str, Sequence], images: Union[int, Sequence[str]]
-               ) -> list[Item]:
-    """Every (method, task, level, image) item in run order: method, task, level, image.
-    `images` is a count (names `0000`, ...) or the list of image names."""
+def plan_items(methods: Sequence[str], tasks: Union[str, Sequence], images: Union[int, Sequence[str]],
+               repeats: int = 1) -> list[Item]:
+    """Every (method, task, level, repeat, image) item in that run order. `images` is a count
+    (names `0000`, ...) or the list of image names; `repeats` restorations of each (repeat 0 is
+    the plain run: the items of `repeats=1`)."""
     names = [f"{i:04d}" for i in range(images)] if isinstance(images, int) else list(images)
     pairs = tasks if not isinstance(tasks, str) and tasks and isinstance(tasks[0], tuple) \
         else parse_tasks(tasks)
-    return [Item(m, t, lv, j, name) for m in methods for t, lv in pairs
-            for j, name in enumerate(names)]
+    return [Item(m, t, lv, j, name, r) for m in methods for t, lv in pairs
+            for r in range(parse_repeats(repeats)) for j, name in enumerate(names)]
+
+
+def parse_repeats(repeats) -> int:
+    """How many times each item is restored: a whole number in [1, MAX_REPEATS]."""
+    return whole(repeats, "repeats", 1, MAX_REPEATS, "MAX_REPEATS")
 
 
 @dataclass(frozen=True)
 class Unit:
-    """Items of one (method, task, level) restored together as one batch (images in plan order).
+    """Items of one (method, task, level, repeat) restored together as one batch (images in plan order).
     Planned from every item, finished or not, so that units and shards do not depend on what a
     folder holds; a run restores only a unit's unfinished items."""
     items: tuple[Item, ...]
 
     @property
     def key(self) -> str:
-        """`<method>/<task>/<level>/<first>-<last>`, for progress and failure messages."""
+        """`<method>/<task>/<level>/<first>-<last>` (`-r<r>` for repeat r >= 1), for progress
+        and failure messages."""
         first, last = self.items[0], self.items[-1]
-        return f"{first.key}-{last.image_index:04d}" if len(self.items) > 1 else first.key
+        if len(self.items) == 1:
+            return first.key
+        span = item_key(first.method, first.task, first.level, first.image_index)
+        return f"{span}-{last.image_index:04d}" + (f"-r{first.repeat}" if first.repeat else "")
 
 
 def parse_batch(batch) -> int:
@@ -120,7 +148,8 @@ def parse_batch(batch) -> int:
 
 
 def plan_units(items: Sequence[Item], batch: int = 1) -> list[Unit]:
-    """Consecutive items sharing (method, task, level), in chunks of at most `batch` images."""
+    """Consecutive items sharing (method, task, level, repeat), in chunks of at most `batch`
+    images (a unit's items share their method's seed and start: `rusir.engine.unit`)."""
     batch = parse_batch(batch)
     units: list[Unit] = []
     current: list[Item] = []
@@ -134,8 +163,8 @@ def plan_units(items: Sequence[Item], batch: int = 1) -> list[Unit]:
     return units
 
 
-def _cell(item: Item) -> tuple[str, str, str]:
-    return item.method, item.task, item.level
+def _cell(item: Item) -> tuple[str, str, str, int]:
+    return item.method, item.task, item.level, item.repeat
 
 
 def parse_shard(text: Optional[str]) -> Optional[tuple[int, int]]:

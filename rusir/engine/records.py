@@ -5,7 +5,7 @@ Layout of an output folder `out/` (written by `rusir.engine.runner`, read by `ru
     bench.json                          the run configuration (rusir.engine.config.RunConfig;
                                         write_config refuses a re-run with another one, naming
                                         the fields, unless forced: then `mixed` lists them all)
-    <method>/<task>/<level>/<jjjj>/     one finished item: ground_truth.png, target.png,
+    <method>/<task>/<level>/<jjjj>/     one finished item (<jjjj>-r<r>/: its repeat r >= 1): ground_truth.png, target.png,
                                         prediction.png, degraded_prediction.png (the TRUE degradation
                                         of the prediction), latent.pt (optional), record.json
     failed.json, failed-<k>of<n>.json   failures of a run / of shard k of n
@@ -82,9 +82,11 @@ class DamagedFileWarning(UserWarning):
 
 # --- layout and reading ---------------------------------------------------------------------------
 
-def item_key(method: str, task: str, level: str, index: int) -> str:
-    """`<method>/<task>/<level>/<jjjj>`: an item's folder relative to the output folder."""
-    return f"{method}/{task}/{level}/{index:04d}"
+def item_key(method: str, task: str, level: str, index: int, repeat: int = 0) -> str:
+    """`<method>/<task>/<level>/<jjjj>`: an item's folder relative to the output folder; repeat
+    r >= 1 of it (`rusir bench --repeats`) is `<jjjj>-r<r>` (repeat 0 keeps the plain key, so
+    a folder of a run without repeats is its repeat 0)."""
+    return f"{method}/{task}/{level}/{index:04d}" + (f"-r{repeat}" if repeat else "")
 
 
 def item_dir(out: PathLike, key) -> Path:
@@ -316,7 +318,7 @@ def _is_prefix(a: Sequence, b: Sequence) -> bool:
 def write_config(out: PathLike, config: dict, force_mixed: bool = False) -> dict:
     """Write `out/bench.json`; when one exists, refuse a run with another configuration (a
     one-line ValueError naming each differing field, old -> new) and record the union of methods,
-    tasks and images. `force_mixed` writes it anyway and marks the folder mixed: `mixed` lists
+    tasks and images, and the most repeats. `force_mixed` writes it anyway and marks the folder mixed: `mixed` lists
     the fixed part of every configuration that ran there (each item's record says what it ran).
     Returns what was written."""
     out = Path(out)
@@ -345,6 +347,8 @@ def write_config(out: PathLike, config: dict, force_mixed: bool = False) -> dict
             config[key] = list(dict.fromkeys(list(old.get(key, [])) + list(config.get(key, []))))
         if isinstance(old.get("images"), list) and len(old["images"]) > len(config.get("images") or []):
             config["images"] = old["images"]
+        if isinstance(old.get("repeats"), int) and old["repeats"] > config.get("repeats", 1):
+            config["repeats"] = old["repeats"]   # fewer repeats now: the extra ones stay valid
     write_json(out / CONFIG, config)
     return config
 

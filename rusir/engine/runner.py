@@ -54,7 +54,7 @@ from . import records
 from .config import RunConfig, check_discrepancy
 from .cluster import ENGINES, require_ray, run_units
 from .plan import (IMAGE_EXTENSIONS, BoundMethod, Item, Unit, bind_method, images_config,
-                   parse_batch, parse_shard, parse_tasks, plan_items, plan_units, resolve_images,
+                   parse_batch, parse_repeats, parse_shard, parse_tasks, plan_items, plan_units, resolve_images,
                    resolve_methods, shard_items)
 from .records import is_finished, item_dir
 from .unit import (DEFAULT_METRICS, DEGRADATION_SEEDS, Job, UnitOutcome, degradation_seed,
@@ -107,7 +107,7 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
               address: Optional[str] = None, gpus_per_unit: Optional[float] = None,
               cpus_per_unit: float = 1, max_retries: int = 3,
               batch_size: Union[int, str, None] = None, discrepancy=None,
-              force_mixed: bool = False) -> BenchSummary:
+              force_mixed: bool = False, repeats: int = 1) -> BenchSummary:
     """Run every (method, task, level, image) item not yet finished in `out`.
 
     generator: a Generator, or a registry name / .pkl / .safetensors path (load_generator).
@@ -134,6 +134,12 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
     unit whose worker process died. Both engines write the same records and resume each other.
     discrepancy: tau of the discrepancy stop for the methods that take it (RUSIR's `restore`;
     `run_options`); 0 turns it off; None leaves each method its own (the generator's).
+    repeats: restore every item this many times (1..MAX_REPEATS): repeat 0 is the plain run
+    (same keys and records as without repeats); repeat r >= 1 (`<jjjj>-r<r>`) restores the same
+    target with a seed derived from (seed, r) and, for RUSIR, a start perturbed at float32
+    rounding level (rusir.engine.unit: `repeat_seed`, `REPEAT_JITTER`): their spread says how
+    much of a difference between methods is rounding luck (`rusir report` shows it). A resumed
+    run may ask for more repeats (only the new ones run).
     generator_name: the name recorded in bench.json (default: the path / info(G).name).
     extra_config: more fields for bench.json (e.g. the IQA study's losses).
     bench.json holds the run's configuration (`rusir.engine.config.RunConfig`: the generator's
@@ -146,6 +152,7 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
     batch = parse_batch(batch)
     chunk = check_batch_size(batch_size)
     discrepancy = check_discrepancy(discrepancy)   # before the generator is loaded
+    repeats = parse_repeats(repeats)
     seed = whole(seed, "seed", 0, MAX_SEED, "MAX_SEED")
     n_images, max_items = (None if v is None else whole(v, what, 1) for v, what in
                            ((n_images, "n_images"), (max_items, "max_items")))
@@ -180,7 +187,7 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
         raise ValueError(f"unknown per-image metric(s) {bad}; valid: {sorted(PER_IMAGE_METRICS)} "
                          "(set metrics fid/kid/patch_fid/is are computed by `rusir report`)")
 
-    units = plan_units(plan_items(list(fns), pairs, [name for name, _ in found]), batch)
+    units = plan_units(plan_items(list(fns), pairs, [name for name, _ in found], repeats), batch)
     if which is not None:
         units = shard_items(units, *which)
     config = RunConfig.build(
@@ -188,7 +195,7 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
         image_names=[name for name, _ in found], fns=fns, tasks=pairs, steps=steps, seed=seed,
         loss=loss_name, metrics=metric_names, baseline_steps=baseline_steps,
         degradation_seeds=degradation_seeds, dtype=str(precision).replace("torch.", ""),
-        discrepancy=discrepancy, chunk=chunk, extra=extra_config)
+        discrepancy=discrepancy, chunk=chunk, repeats=repeats, extra=extra_config)
     records.write_config(out, config.as_dict(), force_mixed=force_mixed)
     records.clean_stale_tmp(out)
     claims.clean_stale_claims(out)

@@ -5,6 +5,10 @@ seed, restores them with one call of the method (a batch of N images) and then s
 each item on its own (`rusir.engine.records.write_item`). Each item keeps the seeds it has
 alone (`degradation_seed`, `method_seed`), so in exact arithmetic a batch of N equals its N items
 run one by one; in float32 batched kernels round differently (README, "Batching").
+Repeat r >= 1 of an item (`rusir bench --repeats`) restores the same target (same degradation
+seed) from another start: the method's seed derived from (seed, r) (`repeat_seed`) and, for a
+method that draws nothing random (RUSIR), its start perturbed at float32 rounding level
+(`REPEAT_JITTER`). Their spread is how much of a difference between methods is rounding luck.
 `execute_unit` is what an engine runs (rusir.engine.runner locally, rusir.engine.cluster
 on Ray): the unit's still unfinished items, a failure recorded per item instead of raised.
 """
@@ -31,7 +35,7 @@ from .records import as_8bit, is_finished
 
 __all__ = ["DEFAULT_METRICS", "DEGRADATION_SEEDS", "degradation_seed", "load_ground_truth",
            "method_kwargs", "method_seed", "Job", "run_unit", "image_info", "run_item",
-           "UnitOutcome", "execute_unit", "ran_config", "RUN_OPTIONS"]
+           "UnitOutcome", "execute_unit", "ran_config", "RUN_OPTIONS", "REPEAT_JITTER", "repeat_seed"]
 
 DEFAULT_METRICS = ("psnr", "ssim", "ms_ssim", "lpips")
 DEGRADATION_SEEDS = ("derived", "image")
@@ -57,7 +61,22 @@ def load_ground_truth(image: ImageSource, size: int) -> Tensor:
     return image.detach().float().cpu()
 
 
-RUN_OPTIONS = ("steps", "discrepancy", "batch_size")   # run-level options a method may accept
+RUN_OPTIONS = ("steps", "discrepancy", "batch_size", "jitter")   # run-level options a method may accept
+
+# The start's relative perturbation of a repeat r >= 1 for a method that takes `jitter` (RUSIR,
+# which draws nothing random: without it every repeat would be the same run). 2**-23 is float32's
+# machine epsilon, the relative spacing of float32 numbers near 1: the size of one rounding
+# difference, what another CPU's kernels or another thread count give. A repeat so started
+# shows how far rounding alone carries a result, not a different method.
+REPEAT_JITTER = 2.0 ** -23
+
+
+def repeat_seed(seed: int, repeat: int) -> int:
+    """The method's seed for repeat `repeat` of a run with `seed`: the seed itself for repeat 0
+    (a run without repeats), else one derived from (seed, repeat) -- another start for a method
+    that draws one (PULSE, L-BRGM), another draw of RUSIR's loss noise and start jitter. Below
+    2**31, so per-image seeds (seed + i) stay within MAX_SEED."""
+    return int(seed) if not repeat else derive_seed(seed, f"repeat/{int(repeat)}") % (2 ** 31)
 
 
 def method_kwargs(fn: Callable, item: Item, steps: Sequence[int], baseline_steps: Optional[int],
@@ -66,8 +85,9 @@ def method_kwargs(fn: Callable, item: Item, steps: Sequence[int], baseline_steps
     from what the method declares, never from its name:
 
     - `fn.run_options` names the run-level options it takes (RUSIR's `restore`: steps per phase,
-      discrepancy, batch_size): it gets the run's `steps`, and `discrepancy` / `batch_size=chunk`
-      when the run sets them;
+      discrepancy, batch_size, jitter): it gets the run's `steps`, `discrepancy` /
+      `batch_size=chunk` when the run sets them, and `jitter=REPEAT_JITTER` for a repeat r >= 1
+      (repeat 0 runs exactly as a run without repeats);
     - `fn.table` names its tuned hyperparameter table (params/baselines/<table>.yaml): it gets
       the (task, level) entry, or {} (its code defaults) when the table is absent;
     - a method that does not take per-phase steps gets `baseline_steps` as its step count if given.
@@ -84,6 +104,8 @@ def method_kwargs(fn: Callable, item: Item, steps: Sequence[int], baseline_steps
         config["discrepancy"] = discrepancy
     if "batch_size" in accepts and chunk is not None:
         config["batch_size"] = chunk
+    if "jitter" in accepts and item.repeat:
+        config["jitter"] = REPEAT_JITTER
     for name in getattr(fn, "fixed", {}):
         config.pop(name, None)
     return config
@@ -129,8 +151,9 @@ def run_unit(job: Job, items: Sequence[Item]) -> list[Optional[dict]]:
     started = time.time()
     G, res, n = job.G, job.G.img_resolution, len(items)
     first = items[0]
-    if any((it.method, it.task, it.level) != (first.method, first.task, first.level) for it in items):
-        raise ValueError("a unit's items must share method, task and level")
+    if any((it.method, it.task, it.level, it.repeat) != (first.method, first.task, first.level,
+                                                         first.repeat) for it in items):
+        raise ValueError("a unit's items must share method, task, level and repeat")
     gt = torch.cat([as_8bit(load_ground_truth(job.sources[it.image_name], res)) for it in items])
     gt = gt.to(job.device, job.dtype)                                        # [N, 3, R, R]
     dseeds = [degradation_seed(job.seed, it, job.degradation_seeds) for it in items]
@@ -139,7 +162,8 @@ def run_unit(job: Job, items: Sequence[Item]) -> list[Optional[dict]]:
         target = deg.degrade_ground_truth(gt)                                # [N, 3, r, r]
     fn = job.fns[first.method]
     kwargs = method_kwargs(fn, first, job.steps, job.baseline_steps, job.chunk, job.discrepancy)
-    result = fn(G, target, deg, loss=job.loss, seed=method_seed(fn, job.seed, n), progress=False,
+    seed = repeat_seed(job.seed, first.repeat)          # the same target, another start
+    result = fn(G, target, deg, loss=job.loss, seed=method_seed(fn, seed, n), progress=False,
                 **kwargs)
     preds = as_8bit(result.images.detach()).float()                          # [N, 3, R, R]
     phases = getattr(result, "phases", None) or {}
@@ -181,7 +205,7 @@ def _record(job: Job, item: Item, dseed: int, deg, pred: Tensor, gt: Tensor, tar
         "key": item.key, "method": item.method, "task": item.task, "level": item.level,
         "category": item.category, "image_index": item.image_index, "image": item.image_name,
         "image_path": None if isinstance(image, Tensor) else str(image), "seed": job.seed,
-        "degradation_seed": dseed, "degradation": records.jsonable(deg.describe()),
+        "repeat": item.repeat, "degradation_seed": dseed, "degradation": records.jsonable(deg.describe()),
         "config": extra["config"], "seconds": extra["seconds"],
         "restore_seconds": extra["restore_seconds"], "batch": extra["batch"],
         "resolution": res, "target_size": list(target.shape[-2:]),

@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, Iterator, Optional, Sequence, Union
 
 from ..model.generators import info
-from ..validation import MAX_SEED, side, whole
+from ..validation import MAX_SEED, number, side, whole
 from .acceleration import check_compile, check_precision
 from .batching import check_batch_size
 from .discrepancy import check_tau, supports
@@ -29,12 +29,12 @@ from .losses import LossConfig
 from .schedule import resolve as resolve_schedule
 
 __all__ = ["RestoreConfig", "OPTIONS", "IDENTITY", "OPTIMIZERS", "NGD_OPTIONS", "check_spaces",
-           "check_optimizer", "describe_loss"]
+           "check_optimizer", "check_jitter", "describe_loss"]
 
 OPTIMIZERS = ("ngd", "adam")
 NGD_OPTIONS = ("anchor", "normalize")
 OPTIONS = ("steps", "lrs", "lr_scale", "spaces", "optimizer", "resolution", "seed", "batch_size",
-           "precision", "compile", "cache_target", "ngd_options", "discrepancy")
+           "precision", "compile", "cache_target", "ngd_options", "discrepancy", "jitter")
 IDENTITY = ("generator", "generator_sha256", "loss", "chunk")
 
 
@@ -55,6 +55,7 @@ class RestoreConfig(Mapping):
     cache_target: bool = True
     ngd_options: Optional[dict] = None            # NGD's anchor / normalize; None: plain step
     discrepancy: Optional[float] = None           # tau; None: off
+    jitter: float = 0.0                           # relative noise on the start (check_jitter)
     generator: str = ""                           # info(G).name
     generator_sha256: Optional[str] = None        # info(G).sha256 when known
     loss: Any = None                              # preset name, loss data, or a description
@@ -65,7 +66,7 @@ class RestoreConfig(Mapping):
                 spaces: Sequence[str] = SPACES, optimizer: str = "ngd", resolution=None,
                 seed: int = 0, batch_size=None, precision: str = "fp32", compile=False,
                 cache_target: bool = True, ngd_options: Optional[dict] = None,
-                discrepancy=None) -> "RestoreConfig":
+                discrepancy=None, jitter=0.0) -> "RestoreConfig":
         """The configuration `restore` runs with for these options: None takes G's own defaults
         (schedule, tau, loss preset: `info(G)`), else the paper's. Every value is checked here,
         before any step."""
@@ -80,7 +81,7 @@ class RestoreConfig(Mapping):
                    compile=check_compile(compile), cache_target=bool(cache_target),
                    ngd_options=dict(ngd_options) if ngd_options else None,
                    discrepancy=_resolve_tau(own.discrepancy, discrepancy, degradation),
-                   generator=own.name, generator_sha256=own.sha256,
+                   jitter=check_jitter(jitter), generator=own.name, generator_sha256=own.sha256,
                    loss=describe_loss(loss, own.default_loss))
 
     def ran(self, chunk: int) -> "RestoreConfig":
@@ -124,6 +125,12 @@ def check_optimizer(name: str, ngd_options: Optional[dict] = None) -> str:
     if unknown:
         raise ValueError(f"unknown ngd_options {unknown}; choose from {list(NGD_OPTIONS)}")
     return name
+
+
+def check_jitter(value) -> float:
+    """The start's relative perturbation: a finite number >= 0 (0: the plain start), at most 1
+    (the perturbation is meant at rounding level, `rusir.engine.unit.REPEAT_JITTER`)."""
+    return number(value, "jitter", 0.0, 1.0, limit=None, strict=False)
 
 
 def describe_loss(loss, default: str):

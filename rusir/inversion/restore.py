@@ -97,7 +97,8 @@ def restore(G: Generator, target: Tensor, degradation=None, *, loss: LossSpec = 
             spaces: Sequence[str] = SPACES, optimizer: str = "ngd",
             resolution: Optional[int] = None, init: Optional[Tensor] = None,
             batch_size=None, precision: str = "fp32", compile=False, cache_target: bool = True,
-            ngd_options: Optional[dict] = None, discrepancy=None, **unknown) -> RestoreResult:
+            ngd_options: Optional[dict] = None, discrepancy=None, jitter: float = 0.0,
+            **unknown) -> RestoreResult:
     """Restore `target` ([B, 3, h, w] in [0, 1]) with RUSIR's W -> W+ -> W++ inversion.
 
     degradation: object with `degrade_prediction(x)` and optional `mask` (identity if None).
@@ -138,6 +139,11 @@ def restore(G: Generator, target: Tensor, degradation=None, *, loss: LossSpec = 
     the paper's method); 0 turns it off. It needs a degradation with a true side
     (`rusir.degradations.Degradation`); `result.info["stopped"]` says where each image stopped
     ("W+:37") or None.
+    jitter: a relative perturbation of the start (w_avg, or `init`): start * (1 + jitter * z)
+    with z ~ N(0, 1) per coordinate, drawn from `seed` and the same for every image of the
+    batch (so a batch still equals its images alone). 0 (default) starts exactly there; the
+    benchmark's repeats use float32 rounding level (`rusir.engine.unit.REPEAT_JITTER`) to show
+    how far rounding alone moves a result.
     callback(StepInfo) runs after every step; `result.config` is the RestoreConfig that ran
     (`rusir.inversion.config`: the options, the generator's name and sha256, the loss and the
     chunk size that ran, also in `result.info["batch_size"]`).
@@ -148,7 +154,7 @@ def restore(G: Generator, target: Tensor, degradation=None, *, loss: LossSpec = 
         G, degradation, loss, steps=steps, lrs=lrs, lr_scale=lr_scale, spaces=spaces,
         optimizer=optimizer, resolution=resolution, seed=seed, batch_size=batch_size,
         precision=precision, compile=compile, cache_target=cache_target,
-        ngd_options=ngd_options, discrepancy=discrepancy)
+        ngd_options=ngd_options, discrepancy=discrepancy, jitter=jitter)
     problem = prepare(G, target, degradation, loss, seed=config.seed, resolution=config.resolution)
     with _accelerated(G, problem.loss, config) as (G_run, wrap):
         size = _chunk_size(G_run, problem, config, wrap)
@@ -166,8 +172,9 @@ def restore(G: Generator, target: Tensor, degradation=None, *, loss: LossSpec = 
 
 
 # The run-level options of a benchmark run that restore takes (rusir.engine.unit.method_kwargs):
-# per-phase steps, the discrepancy tau and the chunk size inside a unit.
-restore.run_options = ("steps", "discrepancy", "batch_size")
+# per-phase steps, the discrepancy tau, the chunk size inside a unit and the start's jitter
+# (a repeat r >= 1 of `rusir bench --repeats`).
+restore.run_options = ("steps", "discrepancy", "batch_size", "jitter")
 
 
 @contextmanager
@@ -302,6 +309,17 @@ def _out_of_memory(G, problem: Problem, config: RestoreConfig, wrap, size: int,
         f"batch_size='auto' ({message})")
 
 
+def jittered(latent: Tensor, jitter: float, seed: int) -> Tensor:
+    """latent * (1 + jitter * z), z ~ N(0, 1) of one image's shape drawn on the CPU in float64
+    from `seed` (the same draw on every device and for every image: a chunk draws what the
+    whole batch draws). jitter 0: the latent itself."""
+    if not jitter:
+        return latent
+    draw = torch.Generator().manual_seed(int(seed))
+    z = torch.randn(latent.shape[1:], generator=draw, dtype=torch.float64)   # one image's shape
+    return latent * (1 + jitter * z.to(latent.device, latent.dtype))          # [B, ...]
+
+
 def _run_phases(G: Generator, problem: Problem, init: Optional[Tensor], config: RestoreConfig,
                 callback, progress: bool) -> tuple[dict[str, PhaseResult], list]:
     """W -> W+ -> W++ (the phases in config.spaces), each from the last phase's latent; with
@@ -312,7 +330,8 @@ def _run_phases(G: Generator, problem: Problem, init: Optional[Tensor], config: 
         stop = DiscrepancyStop(config.discrepancy, problem.loss, problem.degradation, batch,
                                average=True)
     latent = init if init is not None else initial_latent(G, spaces[0], batch)
-    latent = convert(latent.to(problem.target.device), spaces[0], G)
+    latent = jittered(convert(latent.to(problem.target.device), spaces[0], G), config.jitter,
+                      config.seed)
     phases: dict[str, PhaseResult] = {}
     for space, n, lr in zip(spaces, config.steps, config.lrs):
         latent = convert(latent, space, G)
