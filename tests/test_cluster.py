@@ -217,6 +217,20 @@ def test_a_batch_on_ray_equals_single_items_float64(local_ray, G, tmp_path):
     assert {r["batch"] for r in load_records(tmp_path / "three")} == {3}
 
 
+def test_ray_and_local_run_the_same_repeats(local_ray, G, tmp_path):
+    """--repeats on Ray: the same items, seeds and jitter (each record's config) as locally."""
+    kw = dict(methods="rusir,pulse", tasks="upsampling@M", repeats=2)
+    s = bench(G, tmp_path / "ray", "ray", **kw)
+    assert (s.items, s.done, s.failed) == (12, 12, 0), s.failures
+    bench(G, tmp_path / "local", "local", **kw)
+    same_records(tmp_path / "local", tmp_path / "ray")
+    local = {r["key"]: r for r in load_records(tmp_path / "local")}
+    for rec in load_records(tmp_path / "ray"):
+        assert (rec["repeat"], rec["config"]) == (local[rec["key"]]["repeat"], local[rec["key"]]["config"])
+    assert sum(r["key"].endswith("-r1") and r["config"].get("jitter", 0) > 0
+               for r in load_records(tmp_path / "ray")) == 3          # RUSIR's repeat 1
+
+
 # --- shared storage, Ray missing --------------------------------------------------------------
 
 def test_workers_that_do_not_see_the_folder_are_refused(local_ray, tmp_path):
