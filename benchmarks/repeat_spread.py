@@ -91,7 +91,7 @@ def main() -> None:
         "metric": "accuracy PSNR (dB) of the 8-bit prediction, mean over the images",
         "device": "cpu", "cpu": platform.processor() or platform.machine(),
         "torch": torch.__version__, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-        "seconds": {k: round(v, 1) for k, v in seconds.items()},
+        "seconds_this_invocation": {k: round(v, 1) for k, v in seconds.items()},   # resumed: new items only
         "cells": cells,
         "largest_spread_max_min": max(c["spread_max_min"] for c in cells.values()),
         "largest_threads_1_vs_2": max(abs(c["threads_1_vs_2"] or 0) for c in cells.values()),
