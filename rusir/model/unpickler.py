@@ -1,8 +1,10 @@
-"""A bounded, exec-free unpickler for official StyleGAN2-ADA network pickles (rusir.model.pkl).
+"""A bounded, exec-free unpickler for official StyleGAN2-ADA and StyleGAN3 network pickles
+(rusir.model.pkl).
 
 Official pickles rebuild every network by executing Python source embedded in the file, so a plain
 `pickle.load` is arbitrary code execution. This unpickler resolves only the globals such files
-legitimately reference (../shared/spec/stylegan2-ada-format.md, 1.5), turns each persistent
+legitimately reference (../shared/spec/stylegan2-ada-format.md 1.5, stylegan3-format.md 1.5;
+StyleGAN3 adds numpy arrays: the layers keep their sizes as int64 arrays), turns each persistent
 module into a plain record (class name + saved state), and stays bounded in time and memory on a
 hostile file: it counts opcodes and nesting, only ever hashes plain atoms, builds no objects
 but the allow-listed ones, and reads each storage from the exact bytes the file holds.
@@ -34,11 +36,11 @@ MAX_TENSOR_DIMS = 8
 
 
 class NetworkPickleError(ModelFileError):
-    """The file is not a (complete, supported, sane) StyleGAN2-ADA network pickle."""
+    """The file is not a (complete, supported, sane) StyleGAN2-ADA / StyleGAN3 network pickle."""
 
 
 class UnsafePickleError(NetworkPickleError, pickle.UnpicklingError):
-    """The file references a global, or uses a construct, that official StyleGAN2-ADA pickles
+    """The file references a global, or uses a construct, that official StyleGAN pickles
     never use."""
 
 
@@ -242,6 +244,33 @@ def _numpy_scalar(dtype: Any, data: Any = b"") -> np.generic:
     return np.frombuffer(data, dtype=dtype)[0]
 
 
+MAX_ARRAY_BYTES = 1024  # numpy arrays in official files: the SG3 layer sizes, 16 bytes each
+
+
+def _numpy_reconstruct(subtype: Any, shape: Any, dtype_code: Any) -> np.ndarray:
+    """Replaces numpy's array reconstructor: an empty plain ndarray that a BUILD then fills
+    (official files: `_reconstruct(ndarray, (0,), b'b')`); no subclass, no allocation."""
+    if subtype is not np.ndarray or shape != (0,) or dtype_code not in (b"b", "b"):
+        raise UnsafePickleError(f"numpy array reconstructed as {describe(subtype)} {describe(shape)}")
+    return np.empty((0,), dtype=np.int8)
+
+
+def _fill_array(inst: np.ndarray, state: Any) -> None:
+    """BUILD of an array from (version, shape, dtype, fortran, raw bytes): a small plain-number
+    array whose bytes are exactly the ones the file holds (never an object array, whose state
+    would be a list of arbitrary objects)."""
+    if type(state) is not tuple or len(state) != 5 or type(state[0]) is not int \
+            or type(state[1]) is not tuple or len(state[1]) > MAX_TENSOR_DIMS \
+            or any(type(d) is not int or d < 0 for d in state[1]) or not isinstance(state[2], np.dtype) \
+            or state[2].kind not in "biufc" or state[2].fields is not None or state[2].subdtype is not None \
+            or type(state[3]) is not bool or type(state[4]) is not bytes or inst.size:
+        raise UnsafePickleError(f"BUILD of a numpy array from {describe(state)}")
+    count = int(np.prod(state[1], dtype=np.int64)) if state[1] else 1
+    if len(state[4]) > MAX_ARRAY_BYTES or len(state[4]) != count * state[2].itemsize:
+        raise NetworkPickleError(f"numpy array of shape {list(state[1])} from {len(state[4])} bytes")
+    inst.__setstate__(state)
+
+
 # module, name -> the object it resolves to. Nothing else may be referenced.
 ALLOWED_GLOBALS: dict[tuple[str, str], Callable] = {
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
@@ -257,8 +286,11 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Callable] = {
     ("numpy", "dtype"): _numpy_dtype,
     ("numpy.core.multiarray", "scalar"): _numpy_scalar,
     ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+    ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
+    ("numpy", "ndarray"): np.ndarray,  # only as _reconstruct's argument: never called
 }
-_CALLABLE = {id(f) for f in ALLOWED_GLOBALS.values()}  # what REDUCE may call
+_CALLABLE = {id(f) for f in ALLOWED_GLOBALS.values() if f is not np.ndarray}  # what REDUCE may call
 _NEWOBJ_CLASSES = (EasyDict,)                           # what NEWOBJ may instantiate
 
 
@@ -277,7 +309,7 @@ class RestrictedUnpickler(pickle._Unpickler):
     The pure-Python unpickler, so that each opcode that could do unbounded work can be checked:
     at most MAX_OPS opcodes and MAX_MARK_DEPTH nested marks; dict keys and set elements must be
     atoms; REDUCE only calls the allow-listed stand-ins, NEWOBJ only builds EasyDicts, BUILD only
-    finishes numpy dtypes; BYTEARRAY8, out-of-band buffers, INST/OBJ are refused. (The C
+    finishes numpy dtypes and small numpy arrays; BYTEARRAY8, out-of-band buffers, INST/OBJ are refused. (The C
     unpickler also sizes its memo by the largest index in the file: one LONG_BINPUT of 2**30
     costs it 8 GiB.)"""
 
@@ -292,11 +324,11 @@ class RestrictedUnpickler(pickle._Unpickler):
             return ALLOWED_GLOBALS[(module, name)]
         except (KeyError, TypeError):
             raise UnsafePickleError(
-                f"refusing to load global {clip(f'{module}.{name}', 100)}: official StyleGAN2-ADA "
+                f"refusing to load global {clip(f'{module}.{name}', 100)}: official StyleGAN2-ADA/StyleGAN3 "
                 "pickles never reference it, so the file is not one (or has been tampered with)") from None
 
     def persistent_load(self, pid: Any) -> Any:
-        raise UnsafePickleError("persistent ids are not used by StyleGAN2-ADA network pickles")
+        raise UnsafePickleError("persistent ids are not used by StyleGAN network pickles")
 
     # -- opcodes that could do unbounded work ------------------------------------------------
     def _count(self, n: int = 1) -> None:
@@ -378,7 +410,11 @@ class RestrictedUnpickler(pickle._Unpickler):
         self._count()
         state = self.stack.pop()
         inst = self.stack[-1]
-        # official files BUILD only numpy dtypes, from a short tuple of atoms
+        # official files BUILD only numpy dtypes, from a short tuple of atoms, and (SG3) small
+        # numpy arrays made by _numpy_reconstruct
+        if type(inst) is np.ndarray:
+            _fill_array(inst, state)
+            return
         if not isinstance(inst, np.dtype) or type(state) is not tuple or len(state) > 9 \
                 or any(type(x) not in _ATOMS for x in state):
             raise UnsafePickleError(f"BUILD of {describe(inst)} from {describe(state)}")
@@ -452,7 +488,7 @@ def read_network_pickle(path: Union[str, Path]) -> dict:
             raise NetworkPickleError(f"{path} is not a pickle file (no pickle protocol header)")
         size = os.fstat(f.fileno()).st_size
         if size > MAX_FILE_BYTES:  # its tensors would take about as much memory again
-            raise NetworkPickleError(f"{path} is {size / 2**30:.1f} GiB, more than any StyleGAN2 "
+            raise NetworkPickleError(f"{path} is {size / 2**30:.1f} GiB, more than any StyleGAN "
                                      f"network pickle this loader accepts ({MAX_FILE_BYTES >> 30} GiB)")
         try:
             # a read-only map: reads are C-speed and never return (or allocate) more than the
@@ -467,5 +503,5 @@ def read_network_pickle(path: Union[str, Path]) -> dict:
             raise NetworkPickleError(f"{path} is corrupt or not a network pickle "
                                      f"({type(e).__name__}: {clip(str(e), 200)})") from None
     if not isinstance(data, dict) or "G_ema" not in data:
-        raise NetworkPickleError(f"{path} holds no 'G_ema': not a StyleGAN2-ADA network pickle")
+        raise NetworkPickleError(f"{path} holds no 'G_ema': not a StyleGAN network pickle")
     return data
