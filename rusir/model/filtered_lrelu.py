@@ -38,12 +38,12 @@ def lowpass_filter(taps: int, cutoff: float, width: float, fs: float,
         c = cutoff / (fs / 2)
         m = np.arange(taps) - (taps - 1) / 2
         h = c * np.sinc(c * m) * window
-        return torch.as_tensor(h / h.sum(), dtype=torch.float32)
+        return torch.as_tensor(h / h.sum(), dtype=torch.float32, device="cpu")
     x = (np.arange(taps) - (taps - 1) / 2) / fs
     r = np.hypot(*np.meshgrid(x, x))  # [taps, taps], never 0 (taps is even)
-    j1 = torch.special.bessel_j1(torch.as_tensor(2 * math.pi * cutoff * r)).numpy()
+    j1 = torch.special.bessel_j1(torch.as_tensor(2 * math.pi * cutoff * r, device="cpu")).numpy()
     h = j1 / (math.pi * r) * np.outer(window, window)
-    return torch.as_tensor(h / h.sum(), dtype=torch.float32)
+    return torch.as_tensor(h / h.sum(), dtype=torch.float32, device="cpu")
 
 
 def _filter(x: Tensor, f: Tensor, gain: float) -> Tensor:
