@@ -4,6 +4,7 @@ exec-free loader, on CPU float32. Tolerances as the README suggests: 1e-4 max ab
 image whose values reach +-64 (img_big_ws)."""
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -159,3 +160,22 @@ def test_design_formulas_reproduce_the_files_layers(name):
             assert (stored is None) == (designed is None) == s.is_torgb
             if stored is not None:
                 assert max_err(stored, designed) <= 1e-7, s.name
+
+
+def test_float64_generator_agrees(case):
+    """`G.double()` runs the same maths in float64: it lands on the float32 goldens to their
+    rounding, so the float32 path is not merely self-consistent."""
+    _, G, g = case
+    G64 = copy.deepcopy(G).double()
+    with torch.no_grad():
+        img = G64.synthesis(g["ws_random"].double())
+    assert img.dtype == torch.float64
+    assert max_err(img.float(), g["img_random_ws"]) <= TOL
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(img_resolution=48), "power of two"), (dict(z_dim=0), "z_dim"),
+    (dict(num_critical=14), "num_critical"), (dict(conv_clamp=float("nan")), "conv_clamp")])
+def test_bad_configuration_is_one_value_error(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        StyleGAN3Config(**kwargs)

@@ -4,7 +4,7 @@ official `G_ema`.
 State-dict names, shapes and order equal the official ones (synthesis first, then mapping), so
 official weights load with `strict=True`. The maths follows ../shared/spec/stylegan3-format.md
 sections 3-4 and runs in float32 on every device (the official fp16 path exists only on CUDA and
-is a speed trick). No compiled extension: the filtered leaky ReLU is rusir.model.filtered_lrelu.
+is a speed trick); `G.double()` gives a float64 generator. No compiled extension: the filtered leaky ReLU is rusir.model.filtered_lrelu.
 
 Layout: `ws` [N, 16, w_dim]. Row 0 drives the Fourier-feature input, row l+1 layer L_l; the last
 layer (L14) is toRGB. No row is shared, there is no noise and no skip connection.
@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..validation import number, whole
 from .filtered_lrelu import filtered_lrelu, lowpass_filter
 
 SQRT2 = math.sqrt(2.0)
@@ -56,15 +57,18 @@ class StyleGAN3Config:
     conv_clamp: Optional[float] = 256
 
     def __post_init__(self) -> None:
-        for name in ("z_dim", "w_dim", "img_resolution", "img_channels", "mapping_layers",
-                     "channel_base", "channel_max", "num_layers", "conv_kernel", "filter_size",
-                     "lrelu_upsampling"):
-            if type(getattr(self, name)) is not int or getattr(self, name) < 1:
-                raise ValueError(f"StyleGAN3Config.{name} must be a positive int, got {getattr(self, name)!r}")
-        if self.img_resolution & (self.img_resolution - 1) or self.img_resolution < 16:
-            raise ValueError(f"img_resolution must be a power of two >= 16, got {self.img_resolution}")
-        if not 0 <= self.num_critical < self.num_layers:
-            raise ValueError(f"num_critical must lie in [0, num_layers), got {self.num_critical}")
+        for name, lo, hi in (("z_dim", 1, 4096), ("w_dim", 1, 4096), ("img_resolution", 16, 4096),
+                             ("img_channels", 1, 16), ("c_dim", 0, 4096), ("mapping_layers", 1, 32),
+                             ("channel_base", 1, 2 ** 24), ("channel_max", 1, 4096), ("num_layers", 1, 63),
+                             ("num_critical", 0, self.num_layers - 1), ("margin_size", 0, 256),
+                             ("conv_kernel", 1, 15), ("filter_size", 1, 64), ("lrelu_upsampling", 1, 8)):
+            whole(getattr(self, name), f"StyleGAN3Config.{name}", lo, hi, limit=None)
+        for name in ("lr_multiplier", "first_cutoff", "first_stopband", "last_stopband_rel", "output_scale"):
+            number(getattr(self, name), f"StyleGAN3Config.{name}", 0.0, 1e6, limit=None)
+        if self.conv_clamp is not None:
+            number(self.conv_clamp, "StyleGAN3Config.conv_clamp", 0.0, 1e9, limit=None)
+        if self.img_resolution & (self.img_resolution - 1):
+            raise ValueError(f"StyleGAN3Config.img_resolution must be a power of two, got {self.img_resolution}")
 
     @property
     def num_ws(self) -> int:
@@ -194,11 +198,12 @@ class MappingNetwork(nn.Module):
     def forward(self, z: Tensor, c: Optional[Tensor] = None, truncation_psi: float = 1.0,
                 truncation_cutoff: Optional[int] = None) -> Tensor:
         """[N, z_dim] -> [N, num_ws, w_dim]. w_avg is never updated here (spec 4.6)."""
-        x = _normalize_2nd_moment(z.to(torch.float32))
+        dtype = self.fc0.weight.dtype  # float32 as loaded; float64 after .double()
+        x = _normalize_2nd_moment(z.to(dtype))
         if self.c_dim > 0:
             if c is None:
                 raise ValueError(f"this generator is conditional (c_dim={self.c_dim}): pass c")
-            x = torch.cat([x, _normalize_2nd_moment(self.embed(c.to(torch.float32)))], dim=1)
+            x = torch.cat([x, _normalize_2nd_moment(self.embed(c.to(dtype)))], dim=1)
         for i in range(self.num_layers):
             x = getattr(self, f"fc{i}")(x)
         x = x.unsqueeze(1).repeat(1, self.num_ws, 1)
@@ -297,7 +302,7 @@ class SynthesisLayer(nn.Module):
 
     def forward(self, x: Tensor, w: Tensor) -> Tensor:  # x [N, I, H, W], w [N, w_dim] -> [N, O, H', W']
         styles = self.affine(w) * self.style_gain                            # [N, I]
-        x = modulated_conv2d(x.to(torch.float32), self.weight, styles, demodulate=not self.is_torgb,
+        x = modulated_conv2d(x.to(self.weight.dtype), self.weight, styles, demodulate=not self.is_torgb,
                              input_gain=self.magnitude_ema.rsqrt())
         return filtered_lrelu(x, self.bias, self.up_filter, self.down_filter, self.up_factor,
                               self.down_factor, self.padding, self.gain, self.slope, self.conv_clamp)
@@ -323,7 +328,7 @@ class SynthesisNetwork(nn.Module):
             ws = ws.unsqueeze(1).expand(-1, self.num_ws, -1)
         if ws.dim() != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
             raise ValueError(f"ws must be [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
-        ws = ws.to(torch.float32)
+        ws = ws.to(self.input.weight.dtype)  # float32 as loaded; float64 after .double()
         x = self.input(ws[:, 0])
         for i, layer in enumerate(self.layers()):
             x = layer(x, ws[:, i + 1])

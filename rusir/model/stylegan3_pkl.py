@@ -15,6 +15,8 @@ import math
 from pathlib import Path
 from typing import Any, Union
 
+import numpy as np
+
 from .pkl import MAX_MODULE_TENSORS, record_state_dict
 from .safety import (BUILD_SLACK, MAX_DIM, MAX_IMG_CHANNELS, MAX_MAPPING_LAYERS, MAX_PARAMETERS,
                      MAX_RESOLUTION, as_float, as_int, clip, describe, load_checked)
@@ -68,7 +70,7 @@ def _float(rec: PersistentRecord, name: str, lo: float, hi: float) -> float:
 
 def _flag(rec: PersistentRecord, name: str) -> bool:
     value = _attr(rec, name)
-    if type(value) is bool or type(value).__name__ == "bool_":
+    if type(value) is bool or isinstance(value, np.bool_):
         return bool(value)
     raise E(f"{rec.class_name}.{name} is {describe(value)}, not a bool")
 
@@ -148,7 +150,7 @@ def stylegan3_design(record: PersistentRecord) -> tuple[StyleGAN3Config, InputSp
     kwargs = record.state.get("_init_kwargs")
     kwargs = kwargs if isinstance(kwargs, dict) else {}
     fc0 = _child(mapping, "fc0")
-    cfg = StyleGAN3Config(
+    fields = dict(
         z_dim=_int(record, "z_dim", 1, MAX_DIM), w_dim=_int(record, "w_dim", 1, MAX_DIM), img_resolution=res,
         img_channels=_int(record, "img_channels", 1, MAX_IMG_CHANNELS), c_dim=_int(record, "c_dim", 0, MAX_DIM),
         mapping_layers=_int(mapping, "num_layers", 1, MAX_MAPPING_LAYERS),
@@ -158,24 +160,26 @@ def stylegan3_design(record: PersistentRecord) -> tuple[StyleGAN3Config, InputSp
         num_layers=_int(synthesis, "num_layers", 1, MAX_SYNTHESIS_LAYERS - 1),
         num_critical=_int(synthesis, "num_critical", 0, MAX_SYNTHESIS_LAYERS - 2),
         margin_size=_int(synthesis, "margin_size", 0, 256),
-        output_scale=_float(synthesis, "output_scale", -1e6, 1e6),
-        conv_kernel=as_int(kwargs.get("conv_kernel", 3), "conv_kernel", 1, 15, E),
-        use_radial_filters=bool(kwargs.get("use_radial_filters", False) is True))
+        output_scale=_float(synthesis, "output_scale", -1e6, 1e6))
     inp = InputSpec(channels=_int(inp_rec, "channels", 1, MAX_DIM), size=_size(inp_rec, "size"),
                     sampling_rate=_float(inp_rec, "sampling_rate", 1, MAX_RATE),
                     bandwidth=_float(inp_rec, "bandwidth", 1e-6, MAX_RATE))
     if inp.sampling_rate / 2 <= inp.bandwidth:
         raise E(f"input bandwidth {inp.bandwidth} is not below half its sampling rate {inp.sampling_rate}")
     names = _attr(synthesis, "layer_names")
-    if type(names) is not list or len(names) != cfg.num_layers + 1 \
+    count = fields["num_layers"] + 1
+    if type(names) is not list or len(names) != count \
             or any(type(n) is not str or not n.isidentifier() or len(n) > 40 for n in names):
-        raise E(f"synthesis.layer_names is {describe(names)}, not {cfg.num_layers + 1} layer names")
+        raise E(f"synthesis.layer_names is {describe(names)}, not {count} layer names")
     layers = [_layer_spec(_child(synthesis, name), name) for name in names]
-    _check_chain(inp, layers, cfg.img_channels, res)
+    _check_chain(inp, layers, fields["img_channels"], res)
     clamps = {s.conv_clamp for s in layers}
     if len(clamps) > 1:
         raise E(f"layers use different conv_clamp values {sorted(map(str, clamps))}")
-    cfg = StyleGAN3Config(**{**cfg.__dict__, "conv_clamp": clamps.pop()})
+    # what the layers say wins over the Generator's constructor keywords (which only record
+    # what train.py passed)
+    cfg = StyleGAN3Config(**fields, conv_clamp=clamps.pop(), conv_kernel=layers[0].conv_kernel,
+                          use_radial_filters=any(s.down_radial for s in layers))
     if _int(record, "num_ws", 1, MAX_SYNTHESIS_LAYERS + 1) != len(layers) + 1:
         raise E(f"num_ws {_attr(record, 'num_ws')} is not the {len(layers) + 1} rows of {len(layers)} layers")
     return cfg, inp, tuple(layers)
