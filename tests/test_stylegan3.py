@@ -52,7 +52,8 @@ def test_mapping_and_truncation(case):
     with torch.no_grad():
         assert max_err(G.mapping(g["z"]), g["ws"]) <= TOL
         assert max_err(G.mapping(g["z"], truncation_psi=0.7), g["ws_psi07"]) <= TOL
-        assert max_err(G.mapping(g["z"], truncation_psi=0.5, truncation_cutoff=3), g["ws_psi05_cutoff3"]) <= TOL
+        cut = G.mapping(g["z"], truncation_psi=0.5, truncation_cutoff=3)
+        assert max_err(cut, g["ws_psi05_cutoff3"]) <= TOL
     assert torch.equal(G.mapping.w_avg, g["w_avg"])
 
 
@@ -154,7 +155,8 @@ def test_design_formulas_reproduce_the_files_layers(name):
     for layer in G.synthesis.layers():
         s = layer.spec
         for stored, designed in [
-                (layer.up_filter, lowpass_filter(s.up_taps, s.in_cutoff, 2 * s.in_half_width, s.tmp_sampling_rate)),
+                (layer.up_filter, lowpass_filter(s.up_taps, s.in_cutoff, 2 * s.in_half_width,
+                                                 s.tmp_sampling_rate)),
                 (layer.down_filter, lowpass_filter(s.down_taps, s.out_cutoff, 2 * s.out_half_width,
                                                    s.tmp_sampling_rate, radial=s.down_radial))]:
             assert (stored is None) == (designed is None) == s.is_torgb

@@ -4,7 +4,8 @@ official `G_ema`.
 State-dict names, shapes and order equal the official ones (synthesis first, then mapping), so
 official weights load with `strict=True`. The maths follows ../shared/spec/stylegan3-format.md
 sections 3-4 and runs in float32 on every device (the official fp16 path exists only on CUDA and
-is a speed trick); `G.double()` gives a float64 generator. No compiled extension: the filtered leaky ReLU is rusir.model.filtered_lrelu.
+is a speed trick); `G.double()` gives a float64 generator. No compiled extension: the filtered
+leaky ReLU is rusir.model.filtered_lrelu.
 
 Layout: `ws` [N, 16, w_dim]. Row 0 drives the Fourier-feature input, row l+1 layer L_l; the last
 layer (L14) is toRGB. No row is shared, there is no noise and no skip connection.
@@ -68,7 +69,8 @@ class StyleGAN3Config:
         if self.conv_clamp is not None:
             number(self.conv_clamp, "StyleGAN3Config.conv_clamp", 0.0, 1e9, limit=None)
         if self.img_resolution & (self.img_resolution - 1):
-            raise ValueError(f"StyleGAN3Config.img_resolution must be a power of two, got {self.img_resolution}")
+            raise ValueError(f"StyleGAN3Config.img_resolution must be a power of two, "
+                             f"got {self.img_resolution}")
 
     @property
     def num_ws(self) -> int:
@@ -187,7 +189,8 @@ class MappingNetwork(nn.Module):
     def __init__(self, z_dim: int, c_dim: int, w_dim: int, num_ws: int, num_layers: int = 2,
                  lr_multiplier: float = 0.01):
         super().__init__()
-        self.z_dim, self.c_dim, self.w_dim, self.num_ws, self.num_layers = z_dim, c_dim, w_dim, num_ws, num_layers
+        self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
+        self.num_ws, self.num_layers = num_ws, num_layers
         if c_dim > 0:
             self.embed = FullyConnectedLayer(c_dim, w_dim)
         features = [z_dim + (w_dim if c_dim > 0 else 0)] + [w_dim] * num_layers
@@ -226,7 +229,7 @@ class SynthesisInput(nn.Module):
         self.spec, self.channels, self.size = spec, spec.channels, spec.size
         self.sampling_rate, self.bandwidth = spec.sampling_rate, spec.bandwidth
         c = spec.channels
-        freqs = torch.randn([c, 2])                                          # init only: the file's values load
+        freqs = torch.randn([c, 2])  # random init only: a file's values replace it
         radii = freqs.square().sum(1, keepdim=True).sqrt()
         freqs = freqs / (radii * radii.square().exp().pow(0.25))
         self.weight = nn.Parameter(torch.randn([c, c]))

@@ -96,7 +96,8 @@ def _layer_spec(rec: PersistentRecord, name: str) -> LayerSpec:
         in_sampling_rate=_float(rec, "in_sampling_rate", 1, MAX_RATE),
         out_sampling_rate=_float(rec, "out_sampling_rate", 1, MAX_RATE),
         tmp_sampling_rate=_float(rec, "tmp_sampling_rate", 1, MAX_RATE),
-        in_cutoff=_float(rec, "in_cutoff", 1e-6, MAX_RATE), out_cutoff=_float(rec, "out_cutoff", 1e-6, MAX_RATE),
+        in_cutoff=_float(rec, "in_cutoff", 1e-6, MAX_RATE),
+        out_cutoff=_float(rec, "out_cutoff", 1e-6, MAX_RATE),
         in_half_width=_float(rec, "in_half_width", 1e-6, MAX_RATE),
         out_half_width=_float(rec, "out_half_width", 1e-6, MAX_RATE),
         conv_kernel=_int(rec, "conv_kernel", 1, 15),
@@ -135,7 +136,8 @@ def _parameter_count(cfg: StyleGAN3Config, inp: InputSpec, layers: list[LayerSpe
                  + s.in_channels * (w + 1) + s.up_taps + s.down_taps ** (2 if s.down_radial else 1)
                  for s in layers)
     features = [cfg.z_dim + (w if cfg.c_dim else 0)] + [w] * cfg.mapping_layers
-    count += w + (cfg.c_dim * w + w if cfg.c_dim else 0) + sum(a * b + b for a, b in zip(features, features[1:]))
+    count += w + (cfg.c_dim * w + w if cfg.c_dim else 0)
+    count += sum(a * b + b for a, b in zip(features, features[1:]))
     return count
 
 
@@ -152,7 +154,8 @@ def stylegan3_design(record: PersistentRecord) -> tuple[StyleGAN3Config, InputSp
     fc0 = _child(mapping, "fc0")
     fields = dict(
         z_dim=_int(record, "z_dim", 1, MAX_DIM), w_dim=_int(record, "w_dim", 1, MAX_DIM), img_resolution=res,
-        img_channels=_int(record, "img_channels", 1, MAX_IMG_CHANNELS), c_dim=_int(record, "c_dim", 0, MAX_DIM),
+        img_channels=_int(record, "img_channels", 1, MAX_IMG_CHANNELS),
+        c_dim=_int(record, "c_dim", 0, MAX_DIM),
         mapping_layers=_int(mapping, "num_layers", 1, MAX_MAPPING_LAYERS),
         lr_multiplier=as_float(_attr(fc0, "bias_gain"), "mapping lr_multiplier", 1e-9, 1e3, E),
         channel_base=as_int(kwargs.get("channel_base", 32768), "channel_base", 1, 2 ** 24, E),
