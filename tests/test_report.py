@@ -259,6 +259,9 @@ def test_write_report_files(bench_dir, tmp_path):
     with open(tmp_path / "cells.csv") as f:
         cells = list(csv.DictReader(f))
     assert len(cells) == 10 and {"accuracy_psnr:mean", "accuracy_psnr:se"} <= set(cells[0])
+    assert list(cells[0])[:5] == ["method", "task", "level", "n", "records"]
+    assert (cells[0]["method"], cells[0]["task"], cells[0]["level"], cells[0]["n"]) == (
+        "bicubic", "upsampling", "XS", "3")
     for metric in ("accuracy_psnr", "fidelity_ssim"):
         assert (tmp_path / f"metric_vs_level_{metric}.png").stat().st_size > 1000
     assert result["markdown"].count("## Table") == 2
@@ -356,11 +359,12 @@ def test_feature_store_keys_by_content(tmp_path, fake_inception):
     spec = FeatureSpec(8, 5, 0)
     fa, fb = store.features([(tmp_path / "a.png", spec), (tmp_path / "b.png", spec)])
     assert fake_inception.images == 5 and torch.equal(fa, fb) and fa.shape == (5, 9)
+    assert store.computed == 1                            # one content, computed once
     fresh = FeatureStore(tmp_path / "cache")              # another report: read from disk
     assert torch.allclose(fresh.features([(tmp_path / "a.png", spec)])[0], fa.float().double())
-    assert fake_inception.images == 5
+    assert fake_inception.images == 5 and fresh.computed == 0
     fresh.features([(tmp_path / "a.png", FeatureSpec(8, 5, 1))])   # other crops: other key
-    assert fake_inception.images == 10
+    assert fake_inception.images == 10 and fresh.computed == 1
 
 
 def test_crop_positions_are_drawn_per_image(tmp_path, monkeypatch):
@@ -493,3 +497,14 @@ def test_the_header_names_the_generators_own_defaults_and_a_mixed_folder():
     assert "sha256 abababababab" in line and "mixed" not in line
     line = _settings({**c, "loss": "paper", "discrepancy": 0.0, "mixed": [{}, {}]})
     assert "loss `paper`" in line and "τ 0.0" in line and "mixed folder**: 2 configurations" in line
+
+
+def test_set_metrics_of_two_repeats_have_a_spread(tmp_path, fake_inception):
+    """Two repeats give a repeat SD (0 for a method that restores the same image twice), not
+    None: the spread needs only two values."""
+    out = tmp_path / "b"
+    run_bench(small_generator(resolution=16), "heldout:3", {"bicubic": bicubic}, "upsampling@M", out,
+              metrics=("psnr",), progress=False, repeats=2)
+    values = set_metrics_for(out, load_records(out), names=("patch_fid",), crops=4, min_samples=LOW)
+    v, _ = values[("bicubic", "upsampling", "M")]
+    assert v["patch_fid_repeats"] == 2 and v["patch_fid_repeat_sd"] == pytest.approx(0.0, abs=1e-9)
