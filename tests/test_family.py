@@ -1,0 +1,100 @@
+"""The generator seam (rusir.model.family): StyleGAN2 and StyleGAN3 implement it, and RUSIR's
+three latent spaces work on both through it alone."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import ROOT, small_generator
+from rusir.inversion.latents import convert, init_w, initial_latent
+from rusir.model.family import StyleGenerator, check_generator, wpp_filters
+
+SG3_FIXTURES = ROOT.parent / "shared" / "fixtures" / "stylegan3-tiny"
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def sg3(name: str):
+    from rusir.model.stylegan3_pkl import load_stylegan3_pickle
+    path = SG3_FIXTURES / f"{name}.pkl"
+    if not path.exists():
+        pytest.skip(f"fixture {path} absent: ../shared (official StyleGAN3 fixtures) is not beside the repo")
+    return load_stylegan3_pickle(path)
+
+
+@pytest.fixture(scope="module", params=["sg3t32", "sg3r64"])
+def G3(request):
+    return sg3(request.param)
+
+
+def _w(G, seed: int = 0, batch: int = 2) -> torch.Tensor:
+    """W codes [B, w_dim] the generator itself maps (truncated, so images are typical)."""
+    z = torch.randn(batch, G.z_dim, generator=torch.Generator().manual_seed(seed))
+    return G.mapping(z, None, truncation_psi=0.7)[:, 0]
+
+
+def test_both_families_implement_the_seam(G3):
+    for G in (small_generator(), G3):
+        assert isinstance(G, StyleGenerator)
+        check_generator(G)
+        layers = G.modulated_layers()
+        assert all(0 <= layer.row < G.num_ws for layer in layers)
+        assert wpp_filters(G) == max(layer.filters for layer in layers)
+        assert init_w(G, 3).shape == (3, G.w_dim)
+        assert torch.equal(init_w(G, 1)[0], G.w_avg)
+
+
+def test_stylegan3_layers_rows_and_filters(G3):
+    layers = G3.modulated_layers()
+    assert [layer.row for layer in layers] == list(range(1, G3.num_ws))  # row 0: the input's
+    assert layers[-1].filters == G3.img_channels                       # toRGB
+    assert wpp_filters(G3) == G3.synthesis.max_channels
+
+
+def test_stylegan3_expansions_render_the_same_image(G3):
+    """W -> W+ -> W++ each render what the code they came from renders (float32 rounding)."""
+    w = _w(G3)
+    with torch.no_grad():
+        images = [G3.synthesis(convert(w, space, G3)) for space in ("W", "W+", "W++")]
+    for img in images[1:]:
+        assert (img - images[0]).abs().max().item() < 1e-5
+    assert images[0].abs().max().item() > 0.05                          # not a blank image
+    wpp = initial_latent(G3, "W++", 2)
+    assert wpp.shape == (2, G3.num_ws, wpp_filters(G3), G3.w_dim)
+
+
+def test_stylegan3_expansions_float64_agree_to_rounding(G3):
+    G = sg3("sg3t32").double()
+    w = _w(G).double()
+    with torch.no_grad():
+        a, b = G.synthesis(w), G.synthesis(convert(w, "W++", G))
+    assert (a - b).abs().max().item() < 1e-12
+
+
+def test_stylegan3_wpp_gives_each_filter_its_own_code(G3):
+    """Moving one filter's code of one layer changes that filter only: the image changes, and a
+    code past the layer's width (or past the input's first code) changes nothing."""
+    wpp = convert(_w(G3, batch=1), "W++", G3)
+    layers = G3.modulated_layers()
+    narrow = min(layers, key=lambda layer: layer.filters)
+    with torch.no_grad():
+        base = G3.synthesis(wpp)
+        moved = wpp.clone()
+        moved[0, layers[0].row, 0] += 1.0
+        assert (G3.synthesis(moved) - base).abs().max().item() > 1e-4
+        unused = wpp.clone()
+        unused[0, narrow.row, narrow.filters:] += 1.0
+        unused[0, 0, 1:] += 1.0
+        assert torch.equal(G3.synthesis(unused), base)
+
+
+def test_stylegan3_bad_latent_shape_is_one_value_error(G3):
+    with pytest.raises(ValueError, match="fits none of W"):
+        G3.synthesis(torch.zeros(1, G3.num_ws, 2, G3.w_dim))
+    with pytest.raises(ValueError, match="noise_mode"):
+        G3.synthesis(torch.zeros(1, G3.w_dim), noise_mode="loud")
+
+
+def test_a_module_without_the_seam_is_refused_by_name():
+    with pytest.raises(ValueError, match="w_avg, modulated_layers"):
+        init_w(torch.nn.Linear(2, 2), 1)
