@@ -152,3 +152,90 @@ def test_restore_inverts_an_image_the_stylegan3_generator_made():
     assert scores["identity W++"] > scores["identity W"] > start + 5
     assert scores["x2 W++"] > start + 5
     assert identity.images.shape == target.shape == upsampled.images.shape
+
+
+# --- a third family, registered through the seam only, restores end to end -----------------
+
+class _ToyMapping(torch.nn.Module):
+    def __init__(self, z_dim: int, w_dim: int, num_ws: int):
+        super().__init__()
+        self.num_ws = num_ws
+        self.fc = torch.nn.Linear(z_dim, w_dim)
+        self.register_buffer("w_avg", torch.randn(w_dim) * 0.3)
+
+    def forward(self, z, c=None, truncation_psi: float = 1.0):  # [B, z] -> [B, num_ws, w]
+        w = self.w_avg.lerp(self.fc(z), truncation_psi)
+        return w.unsqueeze(1).repeat(1, self.num_ws, 1)
+
+
+class _ToySynthesis(torch.nn.Module):
+    """Row r has FILTERS[r] filters; filter o's style is component o of the row's affine of its
+    code (W++: of its own code); the image is tanh of the styles times fixed basis images."""
+
+    def __init__(self, w_dim: int, filters: tuple[int, ...], resolution: int):
+        super().__init__()
+        self.filters = filters
+        self.affines = torch.nn.ModuleList(torch.nn.Linear(w_dim, f) for f in filters)
+        self.bases = torch.nn.ParameterList(torch.nn.Parameter(torch.randn(f, 3, resolution, resolution) / f)
+                                            for f in filters)
+
+    def forward(self, latent, noise_mode: str = "const"):
+        num_ws = len(self.filters)
+        if latent.dim() == 2:
+            latent = latent.unsqueeze(1).repeat(1, num_ws, 1)
+        img = 0
+        for r, (affine, basis) in enumerate(zip(self.affines, self.bases)):
+            if latent.dim() == 3:
+                style = affine(latent[:, r])                                  # [B, O]
+            else:
+                style = affine(latent[:, r, : self.filters[r]]).diagonal(dim1=1, dim2=2)  # [B, O]
+            img = img + torch.einsum("bo,ocij->bcij", style, basis)
+        return torch.tanh(img)
+
+
+class ToyGenerator(torch.nn.Module):
+    """Neither StyleGAN2 nor StyleGAN3: only the protocol of rusir.model.family."""
+    FILTERS = (4, 6, 3)
+
+    def __init__(self, seed: int):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.z_dim = self.w_dim = 8
+        self.num_ws, self.img_resolution, self.img_channels = len(self.FILTERS), 16, 3
+        self.mapping = _ToyMapping(self.z_dim, self.w_dim, self.num_ws)
+        self.synthesis = _ToySynthesis(self.w_dim, self.FILTERS, self.img_resolution)
+
+    @property
+    def w_avg(self):
+        return self.mapping.w_avg
+
+    def modulated_layers(self):
+        from rusir.model.family import ModulatedLayer
+        return [ModulatedLayer(f"layer{r}", r, f) for r, f in enumerate(self.FILTERS)]
+
+
+def test_a_third_family_registered_through_the_seam_restores_end_to_end(tmp_path):
+    from conftest import generated_target, mse
+    from rusir.degradations.inpainting import Inpainting
+    from rusir.inversion.restore import render, restore
+    from rusir.model.family import FAMILIES, Family, register_family
+    from rusir.model.generators import info, load_generator
+    path = tmp_path / "gen.toy"
+    path.write_text("7")
+    register_family(Family("toy", lambda p: p.suffix == ".toy", lambda p: ToyGenerator(int(p.read_text()))))
+    try:
+        G = load_generator(path)
+    finally:
+        FAMILIES.pop("toy")
+    assert isinstance(G, ToyGenerator) and info(G).family == "toy"
+    wpp = convert(init_w(G, 1), "W++", G)
+    assert wpp.shape == (1, 3, 6, 8)
+    assert torch.allclose(G.synthesis(wpp), G.synthesis(init_w(G, 1)), atol=1e-6)
+    target = generated_target(G, seed=1)
+    start = mse(render(G, G.w_avg[None]), target).item()
+    for degradation in (None, Inpainting()):  # toy bases are noise: x2 upsampling is ill-posed
+        seen = target if degradation is None else degradation.degrade_ground_truth(target)
+        result = restore(G, seen, degradation, loss=mse, steps=(10, 10, 10), progress=False)
+        ratio = mse(result.images, target).item() / start
+        print("toy family:", type(degradation).__name__, "MSE / start MSE", round(ratio, 5))
+        assert ratio < 0.1
