@@ -239,3 +239,18 @@ def test_a_third_family_registered_through_the_seam_restores_end_to_end(tmp_path
         ratio = mse(result.images, target).item() / start
         print("toy family:", type(degradation).__name__, "MSE / start MSE", round(ratio, 5))
         assert ratio < 0.1
+
+
+def test_the_baselines_run_on_stylegan3_through_the_seam():
+    """PULSE, L-BRGM and Adam-W+ need only the seam too (3 steps each: runs, finite)."""
+    from conftest import generated_target, mse
+    from rusir.baselines import get_method
+    from rusir.degradations import make
+    G = sg3("sg3t32")
+    clean = generated_target(G, seed=8)
+    fast = {"pulse": dict(fit_samples=256), "lbrgm": dict(init_candidates=4), "adam_wplus": {}}
+    for name, options in fast.items():
+        deg = make("inpainting", "M", seed=0)
+        target = deg.degrade_ground_truth(clean)
+        result = get_method(name)(G, target, deg, loss=mse, steps=3, progress=False, **options)
+        assert result.images.shape == clean.shape and torch.isfinite(result.images).all()
