@@ -93,7 +93,7 @@ class compile_or_eager:
                       f"{str(exc).splitlines()[0] if str(exc) else ''}); running it uncompiled",
                       RuntimeWarning, stacklevel=3)
 
-    def __getattr__(self, name: str) -> Any:     # e.g. synthesis.max_channels: fn's own
+    def __getattr__(self, name: str) -> Any:     # e.g. synthesis.img_resolution: fn's own
         if name in ("fn", "compiled", "failed", "name"):
             raise AttributeError(name)
         return getattr(self.fn, name)

@@ -4,6 +4,9 @@
     W+   [B, num_ws, w_dim]       one code per ws row, starts as W repeated per row
     W++  [B, num_ws, F, w_dim]    one code per output filter, starts as each W+ row repeated F times
 
+The generator is seen only through rusir.model.family (num_ws, w_avg, F = the widest modulated
+layer), so every family that implements the seam gets the same three spaces.
+
 Each expansion renders exactly the same image as the latent it came from, so a phase picks up
 where the last one stopped. Methods that start from random codes (the baselines) draw them with
 `seeded_randn`, per image, so a batch equals its images run one by one.
@@ -14,16 +17,15 @@ import torch
 from torch import Tensor
 
 from ..degradations.base import Seed, per_image_seeds
-from ..model.stylegan2 import Generator
+from ..model.family import StyleGenerator, check_generator, wpp_filters
 
 SPACES = ("W", "W+", "W++")
 
 
-def init_w(G: Generator, batch: int) -> Tensor:
+def init_w(G: StyleGenerator, batch: int) -> Tensor:
     """W at the generator's tracked mean (the paper's init): [B, w_dim]."""
-    if not hasattr(G.mapping, "w_avg"):
-        raise ValueError("this generator tracks no w_avg, which RUSIR needs as its starting point")
-    w_avg = G.mapping.w_avg.detach()
+    check_generator(G)
+    w_avg = G.w_avg.detach()
     w_avg = w_avg.to(torch.promote_types(w_avg.dtype, torch.float32))  # fp32, or fp64 for G.double()
     return w_avg.unsqueeze(0).repeat(batch, 1).clone()
 
@@ -51,7 +53,7 @@ def space_of(latent: Tensor) -> str:
     return {2: "W", 3: "W+", 4: "W++"}[latent.dim()]
 
 
-def convert(latent: Tensor, space: str, G: Generator) -> Tensor:
+def convert(latent: Tensor, space: str, G: StyleGenerator) -> Tensor:
     """Lift a latent into `space` (W -> W+ -> W++). Lowering is refused: it would lose information."""
     if space not in SPACES:
         raise ValueError(f"unknown latent space {space!r}; choose one of {SPACES}")
@@ -63,10 +65,10 @@ def convert(latent: Tensor, space: str, G: Generator) -> Tensor:
     if src == 0 and dst >= 1:
         x = w_to_wplus(x, G.num_ws)
     if src <= 1 and dst == 2:
-        x = wplus_to_wpp(x, G.synthesis.max_channels)
+        x = wplus_to_wpp(x, wpp_filters(G))
     return x
 
 
-def initial_latent(G: Generator, space: str, batch: int) -> Tensor:
+def initial_latent(G: StyleGenerator, space: str, batch: int) -> Tensor:
     """A phase that runs first starts from w_avg lifted into its space."""
     return convert(init_w(G, batch), space, G)

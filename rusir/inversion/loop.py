@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..model.stylegan2 import Generator, to_unit_range
+from ..model.family import StyleGenerator, to_unit_range
 
 __all__ = ["StepInfo", "Rendered", "Objective", "LossFn", "render", "render_degraded", "evaluate_loss",
            "run_steps", "check_finite", "NonFiniteLossError"]
@@ -52,7 +52,7 @@ class Rendered(NamedTuple):
     mask: Optional[Tensor]     # [B, 1, h, w] known pixels (inpainting) or None
 
 
-def render(G: Generator, latent: Tensor, resolution: Optional[int] = None,
+def render(G: StyleGenerator, latent: Tensor, resolution: Optional[int] = None,
            noise_mode: str = "const") -> Tensor:
     """G(latent) mapped to ~[0, 1] and area-resized to the working resolution: [B, 3, R, R]."""
     img = to_unit_range(G.synthesis(latent, noise_mode=noise_mode))
@@ -62,7 +62,7 @@ def render(G: Generator, latent: Tensor, resolution: Optional[int] = None,
     return img
 
 
-def render_degraded(G: Generator, latent: Tensor, degradation,
+def render_degraded(G: StyleGenerator, latent: Tensor, degradation,
                     resolution: Optional[int] = None) -> Rendered:
     """Render `latent` and pass it through `degradation.degrade_prediction` (the differentiable
     approximation), reading the degradation's mask after the call (it may redraw it)."""

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from ..degradations.base import Degradation
-from ..model.stylegan2 import Generator
+from ..model.family import StyleGenerator
 from .acceleration import (LossRunner, SynthesisProxy, compile_or_eager, compiled_terms,
                            recompile_limit, tf32_scope)
 from .batching import auto_batch_size, chunk_degradation, chunk_loss, chunks, largest_that_fits
@@ -43,7 +43,7 @@ def make_optimizer(name: str, params: list[Tensor], lr: float,
     return torch.optim.Adam(params, lr=lr)
 
 
-def run_phase(G: Generator, latent: Tensor, target: Tensor, degradation, loss_fn: LossFn,
+def run_phase(G: StyleGenerator, latent: Tensor, target: Tensor, degradation, loss_fn: LossFn,
               steps: int, lr: float, space: str, optimizer: str = "ngd",
               resolution: Optional[int] = None, callback: Optional[Callable[[StepInfo], None]] = None,
               progress: bool = True, *, phase: Optional[str] = None,
@@ -90,7 +90,7 @@ def run_phase(G: Generator, latent: Tensor, target: Tensor, degradation, loss_fn
     return PhaseResult(space, images, latent.detach(), losses, lr)
 
 
-def restore(G: Generator, target: Tensor, degradation=None, *, loss: LossSpec = None,
+def restore(G: StyleGenerator, target: Tensor, degradation=None, *, loss: LossSpec = None,
             seed: int = 0, callback: Optional[Callable[[StepInfo], None]] = None,
             progress: bool = True, steps: Optional[Sequence[int]] = None,
             lrs: Optional[Sequence[float]] = None, lr_scale: Optional[float] = None,
@@ -178,7 +178,7 @@ restore.run_options = ("steps", "discrepancy", "batch_size", "jitter")
 
 
 @contextmanager
-def _accelerated(G: Generator, loss, config: RestoreConfig) -> Iterator[tuple]:
+def _accelerated(G: StyleGenerator, loss, config: RestoreConfig) -> Iterator[tuple]:
     """(G as the steps see it, a function wrapping a chunk's loss) under the configured
     precision, compilation and target caching; everything is put back afterwards."""
     backend, precision = config.compile, config.precision
@@ -320,7 +320,7 @@ def jittered(latent: Tensor, jitter: float, seed: int) -> Tensor:
     return latent * (1 + jitter * z.to(latent.device, latent.dtype))          # [B, ...]
 
 
-def _run_phases(G: Generator, problem: Problem, init: Optional[Tensor], config: RestoreConfig,
+def _run_phases(G: StyleGenerator, problem: Problem, init: Optional[Tensor], config: RestoreConfig,
                 callback, progress: bool) -> tuple[dict[str, PhaseResult], list]:
     """W -> W+ -> W++ (the phases in config.spaces), each from the last phase's latent; with
     the discrepancy principle, one stop follows the images through the phases."""

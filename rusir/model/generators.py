@@ -6,7 +6,9 @@
 - an official name ("ffhq", "metfaces", "afhqcat", ...): downloaded once into the cache
   (`$RUSIR_CACHE`, default ~/.cache/rusir) when online; offline, a clear error says which
   file to put where. Loaded with the exec-free pickle reader.
-- a path to a `.pkl` (official format) or `.safetensors` (rusir.model.checkpoint) file.
+- a path to a `.pkl` (official StyleGAN2-ADA or StyleGAN3 format) or `.safetensors`
+  (rusir.model.checkpoint) file. The file's family is recognised from its content through the
+  families registered with rusir.model.family (the built-in ones are registered here).
 """
 from __future__ import annotations
 
@@ -20,9 +22,12 @@ import torch
 
 from . import weights
 from .checkpoint import CheckpointError, load_generator_file, read_metadata
+from .family import Family, family_of_file, register_family
 from .pkl import load_network_pickle
 from .safety import describe
 from .stylegan2 import Generator
+from .stylegan3_pkl import is_stylegan3, load_stylegan3_pickle
+from .unpickler import read_network_pickle
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 DEFAULT = "toyfaces64"
@@ -47,6 +52,7 @@ class GeneratorInfo:
     lrs: Optional[tuple[float, float, float]] = None  # RUSIR rates per phase (x lr_scale); None: the paper's
     discrepancy: Optional[float] = None  # tau of RUSIR's noise-level stop; None: off (the paper)
     sha256: Optional[str] = None  # of the file loaded (pinned for the shipped one: tuned on it)
+    family: str = "stylegan2"     # the rusir.model.family name of the file's family
 
 
 # The attribute of a generator that holds its GeneratorInfo: a plain (non-parameter) attribute of
@@ -126,13 +132,26 @@ def _shipped_file(info: GeneratorInfo) -> Path:
     return path
 
 
-def _load_file(path: Path) -> Generator:
-    if path.suffix == ".safetensors":
-        return load_generator_file(path)
-    if path.suffix == ".pkl":
-        return load_network_pickle(path)
-    raise ValueError(f"don't know how to load {path}: expected an official StyleGAN2-ADA .pkl "
-                     "or a rusir .safetensors generator")
+def _is_stylegan3_pickle(path: Path) -> bool:
+    """An official pickle whose G_ema has StyleGAN3's structure (read exec-free; the file is
+    read again to load it, which keeps each family's loader self-contained)."""
+    if path.suffix != ".pkl":
+        return False
+    data = read_network_pickle(path)
+    return isinstance(data, dict) and is_stylegan3(data.get("G_ema"))
+
+
+# Built-in families, the general first: a family registered later is asked first.
+register_family(Family("stylegan2", lambda path: path.suffix in (".pkl", ".safetensors"),
+                       lambda path: load_generator_file(path) if path.suffix == ".safetensors"
+                       else load_network_pickle(path)))
+register_family(Family("stylegan3", _is_stylegan3_pickle, load_stylegan3_pickle))
+
+
+def _load_file(path: Path) -> tuple[Generator, str]:
+    """(generator, family name) of a file, by the first registered family that recognises it."""
+    family = family_of_file(path)
+    return family.load(path), family.name
 
 
 def _file_default_loss(path: Path) -> str:
@@ -165,8 +184,8 @@ def load_generator(name_or_path: Union[str, Path] = DEFAULT, device: Union[str, 
         if not path.exists():
             raise ValueError(f"unknown generator {key!r}: not a file, and not one of {sorted(REGISTRY)}")
         record = None
-    G = _load_file(path)
-    record = record or _file_info(path, key, G.img_resolution)
+    G, family = _load_file(path)
+    record = record or replace(_file_info(path, key, G.img_resolution), family=family)
     if record.sha256 is None:   # name the exact file (a benchmark folder records it: RunConfig)
         record = replace(record, sha256=weights.file_sha256(path))
     set_info(G, record)

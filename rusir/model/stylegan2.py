@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .family import ModulatedLayer, to_unit_range
+
 SQRT2 = math.sqrt(2.0)
 NOISE_MODES = ("const", "random", "none")
 
@@ -291,6 +293,12 @@ class SynthesisNetwork(nn.Module):
                     row += 1
         return out
 
+    def modulated_layers(self) -> list[ModulatedLayer]:
+        """Every modulated layer (convs and toRGBs) with its ws row and filter count."""
+        names = {id(module): name for name, module in self.named_modules()}
+        return [ModulatedLayer(names[id(layer)], row, layer.out_channels)
+                for layer, row in self.layer_rows()]
+
     def styles(self, ws: Tensor) -> list[Tensor]:
         """Affine styles per modulated layer: [B, I] for W/W+, [B, O, I] for W++."""
         ws = self._expand(ws)
@@ -350,13 +358,11 @@ class Generator(nn.Module):
     def w_avg(self) -> Tensor:
         return self.mapping.w_avg
 
+    def modulated_layers(self) -> list[ModulatedLayer]:
+        """The seam's view of the layers W++ addresses (rusir.model.family)."""
+        return self.synthesis.modulated_layers()
+
     def forward(self, z: Tensor, c: Optional[Tensor] = None, truncation_psi: float = 1.0,
                 truncation_cutoff: Optional[int] = None, noise_mode: str = "const") -> Tensor:
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
         return self.synthesis(ws, noise_mode=noise_mode)
-
-
-def to_unit_range(img: Tensor) -> Tensor:
-    """Generator output ~[-1, 1] -> ~[0, 1] without clamping (RUSIR never clamps predictions)."""
-    return (img + 1) / 2
-

@@ -8,7 +8,10 @@ is a speed trick); `G.double()` gives a float64 generator. No compiled extension
 leaky ReLU is rusir.model.filtered_lrelu.
 
 Layout: `ws` [N, 16, w_dim]. Row 0 drives the Fourier-feature input, row l+1 layer L_l; the last
-layer (L14) is toRGB. No row is shared, there is no noise and no skip connection.
+layer (L14) is toRGB. No row is shared, there is no noise and no skip connection. Synthesis also
+takes W [N, w_dim] (one code for every row) and W++ [N, 16, F, w_dim] (rusir.model.family): layer
+L_l with O filters gives filter o the style of its own code ws[:, l+1, o]. The input layer is not a
+modulated conv: its transform (rotation, translation) reads the first code of row 0, as trained.
 
 Every layer's design values (sizes, sampling rates, cutoffs, filter taps, padding) are held in a
 frozen `LayerSpec`. `design_layers` computes them from a `StyleGAN3Config` (spec 3.1-3.3); the
@@ -26,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..validation import number, whole
+from .family import ModulatedLayer
 from .filtered_lrelu import filtered_lrelu, lowpass_filter
 
 SQRT2 = math.sqrt(2.0)
@@ -172,10 +176,12 @@ class FullyConnectedLayer(nn.Module):
         self.weight_gain = lr_multiplier / math.sqrt(in_features)
         self.bias_gain = lr_multiplier
 
-    def forward(self, x: Tensor) -> Tensor:  # [N, in] -> [N, out]
+    def forward(self, x: Tensor) -> Tensor:  # [..., in] -> [..., out]
         w, b = self.weight * self.weight_gain, self.bias * self.bias_gain
-        if self.activation == "linear":
+        if self.activation == "linear" and x.dim() == 2:
             return torch.addmm(b.unsqueeze(0), x, w.t())
+        if self.activation == "linear":  # W++ codes [N, O, in]
+            return x.matmul(w.t()) + b
         return F.leaky_relu(x.matmul(w.t()) + b, 0.2) * SQRT2
 
 
@@ -266,13 +272,16 @@ class SynthesisInput(nn.Module):
 
 def modulated_conv2d(x: Tensor, weight: Tensor, styles: Tensor, demodulate: bool,
                      input_gain: Tensor) -> Tensor:
-    """x [N, I, H, W], weight [O, I, k, k], styles [N, I] -> [N, O, H+k-1, W+k-1]: per-sample
-    weights (one grouped conv), zero padding k-1 (a 'full' cross-correlation)."""
+    """x [N, I, H, W], weight [O, I, k, k], styles [N, I] (or [N, O, I]: one style per output
+    filter, W++) -> [N, O, H+k-1, W+k-1]: per-sample weights (one grouped conv), zero padding k-1
+    (a 'full' cross-correlation)."""
     n, o, k = x.shape[0], weight.shape[0], weight.shape[-1]
     if demodulate:  # pre-normalisations only change rounding: demodulation cancels them
         weight = weight * weight.square().mean([1, 2, 3], keepdim=True).rsqrt()
         styles = styles * styles.square().mean().rsqrt()
-    w = weight.unsqueeze(0) * styles[:, None, :, None, None]                 # [N, O, I, k, k]
+    if styles.dim() == 2:
+        styles = styles.unsqueeze(1)                                         # [N, 1, I]
+    w = weight.unsqueeze(0) * styles[:, :, :, None, None]                    # [N, O, I, k, k]
     if demodulate:
         w = w * (w.square().sum([2, 3, 4]) + 1e-8).rsqrt()[:, :, None, None, None]
     w = w * input_gain
@@ -303,8 +312,9 @@ class SynthesisLayer(nn.Module):
         self.slope = 1.0 if spec.is_torgb else 0.2
         self.style_gain = 1 / math.sqrt(spec.in_channels * k * k) if spec.is_torgb else 1.0
 
-    def forward(self, x: Tensor, w: Tensor) -> Tensor:  # x [N, I, H, W], w [N, w_dim] -> [N, O, H', W']
-        styles = self.affine(w) * self.style_gain                            # [N, I]
+    def forward(self, x: Tensor, w: Tensor) -> Tensor:
+        """x [N, I, H, W], w [N, w_dim] (or [N, O, w_dim], W++) -> [N, O, H', W']."""
+        styles = self.affine(w) * self.style_gain                            # [N, I] or [N, O, I]
         x = modulated_conv2d(x.to(self.weight.dtype), self.weight, styles, demodulate=not self.is_torgb,
                              input_gain=self.magnitude_ema.rsqrt())
         return filtered_lrelu(x, self.bias, self.up_filter, self.down_filter, self.up_factor,
@@ -326,15 +336,42 @@ class SynthesisNetwork(nn.Module):
     def layers(self) -> list[SynthesisLayer]:
         return [getattr(self, name) for name in self.layer_names]
 
-    def forward(self, ws: Tensor) -> Tensor:
-        if ws.dim() == 2:  # W: one code for every row
-            ws = ws.unsqueeze(1).expand(-1, self.num_ws, -1)
-        if ws.dim() != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
-            raise ValueError(f"ws must be [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
-        ws = ws.to(self.input.weight.dtype)  # float32 as loaded; float64 after .double()
-        x = self.input(ws[:, 0])
-        for i, layer in enumerate(self.layers()):
-            x = layer(x, ws[:, i + 1])
+    def modulated_layers(self) -> list[ModulatedLayer]:
+        """L0 .. toRGB with their ws rows (row 0 is the input's) and filter counts."""
+        return [ModulatedLayer(name, i + 1, layer.spec.out_channels)
+                for i, (name, layer) in enumerate(zip(self.layer_names, self.layers()))]
+
+    @property
+    def max_channels(self) -> int:
+        """F of the W++ layout: the widest layer's filter count."""
+        return max(layer.filters for layer in self.modulated_layers())
+
+    def _check(self, ws: Tensor) -> Tensor:
+        """Validate the latent layout; W [N, w_dim] becomes W+ by repetition."""
+        if ws.dim() == 2 and ws.shape[1] == self.w_dim:
+            return ws.unsqueeze(1).expand(-1, self.num_ws, -1)
+        if ws.dim() == 3 and ws.shape[1:] == (self.num_ws, self.w_dim):
+            return ws
+        if ws.dim() == 4 and ws.shape[1] == self.num_ws and ws.shape[3] == self.w_dim \
+                and ws.shape[2] >= self.max_channels:
+            return ws
+        raise ValueError(
+            f"latent of shape {tuple(ws.shape)} fits none of W [N, {self.w_dim}], "
+            f"W+ [N, {self.num_ws}, {self.w_dim}], W++ [N, {self.num_ws}, {self.max_channels}, {self.w_dim}]")
+
+    def forward(self, ws: Tensor, noise_mode: str = "const") -> Tensor:
+        """noise_mode is accepted for the seam's sake: StyleGAN3 has no noise inputs."""
+        if noise_mode not in ("const", "random", "none"):
+            raise ValueError(f"noise_mode must be one of ('const', 'random', 'none'), got {noise_mode!r}")
+        ws = self._check(ws).to(self.input.weight.dtype)  # float32 as loaded; float64 after .double()
+        if ws.dim() == 3:
+            x = self.input(ws[:, 0])
+            for i, layer in enumerate(self.layers()):
+                x = layer(x, ws[:, i + 1])
+        else:  # W++: the input reads its row's first code; a layer its row's first O codes
+            x = self.input(ws[:, 0, 0])
+            for i, layer in enumerate(self.layers()):
+                x = layer(x, ws[:, i + 1, : layer.spec.out_channels])
         return x * self.output_scale
 
 
@@ -355,6 +392,14 @@ class Generator(nn.Module):
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(cfg.z_dim, cfg.c_dim, cfg.w_dim, self.num_ws,
                                       cfg.mapping_layers, cfg.lr_multiplier)
+
+    @property
+    def w_avg(self) -> Tensor:
+        return self.mapping.w_avg
+
+    def modulated_layers(self) -> list[ModulatedLayer]:
+        """The seam's view of the layers W++ addresses (rusir.model.family)."""
+        return self.synthesis.modulated_layers()
 
     def forward(self, z: Tensor, c: Optional[Tensor] = None, truncation_psi: float = 1.0,
                 truncation_cutoff: Optional[int] = None) -> Tensor:  # [N, z_dim] -> [N, C, R, R]

@@ -23,15 +23,15 @@ from ..inversion.latents import SPACES
 from ..inversion.schedule import check_steps, resolve as resolve_schedule
 from ..baselines.naive import naive_restoration
 from ..metrics import psnr, ssim
+from ..model.family import StyleGenerator
 from ..model.generators import DEFAULT, info as generator_info, load_generator
-from ..model.stylegan2 import Generator
 
 __all__ = ["Setup", "setup", "check_device", "TaskRun", "naive_restoration", "score", "run_task", "mean"]
 
 
 class Setup(NamedTuple):
     """What `setup` chose; unpacks as `G, loss_fn, steps = setup(...)`."""
-    G: Generator
+    G: StyleGenerator
     loss: Optional[Callable]   # None: `restore` takes the generator's own loss preset
     steps: tuple[int, ...]     # RUSIR steps per phase W, W+, W++ (given, or the generator's own)
 
