@@ -413,3 +413,16 @@ def test_only_the_ray_engine_asks_for_ray(G, tmp_path, monkeypatch):
     assert list((tmp_path / "o").rglob("record.json"))
     with pytest.raises(RuntimeError, match="Ray is not installed"):
         run(G, tmp_path / "r", methods={"naive": naive}, tasks="upsampling@M", engine="ray")
+
+
+def test_bench_json_names_a_list_of_image_files_by_their_paths(tmp_path):
+    """Images given as a list of files are recorded as that list (so a longer list resumes)."""
+    from rusir.engine.records import save_png
+    files = []
+    for i in range(2):
+        files.append(tmp_path / f"face{i}.png")
+        save_png(torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(i)), files[-1])
+    out = tmp_path / "b"
+    run_bench(small_generator(resolution=16), files, {"naive": naive}, "upsampling@M", out,
+              metrics=("psnr",), progress=False)
+    assert json.loads((out / "bench.json").read_text())["images"] == [str(f) for f in files]

@@ -288,10 +288,6 @@ class BoundMethod:
         """The function's hyperparameter table (a baseline's), if any."""
         return getattr(self.fn, "table", None)
 
-    @property
-    def seeds_per_image(self) -> bool:
-        return bool(getattr(self.fn, "seeds_per_image", False))
-
     def __call__(self, G, target, degradation=None, **kwargs):
         return self.fn(G, target, degradation, **{**kwargs, **self.fixed})
 
