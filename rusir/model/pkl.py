@@ -88,19 +88,6 @@ def record_state_dict(record: PersistentRecord, prefix: str = "",
     return out
 
 
-def _child(record: PersistentRecord, name: str) -> PersistentRecord:
-    child = _mapping_of(record, "_modules").get(name)
-    if not isinstance(child, PersistentRecord):
-        raise NetworkPickleError(f"{record.class_name} has no sub-module {name!r}")
-    return child
-
-
-def _attr(record: PersistentRecord, name: str) -> Any:
-    if name not in record.state:
-        raise NetworkPickleError(f"{record.class_name} has no attribute {name!r}")
-    return record.state[name]
-
-
 def _weight(record: PersistentRecord, what: str, dims: int) -> torch.Tensor:
     w = _mapping_of(record, "_parameters").get("weight")
     if not isinstance(w, torch.Tensor) or w.dim() != dims:
@@ -125,25 +112,25 @@ def generator_config(record: PersistentRecord) -> dict:
         what = describe(record.class_name if isinstance(record, PersistentRecord) else record)
         raise NetworkPickleError(f"G_ema is a {what}, not a StyleGAN2 'Generator'")
     E = NetworkPickleError
-    res = as_int(_attr(record, "img_resolution"), "img_resolution", 4, MAX_RESOLUTION, E)
-    z_dim = as_int(_attr(record, "z_dim"), "z_dim", 1, MAX_DIM, E)
-    c_dim = as_int(_attr(record, "c_dim"), "c_dim", 0, MAX_DIM, E)
-    w_dim = as_int(_attr(record, "w_dim"), "w_dim", 1, MAX_DIM, E)
-    img_channels = as_int(_attr(record, "img_channels"), "img_channels", 1, MAX_IMG_CHANNELS, E)
-    mapping, synthesis = _child(record, "mapping"), _child(record, "synthesis")
+    res = as_int(record.attr("img_resolution"), "img_resolution", 4, MAX_RESOLUTION, E)
+    z_dim = as_int(record.attr("z_dim"), "z_dim", 1, MAX_DIM, E)
+    c_dim = as_int(record.attr("c_dim"), "c_dim", 0, MAX_DIM, E)
+    w_dim = as_int(record.attr("w_dim"), "w_dim", 1, MAX_DIM, E)
+    img_channels = as_int(record.attr("img_channels"), "img_channels", 1, MAX_IMG_CHANNELS, E)
+    mapping, synthesis = record.child("mapping"), record.child("synthesis")
     if res & (res - 1):
         raise E(f"img_resolution must be a power of two, got {res}")
     resolutions = [2 ** i for i in range(2, res.bit_length())]
-    listed = _attr(synthesis, "block_resolutions")
+    listed = synthesis.attr("block_resolutions")
     if type(listed) not in (list, tuple) or len(listed) > 16 \
             or [as_int(r, "block resolution", 4, MAX_RESOLUTION, E) for r in listed] != resolutions:
         raise E(f"synthesis block_resolutions {describe(listed)} is not 4..{res} by powers of two")
-    blocks = [_child(synthesis, f"b{r}") for r in resolutions]
+    blocks = [synthesis.child(f"b{r}") for r in resolutions]
     for b in blocks:
         arch = b.state.get("architecture", "skip")
         if arch != "skip":
             raise E(f"synthesis architecture {describe(arch)} is not supported (only 'skip')")
-    channels = {r: as_int(_weight(_child(b, "conv1"), f"b{r}.conv1", 4).shape[0], f"b{r} channels", 1, MAX_DIM, E)
+    channels = {r: as_int(_weight(b.child("conv1"), f"b{r}.conv1", 4).shape[0], f"b{r} channels", 1, MAX_DIM, E)
                 for r, b in zip(resolutions, blocks)}
     channel_max = max(channels.values())
 
@@ -154,16 +141,16 @@ def generator_config(record: PersistentRecord) -> dict:
                                      kwarg(gen_kwargs.get("synthesis_kwargs"), "channel_base"),
                                      gen_kwargs.get("channel_base")) if v is not None),
                         channels[res] * res)
-    conv1 = _child(blocks[0], "conv1").state
+    conv1 = blocks[0].child("conv1").state
     ms = mapping.state
-    fc0 = _weight(_child(mapping, "fc0"), "mapping.fc0", 2)
+    fc0 = _weight(mapping.child("fc0"), "mapping.fc0", 2)
     return dict(
         z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, img_resolution=res, img_channels=img_channels,
         mapping_kwargs=dict(
-            num_layers=as_int(_attr(mapping, "num_layers"), "mapping num_layers", 1, MAX_MAPPING_LAYERS, E),
+            num_layers=as_int(mapping.attr("num_layers"), "mapping num_layers", 1, MAX_MAPPING_LAYERS, E),
             w_avg_beta=_optional_number(ms.get("w_avg_beta"), "mapping w_avg_beta", 0.0, 1.0),
             layer_features=as_int(fc0.shape[0], "mapping layer features", 1, MAX_DIM, E),
-            embed_features=as_int(_weight(_child(mapping, "embed"), "mapping.embed", 2).shape[0],
+            embed_features=as_int(_weight(mapping.child("embed"), "mapping.embed", 2).shape[0],
                                   "mapping embed features", 1, MAX_DIM, E) if c_dim > 0 else None),
         synthesis_kwargs=dict(
             channel_base=as_int(channel_base, "channel_base", 1, MAX_CHANNEL_BASE, E), channel_max=channel_max,

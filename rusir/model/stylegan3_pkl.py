@@ -37,19 +37,6 @@ def _modules(record: PersistentRecord) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _child(record: PersistentRecord, name: str) -> PersistentRecord:
-    child = _modules(record).get(name)
-    if not isinstance(child, PersistentRecord):
-        raise E(f"{record.class_name} has no sub-module {name!r}")
-    return child
-
-
-def _attr(record: PersistentRecord, name: str) -> Any:
-    if name not in record.state:
-        raise E(f"{record.class_name} has no attribute {name!r}")
-    return record.state[name]
-
-
 def is_stylegan3(record: Any) -> bool:
     """A StyleGAN3 generator record: its synthesis has an `input` child and `layer_names`
     (a StyleGAN2 one has `block_resolutions` and children b4, b8, ...)."""
@@ -61,15 +48,15 @@ def is_stylegan3(record: Any) -> bool:
 
 
 def _int(rec: PersistentRecord, name: str, lo: int, hi: int) -> int:
-    return as_int(_attr(rec, name), f"{rec.class_name}.{name}", lo, hi, E)
+    return as_int(rec.attr(name), f"{rec.class_name}.{name}", lo, hi, E)
 
 
 def _float(rec: PersistentRecord, name: str, lo: float, hi: float) -> float:
-    return as_float(_attr(rec, name), f"{rec.class_name}.{name}", lo, hi, E)
+    return as_float(rec.attr(name), f"{rec.class_name}.{name}", lo, hi, E)
 
 
 def _flag(rec: PersistentRecord, name: str) -> bool:
-    value = _attr(rec, name)
+    value = rec.attr(name)
     if type(value) is bool or isinstance(value, np.bool_):
         return bool(value)
     raise E(f"{rec.class_name}.{name} is {describe(value)}, not a bool")
@@ -77,7 +64,7 @@ def _flag(rec: PersistentRecord, name: str) -> bool:
 
 def _size(rec: PersistentRecord, name: str) -> tuple[int, int]:
     """A [width, height] size: a numpy int64 array of 2 (official) or a list/tuple of 2 ints."""
-    value = _attr(rec, name)
+    value = rec.attr(name)
     items = value.tolist() if hasattr(value, "tolist") and getattr(value, "shape", None) == (2,) else value
     if type(items) not in (list, tuple) or len(items) != 2:
         raise E(f"{rec.class_name}.{name} is {describe(value)}, not a [width, height] pair")
@@ -88,7 +75,7 @@ def _size(rec: PersistentRecord, name: str) -> tuple[int, int]:
 
 
 def _layer_spec(rec: PersistentRecord, name: str) -> LayerSpec:
-    clamp = _attr(rec, "conv_clamp")
+    clamp = rec.attr("conv_clamp")
     spec = LayerSpec(
         name=name, is_torgb=_flag(rec, "is_torgb"), is_critically_sampled=_flag(rec, "is_critically_sampled"),
         in_channels=_int(rec, "in_channels", 1, MAX_DIM), out_channels=_int(rec, "out_channels", 1, MAX_DIM),
@@ -105,11 +92,11 @@ def _layer_spec(rec: PersistentRecord, name: str) -> LayerSpec:
         up_factor=_int(rec, "up_factor", 1, MAX_FACTOR), up_taps=_int(rec, "up_taps", 1, MAX_TAPS),
         down_factor=_int(rec, "down_factor", 1, MAX_FACTOR), down_taps=_int(rec, "down_taps", 1, MAX_TAPS),
         down_radial=_flag(rec, "down_radial"),
-        padding=tuple(_attr(rec, "padding")) if type(_attr(rec, "padding")) in (list, tuple) else ())
+        padding=tuple(rec.attr("padding")) if type(rec.attr("padding")) in (list, tuple) else ())
     expected = _padding(spec.in_size[0], spec.out_size[0], spec.conv_kernel, spec.up_factor,
                         spec.down_factor, spec.up_taps, spec.down_taps)
     if spec.padding != expected * 2:
-        raise E(f"layer {name} has padding {describe(_attr(rec, 'padding'))}, not the "
+        raise E(f"layer {name} has padding {describe(rec.attr('padding'))}, not the "
                 f"{list(expected * 2)} its sizes and filters need")
     return spec
 
@@ -146,18 +133,18 @@ def stylegan3_design(record: PersistentRecord) -> tuple[StyleGAN3Config, InputSp
     if not is_stylegan3(record):
         raise E(f"the generator is {describe(record)}, not a StyleGAN3 Generator (its synthesis "
                 "has no 'input' child and 'layer_names')")
-    mapping, synthesis = _child(record, "mapping"), _child(record, "synthesis")
-    inp_rec = _child(synthesis, "input")
+    mapping, synthesis = record.child("mapping"), record.child("synthesis")
+    inp_rec = synthesis.child("input")
     res = _int(record, "img_resolution", 16, MAX_RESOLUTION)
     kwargs = record.state.get("_init_kwargs")
     kwargs = kwargs if isinstance(kwargs, dict) else {}
-    fc0 = _child(mapping, "fc0")
+    fc0 = mapping.child("fc0")
     fields = dict(
         z_dim=_int(record, "z_dim", 1, MAX_DIM), w_dim=_int(record, "w_dim", 1, MAX_DIM), img_resolution=res,
         img_channels=_int(record, "img_channels", 1, MAX_IMG_CHANNELS),
         c_dim=_int(record, "c_dim", 0, MAX_DIM),
         mapping_layers=_int(mapping, "num_layers", 1, MAX_MAPPING_LAYERS),
-        lr_multiplier=as_float(_attr(fc0, "bias_gain"), "mapping lr_multiplier", 1e-9, 1e3, E),
+        lr_multiplier=as_float(fc0.attr("bias_gain"), "mapping lr_multiplier", 1e-9, 1e3, E),
         channel_base=as_int(kwargs.get("channel_base", 32768), "channel_base", 1, 2 ** 24, E),
         channel_max=as_int(kwargs.get("channel_max", 512), "channel_max", 1, MAX_DIM, E),
         num_layers=_int(synthesis, "num_layers", 1, MAX_SYNTHESIS_LAYERS - 1),
@@ -169,12 +156,12 @@ def stylegan3_design(record: PersistentRecord) -> tuple[StyleGAN3Config, InputSp
                     bandwidth=_float(inp_rec, "bandwidth", 1e-6, MAX_RATE))
     if inp.sampling_rate / 2 <= inp.bandwidth:
         raise E(f"input bandwidth {inp.bandwidth} is not below half its sampling rate {inp.sampling_rate}")
-    names = _attr(synthesis, "layer_names")
+    names = synthesis.attr("layer_names")
     count = fields["num_layers"] + 1
     if type(names) is not list or len(names) != count \
             or any(type(n) is not str or not n.isidentifier() or len(n) > 40 for n in names):
         raise E(f"synthesis.layer_names is {describe(names)}, not {count} layer names")
-    layers = [_layer_spec(_child(synthesis, name), name) for name in names]
+    layers = [_layer_spec(synthesis.child(name), name) for name in names]
     _check_chain(inp, layers, fields["img_channels"], res)
     clamps = {s.conv_clamp for s in layers}
     if len(clamps) > 1:
@@ -184,7 +171,7 @@ def stylegan3_design(record: PersistentRecord) -> tuple[StyleGAN3Config, InputSp
     cfg = StyleGAN3Config(**fields, conv_clamp=clamps.pop(), conv_kernel=layers[0].conv_kernel,
                           use_radial_filters=any(s.down_radial for s in layers))
     if _int(record, "num_ws", 1, MAX_SYNTHESIS_LAYERS + 1) != len(layers) + 1:
-        raise E(f"num_ws {_attr(record, 'num_ws')} is not the {len(layers) + 1} rows of {len(layers)} layers")
+        raise E(f"num_ws {record.attr('num_ws')} is not the {len(layers) + 1} rows of {len(layers)} layers")
     return cfg, inp, tuple(layers)
 
 

@@ -50,6 +50,23 @@ class PersistentRecord:
     class_name: str
     state: dict
 
+    def child(self, name: str) -> "PersistentRecord":
+        """Sub-module `name` of the saved module (NetworkPickleError naming it when absent):
+        the loaders of every family read the object tree through this."""
+        modules = self.state.get("_modules")
+        if modules is not None and not isinstance(modules, dict):
+            raise NetworkPickleError(f"{self.class_name}._modules is {describe(modules)}, not a dict")
+        child = (modules or {}).get(name)
+        if not isinstance(child, PersistentRecord):
+            raise NetworkPickleError(f"{self.class_name} has no sub-module {name!r}")
+        return child
+
+    def attr(self, name: str) -> Any:
+        """Saved attribute `name` (NetworkPickleError naming it when absent)."""
+        if name not in self.state:
+            raise NetworkPickleError(f"{self.class_name} has no attribute {name!r}")
+        return self.state[name]
+
 
 _ATOMS = (str, int, float, bool, bytes, type(None))
 
