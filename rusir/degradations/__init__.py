@@ -9,10 +9,11 @@ from .blur import GaussianBlur, gaussian_blur
 from .composition import COMPOSITIONS, Composition
 from .deartifacting import Deartifacting
 from .denoising import Denoising
+from .grayscale import BT601, Grayscale, is_grayscale, luminance, to_grayscale
 from .inpainting import Inpainting
 from .jpeg import DifferentiableJPEG, quantization_tables
 from .registry import (INITIALS, TASKS, available, canonical_task, is_composition, make, register,
-                       task_names)
+                       task_names, with_grayscale)
 from .upsampling import Upsampling
 from .variants import (AveragePoolUpsampling, ClampedGaussianNoise, GaussianNoise, Identity,
                        NearestUpsampling, Uncropping)
@@ -24,4 +25,5 @@ __all__ = [
     "AveragePoolUpsampling", "NearestUpsampling", "GaussianNoise", "ClampedGaussianNoise",
     "Uncropping", "Identity", "GaussianBlur", "gaussian_blur", "DifferentiableJPEG",
     "quantization_tables", "cycle_8bit", "surrogate_clamp",
+    "with_grayscale", "Grayscale", "BT601", "luminance", "to_grayscale", "is_grayscale",
 ]

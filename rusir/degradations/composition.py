@@ -1,4 +1,9 @@
-"""Compositions of the four tasks, always in the order U -> N -> A -> P (spec 5.7).
+"""Compositions of the tasks, always in the order U -> N -> A -> P (spec 5.7) -> G.
+
+Grayscale (G, not one of the paper's tasks) comes last: whatever happened to a black-and-white
+photo before, the file a user has holds luminance only, so the target is exactly grey (and G
+after A is the luma JPEG kept: `rusir.degradations.grayscale`). `COMPOSITIONS` stays the
+paper's eleven; any ordered initials compose (`UG`, `UNAPG`).
 
 Each stage's true degradation is re-serialised to 8 bits before the next stage, as the
 authors write every stage to a file. The approximation is the chain of the stage
@@ -18,10 +23,11 @@ import torch
 from .base import DEFAULT_SEED, Degradation, Seed, cycle_8bit
 from .inpainting import resize_mask
 
-ORDER = "UNAP"
+PAPER_ORDER = "UNAP"
+ORDER = PAPER_ORDER + "G"                 # every initial, in the order a chain applies them
 COMPOSITIONS: tuple[str, ...] = tuple(
-    "".join(c) for n in (2, 3, 4) for c in combinations(ORDER, n)
-)  # UN, UA, UP, NA, NP, AP, UNA, UNP, UAP, NAP, UNAP
+    "".join(c) for n in (2, 3, 4) for c in combinations(PAPER_ORDER, n)
+)  # the paper's: UN, UA, UP, NA, NP, AP, UNA, UNP, UAP, NAP, UNAP
 
 
 class Composition(Degradation):

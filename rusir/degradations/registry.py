@@ -1,7 +1,8 @@
 """Build degradations by name (or composition initials) and level.
 
 ``make("denoising", "M", seed=0)`` builds a task; ``make("UNAP", "M")`` a composition of
-upsampling (U), denoising (N), deartifacting (A) and inpainting (P) in that fixed order;
+upsampling (U), denoising (N), deartifacting (A) and inpainting (P) in that fixed order, and
+grayscale (G, after them: ``make("UG")`` is a black-and-white photo's upsampling);
 ``register("myblur", MyBlur)`` adds a user's class (any callable
 ``factory(level=..., seed=..., **kwargs) -> Degradation``).
 """
@@ -20,13 +21,14 @@ from .blur import GaussianBlur
 from .composition import COMPOSITIONS, ORDER, Composition
 from .deartifacting import Deartifacting
 from .denoising import Denoising
+from .grayscale import Grayscale
 from .inpainting import Inpainting
 from .upsampling import Upsampling
 from .variants import (AveragePoolUpsampling, ClampedGaussianNoise, GaussianNoise, Identity,
                        NearestUpsampling, Uncropping)
 
-TASKS: tuple[str, ...] = ("upsampling", "denoising", "deartifacting", "inpainting")
-INITIALS: dict[str, str] = dict(zip(ORDER, TASKS))
+TASKS: tuple[str, ...] = ("upsampling", "denoising", "deartifacting", "inpainting")  # the paper's
+INITIALS: dict[str, str] = dict(zip(ORDER, TASKS + ("grayscale",)))
 
 Factory = Callable[..., Degradation]
 _REGISTRY: dict[str, Factory] = {}
@@ -82,6 +84,21 @@ def is_composition(task: str) -> bool:
     return len(task) > 1 and _is_initials(task.upper()) and task.upper() not in INITIALS
 
 
+def with_grayscale(task: str) -> str:
+    """The task as a black-and-white photo's: its initials with G added (`upsampling` -> `UG`,
+    `UNAP` -> `UNAPG`, `identity` -> `grayscale`); a task already with G is returned as it is.
+    A registered custom task has no initial to compose by: refused in one line."""
+    task = canonical_task(task)
+    if task == "identity":
+        return "grayscale"
+    initials = task if is_composition(task) else {v: k for k, v in INITIALS.items()}.get(task)
+    if initials is None:
+        raise ValueError(f"task {task!r} does not compose with grayscale (only the tasks "
+                         f"{''.join(ORDER)} and their initials do): give a colour image, or "
+                         "compose it yourself with rusir.degradations.Composition")
+    return canonical_task(initials if "G" in initials else initials + "G")
+
+
 def make(name: str, level: str | None = "M", seed: Seed = DEFAULT_SEED,
          resolution: int | None = None, batch_size: int | None = None,
          **kwargs: Any) -> Degradation:
@@ -116,5 +133,5 @@ def make(name: str, level: str | None = "M", seed: Seed = DEFAULT_SEED,
 
 for _cls in (Upsampling, Denoising, Deartifacting, Inpainting, AveragePoolUpsampling,
              NearestUpsampling, GaussianNoise, ClampedGaussianNoise, Uncropping, Identity,
-             GaussianBlur):
+             GaussianBlur, Grayscale):
     register(_cls.name, _cls)
