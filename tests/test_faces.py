@@ -71,7 +71,7 @@ def test_toyfaces_template_puts_the_avatar_frame_on_the_64px_square():
     frame = A.TOYFACES64.frame(avatars.landmarks(64))
     np.testing.assert_allclose(frame, [[0, 0], [0, 64], [64, 64], [64, 0]], atol=1e-9)
     assert A.template_for("ffhq").side == 1 and A.template_for("some/net.pkl").name == "ffhq"
-    with pytest.raises(ValueError, match="animal faces"):
+    with pytest.raises(ValueError, match="afhqdog draws no human faces"):
         A.template_for("afhqdog")
     with pytest.raises(ValueError, match="5 \\(x, y\\) points"):
         A.check_landmarks([[0, 0], [1, 1]])

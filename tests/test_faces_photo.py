@@ -102,7 +102,7 @@ def one_line(capsys, *words):
 @pytest.mark.parametrize("landmarks,extra,words", [
     ([], [], ["no face found in", "photo.png"]),
     (None, ["--face", "3"], ["--face 3", "has 1 face"]),
-    (None, ["--generator", "afhqcat"], ["animal faces"]),
+    (None, ["--generator", "afhqcat"], ["afhqcat draws no human faces"]),
     (None, ["--task", "denoising", "--factor", "2"], ["--factor"]),
     ("bad", [], ["--landmarks", "5 (x, y) points"]),
 ])

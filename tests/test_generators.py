@@ -97,3 +97,49 @@ def test_a_model_files_default_loss_names_a_shipped_preset_never_a_file(tmp_path
     if where == "traversal":   # the preset layer's own lookup: names only among the shipped files
         with pytest.raises(ValueError, match=r"unknown loss preset '\.\./.*evil_loss'; shipped presets"):
             presets.load_preset(name)
+
+
+# --- the official StyleGAN3 pickles: registry entries, offline error, alignment ----------------
+
+STYLEGAN3_OFFICIAL = {f"stylegan3-{config}-{data}": alignment for config in "tr"
+                      for data, alignment in (("ffhq-1024", "ffhq"), ("ffhqu-1024", "ffhq"),
+                                              ("ffhqu-256", "ffhq"), ("metfaces-1024", "metfaces"),
+                                              ("metfacesu-1024", "metfaces"), ("afhqv2-512", None))}
+
+
+@pytest.mark.parametrize("name", sorted(STYLEGAN3_OFFICIAL))
+def test_official_stylegan3_name_offline_names_file_url_and_place(name, monkeypatch):
+    """Each of NVlabs/stylegan3's twelve published pickles: its NGC URL, the StyleGAN3 family, the
+    paper's schedule (untuned for StyleGAN3), no invented checksum, and offline the one error
+    that names the file, where to download it and where to put it."""
+    from rusir.model import weights
+    monkeypatch.setenv("RUSIR_OFFLINE", "1")
+    record = REGISTRY[name]
+    res = int(name.rsplit("-", 1)[1])
+    filename = f"{name}x{res}.pkl"                      # stylegan3-t-ffhqu-256 -> ...-256x256.pkl
+    entry = weights.get(record.weight)
+    assert entry.url == ("https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan3/"
+                         f"versions/1/files/{filename}")
+    assert entry.sha256 is None                         # NGC publishes none; none pinned here
+    assert (record.family, record.resolution, record.default_loss) == ("stylegan3", res, "paper")
+    assert record.steps is None and record.lrs is None and record.discrepancy is None
+    assert record.alignment == STYLEGAN3_OFFICIAL[name]
+    if entry.path().is_file():
+        pytest.skip(f"{entry.path()} is present: the offline error cannot be shown")
+    with pytest.raises(MissingWeightsError) as err:
+        load_generator(name)
+    text = str(err.value)
+    assert filename in text and entry.url in text and f"put it at   {entry.path()}" in text
+    assert "RUSIR_OFFLINE=1" in text
+
+
+def test_photo_templates_of_the_official_generators():
+    """FFHQ-U and MetFaces(-U) are aligned as FFHQ / MetFaces; AFHQ and BreCaHAD refuse photos."""
+    from rusir.faces.align import template_for
+    assert template_for("stylegan3-r-ffhqu-1024").name == "ffhq"
+    assert template_for("stylegan3-t-ffhqu-256").side == 1
+    assert template_for("stylegan3-t-metfacesu-1024").name == "metfaces"
+    assert template_for("toyfaces64").name == "toyfaces64"
+    for name in ("stylegan3-t-afhqv2-512", "stylegan3-r-afhqv2-512", "afhqcat", "brecahad"):
+        with pytest.raises(ValueError, match=f"generator {name} draws no human faces"):
+            template_for(name)

@@ -26,11 +26,13 @@ from typing import Mapping, Optional, Union
 
 import numpy as np
 import torch
+from torch import nn
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from ..data import avatars
 from ..data.images import pil_to_tensor
+from ..model.generators import alignment, info
 from ..validation import MIN_EYE_DISTANCE, side
 
 __all__ = ["Template", "AlignedFace", "TEMPLATES", "ffhq_quad", "template_for", "align",
@@ -120,24 +122,24 @@ class Template:
 
 FFHQ = Template("ffhq")
 TOYFACES64 = Template.from_landmarks("toyfaces64", avatars.landmarks(64), 64)
-# generator name -> its alignment; MetFaces was aligned as FFHQ was.
+# alignment name (a generator's `info(G).alignment`) -> template; MetFaces was aligned as FFHQ was.
 TEMPLATES: dict[str, Template] = {"ffhq": FFHQ, "metfaces": replace(FFHQ, name="metfaces"),
                                   "toyfaces64": TOYFACES64}
-NOT_FACES = ("afhqcat", "afhqdog", "afhqwild")   # animal faces: no human landmarks to align by
 
 
-def template_for(generator: Union[str, Template, None]) -> Template:
-    """The alignment a generator was trained with: a registered name, a Template, or None / a
-    file path (FFHQ's, what custom StyleGAN face models use). AFHQ models are refused."""
+def template_for(generator: Union[str, Template, nn.Module, None]) -> Template:
+    """The alignment a generator was trained with: a Template, a loaded generator, a registered
+    name, or None / a file path (FFHQ's, what custom StyleGAN face models use). A generator whose
+    images are not aligned human faces (AFHQ, BreCaHAD) is refused in one line."""
     if isinstance(generator, Template):
         return generator
-    name = str(generator or "ffhq")
-    if name in TEMPLATES:
-        return TEMPLATES[name]
-    if name in NOT_FACES:
-        raise ValueError(f"generator {name} draws animal faces: there is no face alignment for "
-                         "it (restore without --align; its images are centre-cropped)")
-    return FFHQ
+    name = alignment(generator)
+    if name is None:
+        label = info(generator).name if isinstance(generator, nn.Module) else generator
+        raise ValueError(f"generator {label} draws no human faces aligned by landmarks: there is "
+                         "no face alignment for it (restore without --align; its images are "
+                         "centre-cropped)")
+    return TEMPLATES[name]
 
 
 @dataclass

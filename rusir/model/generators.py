@@ -3,7 +3,8 @@
 `load_generator(name_or_path)` is the one way to get a generator:
 - "toyfaces64" (the default): the small generator this project trained on offline cartoon
   faces, shipped inside the package; needs no download and uses the weight-free loss preset.
-- an official name ("ffhq", "metfaces", "afhqcat", ...): downloaded once into the cache
+- an official name: StyleGAN2-ADA ("ffhq", "metfaces", "afhqcat", ...) or StyleGAN3
+  ("stylegan3-t-ffhqu-1024", "stylegan3-r-afhqv2-512", ...): downloaded once into the cache
   (`$RUSIR_CACHE`, default ~/.cache/rusir) when online; offline, a clear error says which
   file to put where. Loaded with the exec-free pickle reader.
 - a path to a `.pkl` (official StyleGAN2-ADA or StyleGAN3 format) or `.safetensors`
@@ -33,6 +34,7 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets"
 DEFAULT = "toyfaces64"
 PRESET_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # a loss preset's name: no path, no suffix
 _OFFICIAL_BASE = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/"
+_STYLEGAN3_BASE = "https://api.ngc.nvidia.com/v2/models/nvidia/research/stylegan3/versions/1/files/"
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,9 @@ class GeneratorInfo:
     discrepancy: Optional[float] = None  # tau of RUSIR's noise-level stop; None: off (the paper)
     sha256: Optional[str] = None  # of the file loaded (pinned for the shipped one: tuned on it)
     family: str = "stylegan2"     # the rusir.model.family name of the file's family
+    # how its training faces were aligned: a rusir.faces.align template name; None when its images
+    # are not aligned human faces (animals, histology): photos are then refused (rusir.faces)
+    alignment: Optional[str] = "ffhq"
 
 
 # The attribute of a generator that holds its GeneratorInfo: a plain (non-parameter) attribute of
@@ -82,13 +87,29 @@ def _cache_dir() -> str:
     return os.environ.get("RUSIR_CACHE", "~/.cache/rusir")
 
 
-def _official(name: str, res: int, what: str) -> GeneratorInfo:
+def _official(name: str, res: int, what: str, alignment: Optional[str] = "ffhq") -> GeneratorInfo:
     # The NVIDIA CDN publishes no checksums for these files, so none is pinned here: the
     # structural checks of the pickle reader (official names and shapes, strict load) apply.
     weights.register(weights.WeightFile(
         name=f"stylegan2-ada-{name}", url=_OFFICIAL_BASE + f"{name}.pkl", filename=f"{name}.pkl",
         sha256=None, cache_dir=_cache_dir(), note=f"official StyleGAN2-ADA {what}"))
-    return GeneratorInfo(name, f"official StyleGAN2-ADA {what}", res, "paper", f"stylegan2-ada-{name}")
+    return GeneratorInfo(name, f"official StyleGAN2-ADA {what}", res, "paper", f"stylegan2-ada-{name}",
+                         alignment=alignment)
+
+
+def _official_stylegan3(config: str, data: str, res: int, what: str,
+                        alignment: Optional[str] = "ffhq") -> tuple[str, GeneratorInfo]:
+    """(name, info) of an official StyleGAN3 pickle, config "t" or "r" (NVlabs/stylegan3's
+    README lists the files). NGC publishes no checksums for them and none could be taken
+    offline here, so none is pinned: the exec-free reader's structural checks apply. The schedule
+    is the paper's (tuned for StyleGAN2) until someone tunes one on these weights."""
+    name = f"stylegan3-{config}-{data}-{res}"
+    filename = f"stylegan3-{config}-{data}-{res}x{res}.pkl"
+    label = f"official StyleGAN3-{config.upper()} {what}"
+    weights.register(weights.WeightFile(name=name, url=_STYLEGAN3_BASE + filename, filename=filename,
+                                        sha256=None, cache_dir=_cache_dir(), note=label))
+    return name, GeneratorInfo(name, label, res, "paper", name, family="stylegan3",
+                               alignment=alignment)
 
 
 REGISTRY: dict[str, GeneratorInfo] = {
@@ -99,14 +120,36 @@ REGISTRY: dict[str, GeneratorInfo] = {
                            lr_scale=8.0, steps=(50, 50, 300), lrs=(0.08, 0.02, 0.02),
                            # stop at the target's noise level: docs/method.md, "Robustness"
                            discrepancy=1.05,
-                           sha256="7b1edd94a98c568428dee4982ab24efe8193e72840a9a608a49d73681441cc17"),
+                           sha256="7b1edd94a98c568428dee4982ab24efe8193e72840a9a608a49d73681441cc17",
+                           alignment="toyfaces64"),
     "ffhq": _official("ffhq", 1024, "FFHQ 1024 px faces (the paper's generator)"),
-    "metfaces": _official("metfaces", 1024, "MetFaces 1024 px art faces"),
-    "afhqcat": _official("afhqcat", 512, "AFHQ cats 512 px"),
-    "afhqdog": _official("afhqdog", 512, "AFHQ dogs 512 px"),
-    "afhqwild": _official("afhqwild", 512, "AFHQ wild animals 512 px"),
-    "brecahad": _official("brecahad", 512, "BreCaHAD histology 512 px"),
+    "metfaces": _official("metfaces", 1024, "MetFaces 1024 px art faces", "metfaces"),
+    "afhqcat": _official("afhqcat", 512, "AFHQ cats 512 px", None),
+    "afhqdog": _official("afhqdog", 512, "AFHQ dogs 512 px", None),
+    "afhqwild": _official("afhqwild", 512, "AFHQ wild animals 512 px", None),
+    "brecahad": _official("brecahad", 512, "BreCaHAD histology 512 px", None),
 }
+# StyleGAN3-T and -R: FFHQ-U (unaligned crops) and MetFaces-U were aligned as FFHQ / MetFaces,
+# with a random shift and rotation in training; AFHQv2 holds animal faces (no face template).
+REGISTRY.update(_official_stylegan3(config, data, res, what, alignment)
+                for config in ("t", "r")
+                for data, res, what, alignment in (
+                    ("ffhq", 1024, "FFHQ 1024 px faces", "ffhq"),
+                    ("ffhqu", 1024, "FFHQ-U 1024 px faces (unaligned)", "ffhq"),
+                    ("ffhqu", 256, "FFHQ-U 256 px faces (unaligned)", "ffhq"),
+                    ("metfaces", 1024, "MetFaces 1024 px art faces", "metfaces"),
+                    ("metfacesu", 1024, "MetFaces-U 1024 px art faces (unaligned)", "metfaces"),
+                    ("afhqv2", 512, "AFHQv2 512 px cats, dogs and wild animals", None)))
+
+
+def alignment(generator) -> Optional[str]:
+    """How a generator's training faces were aligned (a rusir.faces.align template name), or
+    None when its images are not aligned human faces. `generator`: a loaded G (its `info`), a
+    registry name, or a file path / None (FFHQ's, what custom StyleGAN face models use)."""
+    if isinstance(generator, torch.nn.Module):
+        return info(generator).alignment
+    record = REGISTRY.get(str(generator)) if generator is not None else None
+    return record.alignment if record is not None else "ffhq"
 
 
 def available() -> dict[str, str]:
