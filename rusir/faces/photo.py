@@ -133,13 +133,13 @@ def restore_photo(G, photo: Image.Image, task: str, level: str = "M", *,
     """Find (or take) the faces of `photo`, restore each in its aligned frame, paste them back.
 
     template: the generator's alignment, a Template or a generator name
-    (`rusir.faces.align.template_for`; default FFHQ's). factor: upsampling factor (default:
-    inferred per face). mask: an inpainting mask the photo's size (white = known).
+    (`rusir.faces.align.template_for`; default G's own, `info(G).alignment`). factor:
+    upsampling factor (default: inferred per face). mask: an inpainting mask the photo's size (white = known).
     steps, lr_scale, discrepancy: as `rusir.restore` (None: the generator's own)."""
     if not isinstance(photo, Image.Image):
         raise TypeError(f"restore_photo takes the photo as a PIL.Image (e.g. "
                         f"rusir.data.images.open_image(path)), got {type(photo).__name__}")
-    template = template_for(template)
+    template = template_for(G if template is None else template)
     R = G.img_resolution
     device = next(G.parameters()).device
     names = degradations.task_names(task)
