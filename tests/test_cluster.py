@@ -231,6 +231,23 @@ def test_ray_and_local_run_the_same_repeats(local_ray, G, tmp_path):
                for r in load_records(tmp_path / "ray")) == 3          # RUSIR's repeat 1
 
 
+
+def test_a_stylegan3_pickle_on_ray_equals_local(local_ray, tmp_path):
+    """The tiny official-format StyleGAN3-T (32 px) by its path: one item, RUSIR, on both engines:
+    the same records (metrics, PNGs) and the pickle named in each configuration."""
+    pkl = ROOT.parent / "shared" / "fixtures" / "stylegan3-tiny" / "sg3t32.pkl"
+    if not pkl.exists():
+        pytest.skip(f"fixture {pkl} absent: ../shared (official StyleGAN3 fixtures) is not beside the repo")
+    for engine in ("local", "ray"):
+        s = run_bench(str(pkl), "heldout:1", out=tmp_path / engine, methods="rusir",
+                      tasks="upsampling@M", steps=(1, 1, 1), loss=LOSS, metrics=("psnr", "ssim"),
+                      progress=False, engine=engine, fail_fast=True)
+        assert (s.done, s.failed) == (1, 0), s.failures
+    same_records(tmp_path / "local", tmp_path / "ray")
+    (record,) = load_records(tmp_path / "ray")
+    assert record["config"]["generator"] == str(pkl)
+    clean(tmp_path / "ray")
+
 # --- shared storage, Ray missing --------------------------------------------------------------
 
 def test_workers_that_do_not_see_the_folder_are_refused(local_ray, tmp_path):
