@@ -104,7 +104,9 @@ def _demo(p: argparse.ArgumentParser):
     p.add_argument("--steps", type=_steps, default=None,
                    help="per phase, e.g. 150,150,150 (default: the generator's own schedule)")
     p.add_argument("--level", default="M")
-    p.add_argument("--out", default="figures")
+    p.add_argument("--out", default="runs/demo",
+                   help="folder of the figures and metrics (default: runs/demo, untracked; "
+                        "`make figures` writes the committed ones into figures/)")
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--loss", default=None, help="loss preset name/YAML (default: the generator's)")
 

@@ -1,8 +1,10 @@
 """The main job: restore held-out images for every task at level M with the embedded generator.
 
-Writes `figures/demo_<task>.png` (target | W | W+ | W++ | naive | ground truth, one row per
-image) and `figures/demo_metrics.md` / `.json` (PSNR and SSIM of RUSIR vs the naive baseline),
-then prints where they are. Runs offline on a laptop CPU.
+Writes `runs/demo/demo_<task>.png` (target | W | W+ | W++ | naive | ground truth, one row per
+image) and `runs/demo/demo_metrics.md` / `.json` (PSNR and SSIM of RUSIR vs the naive baseline),
+then prints where they are, last. Runs offline on a laptop CPU. `runs/` is not tracked: a first
+`make demo` leaves the clone clean. The committed copies in `figures/` (quoted by the model card)
+are rewritten only on purpose, by `make figures` (`rusir demo --out figures`).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from .model.generators import DEFAULT, info as generator_info
 __all__ = ["DEMO_TASKS", "demo_figure", "metrics_table", "run_demo"]
 
 DEMO_TASKS = ("upsampling", "denoising", "deartifacting", "inpainting", "UNAP")
+DEFAULT_OUT = "runs/demo"        # untracked (.gitignore); `make figures` writes the committed copies
 
 
 def metrics_table(runs: Sequence[TaskRun]) -> str:
@@ -39,7 +42,7 @@ def metrics_table(runs: Sequence[TaskRun]) -> str:
 
 def run_demo(generator: str = DEFAULT, n_images: int = 4, tasks: Sequence[str] = DEMO_TASKS,
              level: str = "M", steps: Sequence[int] | None = None, seed: int = 0,
-             out: str | Path = "figures", progress: bool = True, loss: str | None = None) -> list[TaskRun]:
+             out: str | Path = DEFAULT_OUT, progress: bool = True, loss: str | None = None) -> list[TaskRun]:
     """Run every demo task on `n_images` held-out images; write figures and the metrics table.
 
     loss: a preset name or YAML path; None uses the generator's own preset.
@@ -69,4 +72,5 @@ def run_demo(generator: str = DEFAULT, n_images: int = 4, tasks: Sequence[str] =
     print(f"figures: {', '.join(str(out / f'demo_{t}.png') for t in tasks)}")
     print(f"metrics: {out / 'demo_metrics.md'} and {out / 'demo_metrics.json'} "
           f"({time.perf_counter() - start:.0f} s total)")
+    print(f"done: the figures and the metrics are in {out}/")
     return runs

@@ -5,7 +5,7 @@ come from one stream per image (its own seed), the loss's own noise (hole fill, 
 is one image's draw broadcast over the batch, nothing reduces over the batch, and NGD
 normalises rows that belong to one image. What remains is float rounding: batched kernels
 (BLAS GEMM vs GEMV, oneDNN convolutions) round differently from single-image ones, and NGD's
-fixed-length steps amplify any difference exponentially (README, "Python API"). So the
+fixed-length steps amplify any difference exponentially (docs/python-api.md). So the
 restore-level check runs in float64, where rounding is ~1e-16 and a coupling is not: before
 the fix (per-object noise streams, [B]-shaped loss noise) the same check differed by 0.1-0.9.
 """
@@ -114,15 +114,15 @@ def test_restore_batch_equals_alone_float64(task, images):
             assert (b2[i] - alone[0]).abs().max() <= 1e-9, f"batch 2, image {i}"
 
 
-# --- the README's float32 numbers are the committed record's ----------------------------------
+# --- the float32 numbers of docs/python-api.md are the committed record's ----------------------------------
 
-def test_readme_numbers_match_record():
+def test_documented_numbers_match_record():
     import json
     import re
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    text = re.sub(r"\s+", " ", (root / "README.md").read_text(encoding="utf-8"))
+    text = re.sub(r"\s+", " ", (root / "docs" / "python-api.md").read_text(encoding="utf-8"))
     name = "benchmarks/results/batch_independence_toyfaces64.json"
     assert name in text
     records = {(r["dtype"], r["schedule"]): r for r in json.loads((root / name).read_text())}
@@ -132,7 +132,7 @@ def test_readme_numbers_match_record():
                   rf"differs by {num} dB on average \(at most {num} dB, on a UNAP face; mean signed "
                   rf"{num} dB\), about as much as restoring it alone from a start latent one ulp "
                   rf"away \({num} dB, at most {num} dB\)", text)
-    assert m, "README's batch sentence was reworded: update this test with the record"
+    assert m, "docs/python-api.md's batch sentence was reworded: update this test with the record"
     full = records[("float32", "default")]
     assert full["batch"] == 4 and len(full["tasks"]) == 7 and full["control"]
     assert all(len(t["rows"]) == 4 for t in full["tasks"].values())

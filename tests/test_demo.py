@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import torch
 
@@ -56,3 +57,18 @@ def test_demo_writes_figures_and_a_consistent_table(tmp_path):
         # the restored images are the last phase's
         assert expected["PSNR RUSIR"] == expected["PSNR after W / W+ / W++"].split(" / ")[-1]
         assert run.target.shape[-1] == (32 // 8 if run.task == "upsampling" else 32)  # level M: x8
+
+
+def test_rusir_demo_writes_into_the_untracked_run_folder_and_says_where(tmp_path, monkeypatch, capsys):
+    """A first `make demo` leaves the clone clean: its default folder is runs/demo, which git ignores."""
+    from rusir.cli import main
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--generator", str(fixture_path("tiny32.pkl")), "--n-images", "1",
+                 "--steps", "1,1,1", "--loss", "offline"]) == 0
+    assert (tmp_path / "runs" / "demo" / "demo_metrics.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "done: the figures and the metrics are in runs/demo/"
+    root = Path(__file__).resolve().parents[1]
+    assert "runs/" in (root / ".gitignore").read_text().split()
+    makefile = (root / "Makefile").read_text()
+    assert "-m rusir demo --out runs/demo\n" in makefile and "-m rusir demo --out figures\n" in makefile

@@ -1,4 +1,4 @@
-"""The numbers printed in README.md, docs/method.md and the model card equal their committed records.
+"""The numbers printed in README.md, the docs site's pages and the model card equal their committed records.
 
 A measured number in these documents either names the committed JSON it comes from or is marked
 as historical / not recorded (docs/method.md, "Sources of the numbers"). These tests read the
@@ -21,7 +21,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README, METHOD, CARD = "README.md", "docs/method.md", "rusir/assets/toyfaces64.md"
-DOCS = (README, METHOD, CARD)
+TRAINING, SCALING = "docs/training.md", "docs/scaling-out.md"
+# every page of the docs site that quotes measurements (the README's former sections among them)
+PAGES = tuple(sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").rglob("*.md")
+                     if "results" not in p.parts))
+DOCS = (README, CARD) + PAGES
 TASKS = ("upsampling", "denoising", "deartifacting", "inpainting", "UNAP")
 QB0 = "benchmarks/results/quality_bar_toyfaces64_M.json"          # faces 0-15
 QB16 = "benchmarks/results/quality_bar_toyfaces64_M_from16.json"  # faces 16-47
@@ -445,9 +449,9 @@ def test_gpu_stage_numbers_match_the_metadata_of_both_files():
     c.eq(number(images), gpu_images, "GPU images")
     c.num(seconds, gpu_s, "GPU seconds")
     c.num(rate, gpu_images / gpu_s, "GPU img/s")
-    kimg, readme_rate = find(README, r"last (\d+\.\d) kimg: .{0,80}? (\d+) img/s on average").groups()
-    c.num(kimg, gpu_images / 1000, "README: GPU kimg")
-    c.num(readme_rate, gpu_images / gpu_s, "README: GPU img/s")
+    kimg, page_rate = find(TRAINING, r"last (\d+\.\d) kimg: .{0,80}? (\d+) img/s on average").groups()
+    c.num(kimg, gpu_images / 1000, f"{TRAINING}: GPU kimg")
+    c.num(page_rate, gpu_images / gpu_s, f"{TRAINING}: GPU img/s")
     m = find(CARD, r"at 629\.1 kimg on the CPU: (\S+), (\S+), (\S+), (\S+), (\d+\.\d+)\)")
     s = old["last_stats"]
     c.nums([g.rstrip(",") for g in m.groups()], [s["loss_D"], s["loss_G"], s["D_real"], s["D_fake"], s["r1"]],
@@ -500,7 +504,7 @@ SCHEDULE = re.compile(r"(\d+) ?/ ?(\d+) ?/ ?(\d+) steps at (\d*\.\d+) ?/ ?(\d*\.
                       r"× (?:`lr_scale` )?(\d+)")
 
 
-@pytest.mark.parametrize("name", DOCS)
+@pytest.mark.parametrize("name", (CARD, METHOD, "docs/python-api.md"))
 def test_documented_schedule_is_the_one_the_results_ran(name):
     meta = record(QB0)["_meta"]
     demo = record(DEMO)["_meta"]
@@ -516,7 +520,7 @@ def test_documented_schedule_is_the_one_the_results_ran(name):
 # ---------------------------------------------------------------- every measured number has a source
 MEASURED = re.compile(r"\d(?:[\d.,]*\d)? ?(?:dB|img/s)\b|\b(?:FID|KID)\b\D{0,30}\d+\.\d+"
                       r"|\d+\.\d+ ?(?:s per restore|min\b|s\b)")
-SOURCE = ("benchmarks/results/", "figures/", "historical", "not recorded", "unrecorded",
+SOURCE = ("benchmarks/results/", "figures/", "docs/results/", "historical", "not recorded", "unrecorded",
           "no committed", "not committed", "metadata", "tests/")
 
 
@@ -565,16 +569,16 @@ def test_every_measured_number_names_its_source(name):
 
 
 def test_cluster_throughput_numbers_match_the_record():
-    """README, "Scaling out": items per hour per engine, as recorded."""
+    """docs/scaling-out.md: items per hour per engine, as recorded."""
     name = "benchmarks/results/cluster_throughput_toyfaces64_cpu.json"
-    text = flat(README)
+    text = flat(SCALING)
     assert name in text
     rec = record(name)["configs"]
     m = re.search(r"load average (\d+\.\d) to (\d+\.\d) during the runs\), in items per hour: local "
                   r"engine (\d+) \(1 thread\) and (\d+) \(2 threads\), with `--batch 8` (\d+) and (\d+); "
                   r"Ray (\d+) with 1 CPU worker, (\d+) with 2 workers, (\d+) with 2 workers and "
                   r"`--batch 8` \(Ray's own start, (\d+\.\d) s", text)
-    assert m, "README's throughput sentence was reworded: update this test with the record"
+    assert m, f"{SCALING}'s throughput sentence was reworded: update this test with the record"
     loads = [v[k][0] for v in rec.values() for k in ("load_before", "load_after")]
     expected = [min(loads), max(loads)] + [rec[k]["items_per_hour"] for k in (
         "local_t1_b1", "local_t2_b1", "local_t1_b8", "local_t2_b8", "ray_w1_b1", "ray_w2_b1",

@@ -3,7 +3,7 @@ and `rusir restore --align` writes the photo and each face's files, or refuses i
 
 The end-to-end check runs benchmarks/align.py's pipeline on 2 faces with a short schedule
 (5/5/20 steps); its full run (8 faces, the generator's schedule) is the JSON record quoted in the
-README. The CLI tests use landmarks from the renderer's geometry, so no detector is needed.
+docs/photos.md. The CLI tests use landmarks from the renderer's geometry, so no detector is needed.
 """
 from __future__ import annotations
 
@@ -126,14 +126,14 @@ def test_align_options_need_align(tmp_path, capsys):
     one_line(capsys, "need --align")
 
 
-def test_readme_quotes_the_committed_alignment_record():
-    """The README's offline check equals benchmarks/results/align_toyfaces64.json."""
+def test_docs_quote_the_committed_alignment_record():
+    """docs/photos.md's offline check equals benchmarks/results/align_toyfaces64.json."""
     import re
-    text = " ".join((ROOT / "README.md").read_text().split())
+    text = " ".join((ROOT / "docs" / "photos.md").read_text().split())
     m = re.search(r"(?i)over (\d+) faces, PSNR in the face region: aligned ([\d.]+) dB, unaligned "
                   r"centre crop ([\d.]+) dB, bicubic ([\d.]+) dB; aligned beats the unaligned "
                   r"crop on (\d+) of \d+ faces and bicubic on (\d+)", text)
-    assert m, "the README's alignment sentence is missing or reworded"
+    assert m, "docs/photos.md's alignment sentence is missing or reworded"
     s = json.loads((ROOT / "benchmarks/results/align_toyfaces64.json").read_text())["summary"]
     assert [int(m[1]), int(m[5]), int(m[6])] == [s["n_faces"], s["aligned_wins_over_unaligned"],
                                                  s["aligned_wins_over_bicubic"]]

@@ -127,10 +127,13 @@ def test_structure(path):
 
 
 def test_readme_has_a_colab_badge_per_notebook():
+    """Built from the repository URL in pyproject.toml (tools/colab.py; tests/test_colab.py)."""
+    import sys
+    sys.path.insert(0, str(ROOT / "tools"))
+    import colab
     readme = (ROOT / "README.md").read_text()
     for path in NOTEBOOKS:
-        url = f"https://colab.research.google.com/github/rusir-dev/rusir/blob/main/notebooks/{path.name}"
-        assert url in readme, f"README lacks the Open in Colab badge of {path.name}"
+        assert colab.badge(f"notebooks/{path.name}") in readme, f"README lacks the Open in Colab badge of {path.name}"
 
 
 def _ci_generator() -> dict:
