@@ -7,7 +7,7 @@
     result = rusir.restore(G, target, deg)               # result.images, result.phases["W+"] ...
 
 The public API: everything a notebook or a script needs is a name here (`rusir.x`, or
-`from rusir import x`); the submodules behind them are the layers (README, "Python API").
+`from rusir import x`); the submodules behind them are the layers (docs/layers.md).
 
 Generator and restoration
     load_generator, available_generators, Generator   a generator by name or file; the list

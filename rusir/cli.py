@@ -1,4 +1,4 @@
-"""Command line, the top floor: `rusir demo | restore | generators | tasks | bench | report | sweep`.
+"""Command line, a front end (docs/layers.md): `rusir demo | restore | generators | tasks | bench | report | sweep`.
 
 Every sub-command is defined here and imports the layer that does the work only when it runs,
 so `rusir --help` stays fast and nothing below imports the command line.

@@ -169,7 +169,7 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
 
     batch_size: files restored together (1, the default: one at a time). n > 1 restores n files
     as one batch (file i keeps its seed, seed + i; in float32 the result differs from one at a
-    time by rounding that NGD amplifies: README, "Python API"); "auto" restores groups of
+    time by rounding that NGD amplifies: docs/python-api.md); "auto" restores groups of
     AUTO_GROUP files, each in chunks that fit the free GPU memory (`restore(...,
     batch_size="auto")`). Each group's files are written when it finishes. Not with `align`
     (each face is restored on its own). discrepancy: `restore`'s noise-level stop (tau; 0 off;

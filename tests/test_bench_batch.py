@@ -2,7 +2,7 @@
 equal to its N items run alone (float64, so that rounding does not hide a coupling).
 
 In float32 a batch is not bit-equal to single images (batched kernels round differently and NGD
-amplifies it: README, "Batching"), so the equality check runs the whole runner in float64.
+amplifies it: docs/python-api.md), so the equality check runs the whole runner in float64.
 """
 from __future__ import annotations
 

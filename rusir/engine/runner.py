@@ -117,7 +117,7 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
     tasks: `single`, `composed`, `all`, `T@L,...` (see parse_tasks) or [(task, level)].
     batch: images restored together per work unit (items sharing method, task and level;
     plan_units); each item keeps its own seeds, so a batch equals its items run alone up to
-    float rounding (README, "Batching"). Only a unit's unfinished items are restored.
+    float rounding (docs/python-api.md, "batch"). Only a unit's unfinished items are restored.
     batch_size: RUSIR's chunk inside a unit (`restore(batch_size=...)`: n, or "auto" from free
     GPU memory); None restores a unit in one call. Chunks keep every image's seeds.
     shard: `k/n` or (k, n): run shard k of n of the planned units (shard_items).

@@ -4,7 +4,7 @@
 seed, restores them with one call of the method (a batch of N images) and then scores and writes
 each item on its own (`rusir.engine.records.write_item`). Each item keeps the seeds it has
 alone (`degradation_seed`, `method_seed`), so in exact arithmetic a batch of N equals its N items
-run one by one; in float32 batched kernels round differently (README, "Batching").
+run one by one; in float32 batched kernels round differently (docs/python-api.md, "batch").
 Repeat r >= 1 of an item (`rusir bench --repeats`) restores the same target (same degradation
 seed) from another start: the method's seed derived from (seed, r) (`repeat_seed`) and, for a
 method that draws nothing random (RUSIR), its start perturbed at float32 rounding level
@@ -146,7 +146,7 @@ def run_unit(job: Job, items: Sequence[Item]) -> list[Optional[dict]]:
     """Restore `items` (one method, task and level) as one batch, then score and write each item
     on its own (records.write_item). Item i gets the target it gets alone (its own degradation
     seed) and the method the same seed, so in exact arithmetic the batch equals the items run
-    one by one (float32 rounding differs: README, "Batching"). Returns per item its record, or
+    one by one (float32 rounding differs: docs/python-api.md, "batch"). Returns per item its record, or
     None when another run finished it meanwhile (its folder is kept, this result discarded)."""
     started = time.time()
     G, res, n = job.G, job.G.img_resolution, len(items)

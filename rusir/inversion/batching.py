@@ -13,7 +13,7 @@ images of the whole batch because nothing couples them (docs/method.md, "Batchin
 
 In float64 chunked equals unchunked to <= 2.2e-13 after 2 steps per phase
 (tests/test_batching.py). In float32 it is not bit for bit: batched kernels round differently
-from smaller batches (~1e-6) and NGD's fixed-length steps amplify that (README, "Python API").
+from smaller batches (~1e-6) and NGD's fixed-length steps amplify that (docs/python-api.md).
 
 `batch_size="auto"` measures the peak memory of one W++ step (forward, backward, NGD step --
 the largest phase) at 1 and 2 images, fits memory = fixed + per_image * n, and takes the largest

@@ -6,7 +6,7 @@ which is what freezes the W++ slots of layers narrower than F. A row never spans
 (W [B, w]: one row per image; W+ [B, num_ws, w]: per image and layer; W++ [B, num_ws, F, w]: per
 image, layer and filter), so NGD never mixes the images of a batch. It does amplify rounding: a
 row moves lr however small its gradient, so a ~1e-6 difference (float32 batched vs single-image
-kernels) grows step by step; README, "Python API", gives the measured size.
+kernels) grows step by step; docs/python-api.md gives the measured size.
 
 Two options, both off by default (off = exactly the step above), for W++ on the embedded generator
 (docs/method.md, issue 20): most W++ rows' gradients are noise, yet each moves lr per step.
