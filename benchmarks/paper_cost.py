@@ -11,7 +11,7 @@ for Tables 1-2, 100 x 6 for Table 3. The weights are random (FLOPs do not depend
 Baselines are counted from the same parts: a PULSE step = a W+ synthesis step (its L2/GEOCROSS
 loss is negligible); an L-BRGM step = a W+ step with the perceptual loss, plus its 200 initial
 candidates (a forward pass each, about a third of a step). Their step counts are the committed
-tables' (params/baselines/*.yaml); per-(task, level) tuning multiplies them by the grid size
+tables' (rusir/baselines/tables/); per-(task, level) tuning multiplies them by the grid size
 and is not included.
 
 GPU-hours = FLOPs / achieved FLOP/s. No GPU has measured rusir yet (benchmarks/gpu.py will), so

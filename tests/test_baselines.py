@@ -269,7 +269,7 @@ def test_config_merges_defaults_task_and_level(tmp_path):
 
 def test_config_falls_back_to_code_defaults_without_tables(tmp_path, monkeypatch):
     import rusir.baselines.config as config
-    monkeypatch.setattr(config, "PARAMS_DIR", tmp_path / "absent")
+    monkeypatch.setattr(config, "TABLES_DIR", tmp_path / "absent")
     with pytest.warns(UserWarning, match="not found"):
         assert baseline_config("lbrgm", "inpainting", "XL") == {}
     with pytest.raises(FileNotFoundError):

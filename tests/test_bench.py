@@ -205,7 +205,7 @@ def test_baselines_keep_their_own_steps():
     item = Item("pulse", "upsampling", "M", 0, "0000.png")
     from rusir.baselines import pulse
     config = bench.method_kwargs(pulse, item, steps=(3, 3, 3), baseline_steps=None)
-    assert config["steps"] == 100 and "seed" not in config           # params/baselines/pulse.yaml
+    assert config["steps"] == 100 and "seed" not in config           # rusir/baselines/tables/pulse.yaml
     assert bench.method_kwargs(pulse, item, (3, 3, 3), baseline_steps=7)["steps"] == 7
     assert bench.method_kwargs(restore, item, (3, 3, 3), None) == {"steps": (3, 3, 3)}
 

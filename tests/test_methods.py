@@ -108,7 +108,7 @@ def test_runner_gives_rusir_its_steps_and_a_baseline_its_table_entry(monkeypatch
     assert method_kwargs(lambda G, target, degradation=None, **kw: None, item, (3, 3, 3), None) == {}
     # without the tables, a baseline runs on its own defaults, never on RUSIR's per-phase steps
     import rusir.baselines.config as config
-    monkeypatch.setattr(config, "PARAMS_DIR", tmp_path / "absent")
+    monkeypatch.setattr(config, "TABLES_DIR", tmp_path / "absent")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for name in ("pulse", "lbrgm", "adam_wplus"):
@@ -117,7 +117,7 @@ def test_runner_gives_rusir_its_steps_and_a_baseline_its_table_entry(monkeypatch
 
 def test_runner_calls_every_method_alike_and_a_baseline_without_table_runs(monkeypatch, tmp_path):
     import rusir.baselines.config as config
-    monkeypatch.setattr(config, "PARAMS_DIR", tmp_path / "absent")     # no baseline tables
+    monkeypatch.setattr(config, "TABLES_DIR", tmp_path / "absent")     # no baseline tables
     calls = {}
 
     def recording(name):

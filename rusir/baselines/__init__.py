@@ -10,7 +10,7 @@ rusir,pulse,lbrgm,adam_wplus` compares them directly.
 - pulse: PULSE on the sphere of the Gaussianised W (spec 7.1), adapted to StyleGAN2-ADA.
 - lbrgm: L-BRGM, joint z / W+ with its priors, best-of-N init, fixed steps (spec 7.2).
 - adam_wplus: Adam in W+ from w_avg with RUSIR's loss (Image2StyleGAN-style).
-Per-(task, level) hyperparameters live in params/baselines/*.yaml (see `config`).
+Per-(task, level) hyperparameters live in rusir/baselines/tables/ (package data; see `config`).
 """
 from __future__ import annotations
 

@@ -39,4 +39,4 @@ def adam_wplus(G, target: Tensor, degradation=None, *, loss: LossSpec = None, se
                          {"init": "w_avg"})
 
 
-adam_wplus.table = "adam_wplus"   # its tuned (task, level) hyperparameters: params/baselines/adam_wplus.yaml
+adam_wplus.table = "adam_wplus"   # its tuned (task, level) hyperparameters: rusir/baselines/tables/[<generator>/]adam_wplus.yaml

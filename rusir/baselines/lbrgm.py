@@ -20,7 +20,7 @@ which is not available offline; it is replaced by the configured rusir loss (`lo
 generator's preset, as RUSIR), weight 1. The priors and the pixel term keep L-BRGM's weights.
 Candidates are scored in rounds of one candidate per image, so the degradation object always
 sees the batch it was built for. The paper gave the baselines the true dead-pixel mask for
-denoising; here every method sees the same degradation object.
+denoising; so does the benchmark (`wants_true_mask`; rusir.degradations.expose_true_mask).
 """
 from __future__ import annotations
 
@@ -120,4 +120,5 @@ def lbrgm(G, target: Tensor, degradation=None, *, loss: LossSpec = None, seed: S
 
 
 lbrgm.seeds_per_image = True   # takes one seed per image (see seeds.py)
-lbrgm.table = "lbrgm"           # its tuned (task, level) hyperparameters: params/baselines/lbrgm.yaml
+lbrgm.wants_true_mask = True   # the true dead-pixel mask of denoising, as the paper ran it
+lbrgm.table = "lbrgm"           # its tuned (task, level) hyperparameters: rusir/baselines/tables/[<generator>/]lbrgm.yaml

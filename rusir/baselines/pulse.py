@@ -28,8 +28,10 @@ Choices and deviations (documented, and recorded in `result.info`):
   (weighted by l2_weight, no eps clamp; None then means the generator's default preset) -- an
   ablation, not PULSE. The Gaussian fit is done once per generator and
   sample count and cached in memory (it goes stale if G's weights change in place).
-- The paper gave PULSE the true dead-pixel mask for denoising; here every method sees the same
-  degradation object (its approximation redraws the mask), so PULSE gets no privileged mask.
+- The true dead-pixel mask: the paper gave PULSE the true Bernoulli mask for denoising, and so
+  does the benchmark (`wants_true_mask`; rusir.degradations.expose_true_mask): the
+  approximation then multiplies by the mask the target was drawn with. Called directly, PULSE
+  uses whatever degradation object it is given.
 """
 from __future__ import annotations
 
@@ -212,4 +214,5 @@ def pulse(G, target: Tensor, degradation=None, *, loss: LossSpec = None, seed: S
 
 
 pulse.seeds_per_image = True   # takes one seed per image (see seeds.py)
-pulse.table = "pulse"           # its tuned (task, level) hyperparameters: params/baselines/pulse.yaml
+pulse.wants_true_mask = True   # the true dead-pixel mask of denoising, as the paper ran it
+pulse.table = "pulse"           # its tuned (task, level) hyperparameters: rusir/baselines/tables/[<generator>/]pulse.yaml

@@ -8,7 +8,7 @@ from .base import DEFAULT_SEED, LEVELS, Degradation, cycle_8bit, surrogate_clamp
 from .blur import GaussianBlur, gaussian_blur
 from .composition import COMPOSITIONS, Composition
 from .deartifacting import Deartifacting
-from .denoising import Denoising
+from .denoising import Denoising, expose_true_mask, exposes_true_mask
 from .grayscale import BT601, Grayscale, is_grayscale, luminance, to_grayscale
 from .inpainting import Inpainting
 from .jpeg import DifferentiableJPEG, quantization_tables
@@ -26,4 +26,5 @@ __all__ = [
     "Uncropping", "Identity", "GaussianBlur", "gaussian_blur", "DifferentiableJPEG",
     "quantization_tables", "cycle_8bit", "surrogate_clamp",
     "with_grayscale", "Grayscale", "BT601", "luminance", "to_grayscale", "is_grayscale",
+    "expose_true_mask", "exposes_true_mask",
 ]

@@ -10,7 +10,8 @@ mixed. bench.json fields (`as_dict`):
     generator, generator_sha256, generator_defaults {steps, lrs, lr_scale, discrepancy, loss},
     resolution, images, image_names, methods, method_options {method: its bound options},
     tasks, steps, seed, loss, metrics, baseline_steps, degradation_seeds, dtype, discrepancy,
-    chunk, repeats (restorations of each item; a resumed run may ask for more: the largest is
+    chunk, true_mask (the dead-pixel mask given to the methods that ask for it), repeats
+    (restorations of each item; a resumed run may ask for more: the largest is
     kept, as the image list grows) and the study's extra fields (e.g. the IQA study's `losses`).
 
 What each item actually ran is its record's `config` (the method's `result.config`).
@@ -74,6 +75,7 @@ class RunConfig:
     discrepancy: Optional[float] = None          # tau for the methods that take it; None: theirs
     chunk: Union[int, str, None] = None          # restore(batch_size=...) inside a unit
     repeats: int = 1                             # restorations of each item (--repeats)
+    true_mask: bool = True                       # dead-pixel mask to the methods that ask for it
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -81,7 +83,7 @@ class RunConfig:
               fns: Mapping[str, Any], tasks: Sequence[tuple[str, str]], steps: Sequence[int],
               seed: int, loss, metrics: Sequence[str], baseline_steps: Optional[int],
               degradation_seeds: str, dtype: str, discrepancy=None, chunk=None, repeats=1,
-              extra: Optional[Mapping] = None) -> "RunConfig":
+              extra: Optional[Mapping] = None, true_mask: bool = True) -> "RunConfig":
         """The run's configuration; `discrepancy`, `chunk` and `repeats` are checked here (the
         rest by run_bench as it reads its arguments)."""
         own = generator_info(G)
@@ -97,7 +99,8 @@ class RunConfig:
                    seed=int(seed), loss=loss, metrics=tuple(metrics), baseline_steps=baseline_steps,
                    degradation_seeds=degradation_seeds, dtype=dtype,
                    discrepancy=check_discrepancy(discrepancy),
-                   chunk=check_batch_size(chunk), repeats=parse_repeats(repeats), extra=extra)
+                   chunk=check_batch_size(chunk), repeats=parse_repeats(repeats),
+                   true_mask=bool(true_mask), extra=extra)
 
     def as_dict(self) -> dict:
         """bench.json's content: the fields as plain JSON data, the extra fields at top level."""

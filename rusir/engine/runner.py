@@ -107,7 +107,7 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
               address: Optional[str] = None, gpus_per_unit: Optional[float] = None,
               cpus_per_unit: float = 1, max_retries: int = 3,
               batch_size: Union[int, str, None] = None, discrepancy=None,
-              force_mixed: bool = False, repeats: int = 1) -> BenchSummary:
+              force_mixed: bool = False, repeats: int = 1, true_mask: bool = True) -> BenchSummary:
     """Run every (method, task, level, image) item not yet finished in `out`.
 
     generator: a Generator, or a registry name / .pkl / .safetensors path (load_generator).
@@ -140,6 +140,9 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
     rounding level (rusir.engine.unit: `repeat_seed`, `REPEAT_JITTER`): their spread says how
     much of a difference between methods is rounding luck (`rusir report` shows it). A resumed
     run may ask for more repeats (only the new ones run).
+    true_mask: give the methods that ask for it (`wants_true_mask`: PULSE, L-BRGM) the true
+    dead-pixel mask of denoising in their approximation, as the paper did (RUSIR never gets it);
+    False: every method redraws it. Recorded in bench.json and in each record.
     generator_name: the name recorded in bench.json (default: the path / info(G).name).
     extra_config: more fields for bench.json (e.g. the IQA study's losses).
     bench.json holds the run's configuration (`rusir.engine.config.RunConfig`: the generator's
@@ -195,7 +198,8 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
         image_names=[name for name, _ in found], fns=fns, tasks=pairs, steps=steps, seed=seed,
         loss=loss_name, metrics=metric_names, baseline_steps=baseline_steps,
         degradation_seeds=degradation_seeds, dtype=str(precision).replace("torch.", ""),
-        discrepancy=discrepancy, chunk=chunk, repeats=repeats, extra=extra_config)
+        discrepancy=discrepancy, chunk=chunk, repeats=repeats, extra=extra_config,
+        true_mask=true_mask)
     records.write_config(out, config.as_dict(), force_mixed=force_mixed)
     records.clean_stale_tmp(out)
     claims.clean_stale_claims(out)
@@ -203,7 +207,8 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
     summary = BenchSummary(items=sum(len(u.items) for u in units))
     todo = unfinished_units(out, units, summary, max_items)
     job = Job(G, fns, dict(found), out, loss_fn, steps, baseline_steps, seed, metric_names,
-              save_latent, dev, degradation_seeds, precision, chunk, config.discrepancy)
+              save_latent, dev, degradation_seeds, precision, chunk, config.discrepancy,
+              true_mask=config.true_mask)
     try:
         if engine == "ray":
             source = generator if isinstance(generator, (str, Path)) else G

@@ -11,6 +11,10 @@ method that draws nothing random (RUSIR), its start perturbed at float32 roundin
 (`REPEAT_JITTER`). Their spread is how much of a difference between methods is rounding luck.
 `execute_unit` is what an engine runs (rusir.engine.runner locally, rusir.engine.cluster
 on Ray): the unit's still unfinished items, a failure recorded per item instead of raised.
+A method that asks for it (`wants_true_mask`: PULSE, L-BRGM, as the paper ran them) gets the
+true dead-pixel mask of denoising in its approximation unless the run turns it off (`Job.true_mask`);
+records say so (`true_mask`), and which hyperparameter table the method's options came from
+(`table`: rusir.baselines.config.table_source, a generator's tuned table when one ships).
 """
 from __future__ import annotations
 
@@ -24,10 +28,11 @@ import torch
 from torch import Tensor
 
 from .. import degradations
-from ..baselines.config import baseline_config
+from ..baselines.config import baseline_config, table_source
 from ..data import load_image
 from ..degradations.base import derive_seed
 from ..metrics import psnr, ssim
+from ..model.generators import info as generator_info
 from . import records
 from ..baselines.naive import naive_restoration
 from .plan import ImageSource, Item
@@ -35,7 +40,8 @@ from .records import as_8bit, is_finished
 
 __all__ = ["DEFAULT_METRICS", "DEGRADATION_SEEDS", "degradation_seed", "load_ground_truth",
            "method_kwargs", "method_seed", "Job", "run_unit", "image_info", "run_item",
-           "UnitOutcome", "execute_unit", "ran_config", "RUN_OPTIONS", "REPEAT_JITTER", "repeat_seed"]
+           "UnitOutcome", "execute_unit", "ran_config", "RUN_OPTIONS", "REPEAT_JITTER", "repeat_seed",
+           "wants_true_mask", "method_table"]
 
 DEFAULT_METRICS = ("psnr", "ssim", "ms_ssim", "lpips")
 DEGRADATION_SEEDS = ("derived", "image")
@@ -80,7 +86,8 @@ def repeat_seed(seed: int, repeat: int) -> int:
 
 
 def method_kwargs(fn: Callable, item: Item, steps: Sequence[int], baseline_steps: Optional[int],
-                  chunk: Union[int, str, None] = None, discrepancy=None) -> dict:
+                  chunk: Union[int, str, None] = None, discrepancy=None,
+                  generator: Optional[str] = None) -> dict:
     """The method's own options for one item (loss, seed and progress go to every method alike),
     from what the method declares, never from its name:
 
@@ -88,14 +95,15 @@ def method_kwargs(fn: Callable, item: Item, steps: Sequence[int], baseline_steps
       discrepancy, batch_size, jitter): it gets the run's `steps`, `discrepancy` /
       `batch_size=chunk` when the run sets them, and `jitter=REPEAT_JITTER` for a repeat r >= 1
       (repeat 0 runs exactly as a run without repeats);
-    - `fn.table` names its tuned hyperparameter table (params/baselines/<table>.yaml): it gets
-      the (task, level) entry, or {} (its code defaults) when the table is absent;
+    - `fn.table` names its hyperparameter table (rusir.baselines.config: the `generator`'s tuned
+      table when one ships, else the untuned one): it gets the (task, level) entry, or {} (its
+      code defaults) when the table is absent;
     - a method that does not take per-phase steps gets `baseline_steps` as its step count if given.
 
     Options bound with `bind_method` are left out here: the bound values win (BoundMethod)."""
     accepts = tuple(getattr(fn, "run_options", ()))
     table = getattr(fn, "table", None)
-    config = dict(baseline_config(table, item.task, item.level)) if table else {}
+    config = dict(baseline_config(table, item.task, item.level, generator=generator)) if table else {}
     if "steps" in accepts:
         config["steps"] = tuple(steps)
     elif baseline_steps is not None:
@@ -109,6 +117,19 @@ def method_kwargs(fn: Callable, item: Item, steps: Sequence[int], baseline_steps
     for name in getattr(fn, "fixed", {}):
         config.pop(name, None)
     return config
+
+
+def wants_true_mask(fn: Callable) -> bool:
+    """Whether a method asks for the true dead-pixel mask (`fn.wants_true_mask`: the baselines,
+    as the paper ran them). RUSIR does not, so it never gets it."""
+    return bool(getattr(getattr(fn, "fn", fn), "wants_true_mask", False))
+
+
+def method_table(fn: Callable, generator: Optional[str]) -> Optional[dict]:
+    """The table behind a method's hyperparameters (`table_source`), None for a method without
+    one or one whose options are all bound (a tuning candidate)."""
+    table = getattr(fn, "table", None)
+    return table_source(table, generator) if table else None
 
 
 def method_seed(fn: Callable, seed: int, n: int):
@@ -140,6 +161,7 @@ class Job:
     chunk: Union[int, str, None] = None      # RUSIR's restore(batch_size=...) inside a unit
     discrepancy: Optional[float] = None      # tau for methods that take it; None: their own
     metrics: records.MetricCache = field(default_factory=records.MetricCache)
+    true_mask: bool = True                   # the dead-pixel mask to methods that want it
 
 
 def run_unit(job: Job, items: Sequence[Item]) -> list[Optional[dict]]:
@@ -157,11 +179,17 @@ def run_unit(job: Job, items: Sequence[Item]) -> list[Optional[dict]]:
     gt = torch.cat([as_8bit(load_ground_truth(job.sources[it.image_name], res)) for it in items])
     gt = gt.to(job.device, job.dtype)                                        # [N, 3, R, R]
     dseeds = [degradation_seed(job.seed, it, job.degradation_seeds) for it in items]
+    fn = job.fns[first.method]
     deg = degradations.make(first.task, first.level, seed=dseeds[0] if n == 1 else dseeds)
+    # the true dead-pixel mask, to a method that asks for it (never RUSIR): before the targets
+    # are made, since the degradation keeps each target's mask as it draws it
+    true_mask = job.true_mask and wants_true_mask(fn) and degradations.expose_true_mask(deg)
     with torch.no_grad():
         target = deg.degrade_ground_truth(gt)                                # [N, 3, r, r]
-    fn = job.fns[first.method]
-    kwargs = method_kwargs(fn, first, job.steps, job.baseline_steps, job.chunk, job.discrepancy)
+    generator = generator_info(G).name
+    kwargs = method_kwargs(fn, first, job.steps, job.baseline_steps, job.chunk, job.discrepancy,
+                           generator)
+    table = method_table(fn, generator)
     seed = repeat_seed(job.seed, first.repeat)          # the same target, another start
     result = fn(G, target, deg, loss=job.loss, seed=method_seed(fn, seed, n), progress=False,
                 **kwargs)
@@ -174,13 +202,15 @@ def run_unit(job: Job, items: Sequence[Item]) -> list[Optional[dict]]:
     out = []
     for i, (item, dseed) in enumerate(zip(items, dseeds)):
         item_deg = degradations.make(item.task, item.level, seed=dseed)   # item i's own degradation
+        if true_mask:
+            degradations.expose_true_mask(item_deg)                       # so its record says so
         one = slice(i, i + 1)
         pred, gt_i, target_i = preds[one], gt[one].float(), target[one].float()
         latent = None if last is None else {"space": last.space, "latent": last.latent[one].detach().cpu().clone()}
         with torch.no_grad():
             degraded = item_deg.degrade_ground_truth(pred)
         record = _record(job, item, dseed, item_deg, pred, gt_i, target_i, degraded, {
-            "config": ran_config(result, i, n),
+            "config": ran_config(result, i, n), "true_mask": bool(true_mask), "table": table,
             "seconds": round(unit_seconds / n, 3), "restore_seconds": round(restore_seconds / n, 3),
             "batch": n, "info": records.jsonable(image_info(info, i, n)),
             "phases": phase_metrics(phases, one, item_deg, gt_i, target_i)})
@@ -206,7 +236,8 @@ def _record(job: Job, item: Item, dseed: int, deg, pred: Tensor, gt: Tensor, tar
         "category": item.category, "image_index": item.image_index, "image": item.image_name,
         "image_path": None if isinstance(image, Tensor) else str(image), "seed": job.seed,
         "repeat": item.repeat, "degradation_seed": dseed, "degradation": records.jsonable(deg.describe()),
-        "config": extra["config"], "seconds": extra["seconds"],
+        "config": extra["config"], "true_mask": extra["true_mask"], "table": extra["table"],
+        "seconds": extra["seconds"],
         "restore_seconds": extra["restore_seconds"], "batch": extra["batch"],
         "resolution": res, "target_size": list(target.shape[-2:]),
         "metrics": scores, "unavailable": unavailable,
