@@ -157,7 +157,8 @@ def test_item_files_and_record(clean_run):
 
 
 RECORD_KEYS = {"key", "method", "task", "level", "category", "image_index", "image", "image_path",
-               "seed", "repeat", "degradation_seed", "degradation", "config", "seconds",
+               "seed", "repeat", "degradation_seed", "degradation", "config", "true_mask", "table",
+               "seconds",
                "restore_seconds", "batch", "resolution", "target_size", "metrics", "unavailable", "info",
                "naive", "phases"}
 
