@@ -1,11 +1,14 @@
 """Paper-scale speed and memory of RUSIR on one GPU: the FFHQ-1024 generator, the paper's loss.
 
     python benchmarks/gpu.py                          # one GPU, inside --budget-s (default 420 s)
+    python benchmarks/gpu.py --family stylegan3        # the same for StyleGAN3-T
     python benchmarks/gpu.py --resolution 64 --steps 2 --device cpu --budget-s 0   # CPU smoke run (CI)
 
-Generator: the FFHQ-1024 architecture (z/w 512, 8 mapping layers, channel_base 32768,
-channel_max 512, conv_clamp 256); the real ffhq.pkl when it is in the weight cache, else random
-weights ("timing only": speed and memory do not depend on the values). Loss: the paper's
+Generator (`--family`, at `--resolution`): stylegan2 (default), the FFHQ-1024 architecture (z/w
+512, 8 mapping layers, channel_base 32768, channel_max 512, conv_clamp 256), the real ffhq.pkl
+when it is in the weight cache; stylegan3, StyleGAN3-T as trained on FFHQ-U (z/w 512, 2 mapping
+layers, channel_base 32768, channel_max 512), the real stylegan3-t-ffhqu-1024x1024.pkl when
+cached. Otherwise random weights ("timing only": speed and memory do not depend on the values). Loss: the paper's
 (multiresolution LPIPS-VGG + 0.1 L1); random VGG weights when the torchvision file is absent
 ("timing only"). Tasks: upsampling, denoising, inpainting (level M) and UNAP.
 
@@ -24,7 +27,7 @@ part runs, so a busy machine takes longer but measures the same parts):
     whether it runs;
  5. accuracy (as 2) on the other tasks; 6. the compiled mode (accuracy, then its speed at the
     fastest batch), only with --compile-reserve-s left.
-Writes benchmarks/results/gpu_<device>.json (after every measurement: an interrupted run keeps
+Writes benchmarks/results/gpu_<device>[-stylegan3].json (after every measurement: an interrupted run keeps
 what it measured) and a markdown table beside it.
 """
 from __future__ import annotations
@@ -50,7 +53,7 @@ from rusir.inversion.presets import load_preset
 from rusir.inversion.restore import restore
 from rusir.metrics import psnr
 from rusir.model import generators, weights  # noqa: F401  (generators registers ffhq.pkl)
-from rusir.model.stylegan2 import Generator
+from rusir.model import stylegan2, stylegan3
 
 TASKS = ("upsampling", "denoising", "inpainting", "UNAP")
 MODES = {
@@ -65,6 +68,7 @@ PAPER_STEPS = 150   # per phase
 PEAKS = {"H200": {"fp32": 67, "tf32": 495, "bf16": 989}, "H100 PCIe": {"fp32": 51, "tf32": 378, "bf16": 756},
          "H100": {"fp32": 67, "tf32": 495, "bf16": 989}, "A100": {"fp32": 19.5, "tf32": 156, "bf16": 312},
          "L4": {"fp32": 30.3, "tf32": 60, "bf16": 121}, "T4": {"fp32": 8.1, "tf32": None, "bf16": None}}
+FAMILIES = ("stylegan2", "stylegan3")
 MODE_DTYPE = {"reference": "fp32", "fp32": "fp32", "tf32": "tf32", "bf16": "bf16", "bf16+compile": "bf16"}
 
 
@@ -90,15 +94,25 @@ def peaks_for(name: str) -> Optional[dict]:
     return None
 
 
-def ffhq_generator(resolution: int, channel_max: int, device: torch.device) -> tuple[Generator, str]:
-    """The real ffhq.pkl at 1024 px when cached, else the same architecture with random weights."""
-    entry = weights.get("stylegan2-ada-ffhq") if resolution == 1024 and channel_max == 512 else None
-    if entry is not None and entry.path().is_file():
-        return rusir.load_generator("ffhq", device=device), "ffhq.pkl (real weights)"
+def paper_generator(family: str, resolution: int, channel_max: int, device: torch.device):
+    """(G, label): the family's 1024 px face generator (stylegan2: FFHQ; stylegan3: StyleGAN3-T
+    on FFHQ-U) when its file is cached and the size is the real one, else that architecture at
+    `resolution` with random weights."""
+    name = {"stylegan2": "ffhq", "stylegan3": "stylegan3-t-ffhqu-1024"}[family]
+    entry = weights.get(generators.REGISTRY[name].weight)
+    if resolution == 1024 and channel_max == 512 and entry.path().is_file():
+        return rusir.load_generator(name, device=device), f"{entry.filename} (real weights)"
     torch.manual_seed(0)
-    G = Generator(512, 0, 512, resolution, 3, mapping_kwargs=dict(num_layers=8),
-                  synthesis_kwargs=dict(channel_base=32768, channel_max=channel_max, conv_clamp=256))
-    return G.to(device).eval().requires_grad_(False), "random weights, FFHQ architecture (timing only)"
+    if family == "stylegan2":
+        G = stylegan2.Generator(512, 0, 512, resolution, 3, mapping_kwargs=dict(num_layers=8),
+                                synthesis_kwargs=dict(channel_base=32768, channel_max=channel_max,
+                                                      conv_clamp=256))
+        label = "random weights, FFHQ architecture (timing only)"
+    else:
+        G = stylegan3.Generator(stylegan3.StyleGAN3Config(img_resolution=resolution,
+                                                          channel_max=channel_max))
+        label = "random weights, StyleGAN3-T FFHQ-U architecture (timing only)"
+    return G.to(device).eval().requires_grad_(False), label
 
 
 def paper_loss(device: torch.device):
@@ -188,7 +202,7 @@ def write(record: dict, out: Path) -> None:
 
 
 def markdown(record: dict) -> str:
-    lines = [f"# RUSIR speed on {record['device_name']} ({record['resolution']} px)", "",
+    lines = [f"# RUSIR speed on {record['device_name']} ({record['family']}, {record['resolution']} px)", "",
              f"Generator: {record['generator']}. Loss: {record['loss']}. {record['note']}", "",
              "| mode | task | batch | s/step W | W+ | W++ | images/hour (150/150/150) | "
              "GiB/image | TFLOP/s | share of peak | max abs diff vs reference | dPSNR |",
@@ -211,6 +225,8 @@ def markdown(record: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--family", default="stylegan2", choices=FAMILIES,
+                    help="the generator family (random weights unless its 1024 px file is cached)")
     ap.add_argument("--resolution", type=int, default=1024)
     ap.add_argument("--steps", type=int, default=20, help="steps per phase of the accuracy runs")
     ap.add_argument("--time-steps", type=int, default=4, help="steps per phase of the batch sweep")
@@ -232,14 +248,16 @@ def main() -> None:
     tasks = [t for t in a.tasks.split(",") if t]
     max_batch = a.max_batch or (64 if device.type == "cuda" else 2)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu {platform.machine()}"
-    G, g_label = ffhq_generator(a.resolution, a.channel_max, device)
+    G, g_label = paper_generator(a.family, a.resolution, a.channel_max, device)
     loss, l_label = paper_loss(device)
     truth = truth_images(G, max_batch)
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-") + ("" if device.type == "cuda" else "-smoke")
+    slug = (re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-") + ("" if a.family == "stylegan2" else f"-{a.family}")
+            + ("" if device.type == "cuda" else "-smoke"))
     a.out.mkdir(parents=True, exist_ok=True)
     out = a.out / f"gpu_{slug}.json"
     record = dict(device_name=name, device=str(device), torch=torch.__version__,
-                  resolution=a.resolution, channel_max=a.channel_max, generator=g_label, loss=l_label,
+                  family=a.family, resolution=a.resolution, channel_max=a.channel_max,
+                  generator=g_label, loss=l_label,
                   note=("CPU SMOKE RUN: checks the script, measures nothing about GPUs."
                         if device.type != "cuda" else "Measured by benchmarks/gpu.py."),
                   steps=a.steps, time_steps=a.time_steps, budget_s=a.budget_s, modes=MODES,

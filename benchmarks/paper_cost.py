@@ -32,7 +32,7 @@ import rusir  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads Open
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from gpu import ffhq_generator, paper_loss, truth_images  # noqa: E402  (the same set-up)
+from gpu import paper_generator, paper_loss, truth_images  # noqa: E402  (the same set-up)
 
 from rusir.baselines.config import baseline_config  # noqa: E402
 from rusir.data.outputs import write_text  # noqa: E402
@@ -86,7 +86,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "paper_cost.json")
     a = ap.parse_args()
     loss, loss_label = paper_loss(torch.device("cpu"))
-    G, g_label = ffhq_generator(1024, 512, torch.device("cpu"))
+    G, g_label = paper_generator("stylegan2", 1024, 512, torch.device("cpu"))
     ffhq = per_image_flops(G, loss)
     del G
     celeba = per_image_flops(celebahq_generator(), loss)

@@ -16,19 +16,25 @@ ROOT = Path(__file__).resolve().parents[1]
 HANG_GUARD_S = 1800    # only against a hang: the run takes about a minute on an idle CPU
 
 
-def test_cpu_smoke_run_writes_a_consistent_record(tmp_path):
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--resolution", "64", "--steps", "2",
-           "--time-steps", "2", "--device", "cpu", "--channel-max", "16", "--max-batch", "2",
-           "--modes", "reference,fp32,bf16", "--tasks", "inpainting,denoising",
-           "--budget-s", "0", "--out", str(tmp_path)]
+def smoke_run(out: Path, *options: str) -> dict:
+    """benchmarks/gpu.py on the CPU with `options`, no budget; its record."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--steps", "2", "--time-steps", "2",
+           "--device", "cpu", "--channel-max", "16", "--budget-s", "0", "--out", str(out), *options]
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_GUARD_S, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
-    [path] = tmp_path.glob("gpu_*.json")
+    [path] = out.glob("gpu_*.json")
     assert path.name.startswith("gpu_cpu") and path.stem.endswith("-smoke")
     assert path.with_suffix(".md").is_file()
     rec = json.loads(path.read_text())
     assert "CPU SMOKE RUN" in rec["note"] and "timing only" in rec["generator"]
+    return rec
+
+
+def test_cpu_smoke_run_writes_a_consistent_record(tmp_path):
+    rec = smoke_run(tmp_path, "--resolution", "64", "--max-batch", "2",
+                    "--modes", "reference,fp32,bf16", "--tasks", "inpainting,denoising")
+    assert rec["family"] == "stylegan2" and "FFHQ architecture" in rec["generator"]
     assert rec["resolution"] == 64 and rec["peaks_tflops"] is None
 
     flops = rec["flops_per_image"]["per_phase"]
@@ -58,3 +64,18 @@ def test_cpu_smoke_run_writes_a_consistent_record(tmp_path):
                                                                 ("bf16", 1), ("bf16", 2)]
     assert rec["skipped"] == [] and rec["budget_s"] == 0 and rec["seconds"] > 0   # no budget: all ran
     assert rec["summary"]["best"]["batch"] in (1, 2) and rec["gpu16"] is None
+
+
+def test_cpu_smoke_run_of_the_stylegan3_family(tmp_path):
+    """--family stylegan3: a random StyleGAN3-T at 32 px through the same measurements, its own
+    file name (beside the StyleGAN2 record, not over it)."""
+    rec = smoke_run(tmp_path, "--family", "stylegan3", "--resolution", "32", "--max-batch", "1",
+                    "--modes", "reference,fp32", "--tasks", "denoising")
+    assert next(tmp_path.glob("gpu_*.json")).stem.endswith("-stylegan3-smoke")
+    assert rec["family"] == "stylegan3" and "StyleGAN3-T" in rec["generator"]
+    assert rec["resolution"] == 32
+    flops = rec["flops_per_image"]["per_phase"]
+    assert 0 < flops["W"]["synthesis"] <= flops["W+"]["synthesis"] < flops["W++"]["synthesis"]
+    assert [(r["mode"], r["batch"]) for r in rec["accuracy"]] == [("reference", 1), ("fp32", 1)]
+    assert rec["accuracy"][1]["max_abs_diff"] == 0 and math.isfinite(rec["accuracy"][0]["psnr0"])
+    assert [(r["mode"], r["batch"]) for r in rec["speed"]] == [("fp32", 1)]
