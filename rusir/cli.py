@@ -1,4 +1,4 @@
-"""Command line, a front end (docs/layers.md): `rusir demo | restore | generators | tasks | bench | report | sweep`.
+"""Command line, a front end (docs/layers.md): `rusir demo | restore | generators | tasks | bench | report | sweep | data`.
 
 Every sub-command is defined here and imports the layer that does the work only when it runs,
 so `rusir --help` stays fast and nothing below imports the command line.
@@ -23,9 +23,9 @@ from typing import Any, Callable, Optional, Sequence
 
 import yaml
 
-from .validation import (MAX_BATCH, MAX_COUNT, MAX_CROPS, MAX_FACTOR, MAX_RATE, MAX_REPEATS,
-                         MAX_RETRIES, MAX_SEED, MAX_STEPS, MAX_TAU, load_yaml, number, option, read_yaml, side,
-                         step_counts, whole)
+from .validation import (MAX_BATCH, MAX_COUNT, MAX_CROPS, MAX_FACTOR, MAX_IMAGE_SIDE, MAX_RATE,
+                         MAX_REPEATS, MAX_RETRIES, MAX_SEED, MAX_STEPS, MAX_TAU, load_yaml, number,
+                         option, read_yaml, side, step_counts, whole)
 
 # name -> (help, setup); setup fills the sub-parser and returns the function that runs it.
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], Callable[[argparse.Namespace], int]]]] = {}
@@ -363,6 +363,78 @@ def _sweep(p: argparse.ArgumentParser):
         print("sweep:", ", ".join(f"{n} {s}" for s, n in counts.items()))
         return 1 if "failed" in statuses.values() else 0
     return run
+
+
+def _date(text: str):
+    """A YYYY-MM-DD date."""
+    from .data.manifest import parse_date
+    try:
+        return parse_date(text, "a date")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+@command("data", "build a test set of aligned faces from photos (like FFHQ-X), or verify one")
+def _data(p: argparse.ArgumentParser):
+    p.add_argument("action", choices=("build", "verify"),
+                   help="build: --photos DIR --out DIR; verify: the set's folder (and --photos to "
+                        "re-align every face from its source)")
+    p.add_argument("folder", nargs="?", type=Path, default=None, help="verify: the set's folder")
+    p.add_argument("--photos", type=Path, default=None, help="folder of photos (searched recursively)")
+    p.add_argument("--out", type=Path, default=None, help="build: the set's folder")
+    p.add_argument("--generator", default="toyfaces64",
+                   help="whose alignment template and resolution (default toyfaces64)")
+    p.add_argument("--size", type=_side, default=None,
+                   help="output side (default: the named generator's resolution)")
+    p.add_argument("--min-face", type=option(number, "a size in px", 0.0, MAX_IMAGE_SIDE,
+                                             "MAX_IMAGE_SIDE", strict=False), default=None,
+                   help="skip faces whose frame is smaller than PX photo pixels (default: the "
+                        "output side: no test image is an enlargement)")
+    p.add_argument("--dedup-bits", type=option(whole, "a number of bits (of 256)", 0, 256, None),
+                   default=None,
+                   help="faces within N of 256 difference-hash bits of a kept one are duplicates "
+                        "(default 32)")
+    p.add_argument("--exclude-before", type=_date, default=None, metavar="YYYY-MM-DD",
+                   help="skip photos whose EXIF DateTimeOriginal is earlier (and undated ones)")
+    p.add_argument("--keep-undated", action="store_true",
+                   help="with --exclude-before: keep photos without an EXIF date")
+    p.add_argument("--landmarks", type=Path, default=None,
+                   help="JSON {photo path under --photos: [five [x, y] points per face]} instead "
+                        "of detecting")
+    p.add_argument("--overwrite", action="store_true")
+
+    def run(a: argparse.Namespace) -> int:
+        if a.action == "verify":
+            return _verify_set(a)
+        from .faces.testset import DEFAULT_DEDUP_BITS, BuildConfig, build_testset
+        if a.photos is None or a.out is None:
+            raise ValueError("data build needs --photos DIR and --out DIR")
+        bits = DEFAULT_DEDUP_BITS if a.dedup_bits is None else a.dedup_bits
+        manifest = build_testset(BuildConfig(
+            a.photos, a.out, a.generator, a.size, a.min_face, bits, a.exclude_before,
+            a.keep_undated, a.landmarks, a.overwrite))
+        print(f"{len(manifest['faces'])} faces written to {a.out}, "
+              f"{len(manifest['skipped'])} skipped (see {a.out / 'manifest.json'})")
+        return 0
+    return run
+
+
+def _verify_set(a: argparse.Namespace) -> int:
+    """`rusir data verify FOLDER [--photos DIR]`: 0 when the set is its manifest's, else 1."""
+    from .data.manifest import MANIFEST, sha256_file, verify
+    if a.folder is None:
+        raise ValueError("data verify needs the set's folder")
+    problems = verify(a.folder)
+    if a.photos is not None:
+        from .faces.testset import rebuild_differences
+        problems += rebuild_differences(a.folder, a.photos)
+    for line in problems:
+        print(line, file=sys.stderr)
+    if problems:
+        print(f"{a.folder}: {len(problems)} problem(s)")
+        return 1
+    print(f"{a.folder}: ok ({MANIFEST} sha256 {sha256_file(a.folder / MANIFEST)})")
+    return 0
 
 
 def _input_errors() -> tuple[type[BaseException], ...]:

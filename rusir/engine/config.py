@@ -8,7 +8,8 @@ so a folder started with one generator and resumed with a retuned one is refused
 mixed. bench.json fields (`as_dict`):
 
     generator, generator_sha256, generator_defaults {steps, lrs, lr_scale, discrepancy, loss},
-    resolution, images, image_names, methods, method_options {method: its bound options},
+    resolution, images, images_manifest (sha256 of the folder's manifest.json when the images
+    are a set built by `rusir data build`, verified before the run; else null), image_names, methods, method_options {method: its bound options},
     tasks, steps, seed, loss, metrics, baseline_steps, degradation_seeds, dtype, discrepancy,
     chunk, true_mask (the dead-pixel mask given to the methods that ask for it), repeats
     (restorations of each item; a resumed run may ask for more: the largest is
@@ -76,6 +77,7 @@ class RunConfig:
     chunk: Union[int, str, None] = None          # restore(batch_size=...) inside a unit
     repeats: int = 1                             # restorations of each item (--repeats)
     true_mask: bool = True                       # dead-pixel mask to the methods that ask for it
+    images_manifest: Optional[str] = None        # sha256 of a built set's manifest.json
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -83,6 +85,7 @@ class RunConfig:
               fns: Mapping[str, Any], tasks: Sequence[tuple[str, str]], steps: Sequence[int],
               seed: int, loss, metrics: Sequence[str], baseline_steps: Optional[int],
               degradation_seeds: str, dtype: str, discrepancy=None, chunk=None, repeats=1,
+              images_manifest: Optional[str] = None,
               extra: Optional[Mapping] = None, true_mask: bool = True) -> "RunConfig":
         """The run's configuration; `discrepancy`, `chunk` and `repeats` are checked here (the
         rest by run_bench as it reads its arguments)."""
@@ -100,7 +103,7 @@ class RunConfig:
                    degradation_seeds=degradation_seeds, dtype=dtype,
                    discrepancy=check_discrepancy(discrepancy),
                    chunk=check_batch_size(chunk), repeats=parse_repeats(repeats),
-                   true_mask=bool(true_mask), extra=extra)
+                   true_mask=bool(true_mask), images_manifest=images_manifest, extra=extra)
 
     def as_dict(self) -> dict:
         """bench.json's content: the fields as plain JSON data, the extra fields at top level."""

@@ -21,12 +21,13 @@ from torch import Tensor
 from .. import degradations
 from ..baselines import get_method
 from ..data import heldout_paths
+from ..data.manifest import manifest_hash
 from ..degradations.base import LEVELS, to_uint8
 from ..validation import MAX_BATCH, MAX_REPEATS, whole
 from .records import item_key
 
 __all__ = ["Item", "canonical_task", "parse_tasks", "plan_items", "parse_shard", "shard_items",
-           "resolve_images", "images_config", "resolve_methods", "BoundMethod", "bind_method",
+           "resolve_images", "images_config", "images_manifest", "resolve_methods", "BoundMethod", "bind_method",
            "IMAGE_EXTENSIONS", "COMPOSED_LEVEL", "ImageSource", "Unit", "plan_units", "parse_batch",
            "parse_repeats", "TASK_GROUPS"]
 
@@ -243,6 +244,14 @@ def _heldout_range(spec: str, shipped: int) -> slice:
         raise ValueError(f"{spec}: faces {first}-{last} are not a range of the {shipped} held-out "
                          f"faces (0-{shipped - 1}); give heldout:A-B with 0 <= A <= B <= {shipped - 1}")
     return slice(first, last + 1)
+
+
+def images_manifest(spec) -> Optional[str]:
+    """sha256 of the manifest of an image folder built by `rusir data build` (checked first: a
+    face missing or altered is refused in one line), None for any other image spec."""
+    if not isinstance(spec, (str, Path)) or str(spec).split(":")[0] == "heldout":
+        return None
+    return manifest_hash(Path(spec).expanduser())
 
 
 def images_config(spec, found: Sequence[tuple[str, ImageSource]]):

@@ -68,7 +68,7 @@ RECORD_FIELDS = {"key": str, "method": str, "task": str, "level": str, "image_in
 # Config fields that must agree between runs sharing one output folder.
 FIXED_CONFIG = ("generator", "generator_sha256", "generator_defaults", "images", "steps", "seed",
                 "loss", "metrics", "baseline_steps", "degradation_seeds", "dtype", "discrepancy",
-                "chunk", "method_options", "true_mask")
+                "chunk", "method_options", "true_mask", "images_manifest")
 # Config fields that may grow between runs sharing one folder: the union is recorded.
 GROWING_CONFIG = ("methods", "tasks", "image_names")
 IMAGE_FILES = ("ground_truth", "target", "prediction", "degraded_prediction")

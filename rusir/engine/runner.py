@@ -54,7 +54,8 @@ from . import records
 from .config import RunConfig, check_discrepancy
 from .cluster import ENGINES, require_ray, run_units
 from .plan import (IMAGE_EXTENSIONS, BoundMethod, Item, Unit, bind_method, images_config,
-                   parse_batch, parse_repeats, parse_shard, parse_tasks, plan_items, plan_units, resolve_images,
+                   images_manifest, parse_batch, parse_repeats, parse_shard, parse_tasks, plan_items,
+                   plan_units, resolve_images,
                    resolve_methods, shard_items)
 from .records import is_finished, item_dir
 from .unit import (DEFAULT_METRICS, DEGRADATION_SEEDS, Job, UnitOutcome, degradation_seed,
@@ -169,6 +170,7 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
         require_ray()                     # before any work: the install command if absent
         device = "cpu"                    # the driver only plans; workers pick their device
     found = resolve_images(images, n_images)      # a bad image spec before the generator
+    manifest = images_manifest(images)            # a built set that fails its manifest, too
     dev = torch.device(device) if device is not None else (
         torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
     G = load_generator(generator, device=dev) if isinstance(generator, (str, Path)) else generator.to(dev)
@@ -194,7 +196,7 @@ def run_bench(generator, images, methods="rusir", tasks="single", out: Union[str
     if which is not None:
         units = shard_items(units, *which)
     config = RunConfig.build(
-        G, generator_name=gen_name, images=images_config(images, found),
+        G, generator_name=gen_name, images=images_config(images, found), images_manifest=manifest,
         image_names=[name for name, _ in found], fns=fns, tasks=pairs, steps=steps, seed=seed,
         loss=loss_name, metrics=metric_names, baseline_steps=baseline_steps,
         degradation_seeds=degradation_seeds, dtype=str(precision).replace("torch.", ""),
