@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from .. import plugins
 from ..inversion.restore import restore
 from .adam_wplus import adam_wplus
 from .config import baseline_config, load_table
@@ -30,7 +31,11 @@ __all__ = ["METHODS", "get_method", "baseline_config", "load_table", "pulse", "l
 
 
 def get_method(name: str) -> Callable:
-    """The restoration function registered under `name` (one of METHODS)."""
+    """The restoration function registered under `name`: one of METHODS, or an installed
+    package's `rusir.methods` entry point (rusir.plugins; looked up when the name is not built in)."""
+    if isinstance(name, str) and name not in METHODS:
+        for plugin, fn in plugins.load("rusir.methods"):
+            METHODS.setdefault(plugin, fn)
     try:
         return METHODS[name]
     except (KeyError, TypeError):

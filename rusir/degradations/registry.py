@@ -4,7 +4,9 @@
 upsampling (U), denoising (N), deartifacting (A) and inpainting (P) in that fixed order, and
 grayscale (G, after them: ``make("UG")`` is a black-and-white photo's upsampling);
 ``register("myblur", MyBlur)`` adds a user's class (any callable
-``factory(level=..., seed=..., **kwargs) -> Degradation``).
+``factory(level=..., seed=..., **kwargs) -> Degradation``) in this process; an installed
+package's ``rusir.degradations`` entry points are registered the first time a name is looked up
+(rusir.plugins), so they work from the CLI, the benchmark and Ray workers too.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import plugins
 from ..validation import MAX_BATCH, choice, side, whole
 from .base import DEFAULT_SEED, LEVELS, Degradation, Seed
 from .blur import GaussianBlur
@@ -46,8 +49,17 @@ def register(name: str, factory: Factory, *, overwrite: bool = False) -> None:
     _REGISTRY[key] = factory
 
 
+def _load_plugins() -> None:
+    """Registers the installed packages' `rusir.degradations` entry points (once; a name already
+    registered, a built-in one included, keeps its factory)."""
+    for name, factory in plugins.load("rusir.degradations"):
+        if name.lower() not in _REGISTRY:
+            register(name, factory)
+
+
 def available() -> list[str]:
-    """Registered names, then the composition initials."""
+    """Registered names (plug-ins included), then the composition initials."""
+    _load_plugins()
     return sorted(_REGISTRY) + list(ORDER) + list(COMPOSITIONS)
 
 
@@ -65,6 +77,8 @@ def canonical_task(name: str) -> str:
     name = name.strip()
     if name.upper() in INITIALS:
         return INITIALS[name.upper()]
+    if name.lower() not in _REGISTRY and not _is_initials(name.upper()):
+        _load_plugins()
     if name.lower() in _REGISTRY:
         return name.lower()
     if len(name) > 1 and _is_initials(name.upper()):
@@ -111,6 +125,8 @@ def make(name: str, level: str | None = "M", seed: Seed = DEFAULT_SEED,
     if not isinstance(name, str):
         raise ValueError(f"degradation name must be a string, got {type(name).__name__}")
     key = name.lower()
+    if key not in _REGISTRY and not _is_initials(name.upper()):
+        _load_plugins()
     if key in _REGISTRY:
         deg = _REGISTRY[key](level=level, seed=seed, **kwargs)
         deg.name = key

@@ -24,6 +24,8 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
+from .. import plugins
+
 __all__ = ["ModulatedLayer", "StyleGenerator", "Family", "FAMILIES", "register_family",
            "check_generator", "wpp_filters", "to_unit_range", "family_of_file"]
 
@@ -101,8 +103,21 @@ def register_family(family: Family) -> Family:
     return family
 
 
+def load_plugin_families() -> None:
+    """Registers the installed packages' `rusir.families` entry points (each a Family), once;
+    registered after the built-in ones, so they are asked first."""
+    for name, family in plugins.load("rusir.families"):
+        if not isinstance(family, Family):
+            raise ValueError(f"plug-in family {name!r} is a {type(family).__name__}, not a "
+                             "rusir.model.family.Family")
+        if family.name not in FAMILIES:
+            register_family(family)
+
+
 def family_of_file(path: Path) -> Family:
-    """The registered family that recognises `path` (the latest registered first)."""
+    """The registered family that recognises `path` (the latest registered first; plug-ins'
+    families are registered on the first call)."""
+    load_plugin_families()
     for family in reversed(list(FAMILIES.values())):
         if family.recognises(path):
             return family
