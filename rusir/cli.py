@@ -154,13 +154,18 @@ def _restore(p: argparse.ArgumentParser):
                         "level (0: off; default: the generator's own: on for toyfaces64, off "
                         "for the official generators)")
 
+    p.add_argument("--color", choices=("keep", "restore"), default="keep",
+                   help="a black-and-white input is restored with its luminance as the target "
+                        "(task + grayscale); keep: the output stays grey, its luminance restored "
+                        "(default); restore: colour from the prior. Colour inputs: no effect")
     def run(a: argparse.Namespace) -> int:
         from .restore_files import restore_files
         paths = restore_files(a.images, a.task, a.level, a.generator, a.out, steps=a.steps,
                               lr_scale=a.lr_scale, loss=a.loss, mask=a.mask, simulate=a.simulate,
                               seed=a.seed, device=a.device, overwrite=a.overwrite, align=a.align,
                               face=a.face, factor=a.factor, landmarks=a.landmarks,
-                              batch_size=a.batch_size, discrepancy=a.discrepancy)
+                              batch_size=a.batch_size, discrepancy=a.discrepancy,
+                              color=a.color)
         print(json.dumps({str(k): str(v) for k, v in paths.items()}, indent=1))
         return 0
     return run

@@ -33,7 +33,8 @@ from .inversion.restore import restore
 from .inversion.schedule import check_rate, check_steps
 from .validation import MAX_BATCH, MAX_FACTOR, MAX_SEED, number, read_json, whole
 
-__all__ = ["restore_files", "output_names", "check_output_dir", "check_mask", "read_landmarks"]
+__all__ = ["restore_files", "output_names", "check_output_dir", "check_mask", "read_landmarks",
+           "color_tasks"]
 
 # what is written per input, named after its file name without the extension
 OUTPUTS = ("{stem}_restored.png", "{stem}_phases.png", "{stem}_latent.pt")
@@ -43,6 +44,7 @@ FACE_OUTPUTS = ("{stem}_face{i}_target.png", "{stem}_face{i}_restored.png",
                 "{stem}_face{i}_phases.png", "{stem}_face{i}_latent.pt")
 # a mask of another size is used when its aspect ratio is the image's within this (then resized)
 MASK_ASPECT_TOLERANCE = 0.01
+COLORS = ("keep", "restore")   # a grayscale input's output: its restored luminance, or the prior's colour
 AUTO_GROUP = 32        # files per group with --batch-size auto (chunked inside to fit the GPU)
 
 
@@ -144,6 +146,28 @@ def check_mask(mask: Path, sizes: dict[Path, tuple[int, int]]) -> tuple[int, int
     return size
 
 
+def color_tasks(paths: Sequence[Path], task: str, color: Optional[str] = None
+                ) -> tuple[dict[Path, str], set[Path]]:
+    """({input: its task}, the inputs whose outputs are made grey). A black-and-white input
+    (`degradations.is_grayscale`) is restored under its task with grayscale added (`UG` for
+    upsampling: fidelity to its luminance only, colour left to the prior); `color` "keep" (the
+    default) writes its outputs grey again (the restored luminance, BT.601), "restore" keeps
+    the prior's colour. Colour inputs keep their task and colour either way."""
+    color = "keep" if color is None else color
+    if color not in COLORS:
+        raise ValueError(f"--color must be one of {list(COLORS)}, got {color!r}")
+    grey = {p for p in paths if degradations.is_grayscale(open_image(p))}
+    tasks = {p: degradations.with_grayscale(task) if p in grey else task for p in paths}
+    return tasks, (grey if color == "keep" else set())
+
+
+def _shown(image: torch.Tensor, grey: bool) -> torch.Tensor:
+    """An output image [.., 3, H, W] as written: its luminance in 3 channels when kept grey."""
+    if not grey:
+        return image
+    return degradations.to_grayscale(image.reshape(-1, *image.shape[-3:])).reshape(image.shape)
+
+
 def _user_mask(path: Path, size: int) -> torch.Tensor:
     """A mask image (white = known, black = missing) as [1, 1, size, size] in [0, 1]."""
     return load_image(path, size).mean(1, keepdim=True)
@@ -156,7 +180,7 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
                   seed: int = 0, device: Optional[str] = None, overwrite: bool = False,
                   align: bool = False, face: Optional[int] = None, factor: Optional[float] = None,
                   landmarks=None, batch_size: Union[int, str] = 1,
-                  discrepancy: Optional[float] = None) -> dict[Path, Path]:
+                  discrepancy: Optional[float] = None, color: Optional[str] = None) -> dict[Path, Path]:
     """Restore each file; write `<stem>_restored.png`, `<stem>_phases.png`, `<stem>_latent.pt`.
 
     Without `simulate` each file is the degraded image itself (low resolution for upsampling);
@@ -173,7 +197,9 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
     AUTO_GROUP files, each in chunks that fit the free GPU memory (`restore(...,
     batch_size="auto")`). Each group's files are written when it finishes. Not with `align`
     (each face is restored on its own). discrepancy: `restore`'s noise-level stop (tau; 0 off;
-    None: the generator's own).
+    None: the generator's own). color: a black-and-white input is restored with grayscale added
+    to its task; "keep" (default) writes it grey (restored luminance), "restore" in the prior's
+    colour (`color_tasks`).
 
     Refused before the generator is loaded (ValueError or OSError, one line): an unknown task or
     level; a bad schedule (rusir.inversion.schedule); an unusable device; a bad loss; an output
@@ -213,6 +239,10 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
     names = output_names(paths, out)
     _refuse_existing(names, overwrite, align)
     sizes = {path: open_image(path).size for path in paths}   # every input readable, now
+    tasks, grey = color_tasks(paths, task, color)             # black-and-white inputs: + G
+    if batch_size != 1 and len(set(tasks.values())) > 1:
+        raise ValueError("--batch-size > 1 with both grayscale and colour inputs: restore them "
+                         "in separate runs")
     if mask is not None:
         check_mask(Path(mask), sizes)
     if loss is not None and not callable(loss):
@@ -223,16 +253,17 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
         outputs = [f for path in paths for f in _photo_outputs(out, path, len(faces[path]), face)]
         with OutputClaims(out, outputs, overwrite):     # another run writing them: refused now
             G, loss_fn, steps = setup(generator, loss, steps, device=device, verbose=False)
-            return {path: _restore_photo_file(G, path, out, task, level, faces[path], face, factor,
+            return {path: _restore_photo_file(G, path, out, tasks[path], level, faces[path], face, factor,
                                               mask, template, loss_fn, steps, lr_scale, seed,
-                                              discrepancy, overwrite)
+                                              discrepancy, overwrite, path in grey)
                     for path in paths}
     with OutputClaims(out, [f for files in names.values() for f in files], overwrite):
-        return _restore_in_groups(paths, names, task, level, generator, steps, lr_scale, loss,
+        return _restore_in_groups(paths, names, tasks, grey, level, generator, steps, lr_scale, loss,
                                   mask, simulate, seed, device, overwrite, batch_size, discrepancy)
 
 
-def _restore_in_groups(paths: Sequence[Path], names: dict[Path, list[Path]], task: str, level: str,
+def _restore_in_groups(paths: Sequence[Path], names: dict[Path, list[Path]], tasks: dict[Path, str],
+                       grey: set[Path], level: str,
                        generator: str, steps, lr_scale, loss, mask: Optional[Path], simulate: bool,
                        seed: int, device, overwrite: bool, batch_size: Union[int, str],
                        discrepancy) -> dict[Path, Path]:
@@ -247,7 +278,7 @@ def _restore_in_groups(paths: Sequence[Path], names: dict[Path, list[Path]], tas
         if mask is not None:
             deg = degradations.Inpainting.from_mask(_user_mask(mask, R))
         else:
-            deg = degradations.make(task, level, seed=seed + start)   # file i: seed + i
+            deg = degradations.make(tasks[files[0]], level, seed=seed + start)   # file i: seed + i
         if simulate:
             truth = torch.cat([load_image(path, R) for path in files]).to(device)
             target = deg.degrade_ground_truth(truth)
@@ -263,7 +294,7 @@ def _restore_in_groups(paths: Sequence[Path], names: dict[Path, list[Path]], tas
                 columns, labels = columns + [truth[j]], labels + ["truth"]
             latent = {s: p.latent[j:j + 1].detach().cpu().clone()   # not the whole batch's storage
                       for s, p in result.phases.items()}
-            write_file(restored, to_pil(result.images[j]).save, overwrite)
+            write_file(restored, to_pil(_shown(result.images[j], path in grey)).save, overwrite)
             save_grid(phases, [columns], labels, overwrite=overwrite)
             write_file(latents, lambda tmp: torch.save(latent, tmp), overwrite)
             written[path] = restored
@@ -298,20 +329,22 @@ def _photo_outputs(out: Path, path: Path, n_faces: int, face: Optional[int]) -> 
 def _restore_photo_file(G, path: Path, out: Path, task: str, level: str, landmarks: list,
                         face: Optional[int], factor: Optional[float], mask: Optional[Path],
                         template, loss, steps, lr_scale, seed: int, discrepancy=None,
-                        overwrite: bool = False) -> Path:
-    """Restore one photo's faces and write the photo and each face's files."""
+                        overwrite: bool = False, grey: bool = False) -> Path:
+    """Restore one photo's faces and write the photo and each face's files (grey: as luminance)."""
     photo = open_image(path).convert("RGB")
     user_mask = open_image(mask) if mask is not None else None
     result = restore_photo(G, photo, task, level, landmarks=landmarks, template=template,
                            face=face, factor=factor, mask=user_mask, loss=loss, seed=seed,
                            steps=steps, lr_scale=lr_scale, discrepancy=discrepancy,
                            name=str(path))
-    whole = write_file(out / OUTPUTS[0].format(stem=path.stem), to_pil(result.photo[0]).save, overwrite)
+    whole = write_file(out / OUTPUTS[0].format(stem=path.stem), to_pil(_shown(result.photo[0], grey)).save,
+                       overwrite)
     for f in result.faces:
         target, restored, phases, latents = (out / n.format(stem=path.stem, i=f.index)
                                              for n in FACE_OUTPUTS)
         write_file(target, to_pil(f.face.image[0]).save, overwrite)
-        write_file(restored, to_pil(f.result.images[0].detach().cpu().clamp(0, 1)).save, overwrite)
+        write_file(restored, to_pil(_shown(f.result.images[0].detach().cpu().clamp(0, 1), grey)).save,
+                   overwrite)
         columns = [f.face.image[0]] + [p.images[0].detach().cpu() for p in f.result.phases.values()]
         save_grid(phases, [columns], ["target"] + list(f.result.phases), overwrite=overwrite)
         latent = {s: p.latent.cpu() for s, p in f.result.phases.items()}

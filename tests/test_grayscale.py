@@ -106,3 +106,75 @@ def test_restore_with_grayscale_fits_the_luminance_and_the_stop_runs():
     target = deg.degrade_ground_truth(truth.clamp(0, 1))
     out = restore(G, target, deg, loss=mse_loss, steps=(3, 3, 3), discrepancy=1.0, progress=False)
     assert out.images.shape == (1, 3, 16, 16) and torch.isfinite(out.images).all()
+
+
+# --- black-and-white photos: `rusir restore --color keep|restore` --------------------------------
+
+def _grey_and_colour(tmp_path):
+    rgb = (procedural_images(1, 8, seed=3)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    Image.fromarray(rgb, "RGB").save(tmp_path / "colour.png")
+    Image.fromarray(rgb, "RGB").convert("L").save(tmp_path / "grey.png")
+    return tmp_path / "grey.png", tmp_path / "colour.png"
+
+
+def test_color_tasks_add_grayscale_to_black_and_white_inputs_only(tmp_path):
+    from rusir.restore_files import color_tasks
+    grey, colour = _grey_and_colour(tmp_path)
+    tasks, kept = color_tasks([grey, colour], "upsampling")
+    assert tasks == {grey: "UG", colour: "upsampling"} and kept == {grey}
+    tasks, kept = color_tasks([grey, colour], "UNAP", "restore")
+    assert tasks == {grey: "UNAPG", colour: "UNAP"} and kept == set()
+    with pytest.raises(ValueError, match="--color must be one of"):
+        color_tasks([grey], "upsampling", "sepia")
+    with pytest.raises(ValueError, match="does not compose with grayscale"):
+        color_tasks([grey], "blur")
+
+
+def test_restore_keeps_a_grey_photo_grey_or_restores_its_colour(tmp_path, monkeypatch):
+    from rusir import restore_files as rf
+    grey, colour = _grey_and_colour(tmp_path)
+    seen = []
+    real = rf.restore
+
+    def spy(G, target, deg, **kwargs):
+        seen.append(deg.name)
+        return real(G, target, deg, **{**kwargs, "steps": (1, 1, 2)})
+    monkeypatch.setattr(rf, "restore", spy)
+    kw = dict(device="cpu", discrepancy=0)
+    out = rf.restore_files([grey, colour], "upsampling", out=tmp_path / "keep", **kw)
+    assert seen == ["UG", "upsampling"]
+    kept = np.asarray(Image.open(out[grey]).convert("RGB"), dtype=np.int16)
+    assert kept.shape == (64, 64, 3) and np.array_equal(kept[..., 0], kept[..., 2])
+    coloured = np.asarray(Image.open(out[colour]).convert("RGB"), dtype=np.int16)
+    assert np.abs(coloured[..., 0] - coloured[..., 2]).max() > 10      # colour input: colour out
+    out = rf.restore_files([grey], "upsampling", out=tmp_path / "restore", color="restore", **kw)
+    prior = np.asarray(Image.open(out[grey]).convert("RGB"), dtype=np.int16)
+    assert np.abs(prior[..., 0] - prior[..., 2]).max() > 10           # the prior's colour
+    luma = lambda a: a @ np.array(BT601)                                # noqa: E731
+    assert np.abs(luma(prior) - kept[..., 0]).max() <= 1.01            # same restore, grey or not
+    with pytest.raises(ValueError, match="grayscale and colour inputs"):
+        rf.restore_files([grey, colour], "upsampling", out=tmp_path / "b", batch_size=2, **kw)
+
+
+def test_aligned_grey_photo_comes_back_grey(tmp_path, monkeypatch):
+    import json
+    from rusir import restore_files as rf
+    from rusir.data import avatars, heldout
+    from rusir.faces.scenes import place_faces
+    scene = place_faces(heldout(1), avatars.landmarks(64), np.random.default_rng(0), cell=100,
+                        side=(0.5, 0.6))
+    arr = (scene.photo[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    Image.fromarray(arr, "RGB").convert("L").save(tmp_path / "old.png")
+    (tmp_path / "lm.json").write_text(json.dumps([lm.tolist() for lm in scene.landmarks]))
+    seen, real = [], rf.restore_photo
+
+    def spy(G, photo, task, level, **kwargs):
+        seen.append(task)
+        return real(G, photo, task, level, **{**kwargs, "steps": (1, 1, 1)})
+    monkeypatch.setattr(rf, "restore_photo", spy)
+    out = rf.restore_files([tmp_path / "old.png"], "denoising", out=tmp_path / "out", align=True,
+                           landmarks=tmp_path / "lm.json", device="cpu", discrepancy=0)
+    assert seen == ["NG"]
+    for path in (out[tmp_path / "old.png"], tmp_path / "out" / "old_face0_restored.png"):
+        a = np.asarray(Image.open(path).convert("RGB"))
+        assert np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 1], a[..., 2]), path
