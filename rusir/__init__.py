@@ -22,7 +22,7 @@ Experiments
 Photographs (rusir.faces)
     align                   a face cut out as FFHQ was aligned (or the generator's own template)
     align_face              the face of a photo, found and aligned for a generator (notebooks)
-    detect_faces            five landmarks per face with OpenCV's YuNet (`rusir[photos]`)
+    detect_faces            landmarks per face: dlib (offline, 68 points) or YuNet (`rusir[photos]`)
     restore_photo           find, align, restore and paste back every face of a photo
 Images
     heldout, load_image, pick_image    the shipped held-out faces; any image file

@@ -51,6 +51,7 @@ _steps = option(step_counts, 3)
 _seed = option(whole, "a seed", 0, MAX_SEED, "MAX_SEED")
 _rate = option(number, "a rate", 0.0, MAX_RATE, "MAX_RATE")
 _factor = option(number, "a factor", 1.0, MAX_FACTOR, "MAX_FACTOR", strict=False)
+_scale = option(number, "a scale", 0.01, MAX_FACTOR, "MAX_FACTOR", strict=False)
 _tau = option(number, "tau", 0.0, MAX_TAU, "MAX_TAU", strict=False)
 _fraction = option(number, "a number", 0.0, MAX_COUNT, "MAX_COUNT", strict=False)
 _side = option(side, "a side in px")
@@ -141,7 +142,17 @@ def _restore(p: argparse.ArgumentParser):
                    help="photos: find the faces, align each as the generator's dataset was, "
                         "restore it and paste it back (detection: pip install 'rusir[photos]')")
     p.add_argument("--face", type=_count(0), default=None,
-                   help="with --align: restore only face INDEX (0 = leftmost; default: all)")
+                   help="with --align: restore only face INDEX (detected: 0 = leftmost; "
+                        "--landmarks: the order given; default: all)")
+    p.add_argument("--detector", choices=("dlib", "yunet"), default=None,
+                   help="with --align: dlib (68 points, offline; the default when installed) "
+                        "or yunet (OpenCV, its model downloaded once)")
+    p.add_argument("--paste", choices=("mask", "square"), default=None,
+                   help="with --align: paste only the face (mask, the default) or the whole "
+                        "aligned square")
+    p.add_argument("--scale", type=_scale, default=None,
+                   help="with --align: the photo's output scale (default: the largest face's "
+                        "upsampling factor, within 16 MP; 1 for other tasks)")
     p.add_argument("--factor", type=_factor, default=None,
                    help="with --align: upsampling factor (default: generator size / face size)")
     p.add_argument("--landmarks", type=Path, default=None,
@@ -165,10 +176,18 @@ def _restore(p: argparse.ArgumentParser):
                               seed=a.seed, device=a.device, overwrite=a.overwrite, align=a.align,
                               face=a.face, factor=a.factor, landmarks=a.landmarks,
                               batch_size=a.batch_size, discrepancy=a.discrepancy,
-                              color=a.color)
+                              color=a.color, detector=a.detector, photo=_photo_output(a))
         print(json.dumps({str(k): str(v) for k, v in paths.items()}, indent=1))
         return 0
     return run
+
+
+def _photo_output(a: argparse.Namespace):
+    """--scale and --paste as one PhotoOutput (None when neither is given)."""
+    if a.scale is None and a.paste is None:
+        return None
+    from .faces.photo import PhotoOutput
+    return PhotoOutput(scale=a.scale, paste=a.paste or "mask")
 
 
 @command("generators", "list named generators")

@@ -12,7 +12,9 @@ face is aligned as the generator's dataset was (`rusir.faces`), restored, and pa
 from __future__ import annotations
 
 import math
+import re
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -25,7 +27,7 @@ from .data.outputs import OutputClaims, check_output, write_file
 from .studies.experiment import check_device, setup
 from .studies.figures import save_grid, to_pil
 from .faces.align import check_landmarks, template_for
-from .faces.photo import find_faces, restore_photo
+from .faces.photo import FaceRestoration, PhotoOutput, find_faces, photo_rgb, restore_photo
 from .inversion.discrepancy import check_tau
 from .inversion.latents import SPACES
 from .inversion.presets import build_loss
@@ -42,6 +44,8 @@ OUTPUTS = ("{stem}_restored.png", "{stem}_phases.png", "{stem}_latent.pt")
 # side-by-side figure (target | W | W+ | W++) and the latents
 FACE_OUTPUTS = ("{stem}_face{i}_target.png", "{stem}_face{i}_restored.png",
                 "{stem}_face{i}_phases.png", "{stem}_face{i}_latent.pt")
+# with `align`: each face's restoration as soon as it is done, found again by a re-run
+FACES_DIR = "{stem}.faces"
 # a mask of another size is used when its aspect ratio is the image's within this (then resized)
 MASK_ASPECT_TOLERANCE = 0.01
 COLORS = ("keep", "restore")   # a grayscale input's output: its restored luminance, or the prior's colour
@@ -91,15 +95,26 @@ def check_output_dir(out: Union[str, Path]) -> Path:
 
 def _refuse_existing(names: dict[Path, list[Path]], overwrite: bool, align: bool = False) -> None:
     for path, files in names.items():
-        if align:      # the per-face names depend on the faces found: any of this stem's
-            files = files[:1] + sorted(files[0].parent.glob(f"{path.stem}_face*"))
+        if align:      # the per-face names depend on the faces found: any of this stem's,
+            # but those of faces a stopped run finished (resumed, kept as they are)
+            saved = files[0].parent / FACES_DIR.format(stem=path.stem)
+            done = {p.stem for p in saved.glob("face_*.json")} if not overwrite else set()
+            files = files[:1] + [f for f in sorted(files[0].parent.glob(f"{path.stem}_face*"))
+                                 if _face_of(f, path.stem) not in done]
         for f in files:
             check_output(f, overwrite)
 
 
+def _face_of(file: Path, stem: str) -> str:
+    """"face_<i>" for a per-face output `<stem>_face<i>_...` (its saved record's stem)."""
+    m = re.match(re.escape(stem) + r"_face(\d+)_", file.name)
+    return f"face_{m[1]}" if m else ""
+
+
 def read_landmarks(source, paths: Sequence[Path]) -> dict[Path, list]:
     """{image: its faces' landmarks} from a JSON file (or the loaded data): a list of faces, each
-    five [x, y] points in photo pixels (one input image), or {file name: list of faces}."""
+    five [x, y] points (or dlib's 68) in photo pixels (one input image), or {file name: list of
+    faces}. Faces are numbered in the order given (`--face i` is the i-th listed)."""
     data = source
     if isinstance(source, (str, Path)):
         try:
@@ -121,7 +136,7 @@ def read_landmarks(source, paths: Sequence[Path]) -> dict[Path, list]:
             raise ValueError(f"--landmarks: {path.name}: expected a list of faces")
         for i, lm in enumerate(faces):
             try:
-                check_landmarks(lm)
+                check_landmarks(lm, open_image(path).size)
             except ValueError as exc:
                 raise ValueError(f"--landmarks: {path.name}, face {i}: {exc}") from None
     return given
@@ -180,16 +195,21 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
                   seed: int = 0, device: Optional[str] = None, overwrite: bool = False,
                   align: bool = False, face: Optional[int] = None, factor: Optional[float] = None,
                   landmarks=None, batch_size: Union[int, str] = 1,
-                  discrepancy: Optional[float] = None, color: Optional[str] = None) -> dict[Path, Path]:
+                  discrepancy: Optional[float] = None, color: Optional[str] = None,
+                  detector: Optional[str] = None,
+                  photo: Optional[PhotoOutput] = None) -> dict[Path, Path]:
     """Restore each file; write `<stem>_restored.png`, `<stem>_phases.png`, `<stem>_latent.pt`.
 
     Without `simulate` each file is the degraded image itself (low resolution for upsampling);
     with it each file is a clean image that is first degraded by the task (a demo/benchmark).
-    With `align` each file is a photo: its faces (YuNet's, or `landmarks`: a JSON file or data,
-    see `read_landmarks`; `face` picks one) are aligned, restored (upsampling: `factor`, default
-    the face's native size to the generator's) and pasted back; it writes `<stem>_restored.png`
-    (the whole photo) and per face i `<stem>_face<i>_target.png`, `_restored.png`, `_phases.png`
-    (target | W | W+ | W++), `_latent.pt`. Returns {input path: restored path}.
+    With `align` each file is a photo: its faces (found by `detector`, "dlib" or "yunet", default
+    dlib when installed; or `landmarks`: a JSON file or data, see `read_landmarks`; `face` picks
+    one) are aligned, restored (upsampling: `factor`, default the face's native size to the
+    generator's) and pasted back (`photo`: scale, mask or square paste; docs/photos.md); it
+    writes `<stem>_restored.png` (the whole photo, with the input's transparency) and per face i,
+    as soon as it is done, `<stem>_face<i>_target.png`, `_restored.png`, `_phases.png` (target |
+    W | W+ | W++), `_latent.pt`, and `<stem>.faces/face_<i>.png` + `.json`, which a re-run of the
+    same command reuses (a run stopped part-way resumes). Returns {input path: restored path}.
 
     batch_size: files restored together (1, the default: one at a time). n > 1 restores n files
     as one batch (file i keeps its seed, seed + i; in float32 the result differs from one at a
@@ -221,8 +241,13 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
     tasks = degradations.task_names(task) if align else {degradations.canonical_task(task)}
     if mask is not None and "inpainting" not in tasks:     # with --align, compositions too
         raise ValueError("--mask only applies to the inpainting task")
-    if not align and (face is not None or factor is not None or landmarks is not None):
-        raise ValueError("--face, --factor and --landmarks need --align")
+    if not align and (face is not None or factor is not None or landmarks is not None
+                      or detector is not None or photo is not None):
+        raise ValueError("--face, --factor, --landmarks, --detector, --scale and --paste need "
+                         "--align")
+    if detector is not None:
+        from .faces.detect import detector as check_detector
+        check_detector(detector)
     if align and simulate:
         raise ValueError("--simulate cannot be combined with --align (give a degraded photo)")
     if factor is not None and "upsampling" not in degradations.task_names(task):
@@ -249,13 +274,17 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
         loss = build_loss(loss)        # a bad preset name or YAML, before the generator
     if align:
         template = template_for(generator)             # AFHQ has no face alignment: now
-        faces = _faces_of(paths, landmarks, face, mask, sizes)
-        outputs = [f for path in paths for f in _photo_outputs(out, path, len(faces[path]), face)]
+        faces = _faces_of(paths, landmarks, face, mask, sizes, detector)
+        outputs = [f for path in paths
+                   for f in _photo_outputs(out, path, len(faces[path]), face, overwrite)]
         with OutputClaims(out, outputs, overwrite):     # another run writing them: refused now
             G, loss_fn, steps = setup(generator, loss, steps, device=device, verbose=False)
-            return {path: _restore_photo_file(G, path, out, tasks[path], level, faces[path], face, factor,
-                                              mask, template, loss_fn, steps, lr_scale, seed,
-                                              discrepancy, overwrite, path in grey)
+            settings = {"generator": str(generator),
+                        "loss": loss if loss is None or isinstance(loss, str) else repr(type(loss))}
+            return {path: _restore_photo_file(G, path, out, tasks[path], level, faces[path], face,
+                                              factor, mask, template, loss_fn, steps, lr_scale,
+                                              seed, discrepancy, overwrite, path in grey, photo,
+                                              settings)
                     for path in paths}
     with OutputClaims(out, [f for files in names.values() for f in files], overwrite):
         return _restore_in_groups(paths, names, tasks, grey, level, generator, steps, lr_scale, loss,
@@ -302,51 +331,65 @@ def _restore_in_groups(paths: Sequence[Path], names: dict[Path, list[Path]], tas
 
 
 def _faces_of(paths: Sequence[Path], landmarks, face: Optional[int], mask: Optional[Path],
-              sizes: dict[Path, tuple[int, int]]) -> dict[Path, list]:
+              sizes: dict[Path, tuple[int, int]], detector: Optional[str] = None
+              ) -> dict[Path, list]:
     """Every photo's faces (given, or detected now): a photo without one is refused here."""
     if mask is not None and any(open_image(mask).size != size for size in sizes.values()):
         raise ValueError(f"mask {mask} must have the photo's size with --align")
     given = read_landmarks(landmarks, paths) if landmarks is not None else {}
     found = {}
     for path in paths:
-        photo = open_image(path).convert("RGB")
+        photo, _ = photo_rgb(open_image(path))
         try:
-            faces = find_faces(photo, given.get(path), None, name=str(path))
-        except ImportError as exc:      # OpenCV missing: say how to install it, in one line
+            faces = find_faces(photo, given.get(path), None, str(path), detector)
+        except ImportError as exc:      # dlib or OpenCV missing: say how to install it, in one line
             raise ValueError(str(exc)) from None
         find_faces(photo, [lm for _, lm in faces], face, name=str(path))   # --face in range
         found[path] = [lm for _, lm in faces]
     return found
 
 
-def _photo_outputs(out: Path, path: Path, n_faces: int, face: Optional[int]) -> list[Path]:
-    """The files written for a photo with `n_faces` faces (only face `face` when given)."""
+def _photo_outputs(out: Path, path: Path, n_faces: int, face: Optional[int],
+                   overwrite: bool = False) -> list[Path]:
+    """The files written for a photo with `n_faces` faces (only face `face` when given). A face
+    an earlier run of this photo finished (its `<stem>.faces/face_<i>.json` exists) is resumed,
+    not redone: its files are kept, so they are not claimed (nor refused as existing)."""
     indices = range(n_faces) if face is None else [face]
+    saved = out / FACES_DIR.format(stem=path.stem)
     return [out / OUTPUTS[0].format(stem=path.stem)] + [
-        out / n.format(stem=path.stem, i=i) for i in indices for n in FACE_OUTPUTS]
+        out / n.format(stem=path.stem, i=i) for i in indices for n in FACE_OUTPUTS
+        if overwrite or not (saved / f"face_{i}.json").is_file()]
 
 
 def _restore_photo_file(G, path: Path, out: Path, task: str, level: str, landmarks: list,
                         face: Optional[int], factor: Optional[float], mask: Optional[Path],
                         template, loss, steps, lr_scale, seed: int, discrepancy=None,
-                        overwrite: bool = False, grey: bool = False) -> Path:
-    """Restore one photo's faces and write the photo and each face's files (grey: as luminance)."""
-    photo = open_image(path).convert("RGB")
+                        overwrite: bool = False, grey: bool = False,
+                        photo_output: Optional[PhotoOutput] = None,
+                        settings: Optional[dict] = None) -> Path:
+    """Restore one photo's faces, writing each face's files as soon as it is done, then the
+    photo (grey: as luminance)."""
+    photo = open_image(path)
     user_mask = open_image(mask) if mask is not None else None
-    result = restore_photo(G, photo, task, level, landmarks=landmarks, template=template,
-                           face=face, factor=factor, mask=user_mask, loss=loss, seed=seed,
-                           steps=steps, lr_scale=lr_scale, discrepancy=discrepancy,
-                           name=str(path))
-    whole = write_file(out / OUTPUTS[0].format(stem=path.stem), to_pil(_shown(result.photo[0], grey)).save,
-                       overwrite)
-    for f in result.faces:
+    output = replace(photo_output or PhotoOutput(), overwrite=overwrite,
+                     faces_dir=out / FACES_DIR.format(stem=path.stem))
+
+    def write_face(f: FaceRestoration) -> None:
+        if f.result is None:            # resumed: an earlier run wrote its files
+            return
         target, restored, phases, latents = (out / n.format(stem=path.stem, i=f.index)
                                              for n in FACE_OUTPUTS)
         write_file(target, to_pil(f.face.image[0]).save, overwrite)
-        write_file(restored, to_pil(_shown(f.result.images[0].detach().cpu().clamp(0, 1), grey)).save,
-                   overwrite)
+        write_file(restored, to_pil(_shown(f.restored[0], grey)).save, overwrite)
         columns = [f.face.image[0]] + [p.images[0].detach().cpu() for p in f.result.phases.values()]
         save_grid(phases, [columns], ["target"] + list(f.result.phases), overwrite=overwrite)
         latent = {s: p.latent.cpu() for s, p in f.result.phases.items()}
         write_file(latents, lambda tmp: torch.save(latent, tmp), overwrite)
-    return whole
+
+    result = restore_photo(G, photo, task, level, landmarks=landmarks, template=template,
+                           face=face, factor=factor, mask=user_mask, loss=loss, seed=seed,
+                           steps=steps, lr_scale=lr_scale, discrepancy=discrepancy,
+                           name=str(path), output=output, on_face=write_face, settings=settings)
+    return write_file(out / OUTPUTS[0].format(stem=path.stem),
+                      result.to_pil(_shown(result.photo, grey)).save, overwrite)
+

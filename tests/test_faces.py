@@ -19,7 +19,8 @@ from rusir import degradations
 from rusir.data import avatars, heldout
 from rusir.faces import align as A
 from rusir.faces.paste import paste
-from rusir.faces.photo import find_faces, photo_degradation, pil_to_tensor, restore_photo
+from rusir.faces.photo import (PhotoOutput, find_faces, photo_degradation, pil_to_tensor,
+                               restore_photo)
 from rusir.faces.scenes import place_faces
 from rusir.model import weights
 
@@ -190,7 +191,8 @@ def test_several_faces_from_a_landmark_provider_are_each_pasted_back_where_they_
         return list(reversed(s.landmarks))             # any order: indices follow the provider
     l2 = lambda x, y, mask=None: (x - y).pow(2).flatten(1).mean(1)
     out = restore_photo(G, photo, "denoising", "M", landmarks=provider, template="toyfaces64",
-                        loss=l2, steps=(2, 0, 0), progress=False)
+                        loss=l2, steps=(2, 0, 0), progress=False,
+                        output=PhotoOutput(paste="square"))
     assert calls == [photo.size] and out.scale == 1 and len(out.faces) == 3
     base = pil_to_tensor(photo)
     union = torch.zeros(base.shape[-2:], dtype=torch.bool)
@@ -285,7 +287,7 @@ def test_yunet_goes_through_the_weight_registry(tmp_path, monkeypatch):
     a damaged file is refused by its checksum."""
     import dataclasses
     pytest.importorskip("cv2", reason="OpenCV absent (pip install 'rusir[photos]')")
-    from rusir.faces.detect import detect_faces
+    from rusir.faces.detect import detect_yunet as detect_faces
     entry = weights.get("yunet")
     assert entry.sha256 == "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
     assert "/opencv_zoo/raw/82b38c8f" in entry.url and entry.url.endswith(entry.filename)
@@ -306,7 +308,7 @@ def test_detector_finds_the_faces_of_a_photo_when_yunet_is_present():
         pytest.skip(f"YuNet weights absent ({entry.path()}; downloaded on first use of "
                     "`rusir restore --align`): detector not tested")
     pytest.importorskip("cv2", reason="OpenCV absent (pip install 'rusir[photos]')")
-    from rusir.faces.detect import detect_faces
+    from rusir.faces.detect import detect_yunet as detect_faces
     assert detect_faces(Image.new("RGB", (320, 240), (128, 128, 128))) == []
     # the avatars are cartoons YuNet need not find; whatever it finds must be one of them,
     # landmarks within a fifth of the eye distance of the true ones
@@ -362,7 +364,7 @@ def test_detector_landmarks_are_photo_coordinates_offline(tmp_path, monkeypatch)
 
     fake = SimpleNamespace(FaceDetectorYN=SimpleNamespace(create=create))
     monkeypatch.setattr(detect, "import_cv2", lambda: fake)
-    found = detect.detect_faces(Image.fromarray(photo), model=tmp_path / "yunet.onnx")
+    found = detect.detect_yunet(Image.fromarray(photo), model=tmp_path / "yunet.onnx")
     assert made == {"model": str(tmp_path / "yunet.onnx"), "threshold": detect.SCORE_THRESHOLD}
     assert len(found) == 2
     for lm, marks in zip(found, faces[::-1]):                        # left to right

@@ -13,7 +13,12 @@ native size) is resampled once with a bicubic filter instead: nothing to anti-al
 Coordinates are photo pixels (x, y) with (0, 0) the top-left corner of the top-left pixel, so
 pixel (i, j) covers [i, i+1] x [j, j+1]. Landmarks come in YuNet's order for an upright face:
 the eye on the image's left, the other eye, the nose tip, the mouth corner on the image's left,
-the other corner ([5, 2]).
+the other corner ([5, 2]); or as dlib's 68 points (iBUG 300-W order, [68, 2]), which are reduced
+to those five exactly as the FFHQ script does (`five_points`).
+
+`check_landmarks` refuses what cannot be a face (one line) and mends the one common slip: a set
+listed from the subject's point of view (their left eye first) is mirrored; it is put back in
+the image's order with a warning instead of giving a mirrored, upside-down crop.
 
 A `Template` says where a generator's square frame sits relative to the FFHQ quad: the quad
 itself for FFHQ-aligned models, a slightly shifted and scaled square for the embedded
@@ -21,7 +26,8 @@ itself for FFHQ-aligned models, a slightly shifted and scaled square for the emb
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import warnings
+from dataclasses import dataclass, field, replace
 from typing import Mapping, Optional, Union
 
 import numpy as np
@@ -36,16 +42,33 @@ from ..model.generators import alignment, info
 from ..validation import MIN_EYE_DISTANCE, side
 
 __all__ = ["Template", "AlignedFace", "TEMPLATES", "ffhq_quad", "template_for", "align",
-           "warp_quad", "check_landmarks"]
+           "warp_quad", "check_landmarks", "five_points", "LandmarkWarning",
+           "MOUTH_DROP", "MAX_EYES_PER_SIDE"]
 
 SUPERSAMPLE = 4   # the quad is resampled at 4x the output size, then reduced (FFHQ: 4096 -> 1024)
+# Plausible faces, as multiples of the eye distance: the mouth lies MOUTH_DROP[0]..[1] of it off
+# the eye line (frontal faces ~1.0-1.3, toyfaces64 0.9; a head turned aside raises it); the
+# nose within NOSE_REACH of the eyes-mouth centre. And the eyes span at most 1/MAX_EYES_PER_SIDE
+# of the photo's larger side (the face's frame is ~4 eye distances wide).
+MOUTH_DROP = (0.3, 5.0)
+NOSE_REACH = 2.0
+MAX_EYES_PER_SIDE = 1.0
 
 
-def check_landmarks(landmarks, photo_size: Optional[tuple[int, int]] = None) -> np.ndarray:
-    """[5, 2] float64 landmarks from five [x, y] points or {"x": .., "y": ..} objects, or a
-    ValueError naming what is wrong: not five finite points; given the photo's (width, height),
-    a point outside it; eyes closer than MIN_EYE_DISTANCE px (no face can be aligned from them,
-    and the restoration would be enlarged without bound)."""
+class LandmarkWarning(UserWarning):
+    """Landmarks were mended (a mirrored order put back); the message says what was done."""
+
+
+def five_points(lm68) -> np.ndarray:
+    """dlib's 68 points [68, 2] -> the five the alignment uses [5, 2], as the FFHQ script does:
+    each eye's centre is the mean of its six points (36-41 on the image's left, 42-47), the
+    mouth corners are points 48 and 54; the nose tip (30) is carried along, unused by the quad."""
+    lm = np.asarray(lm68, dtype=np.float64)
+    return np.stack([lm[36:42].mean(0), lm[42:48].mean(0), lm[30], lm[48], lm[54]])
+
+
+def _as_points(landmarks) -> np.ndarray:
+    """[5, 2] or [68, 2] float64 from [x, y] pairs or {"x": .., "y": ..} objects, or one line."""
     if isinstance(landmarks, (list, tuple)):
         landmarks = [(p["x"], p["y"]) if isinstance(p, Mapping) and {"x", "y"} <= set(p) else p
                      for p in landmarks]
@@ -53,21 +76,85 @@ def check_landmarks(landmarks, photo_size: Optional[tuple[int, int]] = None) -> 
         lm = np.asarray(landmarks, dtype=np.float64)
     except (TypeError, ValueError):
         lm = np.zeros(0)
-    if lm.shape != (5, 2):
+    if lm.shape not in ((5, 2), (68, 2)):
         raise ValueError("landmarks must be 5 (x, y) points, each [x, y] or {\"x\": .., \"y\": ..} "
-                         f"(eyes, nose tip, mouth corners), got {str(landmarks)[:80]}")
+                         "(eyes, nose tip, mouth corners), or dlib's 68, got "
+                         f"{str(landmarks)[:80]}")
     if not np.isfinite(lm).all():
         raise ValueError("landmarks contain a NaN or infinite coordinate")
+    return lm
+
+
+def _cross(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a[0] * b[1] - a[1] * b[0])
+
+
+def _mend_order(lm: np.ndarray) -> np.ndarray:
+    """Five points in the image's order. With y down, eye-to-eye x eye-to-mouth > 0 for a face
+    at any angle listed as the image shows it; < 0 for a mirrored (subject's-view) listing. The
+    mouth corners must run the way the eyes do; whichever pair disagrees is swapped, warned."""
+    eye_l, eye_r, nose, mouth_l, mouth_r = lm
+    eye_to_mouth = (mouth_l + mouth_r) / 2 - (eye_l + eye_r) / 2
+    mended = []
+    if _cross(eye_r - eye_l, eye_to_mouth) < 0:
+        eye_l, eye_r = eye_r, eye_l
+        mended.append("eyes")
+    if np.dot(mouth_r - mouth_l, eye_r - eye_l) < 0:
+        mouth_l, mouth_r = mouth_r, mouth_l
+        mended.append("mouth corners")
+    if mended:
+        warnings.warn(f"landmarks: the {' and '.join(mended)} were listed from the subject's "
+                      "side (their left first); swapped to the image's order (the eye on the "
+                      "image's left first)", LandmarkWarning, stacklevel=3)
+    return np.stack([eye_l, eye_r, nose, mouth_l, mouth_r])
+
+
+def _check_face(lm: np.ndarray) -> None:
+    """One line if five image-ordered points cannot be a face."""
+    eye_l, eye_r, nose, mouth_l, mouth_r = lm
+    eyes = float(np.hypot(*(eye_r - eye_l)))
+    if eyes < MIN_EYE_DISTANCE:
+        raise ValueError(f"landmarks: the eyes are {eyes:.3g} px apart, less than a face has "
+                         f"(limit rusir.validation.MIN_EYE_DISTANCE = {MIN_EYE_DISTANCE:g} px)")
+    mouth = (mouth_l + mouth_r) / 2
+    drop = _cross(eye_r - eye_l, mouth - (eye_l + eye_r) / 2) / eyes    # signed, off the eye line
+    if not MOUTH_DROP[0] * eyes <= drop <= MOUTH_DROP[1] * eyes:
+        raise ValueError(f"landmarks: the mouth lies {drop / eyes:.2g} eye distances below the "
+                         f"eyes; a face has {MOUTH_DROP[0]:g}-{MOUTH_DROP[1]:g} (eyes, nose tip, "
+                         "mouth corners in that order?)")
+    reach = float(np.hypot(*(nose - (eye_l + eye_r + mouth_l + mouth_r) / 4))) / eyes
+    if reach > NOSE_REACH:
+        raise ValueError(f"landmarks: the nose tip is {reach:.2g} eye distances from the face's "
+                         f"centre (at most {NOSE_REACH:g}; is the third point the nose tip?)")
+
+
+def check_landmarks(landmarks, photo_size: Optional[tuple[int, int]] = None) -> np.ndarray:
+    """The face's landmarks, checked, as [5, 2] float64 (or [68, 2] when 68 are given), or a
+    ValueError naming what is wrong: not 5 or 68 finite points; given the photo's (width,
+    height), a point outside it or eyes wider apart than the photo; eyes closer than
+    MIN_EYE_DISTANCE px (no face can be aligned from them, and the restoration would be
+    enlarged without bound); a mouth not below the eyes (in the face's own frame, so a tilted
+    or upside-down face is fine) or a nose far from the face. A five-point set listed from the
+    subject's side is put in the image's order with a `LandmarkWarning`; 68 points come from a
+    detector in iBUG order and are never reordered (a mirrored set of 68 is refused)."""
+    lm = _as_points(landmarks)
     if photo_size is not None:
         w, h = photo_size
         outside = [i for i, (x, y) in enumerate(lm) if not (0 <= x <= w and 0 <= y <= h)]
         if outside:
             raise ValueError(f"landmark {outside[0]} {lm[outside[0]].tolist()} lies outside the "
                              f"{w}x{h} px photo")
-    eyes = float(np.hypot(*(lm[1] - lm[0])))
-    if eyes < MIN_EYE_DISTANCE:
-        raise ValueError(f"landmarks: the eyes are {eyes:.3g} px apart, less than a face has "
-                         f"(limit rusir.validation.MIN_EYE_DISTANCE = {MIN_EYE_DISTANCE:g} px)")
+    five = five_points(lm) if len(lm) == 68 else lm
+    if len(lm) == 5:
+        lm = five = _mend_order(lm)
+    elif _cross(five[1] - five[0], (five[3] + five[4] - five[0] - five[1]) / 2) < 0:
+        raise ValueError("landmarks: these 68 points are mirrored (not in dlib's iBUG order)")
+    _check_face(five)
+    if photo_size is not None:
+        eyes = float(np.hypot(*(five[1] - five[0])))
+        if eyes > max(photo_size) * MAX_EYES_PER_SIDE:
+            raise ValueError(f"landmarks: the eyes are {eyes:.0f} px apart in a "
+                             f"{photo_size[0]}x{photo_size[1]} px photo: no face that large fits")
     return lm
 
 
@@ -79,7 +166,8 @@ def ffhq_quad(landmarks) -> np.ndarray:
     2x the eye distance and 1.8x the eye-to-mouth distance; its centre sits 0.1 of the
     eye-to-mouth vector below the eyes' midpoint.
     """
-    eye_l, eye_r, _nose, mouth_l, mouth_r = check_landmarks(landmarks)
+    lm = _as_points(landmarks)
+    eye_l, eye_r, _nose, mouth_l, mouth_r = five_points(lm) if len(lm) == 68 else lm
     eye_avg, mouth_avg = (eye_l + eye_r) / 2, (mouth_l + mouth_r) / 2
     eye_to_eye, eye_to_mouth = eye_r - eye_l, mouth_avg - eye_avg
     x = eye_to_eye - np.array([-eye_to_mouth[1], eye_to_mouth[0]])   # e2m turned by -90 degrees
@@ -147,11 +235,13 @@ class AlignedFace:
     """A face cut out of a photo along `quad`, and the way back to the photo.
 
     image: [1, 3, S, S] in [0, 1]. quad: the crop's corners in photo pixels [4, 2] (top-left,
-    bottom-left, bottom-right, top-right). landmarks: [5, 2] in photo pixels.
+    bottom-left, bottom-right, top-right). landmarks: [5, 2] in photo pixels; points: all that
+    were given ([68, 2] from dlib, else the five), for the face-mask paste.
     """
     image: torch.Tensor
     quad: np.ndarray
     landmarks: np.ndarray
+    points: Optional[np.ndarray] = field(default=None, repr=False)
 
     @property
     def size(self) -> int:
@@ -244,7 +334,8 @@ def align(photo: Image.Image, landmarks, size: int,
     at `size` x `size` (1024 for FFHQ, 64 for toyfaces64, or the face's native size for a
     degraded photo). Returns the crop, its quad in the photo and the landmarks."""
     size = side(size, "aligned size")
-    lm = check_landmarks(landmarks, photo.size)
+    points = check_landmarks(landmarks, photo.size)
+    lm = five_points(points) if len(points) == 68 else points
     quad = template_for(template).frame(lm)
     crop = warp_quad(photo.convert("RGB"), quad, int(size))
-    return AlignedFace(pil_to_tensor(crop), quad, lm)   # [1, 3, S, S]
+    return AlignedFace(pil_to_tensor(crop), quad, lm, points)   # [1, 3, S, S]
