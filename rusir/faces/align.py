@@ -48,11 +48,12 @@ __all__ = ["Template", "AlignedFace", "TEMPLATES", "ffhq_quad", "template_for", 
 SUPERSAMPLE = 4   # the quad is resampled at 4x the output size, then reduced (FFHQ: 4096 -> 1024)
 # Plausible faces, as multiples of the eye distance: the mouth lies MOUTH_DROP[0]..[1] of it off
 # the eye line (frontal faces ~1.0-1.3, toyfaces64 0.9; a head turned aside raises it); the
-# nose within NOSE_REACH of the eyes-mouth centre. And the eyes span at most 1/MAX_EYES_PER_SIDE
-# of the photo's larger side (the face's frame is ~4 eye distances wide).
+# nose within NOSE_REACH of the eyes-mouth centre. And the eyes span at most MAX_EYES_PER_SIDE
+# of the photo's larger side (a face is ~2.2 eye distances wide: a wider gap cannot be a face
+# that fits the photo; FFHQ's own crops have 0.25).
 MOUTH_DROP = (0.3, 5.0)
 NOSE_REACH = 2.0
-MAX_EYES_PER_SIDE = 1.0
+MAX_EYES_PER_SIDE = 0.6
 
 
 class LandmarkWarning(UserWarning):

@@ -30,7 +30,7 @@ __all__ = ["FEATHER", "PASTES", "paste", "paste_all", "face_weight", "face_mask"
 
 FEATHER = 0.1   # the blend weight rises from 0 to 1 over the outer 10 % of the crop's side
 PASTES = ("mask", "square")
-MASK_FEATHER = 0.06   # the mask's edge is blurred by this fraction of the crop's side (sigma)
+MASK_FEATHER = 0.035  # the mask's edge is blurred by this fraction of the crop's side (sigma)
 FOREHEAD = 0.7        # eyebrows lifted by this many eye-to-mouth distances (to the hairline)
 # five points only: an ellipse (aligned frame, units of the eye distance d_e and of the
 # eye-to-mouth distance d_m): half-width ELLIPSE_WIDTH * d_e, from FOREHEAD * d_m above the eyes

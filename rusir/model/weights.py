@@ -125,11 +125,17 @@ def _verify(entry: WeightFile, path: Path) -> None:
     _VERIFIED[key] = digest
 
 
+def _cache_setting(entry: WeightFile) -> str:
+    """The environment variable that moves this entry's cache: rusir's own files (an entry with
+    a cache_dir, from $RUSIR_CACHE) or torchvision's ($TORCH_HOME/hub/checkpoints)."""
+    return "$RUSIR_CACHE" if entry.cache_dir is not None else "$TORCH_HOME"
+
+
 def _missing_message(entry: WeightFile, path: Path, why: str) -> str:
     return (f"weight file {entry.filename!r} ({entry.name}) is not available: {why}.\n"
             f"  Download it from {entry.url}\n"
             f"  and put it at   {path}\n"
-            f"  (folder {path.parent}; set TORCH_HOME or the entry's cache_dir to use another one)."
+            f"  (folder {path.parent}; set {_cache_setting(entry)} to use another one)."
             + (f"\n  Note: {entry.note}" if entry.note else ""))
 
 
