@@ -160,3 +160,23 @@ def test_dlib_upsamples_to_find_a_small_face(monkeypatch):
     # (measured 1.0 px at full size; a half-pixel slip would add 2)
     err = min(np.abs(A.five_points(lm) * 4 - A.five_points(big))[[0, 1]].max() for lm in found)
     assert err < 2.5, err
+
+
+def test_dlib_points_are_photo_coordinates_and_faces_come_left_to_right(monkeypatch):
+    """dlib's parts are pixel indices; ours put pixel (i, j)'s centre at (i + 0.5, j + 0.5).
+    A stand-in detector and predictor (no dlib needed) answer two faces, right one first."""
+    from types import SimpleNamespace
+    shapes = [np.arange(136).reshape(68, 2) + 100, np.arange(136).reshape(68, 2)]
+    boxes = ["right", "left"]
+
+    def find(rgb, upsample):
+        assert rgb.dtype == np.uint8 and rgb.shape == (300, 400, 3)
+        return boxes
+
+    def predict(rgb, box):
+        pts = shapes[boxes.index(box)]
+        return SimpleNamespace(parts=lambda: [SimpleNamespace(x=int(x), y=int(y)) for x, y in pts])
+    monkeypatch.setattr(detect, "_DLIB", {"detector": find, "predictor": predict})
+    found = detect.detect_dlib(Image.new("RGB", (400, 300)))
+    np.testing.assert_array_equal(found[0], shapes[1] + 0.5)
+    np.testing.assert_array_equal(found[1], shapes[0] + 0.5)
