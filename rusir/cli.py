@@ -305,6 +305,60 @@ def _bench(p: argparse.ArgumentParser):
     return run
 
 
+@command("tune", "tune the baselines' hyperparameters per (task, level) (resumable, shardable)")
+def _tune(p: argparse.ArgumentParser):
+    p.add_argument("--generator", default="toyfaces64", help="registry name (tables are kept per name)")
+    p.add_argument("--methods", default="pulse,lbrgm", help="comma list of baselines: pulse,lbrgm,adam_wplus")
+    p.add_argument("--tasks", default="single", help="single | composed | all | T@L,... (as rusir bench)")
+    p.add_argument("--split", choices=("tuning", "test"), default="tuning",
+                   help="tuning (default): tune on --tuning-images, disjoint from --images; "
+                        "test: tune on --images themselves, as the paper did")
+    p.add_argument("--images", default="heldout:60-63", help="the test images (as rusir bench)")
+    p.add_argument("--tuning-images", default=None, help="the tuning split (default heldout:0-3)")
+    p.add_argument("--search", type=Path, default=None,
+                   help="YAML of search spaces (default: rusir/baselines/search_spaces.yaml)")
+    p.add_argument("--metric", default="psnr", help="accuracy metric to maximise: psnr | ssim | "
+                   "ms_ssim | lpips (minimised; the paper's, needs its weights)")
+    p.add_argument("--out", type=Path, default=None, help="record folder (required)")
+    p.add_argument("--tables-out", type=Path, default=None,
+                   help="where <generator>/<method>.yaml go (default: the package's tables folder)")
+    p.add_argument("--select-only", action="store_true",
+                   help="run nothing: choose from the records in --out and write the tables "
+                        "(after every --shard finished)")
+    p.add_argument("--shard", default=None, help="k/n: run shard k of n (tables: --select-only after)")
+    p.add_argument("--batch", type=_count(1, MAX_BATCH, "MAX_BATCH"), default=1,
+                   help="images restored together per work unit")
+    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--device", type=_device, default=None)
+    p.add_argument("--max-items", type=_count(1), default=None, help="stop after running N items")
+    p.add_argument("--no-progress", action="store_true")
+    _engine_options(p, "unit")
+
+    def run(a: argparse.Namespace) -> int:
+        from .studies.tuning import run_tuning
+        if a.out is None:
+            raise ValueError("--out is required")
+        _check_out(a.out)
+        bench = {} if a.select_only else dict(
+            shard=a.shard, batch=a.batch, seed=a.seed, device=a.device, max_items=a.max_items,
+            progress=not a.no_progress, save_latent=False, engine=a.engine, address=a.address,
+            gpus_per_unit=a.gpus_per_unit, cpus_per_unit=a.cpus_per_unit, max_retries=a.max_retries)
+        summary, written = run_tuning(
+            a.generator, a.methods, a.tasks, a.out, split=a.split, test_images=a.images,
+            tuning=a.tuning_images, search=a.search, metric=a.metric, tables_dir=a.tables_out,
+            select_only=a.select_only, **bench)
+        for f in summary.failures:
+            print(f"failed {f['key']}: {f['error']}", file=sys.stderr)
+        if not a.select_only:
+            print(summary.line())
+        for method, path in written.items():
+            print(f"{method}: tuned table written to {path}")
+        if not written and (a.select_only or not a.shard):
+            print("no table written: no (task, level) has every tuning image finished")
+        return 1 if summary.failed else 0
+    return run
+
+
 @command("report", "tables (Markdown, CSV) and plots of a `rusir bench` output folder")
 def _report(p: argparse.ArgumentParser):
     p.add_argument("directory", type=Path)

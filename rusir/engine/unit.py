@@ -186,7 +186,8 @@ def run_unit(job: Job, items: Sequence[Item]) -> list[Optional[dict]]:
     true_mask = job.true_mask and wants_true_mask(fn) and degradations.expose_true_mask(deg)
     with torch.no_grad():
         target = deg.degrade_ground_truth(gt)                                # [N, 3, r, r]
-    generator = generator_info(G).name
+    # a tuning candidate starts from the untuned table, never from an earlier tuning's result
+    generator = None if getattr(fn, "untuned_table", False) else generator_info(G).name
     kwargs = method_kwargs(fn, first, job.steps, job.baseline_steps, job.chunk, job.discrepancy,
                            generator)
     table = method_table(fn, generator)
