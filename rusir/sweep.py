@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
-from .validation import MAX_NAME_LENGTH, grid_size, name_template, read_yaml
+from .validation import ENGINES, MAX_NAME_LENGTH, grid_size, name_template, read_yaml
 
 from .data.outputs import check_output, write_text
 
@@ -269,10 +269,10 @@ def run_sweep(path: Union[str, Path], out: Union[str, Path, None] = None, dry_ru
     engine `ray`: each set to run is a Ray task (rusir.engine.cluster; `address`,
     `gpus_per_unit` / `cpus_per_unit` per set, `max_retries` for dead workers) writing its own
     sweep.json into `out`, which must be on storage every node sees."""
-    from .engine.cluster import ENGINES, require_ray
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; valid: {list(ENGINES)}")
     if engine == "ray" and not dry_run:
+        from .engine.cluster import require_ray  # torch and Ray load only for a real Ray run
         require_ray()
     sweep = load_sweep(path)
     check_parameters(sweep)

@@ -52,6 +52,7 @@ MAX_NAME_LENGTH = 255           # a name that becomes a file or folder name
 MAX_DOCUMENT_BYTES = 1 << 20    # a YAML or JSON document rusir reads (its own: a few kB)
 MAX_YAML_NODES = 100_000        # values in a document, each alias expanded where it is used
 MAX_YAML_DEPTH = 100            # nesting of lists and mappings
+ENGINES = ("local", "ray")      # where a run executes; named here so torch-free callers can check it
 MIN_EYE_DISTANCE = 2.0          # px between a face's eyes: below it no face can be aligned
 
 

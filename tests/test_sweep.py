@@ -274,3 +274,17 @@ def test_a_malformed_param_value_is_one_line(tmp_path, capsys):
     assert cli.main(["sweep", str(path), "--dry-run", "--param", "a=[1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--param a: not valid YAML" in err[0]
+
+
+def test_dry_run_needs_no_torch(tmp_path):
+    """`rusir sweep --dry-run` lists sets without loading torch (issue 26: it used to import it
+    through rusir.data and the cluster module), so it answers at once on any machine."""
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from rusir import cli\n"
+            f"sys.exit(cli.main(['sweep', {str(ROOT / 'params' / 'ablation.yaml')!r}, '--out', "
+            f"{str(tmp_path / 'out')!r}, '--dry-run']))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "todo" in done.stdout

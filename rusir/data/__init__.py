@@ -19,7 +19,21 @@ from .avatars import (
     render,
     split_of_seed,
 )
-from .images import heldout, heldout_paths, load_image, pick_image
+
+# The image readers need torch; they load on first use so that torch-free callers (a sweep's
+# --dry-run, the CLI's argument checks) can import rusir.data without it.
+_IMAGES = ("heldout", "heldout_paths", "load_image", "pick_image")
+
+
+def __getattr__(name: str):
+    if name not in _IMAGES:
+        raise AttributeError(f"module 'rusir.data' has no attribute {name!r}")
+    from . import images
+
+    value = getattr(images, name)
+    globals()[name] = value  # later accesses skip __getattr__
+    return value
+
 
 __all__ = [
     "HELDOUT_SEED_START",

@@ -31,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import claims
+from ..validation import ENGINES
 from . import records
 from .plan import Item, Unit
 from .unit import Job, UnitOutcome, execute_unit
@@ -39,7 +40,6 @@ __all__ = ["require_ray", "connect", "check_reachable", "check_resources", "chec
            "run_units", "run_tasks", "RayNotInstalled", "StorageNotShared", "INSTALL", "ENGINES",
            "CONNECT_TIMEOUT_S"]
 
-ENGINES = ("local", "ray")
 INSTALL = "pip install 'rusir[cluster]'"
 CONNECT_TIMEOUT_S = 10.0    # a cluster's head answers in milliseconds; this only bounds the wait
 _JOBS: dict[str, Job] = {}          # worker side: the Job of each run this process served
