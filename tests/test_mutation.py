@@ -1,4 +1,4 @@
-"""benchmarks/mutation.py: the mutator on a toy source, the seeded sample and the scoring (no test runs)."""
+"""tools/mutation.py: the mutator on a toy source, the seeded sample and the scoring (no test runs)."""
 import json
 import sys
 from pathlib import Path
@@ -50,7 +50,7 @@ EXPECTED = [  # (line, operator, original, mutated)
 
 @pytest.fixture(scope="module")
 def mut():
-    yield load_script("benchmarks/mutation.py", "mutation")
+    yield load_script("tools/mutation.py", "mutation")
     sys.modules.pop("mutation", None)
 
 
@@ -207,7 +207,7 @@ def test_collect_records_each_tests_lines_under_its_node_id(mut, tmp_path):
     (tmp_path / "tests" / "test_toy.py").write_text(
         "from rusir import f, g\n\ndef test_f():\n    assert f(1) == 2\n\n"
         "def test_g():\n    assert g(2) == 4\n\ndef test_bad():\n    assert g(1) == 0\n")
-    code = (f"import sys; sys.path[:0] = [{str(tmp_path)!r}, {str(ROOT / 'benchmarks')!r}]; "
+    code = (f"import sys; sys.path[:0] = [{str(tmp_path)!r}, {str(ROOT / 'tools')!r}]; "
             f"import mutation; mutation.collect(['tests/test_toy.py'], 'map.json')")
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, capture_output=True)
     got = json.loads((tmp_path / "map.json").read_text())

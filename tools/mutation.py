@@ -1,10 +1,10 @@
 """Mutation testing of every module of rusir: would the tests notice if the code were wrong?
 
-    python benchmarks/mutation.py                                 # every module, 25 mutants each
-    python benchmarks/mutation.py --modules inversion/ngd,faces   # some modules (others kept)
-    python benchmarks/mutation.py --per-module 30 --seed 1        # a bigger / different sample
-    python benchmarks/mutation.py --list                          # modules and mutation sites
-    python benchmarks/mutation.py --map-only                      # only update the test map
+    python tools/mutation.py                                 # every module, 25 mutants each
+    python tools/mutation.py --modules inversion/ngd,faces   # some modules (others kept)
+    python tools/mutation.py --per-module 30 --seed 1        # a bigger / different sample
+    python tools/mutation.py --list                          # modules and mutation sites
+    python tools/mutation.py --map-only                      # only update the test map
 
 A mutant is the module with one small change (`a + b` -> `a - b`, `<` -> `<=`, `and` -> `or`,
 0.08 -> 0.8, True -> False, a statement deleted, `return x` -> `return None`, ...). Which tests
@@ -34,7 +34,7 @@ timeouts, survival rate, every survivor with file:line and the original and muta
 re-running some modules updates them and keeps the others.
 
 Survivors judged harmless (equivalent mutants, defaults never used, ...) are listed with the
-reason in `benchmarks/mutation_notes.yaml` (matched on file, original and mutated code, so they
+reason in `tools/mutation_notes.yaml` (matched on file, original and mutated code, so they
 survive line shifts); the report shows them apart from unexplained survivors, which are the ones
 to kill with a test.
 
@@ -65,7 +65,7 @@ from typing import Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-NOTES = ROOT / "benchmarks" / "mutation_notes.yaml"
+NOTES = ROOT / "tools" / "mutation_notes.yaml"
 
 # --- what is mutated, and which tests judge it ------------------------------------------------
 
@@ -614,7 +614,7 @@ def test_map(copy_root: Path, threads: int = 1, cache: Path = CACHE, log=print) 
         if stale:
             log(f"coverage run of {len(stale)} test files (which tests execute which lines) ...")
             out = copy_root.parent / "coverage-map.json"
-            code = (f"import sys; sys.path[:0] = [{str(copy_root)!r}, {str(copy_root / 'benchmarks')!r}]; "
+            code = (f"import sys; sys.path[:0] = [{str(copy_root)!r}, {str(copy_root / 'tools')!r}]; "
                     f"import mutation; mutation.collect({stale!r}, {str(out)!r})")
             subprocess.run([sys.executable, "-c", code], cwd=copy_root, env=_env(copy_root, threads),
                            stdout=subprocess.DEVNULL, check=True)
@@ -723,13 +723,13 @@ def markdown(data: dict) -> str:
         "",
         f"Last run {data['date']} on commit `{data['commit']}` (seed {data['seed']}, "
         f"{data['per_module']} mutants per module, {data['seconds'] / 60:.1f} min for the modules "
-        f"it ran; one mutant at a time). Made by `python benchmarks/mutation.py`; "
+        f"it ran; one mutant at a time). Made by `python tools/mutation.py`; "
         "`--modules a,b` re-runs some modules and keeps the others.",
         "",
         "Each mutant runs the tests that execute its line (coverage.py, one context per test), "
         "cheapest first within a time budget. A survivor is a change to the code that those "
         "tests do not notice; *not executed*: no test runs its line. *Harmless* survivors are "
-        "explained in `benchmarks/mutation_notes.yaml`; the others are gaps in the tests. Runs "
+        "explained in `tools/mutation_notes.yaml`; the others are gaps in the tests. Runs "
         "before 2026-12-07 (test files marked *by hand*) ran a hand-written table of test files "
         "per module.",
         "",
