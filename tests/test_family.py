@@ -222,7 +222,7 @@ def test_a_third_family_registered_through_the_seam_restores_end_to_end(tmp_path
     from rusir.model.generators import info, load_generator
     path = tmp_path / "gen.toy"
     path.write_text("7")
-    register_family(Family("toy", lambda p: p.suffix == ".toy", lambda p: ToyGenerator(int(p.read_text()))))
+    register_family(Family("toy", lambda f: f.suffix == ".toy", lambda f: ToyGenerator(int(f.path.read_text()))))
     try:
         G = load_generator(path)
     finally:
@@ -254,3 +254,26 @@ def test_the_baselines_run_on_stylegan3_through_the_seam():
         target = deg.degrade_ground_truth(clean)
         result = get_method(name)(G, target, deg, loss=mse, steps=3, progress=False, **options)
         assert result.images.shape == clean.shape and torch.isfinite(result.images).all()
+
+
+@pytest.mark.parametrize("name", ["sg3t32.pkl", "tiny32.pkl"])
+def test_load_generator_reads_a_pickle_once(name, monkeypatch):
+    """Recognising the family and loading read the file once (the GeneratorFile keeps what it
+    read), for a StyleGAN3 pickle and a StyleGAN2 one (which the StyleGAN3 family looks at first)."""
+    from conftest import fixture_path
+    from rusir.model import generators, pkl, stylegan2, stylegan3, stylegan3_pkl, unpickler
+    from rusir.model.generators import load_generator
+    path = SG3_FIXTURES / name if name.startswith("sg3") else fixture_path(name)
+    if not path.exists():
+        pytest.skip(f"fixture {path} absent")
+    reads = []
+
+    def counted(file):
+        reads.append(file)
+        return unpickler.read_network_pickle(file)
+
+    for module in (generators, pkl, stylegan3_pkl):           # every module that reads pickles
+        monkeypatch.setattr(module, "read_network_pickle", counted)
+    G = load_generator(path)
+    assert isinstance(G, stylegan3.Generator if name.startswith("sg3") else stylegan2.Generator)
+    assert len(reads) == 1

@@ -15,19 +15,24 @@ loadable from a file, one `register_family` call. A generator of the protocol ha
 
 F is the widest modulated layer (`wpp_filters`); a layer with O filters reads the first O codes of
 its row. A W++ code whose F codes per row are equal renders what the W+ code renders.
+
+A family built as the StyleGANs are (a `mapping` network holding `w_avg`, a `synthesis` network
+that lists its modulated layers) gets `w_avg`, `modulated_layers()` and `forward` from
+`MappedGenerator`, and its synthesis checks a latent's layout with `latent_rows`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Callable, Optional, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
 from .. import plugins
 
-__all__ = ["ModulatedLayer", "StyleGenerator", "Family", "FAMILIES", "register_family",
-           "check_generator", "wpp_filters", "to_unit_range", "family_of_file"]
+__all__ = ["ModulatedLayer", "StyleGenerator", "MappedGenerator", "latent_rows", "GeneratorFile",
+           "Family", "FAMILIES", "register_family", "check_generator", "wpp_filters", "to_unit_range",
+           "family_of_file"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,43 @@ class StyleGenerator(Protocol):
     def modulated_layers(self) -> list[ModulatedLayer]: ...
 
 
+class MappedGenerator(nn.Module):
+    """The protocol's generator-level part, for a family made of two networks: a subclass sets
+    `mapping` (z -> ws [B, num_ws, w_dim], with a `w_avg` buffer) and `synthesis` (any latent
+    layout -> image, with its own `modulated_layers()`), and the ints of the protocol."""
+    mapping: nn.Module
+    synthesis: nn.Module
+
+    @property
+    def w_avg(self) -> Tensor:
+        return self.mapping.w_avg
+
+    def modulated_layers(self) -> list[ModulatedLayer]:
+        """The seam's view of the layers W++ addresses."""
+        return self.synthesis.modulated_layers()
+
+    def forward(self, z: Tensor, c: Optional[Tensor] = None, truncation_psi: float = 1.0,
+                truncation_cutoff: Optional[int] = None, noise_mode: str = "const") -> Tensor:
+        """z [B, z_dim] -> image [B, C, R, R]: mapping, then synthesis of its W+ code."""
+        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+        return self.synthesis(ws, noise_mode=noise_mode)
+
+
+def latent_rows(latent: Tensor, num_ws: int, w_dim: int, filters: int) -> Tensor:
+    """A latent in one of the three layouts, with W's code repeated for every row (a view):
+    W [B, w_dim] -> [B, num_ws, w_dim]; W+ [B, num_ws, w_dim] and W++ [B, num_ws, >= filters,
+    w_dim] as given. Any other shape is one ValueError naming the three layouts."""
+    if latent.dim() == 2 and latent.shape[1] == w_dim:
+        return latent.unsqueeze(1).expand(-1, num_ws, -1)
+    if latent.dim() == 3 and latent.shape[1:] == (num_ws, w_dim):
+        return latent
+    if latent.dim() == 4 and latent.shape[1] == num_ws and latent.shape[3] == w_dim \
+            and latent.shape[2] >= filters:
+        return latent
+    raise ValueError(f"latent of shape {tuple(latent.shape)} fits none of W [B, {w_dim}], "
+                     f"W+ [B, {num_ws}, {w_dim}], W++ [B, {num_ws}, {filters}, {w_dim}]")
+
+
 _NEEDED = ("z_dim", "w_dim", "num_ws", "img_resolution", "img_channels", "mapping", "synthesis",
            "w_avg", "modulated_layers")
 
@@ -81,13 +123,38 @@ def to_unit_range(img: Tensor) -> Tensor:
 # ---------------------------------------------------------------------------------------------
 # Families loadable from a file
 
+class GeneratorFile:
+    """A file given to `load_generator`, as the families see it: its `path` (and `suffix`; a
+    path-like, so `Path(file)` and `open(file)` work), and `read(reader)`: reader(path) computed
+    on first use and kept, so that recognising a file's family and loading it parse the file once
+    (the official pickles: both StyleGAN families read them with
+    rusir.model.unpickler.read_network_pickle)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._read: dict[Callable[[Path], Any], Any] = {}
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    @property
+    def suffix(self) -> str:
+        return self.path.suffix
+
+    def read(self, reader: Callable[[Path], Any]) -> Any:
+        if reader not in self._read:
+            self._read[reader] = reader(self.path)
+        return self._read[reader]
+
+
 @dataclass(frozen=True)
 class Family:
-    """A generator family as `load_generator` sees it: `recognises(path)` says whether a file
-    holds one of its generators (cheaply, without building it), `load(path)` builds it."""
+    """A generator family as `load_generator` sees it: `recognises(file)` says whether a
+    GeneratorFile holds one of its generators (by structure, without building it), `load(file)`
+    builds it. Both read the file through the GeneratorFile, so it is read once."""
     name: str
-    recognises: Callable[[Path], bool]
-    load: Callable[[Path], nn.Module]
+    recognises: Callable[[GeneratorFile], bool]
+    load: Callable[[GeneratorFile], nn.Module]
 
 
 FAMILIES: dict[str, Family] = {}
@@ -114,12 +181,12 @@ def load_plugin_families() -> None:
             register_family(family)
 
 
-def family_of_file(path: Path) -> Family:
-    """The registered family that recognises `path` (the latest registered first; plug-ins'
+def family_of_file(file: GeneratorFile) -> Family:
+    """The registered family that recognises `file` (the latest registered first; plug-ins'
     families are registered on the first call)."""
     load_plugin_families()
     for family in reversed(list(FAMILIES.values())):
-        if family.recognises(path):
+        if family.recognises(file):
             return family
-    raise ValueError(f"don't know how to load {path}: no generator family recognises it "
+    raise ValueError(f"don't know how to load {file.path}: no generator family recognises it "
                      f"(known: {', '.join(FAMILIES) or 'none'})")

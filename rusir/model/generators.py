@@ -23,7 +23,7 @@ import torch
 
 from . import weights
 from .checkpoint import CheckpointError, load_generator_file, read_metadata
-from .family import Family, family_of_file, register_family
+from .family import Family, GeneratorFile, family_of_file, register_family
 from .pkl import load_network_pickle
 from .safety import describe
 from .stylegan2 import Generator
@@ -175,26 +175,29 @@ def _shipped_file(info: GeneratorInfo) -> Path:
     return path
 
 
-def _is_stylegan3_pickle(path: Path) -> bool:
-    """An official pickle whose G_ema has StyleGAN3's structure (read exec-free; the file is
-    read again to load it, which keeps each family's loader self-contained)."""
-    if path.suffix != ".pkl":
-        return False
-    data = read_network_pickle(path)
-    return isinstance(data, dict) and is_stylegan3(data.get("G_ema"))
+def _is_stylegan3_pickle(file: GeneratorFile) -> bool:
+    """An official pickle whose G_ema has StyleGAN3's structure (read exec-free, once: the
+    GeneratorFile keeps what it read for the family that loads it)."""
+    return file.suffix == ".pkl" and is_stylegan3(file.read(read_network_pickle)["G_ema"])
+
+
+def _load_stylegan2(file: GeneratorFile) -> Generator:
+    if file.suffix == ".safetensors":
+        return load_generator_file(file.path)
+    return load_network_pickle(file.path, records=file.read(read_network_pickle))
 
 
 # Built-in families, the general first: a family registered later is asked first.
-register_family(Family("stylegan2", lambda path: path.suffix in (".pkl", ".safetensors"),
-                       lambda path: load_generator_file(path) if path.suffix == ".safetensors"
-                       else load_network_pickle(path)))
-register_family(Family("stylegan3", _is_stylegan3_pickle, load_stylegan3_pickle))
+register_family(Family("stylegan2", lambda file: file.suffix in (".pkl", ".safetensors"), _load_stylegan2))
+register_family(Family("stylegan3", _is_stylegan3_pickle,
+                       lambda file: load_stylegan3_pickle(file.path, records=file.read(read_network_pickle))))
 
 
 def _load_file(path: Path) -> tuple[Generator, str]:
     """(generator, family name) of a file, by the first registered family that recognises it."""
-    family = family_of_file(path)
-    return family.load(path), family.name
+    file = GeneratorFile(path)
+    family = family_of_file(file)
+    return family.load(file), family.name
 
 
 def _file_default_loss(path: Path) -> str:

@@ -161,9 +161,10 @@ def generator_config(record: PersistentRecord) -> dict:
     )
 
 
-def load_network_pickle(path: Union[str, Path]) -> Generator:
-    """Official StyleGAN2-ADA pickle -> our `Generator` holding its `G_ema` weights (eval, frozen)."""
-    data = read_network_pickle(path)
+def load_network_pickle(path: Union[str, Path], records: Optional[dict] = None) -> Generator:
+    """Official StyleGAN2-ADA pickle -> our `Generator` holding its `G_ema` weights (eval, frozen).
+    records: the file's `read_network_pickle(path)` when already read (not read again)."""
+    data = read_network_pickle(path) if records is None else records
     record = data["G_ema"]
     if not isinstance(record, PersistentRecord):
         raise NetworkPickleError(f"{path}: G_ema is {describe(record)}, not a persistent network object")

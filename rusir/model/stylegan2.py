@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .family import ModulatedLayer, to_unit_range
+from .family import MappedGenerator, ModulatedLayer, latent_rows, to_unit_range
 
 SQRT2 = math.sqrt(2.0)
 NOISE_MODES = ("const", "random", "none")
@@ -301,7 +301,7 @@ class SynthesisNetwork(nn.Module):
 
     def styles(self, ws: Tensor) -> list[Tensor]:
         """Affine styles per modulated layer: [B, I] for W/W+, [B, O, I] for W++."""
-        ws = self._expand(ws)
+        ws = latent_rows(ws, self.num_ws, self.w_dim, self.max_channels)
         styles = []
         for layer, row in self.layer_rows():
             if ws.dim() == 3:
@@ -309,19 +309,6 @@ class SynthesisNetwork(nn.Module):
             else:
                 styles.append(layer.affine(ws[:, row, : layer.out_channels]))  # [B, O, I]
         return styles
-
-    def _expand(self, ws: Tensor) -> Tensor:
-        """Validate the latent layout; W [B, w_dim] becomes W+ by repetition."""
-        if ws.dim() == 2 and ws.shape[1] == self.w_dim:
-            return ws.unsqueeze(1).repeat(1, self.num_ws, 1)
-        if ws.dim() == 3 and ws.shape[1:] == (self.num_ws, self.w_dim):
-            return ws
-        if ws.dim() == 4 and ws.shape[1] == self.num_ws and ws.shape[3] == self.w_dim \
-                and ws.shape[2] >= self.max_channels:
-            return ws
-        raise ValueError(
-            f"latent of shape {tuple(ws.shape)} fits none of W [B, {self.w_dim}], "
-            f"W+ [B, {self.num_ws}, {self.w_dim}], W++ [B, {self.num_ws}, {self.max_channels}, {self.w_dim}]")
 
     def forward(self, ws: Tensor, noise_mode: str = "const", **unused) -> Tensor:
         if noise_mode not in NOISE_MODES:
@@ -334,7 +321,7 @@ class SynthesisNetwork(nn.Module):
         return img
 
 
-class Generator(nn.Module):
+class Generator(MappedGenerator):
     """StyleGAN2-ADA generator: `mapping` (z -> w) then `synthesis` (w -> image).
 
     Constructor arguments are the official ones, so configurations read from official pickles
@@ -353,16 +340,3 @@ class Generator(nn.Module):
         self.synthesis = SynthesisNetwork(w_dim, img_resolution, img_channels, **synthesis_kwargs)
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim, c_dim, w_dim, self.num_ws, **mapping_kwargs)
-
-    @property
-    def w_avg(self) -> Tensor:
-        return self.mapping.w_avg
-
-    def modulated_layers(self) -> list[ModulatedLayer]:
-        """The seam's view of the layers W++ addresses (rusir.model.family)."""
-        return self.synthesis.modulated_layers()
-
-    def forward(self, z: Tensor, c: Optional[Tensor] = None, truncation_psi: float = 1.0,
-                truncation_cutoff: Optional[int] = None, noise_mode: str = "const") -> Tensor:
-        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-        return self.synthesis(ws, noise_mode=noise_mode)

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..validation import number, whole
-from .family import ModulatedLayer
+from .family import MappedGenerator, ModulatedLayer, latent_rows
 from .filtered_lrelu import filtered_lrelu, lowpass_filter
 
 SQRT2 = math.sqrt(2.0)
@@ -346,24 +346,11 @@ class SynthesisNetwork(nn.Module):
         """F of the W++ layout: the widest layer's filter count."""
         return max(layer.filters for layer in self.modulated_layers())
 
-    def _check(self, ws: Tensor) -> Tensor:
-        """Validate the latent layout; W [N, w_dim] becomes W+ by repetition."""
-        if ws.dim() == 2 and ws.shape[1] == self.w_dim:
-            return ws.unsqueeze(1).expand(-1, self.num_ws, -1)
-        if ws.dim() == 3 and ws.shape[1:] == (self.num_ws, self.w_dim):
-            return ws
-        if ws.dim() == 4 and ws.shape[1] == self.num_ws and ws.shape[3] == self.w_dim \
-                and ws.shape[2] >= self.max_channels:
-            return ws
-        raise ValueError(
-            f"latent of shape {tuple(ws.shape)} fits none of W [N, {self.w_dim}], "
-            f"W+ [N, {self.num_ws}, {self.w_dim}], W++ [N, {self.num_ws}, {self.max_channels}, {self.w_dim}]")
-
     def forward(self, ws: Tensor, noise_mode: str = "const") -> Tensor:
         """noise_mode is accepted for the seam's sake: StyleGAN3 has no noise inputs."""
         if noise_mode not in ("const", "random", "none"):
             raise ValueError(f"noise_mode must be one of ('const', 'random', 'none'), got {noise_mode!r}")
-        ws = self._check(ws).to(self.input.weight.dtype)  # float32 as loaded; float64 after .double()
+        ws = latent_rows(ws, self.num_ws, self.w_dim, self.max_channels).to(self.input.weight.dtype)  # float32 as loaded; float64 after .double()
         if ws.dim() == 3:
             x = self.input(ws[:, 0])
             for i, layer in enumerate(self.layers()):
@@ -375,7 +362,7 @@ class SynthesisNetwork(nn.Module):
         return x * self.output_scale
 
 
-class Generator(nn.Module):
+class Generator(MappedGenerator):
     """The StyleGAN3 generator: `mapping` (z -> ws) and `synthesis` (ws -> image in ~[-1, 1])."""
 
     def __init__(self, cfg: StyleGAN3Config, input_spec: Optional[InputSpec] = None,
@@ -392,15 +379,3 @@ class Generator(nn.Module):
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(cfg.z_dim, cfg.c_dim, cfg.w_dim, self.num_ws,
                                       cfg.mapping_layers, cfg.lr_multiplier)
-
-    @property
-    def w_avg(self) -> Tensor:
-        return self.mapping.w_avg
-
-    def modulated_layers(self) -> list[ModulatedLayer]:
-        """The seam's view of the layers W++ addresses (rusir.model.family)."""
-        return self.synthesis.modulated_layers()
-
-    def forward(self, z: Tensor, c: Optional[Tensor] = None, truncation_psi: float = 1.0,
-                truncation_cutoff: Optional[int] = None) -> Tensor:  # [N, z_dim] -> [N, C, R, R]
-        return self.synthesis(self.mapping(z, c, truncation_psi, truncation_cutoff))

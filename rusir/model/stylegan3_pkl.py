@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -175,12 +175,14 @@ def stylegan3_design(record: PersistentRecord) -> tuple[StyleGAN3Config, InputSp
     return cfg, inp, tuple(layers)
 
 
-def load_stylegan3_pickle(path: Union[str, Path], key: str = "G_ema") -> Generator:
+def load_stylegan3_pickle(path: Union[str, Path], key: str = "G_ema",
+                          records: Optional[dict] = None) -> Generator:
     """Official StyleGAN3 pickle -> our StyleGAN3 `Generator` holding the weights of `key`
-    (G_ema, the one to use; 'G' only to compare), in eval mode, frozen."""
+    (G_ema, the one to use; 'G' only to compare), in eval mode, frozen. records: the file's
+    `read_network_pickle(path)` when already read (not read again)."""
     if key not in ("G_ema", "G"):
         raise ValueError(f"key must be 'G_ema' or 'G', got {key!r}")
-    data = read_network_pickle(path)
+    data = read_network_pickle(path) if records is None else records
     record = data.get(key)
     try:
         cfg, inp, layers = stylegan3_design(record)
