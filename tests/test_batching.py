@@ -16,6 +16,7 @@ import rusir.inversion.restore as restore_module
 from rusir.degradations import Inpainting, make
 from rusir.inversion.presets import build_loss
 from rusir.inversion.restore import restore
+from rusir.model.family import wpp_filters
 
 from conftest import procedural_images, small_generator
 
@@ -131,6 +132,23 @@ def test_auto_in_restore_uses_the_mocked_reading(monkeypatch, setup64):
     with pytest.raises(torch.OutOfMemoryError, match="one image needs"):
         monkeypatch.setattr(batching, "free_memory", lambda device: 2 * gib)
         restore(G, clean, loss="l2", steps=(1, 1, 1), batch_size="auto", progress=False)
+
+
+def test_auto_counts_the_latents_the_stop_keeps(monkeypatch, setup64):
+    """With the discrepancy stop on, each image holds STOP_WINDOW W++ latents for iterate
+    averaging: "auto" must budget them, or it plans a chunk that cannot fit (issue 26)."""
+    G, clean = setup64                                          # float64: 8 bytes per value
+    per_image = restore_module.STOP_WINDOW * G.num_ws * wpp_filters(G) * G.w_dim * 8
+    monkeypatch.setattr(batching, "free_memory", lambda device: int(2.5 * per_image / batching.SAFETY))
+    monkeypatch.setattr(restore_module, "_step_memory", lambda G, problem, config, wrap, n: n)
+    deg = make("denoising", "M", seed=1)
+    target = deg.degrade_ground_truth(clean)
+    kept = restore(G, target, deg, loss="l2", steps=(1, 1, 1), batch_size="auto", discrepancy=1.05,
+                   progress=False)
+    free = restore(G, target, deg, loss="l2", steps=(1, 1, 1), batch_size="auto", discrepancy=None,
+                   progress=False)
+    assert kept.info["batch_size"] == 2                         # 2.5 images' latents: 2 fit
+    assert free.info["batch_size"] == 5                         # without the stop nothing is kept
 
 
 # --- out of memory -----------------------------------------------------------------------------
