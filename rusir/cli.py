@@ -479,6 +479,8 @@ def _data(p: argparse.ArgumentParser):
     p.add_argument("--landmarks", type=Path, default=None,
                    help="JSON {photo path under --photos: [five [x, y] points per face]} instead "
                         "of detecting")
+    p.add_argument("--detector", choices=("dlib", "yunet"), default=None,
+                   help="face detector (default: dlib when installed, the one that works offline)")
     p.add_argument("--overwrite", action="store_true")
 
     def run(a: argparse.Namespace) -> int:
@@ -490,7 +492,7 @@ def _data(p: argparse.ArgumentParser):
         bits = DEFAULT_DEDUP_BITS if a.dedup_bits is None else a.dedup_bits
         manifest = build_testset(BuildConfig(
             a.photos, a.out, a.generator, a.size, a.min_face, bits, a.exclude_before,
-            a.keep_undated, a.landmarks, a.overwrite))
+            a.keep_undated, a.landmarks, detector=a.detector, overwrite=a.overwrite))
         print(f"{len(manifest['faces'])} faces written to {a.out}, "
               f"{len(manifest['skipped'])} skipped (see {a.out / 'manifest.json'})")
         return 0

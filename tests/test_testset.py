@@ -189,3 +189,19 @@ def _naive(G, target):
     from rusir.inversion.restore import RestoreResult
     size = G.img_resolution
     return RestoreResult(torch.nn.functional.interpolate(target, size=(size, size)), {})
+
+
+def test_detected_faces_record_the_detector(photos, tmp_path, monkeypatch):
+    """Without --landmarks the detector finds the faces (a stand-in here) and is named."""
+    from rusir.faces import detect
+    given = json.loads((photos / "landmarks.json").read_text())
+    calls = []
+
+    def stand_in(photo, name=None):
+        calls.append(name)
+        return [np.array(lm) for lm in given[f"{'abc'[len(calls) - 1]}.png"]]
+    monkeypatch.setattr(detect, "detect_faces", stand_in)
+    m = build_testset(BuildConfig(photos, tmp_path / "set", detector="yunet"), progress=False)
+    assert calls == ["yunet"] * 3 and m["detector"] == "yunet" and len(m["faces"]) == 4
+    with pytest.raises(ValueError, match="--detector 'haar'"):
+        BuildConfig(photos, tmp_path / "x", detector="haar").check()

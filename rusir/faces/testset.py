@@ -8,8 +8,9 @@ folder of photos (`rusir data build`):
 1. photos are read upright (EXIF orientation applied), sorted by path; with `exclude_before`,
    a photo whose EXIF DateTimeOriginal is earlier is skipped, and so is a photo with no EXIF
    date unless `keep_undated` (an undated photo cannot show it is new);
-2. each face's five landmarks come from the detector (`find_faces`) or from a JSON file
-   {file name: [[x, y] x 5, ...]} (paths relative to the photos folder);
+2. each face's landmarks come from the detector (`find_faces`: dlib's 68 points, reduced to
+   FFHQ's five by the alignment, or YuNet's five) or from a JSON file {file name: [[x, y] x 5,
+   ...]} (paths relative to the photos folder);
 3. a face whose generator frame is smaller than `min_face` photo pixels (default: the output
    size, so that no test image is an enlargement) is skipped;
 4. the face is aligned at the generator's resolution with its template (`align`), and a face
@@ -22,7 +23,7 @@ folder of photos (`rusir data build`):
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 from typing import Optional, Union
@@ -57,6 +58,7 @@ class BuildConfig:
     exclude_before: Optional[date] = None
     keep_undated: bool = False
     landmarks: Optional[Path] = None       # JSON {file: [faces]}; None: the detector
+    detector: Optional[str] = None         # "dlib" | "yunet"; None: the one that works offline
     overwrite: bool = False
 
     def check(self) -> "BuildConfig":
@@ -77,11 +79,21 @@ class BuildConfig:
         exclude = self.exclude_before
         if exclude is not None and not isinstance(exclude, date):
             exclude = parse_date(exclude)
-        return BuildConfig(photos, Path(self.out), template.name, size, min_face,
-                             whole(self.dedup_bits, "--dedup-bits (of 256 bits)", 0, 256, None),
-                             exclude, bool(self.keep_undated),
-                             None if self.landmarks is None else Path(self.landmarks),
-                             bool(self.overwrite))
+        return replace(self, photos=photos, out=Path(self.out), generator=template.name,
+                       size=size, min_face=min_face,
+                       dedup_bits=whole(self.dedup_bits, "--dedup-bits (of 256 bits)", 0, 256, None),
+                       exclude_before=exclude, keep_undated=bool(self.keep_undated),
+                       landmarks=None if self.landmarks is None else Path(self.landmarks),
+                       detector=self._detector(), overwrite=bool(self.overwrite))
+
+    def _detector(self) -> Optional[str]:
+        """The detector's name (checked), or None when the landmarks are given."""
+        if self.landmarks is not None:
+            return None
+        from . import detect        # dlib / OpenCV are optional: only their names are read here
+        name = self.detector or detect.default_detector()
+        detect.detector(name)       # an unknown name: one line
+        return name
 
 
 def _photos(folder: Path) -> list[Path]:
@@ -141,7 +153,8 @@ def build_testset(config: BuildConfig, progress: bool = True) -> dict:
             continue
         photo = open_image(path).convert("RGB")
         try:
-            located = find_faces(photo, None if given is None else given[source], None, name=source)
+            located = find_faces(photo, None if given is None else given[source], None,
+                                 name=source, detector=config.detector)
         except ImportError as exc:      # no detector installed: one line, saying how
             raise ValueError(str(exc)) from None
         except ValueError as exc:       # no face found: recorded, not fatal for the set
@@ -191,8 +204,7 @@ def _face_entry(photo: Image.Image, path: Path, source: str, index: int, lm: np.
 def _detector_name(config: BuildConfig) -> str:
     if config.landmarks is not None:
         return f"landmarks file {config.landmarks.name} (sha256 {sha256_file(config.landmarks)})"
-    from . import detect        # OpenCV/dlib are optional: named only when detection ran
-    return getattr(detect, "DEFAULT_DETECTOR", "yunet")
+    return config.detector
 
 
 def rebuild_differences(folder: Union[str, Path], photos: Union[str, Path]) -> list[str]:
