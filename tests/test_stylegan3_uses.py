@@ -1,5 +1,5 @@
 """A StyleGAN3 pickle where a StyleGAN2 one goes: photos (`restore_photo`, `rusir restore
---align`) and the public API the notebooks call. (Restore, baselines and bench: test_family.py and
+--align`), the public API the notebooks call, and the discrepancy stop. (Restore, baselines and bench: test_family.py and
 test_stylegan3_bench.py; Ray: test_cluster.py.)
 
 The photo is made from an image the tiny StyleGAN3-T generator (32 px) rendered, framed as an
@@ -125,3 +125,19 @@ def test_the_notebooks_public_api_takes_a_stylegan3_path(pkl, tmp_path):
     assert json.loads((folder / "bench.json").read_text())["generator"] == str(pkl)
     summary = rusir.summarise(rusir.load_records(folder), by=("task", "level"))
     assert "inpainting" in rusir.summary_table(summary, by=("task", "level"))
+
+
+def test_the_discrepancy_stop_on_stylegan3(G):
+    """restore's noise-level stop through the seam: tau huge stops the image at the first judged
+    step (W+'s first, after W's window) and keeps that latent through W++; tau tiny never stops."""
+    from rusir import degradations, restore
+    deg = degradations.make("denoising", "M", seed=0)
+    target = deg.degrade_ground_truth(generated_target(G, seed=5).clamp(0, 1))
+    options = dict(steps=(12, 3, 3), progress=False, loss="offline")
+    stopped = restore(G, target, deg, discrepancy=1e6, **options)
+    assert stopped.info["stopped"] == ["W+:0"]
+    assert [len(p.losses) for p in stopped.phases.values()] == [12, 1, 0]
+    assert torch.allclose(stopped.images, stopped.phases["W+"].images)
+    never = restore(G, target, deg, discrepancy=1e-9, **options)
+    assert never.info["stopped"] == [None]
+    assert [len(p.losses) for p in never.phases.values()] == [12, 3, 3]
