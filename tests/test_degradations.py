@@ -429,6 +429,34 @@ def test_a_user_mask_must_know_some_pixel_of_every_image_and_hold_numbers():
     assert Inpainting.from_mask(masks).level == "custom"
 
 
+class _BlindCamera(Degradation):
+    """A user's plug-in whose own mask hides every pixel of its second image."""
+    name = "blind_camera"
+
+    def prepare(self, height, width, seeds, device):
+        self._mask = torch.ones(len(seeds), 1, height, width, device=device)
+        self._mask[1:2] = 0
+
+    def true_degradation(self, x, seeds):
+        return x * self._mask
+
+    def approximation(self, x):
+        return x * self._mask
+
+
+def test_a_custom_degradation_whose_own_mask_hides_an_image_is_refused():
+    """Issue 26: a plug-in's all-zero mask made the loss 0 and restore returned the start image
+    with exit 0; any Degradation's mask is now checked when first read (each new mask once)."""
+    from rusir.inversion.restore import restore
+    from conftest import small_generator
+    deg = _BlindCamera()
+    target = deg.degrade_ground_truth(images(2, 16, seed=1))
+    with pytest.raises(ValueError, match=r"blind_camera: the mask of image\(s\) \[1\] has no known pixel"):
+        restore(small_generator(resolution=16), target, deg, loss="l2", steps=(1, 1, 1), progress=False)
+    deg.prepare(16, 16, [0], torch.device("cpu"))  # one image, fully seen: fine
+    assert deg.mask.shape == (1, 1, 16, 16)
+
+
 def test_composition_mask_is_the_last_stages_at_the_target_size():
     x = images(2, 128)
     unap, un, up = (make(n, "M", seed=0) for n in ("UNAP", "UN", "UP"))

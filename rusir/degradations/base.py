@@ -51,6 +51,15 @@ def check_image(x: torch.Tensor, what: str = "image") -> None:
         raise ValueError(f"{what} is empty: shape {list(x.shape)}")
 
 
+def check_known_pixels(mask: torch.Tensor, what: str = "mask") -> None:
+    """Refuse a mask [B, 1, h, w] (1 = known) that leaves some image no known pixel: the loss
+    is then 0 for every latent and the start image would come back, with exit 0."""
+    empty = (mask.detach().flatten(1) <= 0).all(1).nonzero().flatten().tolist()
+    if empty:
+        raise ValueError(f"{what}: the mask of image(s) {empty[:10]} has no known pixel (all zero): "
+                         "there is nothing to restore from (white = known, black = missing)")
+
+
 def per_image_seeds(seed: Seed, batch_size: int) -> list[int]:
     """Seeds for each image of a batch: ``s, s+1, ...`` for an int, or the sequence itself."""
     if isinstance(seed, (int, np.integer)):
@@ -198,8 +207,14 @@ class Degradation:
     # -- public API -----------------------------------------------------------------------
     @property
     def mask(self) -> torch.Tensor | None:
-        """Known pixels (1 = known) [B, 1, h, w] at the target size, or None."""
-        return self._mask
+        """Known pixels (1 = known) [B, 1, h, w] at the target size, or None. A mask that leaves
+        an image no known pixel is refused (ValueError) when first read: the loss would be 0 for
+        every latent and the start image would come back as the restoration, with no error."""
+        mask = self._mask
+        if mask is not None and mask is not getattr(self, "_checked_mask", None):
+            check_known_pixels(mask, self.name)
+            self._checked_mask = mask      # each new mask is checked once (one device sync)
+        return mask
 
     def seeds_for(self, batch_size: int) -> list[int]:
         return per_image_seeds(self.seed, batch_size)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from ..validation import MAX_STROKES, whole
-from .base import DEFAULT_SEED, Degradation, Seed
+from .base import DEFAULT_SEED, Degradation, Seed, check_known_pixels
 
 SUPERSAMPLE = 4
 BRUSH_FRACTION = 0.08
@@ -100,11 +100,7 @@ class Inpainting(Degradation):
             raise ValueError(f"mask must be [B, 1, H, W] (or [H, W]), got {list(mask.shape)}")
         if not torch.isfinite(m).all():
             raise ValueError("mask has non-finite values (NaN or infinity); 1 = known pixel, 0 = missing")
-        # nothing known: the loss is 0 for every latent and the start image came back, exit 0
-        empty = (m.flatten(1) <= 0).all(1).nonzero().flatten().tolist()
-        if empty:
-            raise ValueError(f"mask of image(s) {empty[:10]} has no known pixel (all zero): there "
-                             "is nothing to restore from (white = known, black = missing)")
+        check_known_pixels(m, "inpainting")
         obj = cls("M")
         obj.level, obj.strokes, obj._fixed = "custom", None, m.clamp(0, 1)
         return obj
