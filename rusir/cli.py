@@ -57,6 +57,18 @@ _fraction = option(number, "a number", 0.0, MAX_COUNT, "MAX_COUNT", strict=False
 _side = option(side, "a side in px")
 
 
+def _files_per_call(a: argparse.Namespace):
+    """`rusir restore --files-per-call`, or its deprecated old name `--batch-size` (a warning)."""
+    if a.old_batch_size is None:
+        return 1 if a.files_per_call is None else a.files_per_call
+    if a.files_per_call is not None:
+        raise ValueError("give --files-per-call only (--batch-size is its deprecated old name)")
+    print("warning: `rusir restore --batch-size` is deprecated: it is --files-per-call (files "
+          "restored together); --batch-size means chunks inside a call in rusir bench and restore()",
+          file=sys.stderr)
+    return a.old_batch_size
+
+
 def _count(minimum: int, maximum: int = MAX_COUNT, limit: str = "MAX_COUNT"):
     """A whole number in [minimum, maximum]."""
     return option(whole, "a count", minimum, maximum, limit)
@@ -158,8 +170,12 @@ def _restore(p: argparse.ArgumentParser):
     p.add_argument("--landmarks", type=Path, default=None,
                    help="with --align: JSON of each face's 5 [x, y] points (eyes, nose tip, "
                         "mouth corners) instead of detecting them")
-    p.add_argument("--batch-size", type=_batch_size, default=1,
-                   help="files restored together (default 1); 'auto': all, in chunks that fit the GPU")
+    p.add_argument("--files-per-call", type=_batch_size, default=None,
+                   help="files restored together in one call (default 1); 'auto': groups of 32, "
+                        "each in chunks that fit the GPU")
+    # the old name of --files-per-call (`--batch-size` means chunks inside a call everywhere else)
+    p.add_argument("--batch-size", type=_batch_size, default=None, dest="old_batch_size",
+                   help=argparse.SUPPRESS)
     p.add_argument("--discrepancy", type=_tau, default=None, metavar="TAU",
                    help="stop each image once it fits its target to TAU x the target's noise "
                         "level (0: off; default: the generator's own: on for toyfaces64, off "
@@ -171,11 +187,12 @@ def _restore(p: argparse.ArgumentParser):
                         "(default); restore: colour from the prior. Colour inputs: no effect")
     def run(a: argparse.Namespace) -> int:
         from .restore_files import restore_files
+        files_per_call = _files_per_call(a)
         paths = restore_files(a.images, a.task, a.level, a.generator, a.out, steps=a.steps,
                               lr_scale=a.lr_scale, loss=a.loss, mask=a.mask, simulate=a.simulate,
                               seed=a.seed, device=a.device, overwrite=a.overwrite, align=a.align,
                               face=a.face, factor=a.factor, landmarks=a.landmarks,
-                              batch_size=a.batch_size, discrepancy=a.discrepancy,
+                              files_per_call=files_per_call, discrepancy=a.discrepancy,
                               color=a.color, detector=a.detector, photo=_photo_output(a))
         print(json.dumps({str(k): str(v) for k, v in paths.items()}, indent=1))
         return 0

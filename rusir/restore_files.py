@@ -49,7 +49,7 @@ FACES_DIR = "{stem}.faces"
 # a mask of another size is used when its aspect ratio is the image's within this (then resized)
 MASK_ASPECT_TOLERANCE = 0.01
 COLORS = ("keep", "restore")   # a grayscale input's output: its restored luminance, or the prior's colour
-AUTO_GROUP = 32        # files per group with --batch-size auto (chunked inside to fit the GPU)
+AUTO_GROUP = 32        # files per group with --files-per-call auto (chunked inside to fit the GPU)
 
 
 def output_names(images: Sequence[Path], out: Path) -> dict[Path, list[Path]]:
@@ -194,7 +194,7 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
                   loss: Optional[str] = None, mask: Optional[Path] = None, simulate: bool = False,
                   seed: int = 0, device: Optional[str] = None, overwrite: bool = False,
                   align: bool = False, face: Optional[int] = None, factor: Optional[float] = None,
-                  landmarks=None, batch_size: Union[int, str] = 1,
+                  landmarks=None, files_per_call: Union[int, str] = 1,
                   discrepancy: Optional[float] = None, color: Optional[str] = None,
                   detector: Optional[str] = None,
                   photo: Optional[PhotoOutput] = None) -> dict[Path, Path]:
@@ -211,7 +211,7 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
     W | W+ | W++), `_latent.pt`, and `<stem>.faces/face_<i>.png` + `.json`, which a re-run of the
     same command reuses (a run stopped part-way resumes). Returns {input path: restored path}.
 
-    batch_size: files restored together (1, the default: one at a time). n > 1 restores n files
+    files_per_call: files restored together (1, the default: one at a time). n > 1 restores n files
     as one batch (file i keeps its seed, seed + i; in float32 the result differs from one at a
     time by rounding that NGD amplifies: docs/python-api.md); "auto" restores groups of
     AUTO_GROUP files, each in chunks that fit the free GPU memory (`restore(...,
@@ -232,11 +232,11 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
     paths = [Path(p) for p in images]
     if not paths:
         raise ValueError("no input images given")
-    if batch_size != "auto":
-        batch_size = whole(batch_size, "batch size (or 'auto')", 1, MAX_BATCH, "MAX_BATCH")
+    if files_per_call != "auto":
+        files_per_call = whole(files_per_call, "files per call (or 'auto')", 1, MAX_BATCH, "MAX_BATCH")
     seed = whole(seed, "seed", 0, MAX_SEED, "MAX_SEED")
-    if align and batch_size != 1:
-        raise ValueError("--batch-size does not apply with --align (each face is restored alone)")
+    if align and files_per_call != 1:
+        raise ValueError("--files-per-call does not apply with --align (each face is restored alone)")
     degradations.make(task, level, seed=seed)          # an unknown task or level, now
     tasks = degradations.task_names(task) if align else {degradations.canonical_task(task)}
     if mask is not None and "inpainting" not in tasks:     # with --align, compositions too
@@ -265,8 +265,8 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
     _refuse_existing(names, overwrite, align)
     sizes = {path: open_image(path).size for path in paths}   # every input readable, now
     tasks, grey = color_tasks(paths, task, color)             # black-and-white inputs: + G
-    if batch_size != 1 and len(set(tasks.values())) > 1:
-        raise ValueError("--batch-size > 1 with both grayscale and colour inputs: restore them "
+    if files_per_call != 1 and len(set(tasks.values())) > 1:
+        raise ValueError("--files-per-call > 1 with both grayscale and colour inputs: restore them "
                          "in separate runs")
     if mask is not None:
         check_mask(Path(mask), sizes)
@@ -288,19 +288,19 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
                     for path in paths}
     with OutputClaims(out, [f for files in names.values() for f in files], overwrite):
         return _restore_in_groups(paths, names, tasks, grey, level, generator, steps, lr_scale, loss,
-                                  mask, simulate, seed, device, overwrite, batch_size, discrepancy)
+                                  mask, simulate, seed, device, overwrite, files_per_call, discrepancy)
 
 
 def _restore_in_groups(paths: Sequence[Path], names: dict[Path, list[Path]], tasks: dict[Path, str],
                        grey: set[Path], level: str,
                        generator: str, steps, lr_scale, loss, mask: Optional[Path], simulate: bool,
-                       seed: int, device, overwrite: bool, batch_size: Union[int, str],
+                       seed: int, device, overwrite: bool, files_per_call: Union[int, str],
                        discrepancy) -> dict[Path, Path]:
     """Load the generator, restore the files group by group, write each group's outputs."""
     G, loss_fn, steps = setup(generator, loss, steps, device=device, verbose=False)
     device = next(G.parameters()).device
     R = G.img_resolution
-    group = AUTO_GROUP if batch_size == "auto" else batch_size
+    group = AUTO_GROUP if files_per_call == "auto" else files_per_call
     written = {}
     for start in range(0, len(paths), group):
         files = paths[start:start + group]
@@ -313,8 +313,8 @@ def _restore_in_groups(paths: Sequence[Path], names: dict[Path, list[Path]], tas
             target = deg.degrade_ground_truth(truth)
         else:
             target = torch.cat([load_image(path, deg.target_size(R)) for path in files]).to(device)
-        result = restore(G, target, deg, loss=loss_fn, steps=steps, lr_scale=lr_scale,
-                         discrepancy=discrepancy, batch_size="auto" if batch_size == "auto" else None)
+        result = restore(G, target, deg, loss=loss_fn, steps=steps, lr_scale=lr_scale, seed=seed + start,
+                         discrepancy=discrepancy, batch_size="auto" if files_per_call == "auto" else None)
         for j, path in enumerate(files):
             restored, phases, latents = names[path]
             columns = [target[j]] + [p.images[j] for p in result.phases.values()]

@@ -197,22 +197,53 @@ def test_restore_files_in_batches(tmp_path):
         to_pil(img).save(files[-1])
     kw = dict(steps=(1, 1, 1), simulate=True, device="cpu")
     one = restore_files(files, "denoising", out=tmp_path / "one", **kw)
-    two = restore_files(files, "denoising", out=tmp_path / "two", batch_size=2, **kw)
+    two = restore_files(files, "denoising", out=tmp_path / "two", files_per_call=2, **kw)
     assert [p.name for p in one.values()] == [p.name for p in two.values()]
     for path in files:                        # every output written, latents one image each
         latent = torch.load(tmp_path / "two" / f"{path.stem}_latent.pt")
         assert latent["W++"].shape[0] == 1 and (tmp_path / "two" / f"{path.stem}_phases.png").is_file()
         w = latent["W++"]                     # its own latent, not the whole group's storage
         assert w.untyped_storage().nbytes() == w.numel() * w.element_size()
-    with pytest.raises(ValueError, match="batch size"):
-        restore_files(files, "denoising", out=tmp_path / "bad", batch_size=0, **kw)
+    with pytest.raises(ValueError, match="files per call"):
+        restore_files(files, "denoising", out=tmp_path / "bad", files_per_call=0, **kw)
     with pytest.raises(ValueError, match="does not apply with --align"):
-        restore_files(files, "denoising", out=tmp_path / "bad", batch_size=2, align=True,
+        restore_files(files, "denoising", out=tmp_path / "bad", files_per_call=2, align=True,
                       steps=(1, 1, 1), device="cpu")
 
 
-def test_cli_refuses_a_bad_batch_size(tmp_path, capsys):
+def test_cli_refuses_a_bad_files_per_call(tmp_path, capsys):
     from rusir.cli import main
 
-    assert main(["restore", "x.png", "--task", "denoising", "--batch-size", "0"]) == 2
-    assert "--batch-size: a batch size (or 'auto') must be a whole number >= 1" in capsys.readouterr().err
+    assert main(["restore", "x.png", "--task", "denoising", "--files-per-call", "0"]) == 2
+    assert "--files-per-call: a batch size (or 'auto') must be a whole number >= 1" in capsys.readouterr().err
+
+
+def test_restore_batch_size_is_a_deprecated_name_of_files_per_call(tmp_path, monkeypatch, capsys):
+    """`rusir restore --batch-size` still works, with a warning; both names at once are refused."""
+    import rusir.restore_files as rf
+    from rusir.cli import main
+
+    seen = {}
+    monkeypatch.setattr(rf, "restore_files", lambda *a, **kw: seen.update(kw) or {})
+    assert main(["restore", "x.png", "--task", "denoising", "--batch-size", "3"]) == 0
+    assert seen["files_per_call"] == 3 and "deprecated" in capsys.readouterr().err
+    assert main(["restore", "x.png", "--task", "denoising", "--files-per-call", "auto"]) == 0
+    assert seen["files_per_call"] == "auto" and "deprecated" not in capsys.readouterr().err
+    assert main(["restore", "x.png", "--task", "denoising", "--batch-size", "2", "--files-per-call", "2"]) == 2
+    assert "give --files-per-call only" in capsys.readouterr().err
+
+
+def test_restore_files_passes_the_seed_to_restore(tmp_path, monkeypatch):
+    """File i of a group restores with seed + i, as it would alone (the loss's noise follows it)."""
+    import rusir.restore_files as rf
+    from rusir.degradations.base import to_pil
+
+    files = []
+    for i, img in enumerate(procedural_images(3, 64, seed=9)):
+        files.append(tmp_path / f"face{i}.png")
+        to_pil(img).save(files[-1])
+    seeds, real = [], rf.restore
+    monkeypatch.setattr(rf, "restore", lambda *a, **kw: seeds.append(kw["seed"]) or real(*a, **kw))
+    rf.restore_files(files, "denoising", out=tmp_path / "o", files_per_call=2, seed=5, steps=(1, 1, 1),
+                     simulate=True, device="cpu")
+    assert seeds == [5, 7]

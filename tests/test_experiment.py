@@ -74,3 +74,17 @@ def test_setup_refuses_an_unusable_device_or_bad_steps_before_loading(monkeypatc
             rusir.setup("anything", device=device, verbose=False)
     with pytest.raises(ValueError, match="steps"):
         rusir.setup("anything", steps=(-1, 1, 1), device="cpu", verbose=False)
+
+
+def test_run_task_seeds_the_method_as_it_seeds_the_degradation():
+    """`rusir demo --seed` reaches restore(): its seed is run_task's."""
+    G = small_generator()
+    seen = []
+
+    def method(G, target, degradation=None, *, loss=None, seed=0, **kw):
+        seen.append(seed)
+        return rusir.restore(G, target, degradation, loss="l2", steps=(1, 1, 1), progress=False, seed=seed)
+
+    truth = smooth_images(1, G.img_resolution)
+    experiment.run_task(G, truth, "denoising", "M", seed=3, method=method)
+    assert seen == [3]

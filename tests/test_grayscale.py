@@ -153,7 +153,7 @@ def test_restore_keeps_a_grey_photo_grey_or_restores_its_colour(tmp_path, monkey
     luma = lambda a: a @ np.array(BT601)                                # noqa: E731
     assert np.abs(luma(prior) - kept[..., 0]).max() <= 1.01            # same restore, grey or not
     with pytest.raises(ValueError, match="grayscale and colour inputs"):
-        rf.restore_files([grey, colour], "upsampling", out=tmp_path / "b", batch_size=2, **kw)
+        rf.restore_files([grey, colour], "upsampling", out=tmp_path / "b", files_per_call=2, **kw)
 
 
 def test_aligned_grey_photo_comes_back_grey(tmp_path, monkeypatch):

@@ -132,6 +132,7 @@ def run_task(G, ground_truth: Tensor, task: str, level: str = "M", seed: int = 0
              degradation_kwargs: Optional[dict] = None, **restore_kwargs) -> TaskRun:
     """Degrade `ground_truth` ([B, 3, R, R] in [0, 1]) with `task` at `level`, restore, score.
 
+    `seed` seeds both the degradation and the method.
     Scores: `restored` and `naive` (PSNR/SSIM vs ground truth) and `fidelity_psnr` (PSNR of the
     TRUE degradation of the restoration vs the target).
     """
@@ -139,7 +140,8 @@ def run_task(G, ground_truth: Tensor, task: str, level: str = "M", seed: int = 0
     ground_truth = ground_truth.to(device)
     deg = degradations.make(task, level, seed=seed, **(degradation_kwargs or {}))
     target = deg.degrade_ground_truth(ground_truth)
-    result = method(G, target, deg, loss=loss, **restore_kwargs)
+    # the same seed for the method's own noise (RUSIR: the loss's; PULSE: its starts)
+    result = method(G, target, deg, loss=loss, seed=seed, **restore_kwargs)
     naive = naive_restoration(target, ground_truth.shape[-1])
     with torch.no_grad():
         fidelity = deg.degrade_ground_truth(result.images.clamp(0, 1))
