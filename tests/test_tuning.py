@@ -77,6 +77,8 @@ def test_the_grid_search_picks_the_known_best_and_writes_its_provenance(tmp_path
     assert prov["record_folder"] == str(tmp_path / "run") and prov["true_mask"] is True
     assert prov["candidates"][2] == {"steps": 7, "lr": 0.3}
     assert (tmp_path / "run" / "tuned" / "pulse.yaml").read_text() == path.read_text()
+    scores = (tmp_path / "run" / "tuned" / "scores.md").read_text()
+    assert "| denoising@XS |" in scores and scores.count("**") == 2 * 2     # one winner per cell
 
 
 def test_a_resumed_tuning_skips_finished_trials(tmp_path, search, monkeypatch):

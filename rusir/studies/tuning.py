@@ -39,7 +39,7 @@ from ..validation import read_yaml
 
 __all__ = ["SEARCH_SPACES", "SPLITS", "METRICS", "Candidate", "search_space", "candidates",
            "candidate_methods", "tuning_images", "select", "tuned_table", "run_tuning",
-           "write_tables"]
+           "write_tables", "scores_markdown"]
 
 SEARCH_SPACES = Path(__file__).resolve().parents[1] / "baselines" / "search_spaces.yaml"
 SPLITS = ("tuning", "test")
@@ -175,7 +175,7 @@ def write_tables(out: Union[str, Path], generator: str, cands: Sequence[Candidat
     config = read_config(out) or {}
     chosen = select(load_records(out), cands, metric)
     folder = Path(tables_dir) if tables_dir is not None else TABLES_DIR
-    written = {}
+    written, tables_made = {}, {}
     for method in dict.fromkeys(c.method for c in cands):
         if not any(cell[0] == method for cell in chosen):
             continue
@@ -196,7 +196,30 @@ def write_tables(out: Union[str, Path], generator: str, cands: Sequence[Candidat
             path.parent.mkdir(parents=True, exist_ok=True)
             write_text(path, text)
         written[method] = folder / generator / f"{method}.yaml"
+        tables_made[method] = table
+    if tables_made:
+        write_text(out / "tuned" / "scores.md", scores_markdown(tables_made, metric))
     return written
+
+
+def scores_markdown(tables: Mapping[str, Mapping], metric: str = "psnr") -> str:
+    """Every candidate's mean score per (task, level) of tuned tables, the chosen one in bold:
+    the tuning's outcome for a reader (`out/tuned/scores.md`)."""
+    lines = []
+    for method, table in tables.items():
+        prov = table["provenance"]
+        cands = prov["candidates"]
+        lines += [f"## {method}: mean accuracy_{metric} on the {prov['split']} split "
+                  f"({', '.join(prov['tuning_images'] or [])})", "",
+                  "| task@level | " + " | ".join(
+                      f"{k}: " + ", ".join(f"{o}={v}" for o, v in opts.items()) for k, opts in cands.items())
+                  + " |", "|:--|" + "--:|" * len(cands)]
+        for cell, pick in prov["cells"].items():
+            row = [(f"**{pick['scores'][k]:.2f}**" if k == pick["chosen"] else f"{pick['scores'][k]:.2f}")
+                   if k in pick["scores"] else "n/a" for k in cands]
+            lines.append(f"| {cell} | " + " | ".join(row) + " |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def _plain(value):
