@@ -167,13 +167,15 @@ def tuned_table(method: str, chosen: Mapping[tuple, dict], provenance: Mapping) 
 
 def write_tables(out: Union[str, Path], generator: str, cands: Sequence[Candidate],
                  metric: str = "psnr", tables_dir: Union[str, Path, None] = None,
-                 search: Optional[Mapping] = None) -> dict[str, Path]:
+                 search: Optional[Mapping] = None,
+                 search_file: Union[str, Path, None] = None) -> dict[str, Path]:
     """Select from the records in `out` and write each method's tuned table to
     `<tables_dir>/<generator>/<method>.yaml` (default the package's tables folder) and a copy to
     `out/tuned/<method>.yaml`. Returns {method: path}; a method with no finished cell is left out."""
     out = Path(out)
     config = read_config(out) or {}
-    chosen = select(load_records(out), cands, metric)
+    records = load_records(out)
+    chosen = select(records, cands, metric)
     folder = Path(tables_dir) if tables_dir is not None else TABLES_DIR
     written, tables_made = {}, {}
     for method in dict.fromkeys(c.method for c in cands):
@@ -185,7 +187,11 @@ def write_tables(out: Union[str, Path], generator: str, cands: Sequence[Candidat
             "tuning_images": config.get("image_names"), "tuning_images_spec": config.get("images"),
             "test_images": config.get("test_images"), "seed": config.get("seed"),
             "record_folder": str(out), "true_mask": config.get("true_mask"),
-            "search_space": (search or {}).get(method),
+            "search_space": (search or {}).get(method), "search_file": str(search_file),
+            # what the records say ran where a method may fall back (L-BRGM's perceptual term)
+            "perceptual": sorted({str(r["config"]["perceptual"]) for r in records
+                                  if r.get("method", "").startswith(f"{method}[tune=")
+                                  and "perceptual" in (r.get("config") or {})}) or None,
             "candidates": {c.index: dict(c.options) for c in cands if c.method == method}}
         table = tuned_table(method, chosen, provenance)
         text = (f"# {method} tuned for generator {generator} by `rusir tune` (rusir.studies.tuning):"
@@ -264,7 +270,8 @@ def run_tuning(generator="toyfaces64", methods: Union[str, Sequence[str]] = ("pu
     if write and (select_only or not bench.get("shard")):
         gen = str(generator) if isinstance(generator, (str, Path)) else None
         name = (read_config(Path(out)) or {}).get("generator") or gen
-        written = write_tables(out, name, cands, metric, tables_dir, spaces)
+        written = write_tables(out, name, cands, metric, tables_dir, spaces,
+                               search if search is not None else SEARCH_SPACES.name)
     return summary, written
 
 
