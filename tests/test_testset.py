@@ -205,3 +205,23 @@ def test_detected_faces_record_the_detector(photos, tmp_path, monkeypatch):
     assert calls == ["yunet"] * 3 and m["detector"] == "yunet" and len(m["faces"]) == 4
     with pytest.raises(ValueError, match="--detector 'haar'"):
         BuildConfig(photos, tmp_path / "x", detector="haar").check()
+
+
+def test_a_real_photo_with_dlib_offline(tmp_path, monkeypatch):
+    """skimage's astronaut (public domain) and a 0.6x re-encoded copy: dlib finds the face in
+    both (68 points), the copy is a duplicate, the set verifies and rebuilds from its manifest."""
+    import importlib.util
+    if not all(importlib.util.find_spec(m) for m in ("dlib", "face_recognition_models")):
+        pytest.skip("dlib-bin / face_recognition_models absent (pip install 'rusir[photos]')")
+    skdata = pytest.importorskip("skimage.data", reason="scikit-image absent (test extra)")
+    monkeypatch.setenv("RUSIR_OFFLINE", "1")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    photo = Image.fromarray(skdata.astronaut())
+    photo.save(photos / "a.png")
+    photo.resize((300, 300), Image.LANCZOS).save(photos / "b.jpg", quality=90)
+    m = build_testset(BuildConfig(photos, tmp_path / "set", generator="ffhq", size=96,
+                                  detector="dlib"), progress=False)
+    assert m["detector"] == "dlib" and [f["source"] for f in m["faces"]] == ["a.png"]
+    assert m["skipped"][0]["source"] == "b.jpg" and "duplicate of 0000.png" in m["skipped"][0]["reason"]
+    assert verify(tmp_path / "set") == [] and rebuild_differences(tmp_path / "set", photos) == []
