@@ -142,8 +142,10 @@ def test_exclude_before_reads_exif_and_drops_undated_unless_kept(tmp_path):
                        "undated.png": "no EXIF DateTimeOriginal (--keep-undated keeps it)"}
     m = build(photos, tmp_path / "b", exclude_before="2019-01-01", keep_undated=True)
     assert [f["source"] for f in m["faces"]] == ["new.jpg", "undated.png"]
+    (photos / "broken.jpg").write_bytes(b"not a photo")
     m = build(photos, tmp_path / "c")                        # no date filter: all three
     assert len(m["faces"]) == 3
+    assert m["skipped"][0]["source"] == "broken.jpg" and "cannot read" in m["skipped"][0]["reason"]
 
 
 def test_cli_build_and_one_line_errors(photos, tmp_path, capsys):

@@ -5,7 +5,8 @@ FFHQ-X is "100 additional test images ... using the same alignment script", take
 collected so that none is in the generator's training set. `build_testset` does that for any
 folder of photos (`rusir data build`):
 
-1. photos are read upright (EXIF orientation applied), sorted by path; with `exclude_before`,
+1. photos are read upright (EXIF orientation applied), sorted by path (one that cannot be read
+   is skipped, saying why); with `exclude_before`,
    a photo whose EXIF DateTimeOriginal is earlier is skipped, and so is a photo with no EXIF
    date unless `keep_undated` (an undated photo cannot show it is new);
 2. each face's landmarks come from the detector (`find_faces`: dlib's 68 points, reduced to
@@ -31,7 +32,7 @@ from typing import Optional, Union
 import numpy as np
 from PIL import Image
 
-from ..data.images import open_image
+from ..data.images import ImageFileError, open_image
 from ..data.manifest import (FORMAT, MANIFEST, dhash, dumps, exif_date, hamming, parse_date,
                              read_manifest, sha256_file)
 from ..data.outputs import check_output, write_file, write_text
@@ -144,6 +145,11 @@ def build_testset(config: BuildConfig, progress: bool = True) -> dict:
     faces, skipped, hashes = [], [], []
     for path in _photos(config.photos):
         source = path.relative_to(config.photos).as_posix()
+        try:
+            photo = open_image(path).convert("RGB")
+        except ImageFileError as exc:   # one corrupt file does not stop the set
+            skipped.append({"source": source, "face": None, "reason": str(exc)})
+            continue
         taken, reason = _date_skip(path, config)
         if reason:
             skipped.append({"source": source, "face": None, "reason": reason})
@@ -151,7 +157,6 @@ def build_testset(config: BuildConfig, progress: bool = True) -> dict:
         if given is not None and source not in given:
             skipped.append({"source": source, "face": None, "reason": "no entry in --landmarks"})
             continue
-        photo = open_image(path).convert("RGB")
         try:
             located = find_faces(photo, None if given is None else given[source], None,
                                  name=source, detector=config.detector)
