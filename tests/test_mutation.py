@@ -198,23 +198,38 @@ def test_the_cached_map_is_collected_again_only_where_files_changed(mut):
 
 def test_collect_records_each_tests_lines_under_its_node_id(mut, tmp_path):
     """A real coverage run on a toy package: lines by test node id, import-time lines under "",
-    a failing test left out."""
+    a failing test left out, and lines run in a test's Python subprocess (as `python -m rusir`
+    runs the CLI) counted for the test that spawned it."""
     import subprocess
     (tmp_path / "rusir").mkdir()
     (tmp_path / "rusir" / "__init__.py").write_text(
-        "LIMIT = 3\n\ndef f(x):\n    return x + 1\n\ndef g(x):\n    return x * 2\n")
+        "LIMIT = 3\n\ndef f(x):\n    return x + 1\n\ndef g(x):\n    return x * 2\n\n"
+        "def h():\n    return 'child'\n")
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "test_toy.py").write_text(
-        "from rusir import f, g\n\ndef test_f():\n    assert f(1) == 2\n\n"
-        "def test_g():\n    assert g(2) == 4\n\ndef test_bad():\n    assert g(1) == 0\n")
+        "import subprocess, sys\nfrom rusir import f, g\n\ndef test_f():\n    assert f(1) == 2\n\n"
+        "def test_g():\n    assert g(2) == 4\n\ndef test_bad():\n    assert g(1) == 0\n\n"
+        "def test_child():\n    out = subprocess.run([sys.executable, '-c', 'import rusir; print(rusir.h())'],\n"
+        "                         capture_output=True, text=True, check=True)\n"
+        "    assert out.stdout.strip() == 'child'\n")
     code = (f"import sys; sys.path[:0] = [{str(tmp_path)!r}, {str(ROOT / 'tools')!r}]; "
             f"import mutation; mutation.collect(['tests/test_toy.py'], 'map.json')")
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, capture_output=True)
     got = json.loads((tmp_path / "map.json").read_text())
-    assert set(got["seconds"]) == {"tests/test_toy.py::test_f", "tests/test_toy.py::test_g"}
+    assert set(got["seconds"]) == {f"tests/test_toy.py::test_{t}" for t in ("f", "g", "child")}
     lines = got["lines"]["rusir/__init__.py"]
     assert lines["4"] == ["tests/test_toy.py::test_f"] and lines["7"] == ["tests/test_toy.py::test_g"]
-    assert lines["1"] == [""]                          # run at import, outside every test
+    assert lines["10"] == ["tests/test_toy.py::test_child"]       # only ever run in the subprocess
+    assert lines["1"] == ["", "tests/test_toy.py::test_child"]    # imported here, and by the child
+
+
+def test_subprocess_config_names_the_spawning_test(mut, tmp_path):
+    """The child's context comes from the environment it inherits (empty outside any test)."""
+    import configparser
+    rc = configparser.ConfigParser(interpolation=None)
+    rc.read(mut.subprocess_config(tmp_path / "kids"))
+    assert rc["run"]["context"] == "${RUSIR_MUTATION_TEST-}" and rc["run"]["source"] == "rusir"
+    assert rc["run"]["data_file"] == str(tmp_path / "kids" / "child") and rc["run"]["parallel"] == "true"
 
 
 def test_an_interrupted_run_keeps_the_modules_it_finished(mut, tmp_path, monkeypatch):
@@ -224,7 +239,7 @@ def test_an_interrupted_run_keeps_the_modules_it_finished(mut, tmp_path, monkeyp
     scratch.mkdir(parents=True)
     monkeypatch.setattr(mut, "scratch_copy", lambda: scratch)
     monkeypatch.setattr(mut, "check_copy", lambda root: None)
-    monkeypatch.setattr(mut, "test_map", lambda root, threads: {"lines": {}, "seconds": {}})
+    monkeypatch.setattr(mut, "test_map", lambda root, threads, **kw: {"lines": {}, "seconds": {}})
     monkeypatch.setattr(mut, "Runner", lambda *args, **kw: None)
     monkeypatch.setattr(mut, "git_commit", lambda: "abc1234")
 

@@ -5,6 +5,7 @@
     python tools/mutation.py --per-module 30 --seed 1        # a bigger / different sample
     python tools/mutation.py --list                          # modules and mutation sites
     python tools/mutation.py --map-only                      # only update the test map
+    python tools/mutation.py --map-tests 'tests/test_faces*.py' --modules faces  # a partial map
 
 A mutant is the module with one small change (`a + b` -> `a - b`, `<` -> `<=`, `and` -> `or`,
 0.08 -> 0.8, True -> False, a statement deleted, `return x` -> `return None`, ...). Which tests
@@ -19,8 +20,16 @@ constant, a default -- is judged by every test of the module), cheapest first wi
 it SURVIVE (a bug of that kind would go unnoticed), a mutant whose line no test executes
 survives as "not executed", and a run past the per-mutant time limit counts as killed by
 timeout (reported separately). A killing test is checked once on the unmutated copy (a test
-that fails there too is no kill; it is dropped and the mutant runs again). Lines run only in a
-subprocess of a test (the CLI via `python -m rusir`) are not seen by the map.
+that fails there too is no kill; it is dropped and the mutant runs again). Lines run in a test's
+Python subprocesses (the CLI via `python -m rusir`) count for that test: the coverage run puts
+the test's node id in the environment and coverage.py (>= 7.10, whose .pth file starts it in
+every interpreter that inherits COVERAGE_PROCESS_START) measures each child under it. Not seen:
+children given an environment without those variables, children killed by SIGKILL, and Ray
+workers beyond what they run before their first test ends: a module's Ray cluster starts with
+its first test, so its workers' lines count for that test alone (when the workers end by
+os._exit or SIGTERM; otherwise not at all).
+On a busy machine `--map-tests 'tests/test_faces*.py,...'` collects only some test files now;
+the others stay stale (out of the map) until a run collects them.
 Mutants are drawn with a fixed seed, `--per-module` per module, so a run is reproducible; one
 mutant runs at a time. The coverage run takes ~15-70 min (2 CPU cores, idle to busy);
 each mutant a few seconds (killed) to its budget (survived).
@@ -48,6 +57,7 @@ from __future__ import annotations
 import argparse
 import ast
 import datetime as _dt
+import fnmatch
 import hashlib
 import json
 import os
@@ -511,6 +521,7 @@ class Runner:
 # --- which tests execute which lines ------------------------------------------------------------
 
 MAP_FILE = "tests-by-line.json"
+MAP_VERSION = 2      # 2: lines run in the tests' subprocesses count (maps of version 1 are redone)
 
 
 def _digest(root: Path, files: Sequence[str]) -> str:
@@ -527,7 +538,7 @@ def fingerprint(root: Path) -> dict:
         return {f: _digest(root, [f]) for f in sorted(p.relative_to(root).as_posix() for p in files)}
     helpers = [p.relative_to(root).as_posix() for p in (root / "tests").glob("*.py")
                if not p.name.startswith("test_")]
-    return {"helpers": _digest(root, helpers), "package_files": each((root / PACKAGE).rglob("*.py")),
+    return {"helpers": f"{_digest(root, helpers)}/v{MAP_VERSION}", "package_files": each((root / PACKAGE).rglob("*.py")),
             "test_files": each((root / "tests").glob("test_*.py"))}
 
 
@@ -546,15 +557,23 @@ def stale_tests(cached: Optional[dict], now: dict) -> tuple[list[str], set[str]]
     return sorted(stale), stale | (set(was) - set(now["test_files"]))
 
 
+TEST_VAR = "RUSIR_MUTATION_TEST"     # the running test's node id, for the tests' subprocesses
+
+
 class ContextPlugin:
-    """pytest plugin for the coverage run: each test's lines are recorded under its node id;
-    remembers each test's seconds and which tests did not pass (never used to judge a mutant)."""
+    """pytest plugin for the coverage run: each test's lines are recorded under its node id (also
+    put in the environment as TEST_VAR, which the test's Python subprocesses inherit); remembers
+    each test's seconds and which tests did not pass (never used to judge a mutant)."""
 
     def __init__(self, cov):
         self.cov, self.seconds, self.not_passed = cov, {}, set()
 
     def pytest_runtest_setup(self, item):
         self.cov.switch_context(item.nodeid)
+        os.environ[TEST_VAR] = item.nodeid
+
+    def pytest_runtest_logfinish(self, nodeid, location):
+        os.environ.pop(TEST_VAR, None)
 
     def pytest_runtest_logreport(self, report):
         self.seconds[report.nodeid] = self.seconds.get(report.nodeid, 0.0) + report.duration
@@ -562,12 +581,44 @@ class ContextPlugin:
             self.not_passed.add(report.nodeid)
 
 
+def subprocess_config(folder: Path) -> Path:
+    """A coverage.py config for the tests' Python subprocesses (`python -m rusir ...`, Ray
+    workers): coverage >= 7.10's own .pth file starts measuring in every new interpreter that
+    inherits COVERAGE_PROCESS_START; the static context is the spawning test's node id, read
+    from TEST_VAR when the child starts; each child writes its own data file into `folder`,
+    also when it ends by os._exit or SIGTERM."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rc = folder / "subprocess.coveragerc"
+    rc.write_text(f"[run]\nsource = {PACKAGE}\nparallel = true\ndata_file = {folder / 'child'}\n"
+                  f"context = ${{{TEST_VAR}-}}\nsigterm = true\npatch = _exit\n")
+    return rc
+
+
+def lines_by_test(datas, root: Path) -> dict[str, dict[int, set[str]]]:
+    """{file relative to root: {line: contexts}} of coverage data sets (files outside root --
+    e.g. an installed copy in a test's temporary venv -- are left out)."""
+    lines: dict[str, dict[int, set[str]]] = {}
+    for data in datas:
+        for measured in data.measured_files():
+            path = Path(measured).resolve()
+            if not path.is_relative_to(root):
+                continue
+            by_line = lines.setdefault(path.relative_to(root).as_posix(), {})
+            for k, contexts in data.contexts_by_lineno(measured).items():
+                by_line.setdefault(k, set()).update(contexts)
+    return lines
+
+
 def collect(test_files: Sequence[str], out: str) -> None:
     """Run in a child process at the scratch copy's root: `test_files` under coverage.py; writes
     {"seconds": {test: s}, "lines": {file: {line: [tests]}}} as JSON to `out`. Lines run outside
-    any test (imports during collection) are listed under the test ""."""
+    any test (imports during collection) are listed under the test "". Lines run in a test's
+    Python subprocesses count for that test (see `subprocess_config`)."""
     import coverage
     import pytest
+    children = Path(out).resolve().parent / "subprocess-coverage"
+    shutil.rmtree(children, ignore_errors=True)
+    os.environ["COVERAGE_PROCESS_START"] = str(subprocess_config(children))
     cov = coverage.Coverage(data_file=None, source=[PACKAGE], config_file=False)
     plugin = ContextPlugin(cov)
     cov.start()
@@ -575,12 +626,13 @@ def collect(test_files: Sequence[str], out: str) -> None:
         pytest.main(["-q", "-p", "no:cacheprovider", "--no-header", *test_files], plugins=[plugin])
     finally:
         cov.stop()
-    data, root = cov.get_data(), Path.cwd()
-    lines = {}
-    for measured in data.measured_files():
-        rel = Path(measured).resolve().relative_to(root).as_posix()
-        lines[rel] = {str(k): sorted(t for t in v if t not in plugin.not_passed)
-                      for k, v in data.contexts_by_lineno(measured).items()}
+    datas = [cov.get_data()]
+    for path in sorted(children.glob("child.*")):
+        data = coverage.CoverageData(basename=str(path))
+        data.read()
+        datas.append(data)
+    lines = {file: {str(k): sorted(t for t in v if t not in plugin.not_passed) for k, v in by.items()}
+             for file, by in lines_by_test(datas, Path.cwd().resolve()).items()}
     passed = {t: round(s, 3) for t, s in plugin.seconds.items() if t not in plugin.not_passed}
     Path(out).write_text(json.dumps({"seconds": passed, "lines": lines}))
 
@@ -600,14 +652,20 @@ def merge(old: dict, new: dict, dropped: set[str]) -> dict:
             "lines": {f: {k: sorted(v) for k, v in by.items()} for f, by in lines.items()}}
 
 
-def test_map(copy_root: Path, threads: int = 1, cache: Path = CACHE, log=print) -> dict:
+def test_map(copy_root: Path, threads: int = 1, cache: Path = CACHE, log=print,
+             only: Optional[Sequence[str]] = None) -> dict:
     """Which passing tests execute which package lines, from the cache where its hashes still
     hold; the rest collected under coverage.py (see `stale_tests`; the whole suite the first
-    time or when the tests' helpers change)."""
+    time or when the tests' helpers change). `only` (globs of test files): collect just those
+    now, leaving the other stale test files out of the map (and stale, for a later run)."""
     now = fingerprint(copy_root)
     path = cache / MAP_FILE
     cached = json.loads(path.read_text()) if path.is_file() else None
     stale, dropped = stale_tests(cached, now)
+    if only is not None:
+        left = {t for t in stale if not any(fnmatch.fnmatch(t, g) for g in only)}
+        stale = [t for t in stale if t not in left]
+        now = dict(now, test_files={t: h for t, h in now["test_files"].items() if t not in left})
     old = cached if cached and cached["helpers"] == now["helpers"] else {"seconds": {}, "lines": {}}
     if stale or dropped:
         new = {"seconds": {}, "lines": {}}
@@ -829,6 +887,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--list", action="store_true", help="list modules and their mutation sites")
     p.add_argument("--map-only", action="store_true",
                    help="only bring the cached test-by-line map up to date (.mutation-cache/)")
+    p.add_argument("--map-tests", default=None,
+                   help="comma list of test-file globs: collect only these into the map now "
+                        "(on a busy machine; the other stale test files wait for a later run)")
     p.add_argument("--report-only", action="store_true",
                    help="rewrite the Markdown from the JSON (e.g. after editing the notes)")
     a = p.parse_args(argv)
@@ -864,7 +925,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     data, done = None, []
     try:
-        tests_map = test_map(copy_root, a.threads)
+        tests_map = test_map(copy_root, a.threads,
+                             only=a.map_tests.split(",") if a.map_tests else None)
         if a.map_only:
             return 0
         runner = Runner(copy_root, a.threads, fork=not a.no_fork)
