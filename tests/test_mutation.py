@@ -196,6 +196,16 @@ def test_the_cached_map_is_collected_again_only_where_files_changed(mut):
                                "rusir/b.py": {"1": []}}
 
 
+def test_a_partial_map_leaves_the_other_stale_test_files_for_later(mut):
+    now = {"helpers": "h", "package_files": {}, "test_files": {"tests/test_a.py": "1",
+                                                               "tests/test_ab.py": "2", "tests/test_b.py": "3"}}
+    stale, kept = mut.only_some(["tests/test_ab.py", "tests/test_b.py"], now, ["tests/test_a*.py"])
+    assert stale == ["tests/test_ab.py"]
+    assert kept["test_files"] == {"tests/test_a.py": "1", "tests/test_ab.py": "2"}  # test_a: not stale
+    cached = {**kept, "seconds": {}, "lines": {}}
+    assert mut.stale_tests(cached, now)[0] == ["tests/test_b.py"]          # collected next time
+
+
 def test_collect_records_each_tests_lines_under_its_node_id(mut, tmp_path):
     """A real coverage run on a toy package: lines by test node id, import-time lines under "",
     a failing test left out, and lines run in a test's Python subprocess (as `python -m rusir`

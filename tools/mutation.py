@@ -652,6 +652,14 @@ def merge(old: dict, new: dict, dropped: set[str]) -> dict:
             "lines": {f: {k: sorted(v) for k, v in by.items()} for f, by in lines.items()}}
 
 
+def only_some(stale: Sequence[str], now: dict, globs: Sequence[str]) -> tuple[list[str], dict]:
+    """(the stale test files matching `globs`, `now` without the other stale test files): those
+    are left out of the map and, having no hash in it, are stale again next time."""
+    left = {t for t in stale if not any(fnmatch.fnmatch(t, g) for g in globs)}
+    return ([t for t in stale if t not in left],
+            dict(now, test_files={t: h for t, h in now["test_files"].items() if t not in left}))
+
+
 def test_map(copy_root: Path, threads: int = 1, cache: Path = CACHE, log=print,
              only: Optional[Sequence[str]] = None) -> dict:
     """Which passing tests execute which package lines, from the cache where its hashes still
@@ -663,9 +671,7 @@ def test_map(copy_root: Path, threads: int = 1, cache: Path = CACHE, log=print,
     cached = json.loads(path.read_text()) if path.is_file() else None
     stale, dropped = stale_tests(cached, now)
     if only is not None:
-        left = {t for t in stale if not any(fnmatch.fnmatch(t, g) for g in only)}
-        stale = [t for t in stale if t not in left]
-        now = dict(now, test_files={t: h for t, h in now["test_files"].items() if t not in left})
+        stale, now = only_some(stale, now, only)
     old = cached if cached and cached["helpers"] == now["helpers"] else {"seconds": {}, "lines": {}}
     if stale or dropped:
         new = {"seconds": {}, "lines": {}}
