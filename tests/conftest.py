@@ -58,6 +58,20 @@ def small_generator(seed: int = 0, resolution: int = 16):
     return G.eval().requires_grad_(False)
 
 
+def tiny_diffusion_prior(resolution: int = 16) -> str:
+    """A folder with a randomly initialised, tiny diffusers UNet2DModel (for DDRM in tests that
+    run every method); made once per process."""
+    import tempfile
+    from diffusers import UNet2DModel
+    folder = Path(tempfile.gettempdir()) / f"rusir-test-prior-{os.getpid()}-{resolution}"
+    if not (folder / "config.json").is_file():
+        torch.manual_seed(0)
+        UNet2DModel(sample_size=resolution, block_out_channels=(8, 8), layers_per_block=1,
+                    down_block_types=("DownBlock2D", "DownBlock2D"), norm_num_groups=4,
+                    up_block_types=("UpBlock2D", "UpBlock2D")).save_pretrained(folder)
+    return str(folder)
+
+
 def procedural_images(n: int = 4, size: int = 128, seed: int = 1234) -> torch.Tensor:
     """Procedural photo-like images [n, 3, size, size] in [0, 1]: shading, hard discs, mild texture."""
     import math

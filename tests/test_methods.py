@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 
-from conftest import mse, small_generator
+from conftest import mse, small_generator, tiny_diffusion_prior
 from rusir.baselines import METHODS, baseline_config
 from rusir.engine import runner
 from rusir.engine.runner import Item, method_kwargs
@@ -18,7 +18,8 @@ from rusir.inversion.method import PROTOCOL, RestoreResult
 
 # the fewest steps / draws each method needs to run here
 QUICK = {"rusir": dict(steps=(2, 1, 1)), "pulse": dict(steps=3, fit_samples=64),
-         "lbrgm": dict(steps=3, init_candidates=2), "adam_wplus": dict(steps=3)}
+         "lbrgm": dict(steps=3, init_candidates=2), "adam_wplus": dict(steps=3),
+         "ddrm": dict(steps=2, prior=tiny_diffusion_prior(16))}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -10,6 +10,7 @@ rusir,pulse,lbrgm,adam_wplus` compares them directly.
 - pulse: PULSE on the sphere of the Gaussianised W (spec 7.1), adapted to StyleGAN2-ADA.
 - lbrgm: L-BRGM, joint z / W+ with its priors, best-of-N init, fixed steps (spec 7.2).
 - adam_wplus: Adam in W+ from w_avg with RUSIR's loss (Image2StyleGAN-style).
+- ddrm: DDRM on a diffusion prior of the generator's domain (not G itself; docs/ddrm.md).
 Per-(task, level) hyperparameters live in rusir/baselines/tables/ (package data; see `config`).
 """
 from __future__ import annotations
@@ -20,14 +21,15 @@ from .. import plugins
 from ..inversion.restore import restore
 from .adam_wplus import adam_wplus
 from .config import baseline_config, load_table
+from .ddrm import ddrm
 from .lbrgm import lbrgm
 from .pulse import pulse
 
 METHODS: dict[str, Callable] = {"rusir": restore, "pulse": pulse, "lbrgm": lbrgm,
-                                "adam_wplus": adam_wplus}
+                                "adam_wplus": adam_wplus, "ddrm": ddrm}
 
 __all__ = ["METHODS", "get_method", "baseline_config", "load_table", "pulse", "lbrgm",
-           "adam_wplus"]
+           "adam_wplus", "ddrm"]
 
 
 def get_method(name: str) -> Callable:

@@ -87,11 +87,12 @@ def _cache_dir() -> str:
     return os.environ.get("RUSIR_CACHE", "~/.cache/rusir")
 
 
-def _official(name: str, res: int, what: str, alignment: Optional[str] = "ffhq") -> GeneratorInfo:
+def _official(name: str, res: int, what: str, alignment: Optional[str] = "ffhq",
+              remote: Optional[str] = None) -> GeneratorInfo:
     # The NVIDIA CDN publishes no checksums for these files, so none is pinned here: the
     # structural checks of the pickle reader (official names and shapes, strict load) apply.
     weights.register(weights.WeightFile(
-        name=f"stylegan2-ada-{name}", url=_OFFICIAL_BASE + f"{name}.pkl", filename=f"{name}.pkl",
+        name=f"stylegan2-ada-{name}", url=_OFFICIAL_BASE + f"{remote or name}.pkl", filename=f"{name}.pkl",
         sha256=None, cache_dir=_cache_dir(), note=f"official StyleGAN2-ADA {what}"))
     return GeneratorInfo(name, f"official StyleGAN2-ADA {what}", res, "paper", f"stylegan2-ada-{name}",
                          alignment=alignment)
@@ -128,6 +129,12 @@ REGISTRY: dict[str, GeneratorInfo] = {
     "afhqdog": _official("afhqdog", 512, "AFHQ dogs 512 px", None),
     "afhqwild": _official("afhqwild", 512, "AFHQ wild animals 512 px", None),
     "brecahad": _official("brecahad", 512, "BreCaHAD histology 512 px", None),
+    # the paper's Table 3 generator (DDRM has a CelebA-HQ model, not an FFHQ one): NVIDIA's
+    # CelebA-HQ 256 px StyleGAN2-ADA, published among its transfer-learning source networks.
+    # CelebA-HQ's crops (Karras et al. 2018) are close to, not equal to, FFHQ's alignment.
+    "celebahq256": _official("celebahq256", 256, "CelebA-HQ 256 px faces (the paper's Table 3)",
+                             "ffhq", "transfer-learning-source-nets/celebahq-res256-mirror-"
+                             "paper256-kimg100000-ada-target0.5"),
 }
 # StyleGAN3-T and -R: FFHQ-U (unaligned crops) and MetFaces-U were aligned as FFHQ / MetFaces,
 # with a random shift and rotation in training; AFHQv2 holds animal faces (no face template).

@@ -235,3 +235,19 @@ register(WeightFile(
     cache_dir=os.environ.get("RUSIR_CACHE", "~/.cache/rusir"),
     note="OpenCV Zoo's YuNet (MIT), 232589 bytes; the sha256 is the one in the zoo's Git LFS "
          "pointer at that commit. Used by `rusir restore --align` (pip install 'rusir[photos]')."))
+
+# --- Diffusion prior for DDRM (rusir.baselines.ddrm, rusir.model.diffusion) -------------------
+# google/ddpm-celebahq-256: the diffusers port of DDPM's CelebA-HQ 256 px model (Ho et al. 2020),
+# the published checkpoint closest to the CelebA-HQ DDPM that DDRM's paper used. Pinned to one
+# revision of the Hugging Face repository; Hugging Face shows the LFS sha256 of the weights on the
+# file's page, but it could not be read offline when this entry was written, so only the file's
+# presence is checked (fill `sha256` from that page to have it verified).
+_DDPM_CELEBAHQ = "https://huggingface.co/google/ddpm-celebahq-256/resolve/6ae21a850a04470794cd758a297b00658803e2fb/"
+_DDPM_CACHE = os.path.join(os.environ.get("RUSIR_CACHE", "~/.cache/rusir"), "ddpm-celebahq-256")
+register(WeightFile(
+    name="ddpm-celebahq-256-config", url=_DDPM_CELEBAHQ + "config.json", filename="config.json",
+    cache_dir=_DDPM_CACHE, note="UNet2DModel config of google/ddpm-celebahq-256 (1 kB)"))
+register(WeightFile(
+    name="ddpm-celebahq-256-unet", url=_DDPM_CELEBAHQ + "diffusion_pytorch_model.bin",
+    filename="diffusion_pytorch_model.bin", cache_dir=_DDPM_CACHE,
+    note="UNet2DModel weights of google/ddpm-celebahq-256 (455 MB); presence checked only"))
