@@ -22,7 +22,8 @@ from torch import Tensor
 from . import degradations
 from .data import heldout_paths, load_image, pick_image
 from .studies.experiment import TaskRun, run_task
-from .studies.figures import image_grid, run_rows, to_pil
+from .degradations.base import to_pil
+from .studies.figures import image_grid, run_rows
 from .faces.photo import align_face
 from .inversion.presets import build_loss
 from .inversion.schedule import resolve as resolve_schedule
@@ -46,7 +47,7 @@ def upload_bytes(value) -> Optional[bytes]:
 
 def png_bytes(image: Tensor, size: int = 256) -> bytes:
     """[3, h, w] in ~[0, 1] -> PNG bytes at size x size (nearest for small images), for display."""
-    pil = to_pil(image)
+    pil = to_pil(image, "round")
     if pil.width != size:
         pil = pil.resize((size, size), Image.NEAREST if pil.width < size else Image.BOX)
     buf = io.BytesIO()

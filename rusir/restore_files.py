@@ -24,8 +24,9 @@ from . import degradations
 from .data.images import load_image, open_image
 from .data.inputs import regular_file
 from .data.outputs import OutputClaims, check_output, write_file
+from .degradations.base import to_pil
 from .studies.experiment import check_device, setup
-from .studies.figures import save_grid, to_pil
+from .studies.figures import save_grid
 from .faces.align import check_landmarks, template_for
 from .faces.photo import FaceRestoration, PhotoOutput, find_faces, photo_rgb, restore_photo
 from .inversion.discrepancy import check_tau
@@ -323,7 +324,7 @@ def _restore_in_groups(paths: Sequence[Path], names: dict[Path, list[Path]], tas
                 columns, labels = columns + [truth[j]], labels + ["truth"]
             latent = {s: p.latent[j:j + 1].detach().cpu().clone()   # not the whole batch's storage
                       for s, p in result.phases.items()}
-            write_file(restored, to_pil(_shown(result.images[j], path in grey)).save, overwrite)
+            write_file(restored, to_pil(_shown(result.images[j], path in grey), "round").save, overwrite)
             save_grid(phases, [columns], labels, overwrite=overwrite)
             write_file(latents, lambda tmp: torch.save(latent, tmp), overwrite)
             written[path] = restored
@@ -379,8 +380,8 @@ def _restore_photo_file(G, path: Path, out: Path, task: str, level: str, landmar
             return
         target, restored, phases, latents = (out / n.format(stem=path.stem, i=f.index)
                                              for n in FACE_OUTPUTS)
-        write_file(target, to_pil(f.face.image[0]).save, overwrite)
-        write_file(restored, to_pil(_shown(f.restored[0], grey)).save, overwrite)
+        write_file(target, to_pil(f.face.image[0], "round").save, overwrite)
+        write_file(restored, to_pil(_shown(f.restored[0], grey), "round").save, overwrite)
         columns = [f.face.image[0]] + [p.images[0].detach().cpu() for p in f.result.phases.values()]
         save_grid(phases, [columns], ["target"] + list(f.result.phases), overwrite=overwrite)
         latent = {s: p.latent.cpu() for s, p in f.result.phases.items()}

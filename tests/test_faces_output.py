@@ -18,7 +18,7 @@ from rusir.faces import align as A
 from rusir.faces import photo as P
 from rusir.faces.paste import face_mask, paste_all
 from rusir.faces.scenes import place_faces
-from rusir.studies.figures import to_pil
+from rusir.degradations.base import to_pil
 
 
 
@@ -123,7 +123,7 @@ def test_a_photo_that_cannot_fit_in_memory_is_refused_before_any_face(monkeypatc
 def scene_photo(n: int = 2):
     s = place_faces(heldout(n), avatars.landmarks(64), np.random.default_rng(3), cell=64,
                     side=(0.5, 0.6))
-    return to_pil(s.photo[0]), s.landmarks
+    return to_pil(s.photo[0], "round"), s.landmarks
 
 
 def test_each_face_is_saved_when_done_and_reused_by_a_rerun(tmp_path, monkeypatch):
@@ -153,7 +153,7 @@ def degraded_photo(tmp_path: Path) -> tuple[Path, Path]:
                     side=(0.5, 0.7))
     low = Upsampling("M", seed=0, factor=8).degrade_ground_truth(s.photo)
     path = tmp_path / "photo.png"
-    to_pil(low[0]).save(path)
+    to_pil(low[0], "round").save(path)
     (tmp_path / "lm.json").write_text(json.dumps([(lm / 8).tolist() for lm in s.landmarks]))
     return path, tmp_path / "lm.json"
 

@@ -18,7 +18,7 @@ from PIL import Image
 from rusir.cli import main
 from rusir.data import avatars, heldout
 from rusir.degradations import Upsampling
-from rusir.studies.figures import to_pil
+from rusir.degradations.base import to_pil
 from rusir.faces.scenes import place_faces
 
 from conftest import load_script
@@ -59,7 +59,7 @@ def degraded_photo(tmp_path: Path, n: int = 1) -> tuple[Path, list]:
                     side=(0.5, 0.7))
     low = Upsampling("M", seed=0, factor=8).degrade_ground_truth(s.photo)
     path = tmp_path / "photo.png"
-    to_pil(low[0]).save(path)
+    to_pil(low[0], "round").save(path)
     return path, [(lm / 8).tolist() for lm in s.landmarks]
 
 

@@ -21,7 +21,7 @@ import torch
 from conftest import ROOT, generated_target
 from rusir.faces import align as A
 from rusir.faces.scenes import place_faces
-from rusir.studies.figures import to_pil
+from rusir.degradations.base import to_pil
 
 SG3T32 = ROOT.parent / "shared" / "fixtures" / "stylegan3-tiny" / "sg3t32.pkl"
 # Upright landmarks whose FFHQ quad is the 32 px square: eyes 8 px apart (half side 2 x 8 = 16),
@@ -70,19 +70,19 @@ def test_restore_photo_aligns_with_the_stylegan3_generators_template(G):
     from rusir.inversion.presets import build_loss
     from rusir.model.generators import info, set_info
     photo, lm, face = face_photo(G)
-    result = restore_photo(G, to_pil(photo[0]), "denoising", "M", landmarks=[lm], steps=(1, 1, 1),
+    result = restore_photo(G, to_pil(photo[0], "round"), "denoising", "M", landmarks=[lm], steps=(1, 1, 1),
                            loss=build_loss("offline"), progress=False)
     (restored,) = result.faces
     np.testing.assert_allclose(restored.face.quad, A.FFHQ.frame(lm), atol=1e-9)
     aligned = psnr(restored.face.image, face)
-    misaligned = psnr(A.align(to_pil(photo[0]), lm, 32, A.TOYFACES64).image, face)
+    misaligned = psnr(A.align(to_pil(photo[0], "round"), lm, 32, A.TOYFACES64).image, face)
     print(f"aligned target vs the rendered face: {aligned:.1f} dB (toyfaces64 frame {misaligned:.1f} dB)")
     assert aligned > 38 and misaligned < aligned - 10
     assert result.photo.shape == photo.shape and torch.isfinite(result.photo).all()
     assert restored.result.images.shape == (1, 3, 32, 32)
     animals = set_info(copy.copy(G), replace(info(G), name="afhq-like", alignment=None))  # same net
     with pytest.raises(ValueError, match="afhq-like draws no human faces"):
-        restore_photo(animals, to_pil(photo[0]), "denoising", landmarks=[lm], steps=(1, 1, 1))
+        restore_photo(animals, to_pil(photo[0], "round"), "denoising", landmarks=[lm], steps=(1, 1, 1))
 
 
 def test_cli_restore_align_with_a_stylegan3_pickle(pkl, G, tmp_path):
@@ -92,7 +92,7 @@ def test_cli_restore_align_with_a_stylegan3_pickle(pkl, G, tmp_path):
     from rusir.cli import main
     from rusir.data.images import pil_to_tensor
     photo, lm, face = face_photo(G)
-    to_pil(photo[0]).save(tmp_path / "photo.png")
+    to_pil(photo[0], "round").save(tmp_path / "photo.png")
     (tmp_path / "lm.json").write_text(json.dumps([lm.tolist()]))
     out = tmp_path / "out"
     rc = main(["restore", str(tmp_path / "photo.png"), "--align", "--landmarks", str(tmp_path / "lm.json"),

@@ -18,7 +18,7 @@ from .inputs import regular_file
 HELDOUT_DIR = "assets/heldout"
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def to_rgb(img: Image.Image) -> Image.Image:
     """RGB version of any PIL mode; transparency is composited over white."""
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
@@ -114,7 +114,7 @@ def load_image(path_or_pil, size: int = 64) -> torch.Tensor:
     size = side(size, "load_image size")
     if img.width == 0 or img.height == 0:
         raise ValueError("cannot load an empty (0-pixel) image")
-    img = _center_crop_square(_to_rgb(img))
+    img = _center_crop_square(to_rgb(img))
     if img.width != size:
         resample = Image.BOX if img.width > size else Image.LANCZOS
         img = img.resize((size, size), resample)
@@ -123,7 +123,7 @@ def load_image(path_or_pil, size: int = 64) -> torch.Tensor:
 
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:
     """An 8-bit PIL image as [1, 3, H, W] float32 in [0, 1] (RGB; alpha composited over white)."""
-    a = np.asarray(_to_rgb(img), dtype=np.uint8).copy()
+    a = np.asarray(to_rgb(img), dtype=np.uint8).copy()
     return torch.from_numpy(a).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
 
 

@@ -106,9 +106,13 @@ def cycle_8bit(x: torch.Tensor, rounding: str = "truncate") -> torch.Tensor:
     return to_uint8(x, rounding).to(x.dtype) / 255
 
 
-def to_pil(img: torch.Tensor) -> Image.Image:
-    """[3, H, W] float in [0, 1] -> 8-bit RGB PIL image (truncation, as the authors)."""
-    arr = to_uint8(img).permute(1, 2, 0).cpu().numpy()  # [H, W, 3]
+def to_pil(img: torch.Tensor, rounding: str = "truncate") -> Image.Image:
+    """[3, H, W] float in [0, 1] -> 8-bit RGB PIL image, the one conversion rusir has.
+
+    "truncate" (default) is the authors' cycle to file, which degraded targets go through;
+    "round" (to nearest) is what rusir writes for people: restored images, figures, records.
+    """
+    arr = to_uint8(img, rounding).permute(1, 2, 0).cpu().numpy()  # [H, W, 3]
     return Image.fromarray(np.ascontiguousarray(arr), mode="RGB")
 
 

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
+from ..progress import progress_bar
 from ..data import claims
 from ..validation import ENGINES
 from . import records
@@ -218,7 +218,7 @@ def _drive(ray, task, spec_ref, out: Path, todo: Sequence[Unit], summary, fail_f
            progress: bool) -> None:
     """Submit every unit (claiming its items), collect outcomes as they finish, one progress bar."""
     owner = claims.claim_token()
-    bar = tqdm(total=sum(len(u.items) for u in todo), desc="bench (ray)", unit="item",
+    bar = progress_bar(total=sum(len(u.items) for u in todo), desc="bench (ray)", unit="item",
                dynamic_ncols=True, disable=not progress)
     pending: dict = {}
     deferred: list[Unit] = []

@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
 import torch
-from tqdm.auto import tqdm
 
+from ..progress import progress_bar
 from ..data import claims
 from ..inversion.batching import check_batch_size
 from ..inversion.presets import load_preset
@@ -60,12 +60,12 @@ from .plan import (IMAGE_EXTENSIONS, BoundMethod, Item, Unit, bind_method, image
 from .records import is_finished, item_dir
 from .unit import (DEFAULT_METRICS, DEGRADATION_SEEDS, Job, UnitOutcome, degradation_seed,
                    execute_unit, image_info, load_ground_truth, method_kwargs, method_seed,
-                   run_item, run_unit)
+                   run_unit)
 
 __all__ = ["run_bench", "BenchSummary", "parse_dtype", "RunConfig",
            # one work unit (rusir.engine.unit), planning (rusir.engine.plan) and the store
            # (rusir.engine.records), for callers that know the runner only
-           "run_item", "run_unit", "execute_unit", "Job", "UnitOutcome", "degradation_seed",
+           "run_unit", "execute_unit", "Job", "UnitOutcome", "degradation_seed",
            "method_kwargs", "method_seed", "image_info", "load_ground_truth", "DEFAULT_METRICS",
            "DEGRADATION_SEEDS", "Item", "Unit", "plan_items", "plan_units", "parse_tasks",
            "parse_shard", "shard_items", "resolve_images", "resolve_methods", "bind_method",
@@ -260,7 +260,7 @@ def run_local(job: Job, todo: Sequence[Unit], summary: BenchSummary, fail_fast: 
     tried again at the end, then left to it (counted busy)."""
     token = claims.claim_token()
     deferred: list[Unit] = []
-    bar = tqdm(total=sum(len(u.items) for u in todo), desc="bench", unit="item",
+    bar = progress_bar(total=sum(len(u.items) for u in todo), desc="bench", unit="item",
                dynamic_ncols=True, disable=not progress)
 
     def attempt(unit: Unit, last: bool) -> None:

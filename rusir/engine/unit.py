@@ -39,7 +39,7 @@ from .plan import ImageSource, Item
 from .records import as_8bit, is_finished
 
 __all__ = ["DEFAULT_METRICS", "DEGRADATION_SEEDS", "degradation_seed", "load_ground_truth",
-           "method_kwargs", "method_seed", "Job", "run_unit", "image_info", "run_item",
+           "method_kwargs", "method_seed", "Job", "run_unit", "image_info",
            "UnitOutcome", "execute_unit", "ran_config", "RUN_OPTIONS", "REPEAT_JITTER", "repeat_seed",
            "wants_true_mask", "method_table"]
 
@@ -288,15 +288,6 @@ def image_info(info, i: int, n: int):
     if isinstance(info, Tensor) and info.dim() >= 1 and info.shape[0] == n:
         return info[i:i + 1]
     return info
-
-
-def run_item(G, item: Item, fn: Callable, image: ImageSource, out: Path, *, loss, steps,
-             baseline_steps, seed: int, metrics: records.MetricCache, metric_names: Sequence[str],
-             save_latent: bool, device: torch.device, degradation_seeds: str = "derived") -> dict:
-    """Run one item alone and write it: `run_unit` of a unit of one."""
-    job = Job(G, {item.method: fn}, {item.image_name: image}, Path(out), loss, steps, baseline_steps,
-              seed, metric_names, save_latent, device, degradation_seeds, metrics=metrics)
-    return run_unit(job, [item])[0]
 
 
 # --- what an engine runs ---------------------------------------------------------------------

@@ -30,9 +30,9 @@ import torch
 from PIL import Image
 
 from .. import degradations
-from ..data.images import _to_rgb, open_image, pil_to_tensor
+from ..data.images import to_rgb, open_image, pil_to_tensor
 from ..data.outputs import write_file
-from ..degradations.base import to_pil as _to_pil
+from ..degradations.base import to_pil
 from ..degradations import Degradation
 from ..inversion.method import default_loss
 from ..inversion.restore import RestoreResult, restore
@@ -109,7 +109,7 @@ class PhotoRestoration:
     def to_pil(self, image: Optional[torch.Tensor] = None) -> Image.Image:
         """The photo (or `image` [1, 3, H', W'], e.g. its grey version) as an 8-bit image: RGB,
         or RGBA carrying the input's transparency."""
-        rgb = _to_pil((self.photo if image is None else image)[0])
+        rgb = to_pil((self.photo if image is None else image)[0], "round")
         if self.alpha is None:
             return rgb
         a = Image.fromarray((self.alpha[0, 0].clamp(0, 1) * 255).round().byte().numpy(), "L")
@@ -122,7 +122,7 @@ def photo_rgb(photo: Image.Image) -> tuple[Image.Image, Optional[Image.Image]]:
     and its alpha channel (None when it has none) to put back on the output."""
     has_alpha = photo.mode in ("RGBA", "LA", "PA") or "transparency" in photo.info
     alpha = photo.convert("RGBA").getchannel("A") if has_alpha else None
-    return _to_rgb(photo), alpha
+    return to_rgb(photo), alpha
 
 
 def find_faces(photo: Image.Image, landmarks: Union[Sequence, LandmarkProvider, None] = None,
@@ -292,7 +292,7 @@ def _save(faces_dir: Path, done: FaceRestoration, key: dict) -> None:
     """face_<i>.png (the restoration) then face_<i>.json (its key and geometry): the JSON
     last, so a face counts as done only when both are whole."""
     i = done.index
-    write_file(faces_dir / f"face_{i}.png", _to_pil(done.restored[0]).save)
+    write_file(faces_dir / f"face_{i}.png", to_pil(done.restored[0]).save)
     record = {"key": key, "landmarks": done.face.landmarks.tolist(),
               "quad": done.face.quad.tolist(), "native_px": round(done.face.native_size, 3),
               "factor": round(done.factor, 6)}
@@ -360,7 +360,7 @@ def restore_photo(G, photo: Union[str, os.PathLike, Image.Image], task: str, lev
         aligned = align(photo, lm, n, template)                       # [1, 3, n, n]
         known = None
         if mask is not None:                                          # warped with the face
-            rgb = _to_pil(pil_to_tensor(mask)[0])                      # alpha over white, as unaligned
+            rgb = to_pil(pil_to_tensor(mask)[0])                      # alpha over white, as unaligned
             warped = warp_quad(rgb, aligned.quad, R, soft_pad=False)
             known = pil_to_tensor(warped).mean(1, keepdim=True)       # [1, 1, R, R]
         face_key = _face_key(key, aligned, known, index)

@@ -22,8 +22,8 @@ from typing import Callable, NamedTuple, Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from ..progress import progress_bar
 from ..model.family import StyleGenerator, to_unit_range
 
 __all__ = ["StepInfo", "Rendered", "Objective", "LossFn", "render", "render_degraded", "evaluate_loss",
@@ -122,7 +122,7 @@ def run_steps(objective: Objective, optimizer: torch.optim.Optimizer, steps: int
     `until()` true before a step ends the phase early (the curve is then shorter). A loss or
     gradient that is NaN or infinite raises NonFiniteLossError (a ValueError) naming the step."""
     losses: list[Tensor] = []
-    bar = tqdm(range(steps), desc=phase, disable=not progress, leave=False)
+    bar = progress_bar(range(steps), desc=phase, disable=not progress, leave=False)
     for step in bar:
         if until is not None and until():
             break

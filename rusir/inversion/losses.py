@@ -38,7 +38,7 @@ from torch import Tensor
 from .. import metrics
 from ..validation import MAX_LEVELS, MAX_SEED, number, side, whole
 from .terms import (PREDICTION_TERMS, TERMS, GradientTerm, L1Term, L2Term, LPIPSTerm, MSSSIMTerm,
-                    SSIMTerm, Term, _Frozen, _per_image_mean, make_term, unknown_term)
+                    SSIMTerm, Term, Frozen, per_image_mean, make_term, unknown_term)
 
 __all__ = [
     "Term", "L1Term", "L2Term", "GradientTerm", "SSIMTerm", "MSSSIMTerm", "LPIPSTerm",
@@ -123,7 +123,7 @@ class TargetSide(NamedTuple):
     coarse: Tensor                 # [B, C, h, w] y after the last pooling (the coarse L1's target)
 
 
-class WeightedTerms(_Frozen):
+class WeightedTerms(Frozen):
     """sum_i w_i * term_i(x, y) at one resolution, with the mask handling described above."""
 
     def __init__(self, terms: Mapping[str, Term], weights: Mapping[str, float]):
@@ -172,7 +172,7 @@ def _cache_key(y: Tensor, mask: Optional[Tensor]) -> tuple:
     return (y._version, None if mask is None else mask._version, autocast)
 
 
-class MultiResolutionLoss(_Frozen):
+class MultiResolutionLoss(Frozen):
     """The paper's pyramid around a term (or WeightedTerms).
 
     While the side of y is > levels_min_side (at most max_levels times): add term(x, y), then
@@ -244,11 +244,11 @@ class MultiResolutionLoss(_Frozen):
             total = total + self.terms.compare(x, level, self.noise)
             x = F.avg_pool2d(x, 2)
         if self.l1_weight:
-            total = total + self.l1_weight * _per_image_mean((x - side.coarse).abs())
+            total = total + self.l1_weight * per_image_mean((x - side.coarse).abs())
         return total
 
 
-class ConsistencyLoss(_Frozen):
+class ConsistencyLoss(Frozen):
     """Consistency of the degradation approximation around the prediction (IQA follow-up):
     mean |f_hat(x) - f_hat(x + sigma * N(0, 1))| per image, x = the CLEAN generator output.
 
@@ -276,10 +276,10 @@ class ConsistencyLoss(_Frozen):
             raise ValueError("ConsistencyLoss needs the clean prediction: loss(x, y, prediction=G(w))")
         base = x_degraded if x_degraded is not None else self.fn(prediction)
         eps = self.noise.randn(prediction)
-        return _per_image_mean((base - self.fn(prediction + self.sigma * eps)).abs())
+        return per_image_mean((base - self.fn(prediction + self.sigma * eps)).abs())
 
 
-class CompositeLoss(_Frozen):
+class CompositeLoss(Frozen):
     """Weighted sum of named terms inside one multiresolution pyramid (as the paper's loss),
     plus optionally `consistency` (needs `degradation_fn`; computed on the prediction).
 

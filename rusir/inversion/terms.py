@@ -25,21 +25,22 @@ from torch import Tensor
 from .. import metrics
 
 __all__ = ["Term", "L1Term", "L2Term", "GradientTerm", "SSIMTerm", "MSSSIMTerm", "LPIPSTerm",
-           "TERMS", "PREDICTION_TERMS", "make_term"]
+           "TERMS", "PREDICTION_TERMS", "make_term", "Frozen", "per_image_mean"]
 
 
-class _Frozen(nn.Module):
+class Frozen(nn.Module):
     """Base of all loss modules: always in eval mode (dropout in LPIPS must stay off)."""
 
     def train(self, mode: bool = True):
         return super().train(False)
 
 
-def _per_image_mean(t: Tensor) -> Tensor:
+def per_image_mean(t: Tensor) -> Tensor:
+    """[B, ...] -> [B]: one value per image, so a batch sums independent objectives."""
     return t.flatten(1).mean(1)
 
 
-class Term(_Frozen):
+class Term(Frozen):
     """A per-image distance (x, y) -> [B]. `noise_fill`: holes are filled with shared noise
     before the call (perceptual terms) instead of being left at 0. Subclasses write `compare`
     and, when the target side costs something, `target`."""
@@ -58,12 +59,12 @@ class Term(_Frozen):
 
 class L1Term(Term):
     def compare(self, x: Tensor, y: Tensor) -> Tensor:
-        return _per_image_mean((x - y).abs())
+        return per_image_mean((x - y).abs())
 
 
 class L2Term(Term):
     def compare(self, x: Tensor, y: Tensor) -> Tensor:
-        return _per_image_mean((x - y).square())
+        return per_image_mean((x - y).square())
 
 
 class GradientTerm(Term):
@@ -84,7 +85,7 @@ class GradientTerm(Term):
         return self._grad(y)                                   # [B, 2C, h, w]
 
     def compare(self, x: Tensor, grad_y: Tensor) -> Tensor:
-        return _per_image_mean((self._grad(x) - grad_y).abs())
+        return per_image_mean((self._grad(x) - grad_y).abs())
 
 
 class SSIMTerm(Term):

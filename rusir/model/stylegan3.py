@@ -117,8 +117,8 @@ class LayerSpec:
     padding: tuple[int, int, int, int] = field(default=(0, 0, 0, 0))  # x_before, x_after, y_before, y_after
 
 
-def _padding(in_size: int, out_size: int, k: int, up: int, down: int, up_taps: int,
-             down_taps: int) -> tuple[int, int]:
+def layer_padding(in_size: int, out_size: int, k: int, up: int, down: int, up_taps: int,
+                  down_taps: int) -> tuple[int, int]:
     """[before, after] so that the filtered lrelu yields exactly out_size (spec 3.3)."""
     total = (out_size - 1) * down + 1 - (in_size + k - 1) * up + up_taps + down_taps - 2
     before = (total + up) // 2
@@ -147,7 +147,7 @@ def design_layers(cfg: StyleGAN3Config) -> tuple[InputSpec, tuple[LayerSpec, ...
         up, down = int(np.rint(tmp / rates[p])), int(np.rint(tmp / rates[i]))
         up_taps = cfg.filter_size * up if up > 1 and not torgb else 1
         down_taps = cfg.filter_size * down if down > 1 and not torgb else 1
-        before, after = _padding(int(sizes[p]), int(sizes[i]), k, up, down, up_taps, down_taps)
+        before, after = layer_padding(int(sizes[p]), int(sizes[i]), k, up, down, up_taps, down_taps)
         layers.append(LayerSpec(
             name=f"L{i}_{int(sizes[i])}_{int(channels[i])}", is_torgb=torgb, is_critically_sampled=critical,
             in_channels=int(channels[p]), out_channels=int(channels[i]),

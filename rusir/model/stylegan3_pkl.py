@@ -20,7 +20,7 @@ import numpy as np
 from .pkl import MAX_MODULE_TENSORS, record_state_dict
 from .safety import (BUILD_SLACK, MAX_DIM, MAX_IMG_CHANNELS, MAX_MAPPING_LAYERS, MAX_PARAMETERS,
                      MAX_RESOLUTION, as_float, as_int, clip, describe, load_checked)
-from .stylegan3 import Generator, InputSpec, LayerSpec, StyleGAN3Config, _padding
+from .stylegan3 import Generator, InputSpec, LayerSpec, StyleGAN3Config, layer_padding
 from .unpickler import NetworkPickleError, PersistentRecord, read_network_pickle
 
 __all__ = ["load_stylegan3_pickle", "is_stylegan3", "stylegan3_design"]
@@ -93,7 +93,7 @@ def _layer_spec(rec: PersistentRecord, name: str) -> LayerSpec:
         down_factor=_int(rec, "down_factor", 1, MAX_FACTOR), down_taps=_int(rec, "down_taps", 1, MAX_TAPS),
         down_radial=_flag(rec, "down_radial"),
         padding=tuple(rec.attr("padding")) if type(rec.attr("padding")) in (list, tuple) else ())
-    expected = _padding(spec.in_size[0], spec.out_size[0], spec.conv_kernel, spec.up_factor,
+    expected = layer_padding(spec.in_size[0], spec.out_size[0], spec.conv_kernel, spec.up_factor,
                         spec.down_factor, spec.up_taps, spec.down_taps)
     if spec.padding != expected * 2:
         raise E(f"layer {name} has padding {describe(rec.attr('padding'))}, not the "

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Optional, Union
 
 import torch.hub
-from tqdm.auto import tqdm
+
+from ..progress import progress_bar
 
 __all__ = [
     "MissingWeightsError", "CorruptWeightsError", "WeightFile", "WEIGHTS", "register", "get",
@@ -148,7 +149,7 @@ def _download(entry: WeightFile, path: Path) -> None:
         h = hashlib.sha256()
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(entry.url, timeout=60) as resp:
             total = resp.headers.get("Content-Length") if hasattr(resp, "headers") else None
-            with tqdm(total=int(total) if total else None, unit="B", unit_scale=True,
+            with progress_bar(total=int(total) if total else None, unit="B", unit_scale=True,
                       unit_divisor=1024, desc=entry.filename) as bar:
                 for chunk in iter(lambda: resp.read(_CHUNK), b""):
                     out.write(chunk)

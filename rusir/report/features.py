@@ -26,8 +26,8 @@ from typing import Iterator, Optional, Sequence, Union
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from ..progress import progress_bar
 from .. import metrics  # by module: tests swap metrics.inception_features
 from ..data import load_image
 from ..data.outputs import write_file
@@ -130,7 +130,7 @@ class FeatureStore:
 
     def _compute(self, todo: dict[str, tuple[PathLike, FeatureSpec]]) -> None:
         total = sum(spec.samples for _, spec in todo.values())
-        bar = tqdm(total=total, desc="features", unit="crop", disable=not self.progress)
+        bar = progress_bar(total=total, desc="features", unit="crop", disable=not self.progress)
         pending: dict[str, list[Tensor]] = {k: [] for k in todo}
         try:
             for batch, owners in self._batches(todo):           # batch: [b, 3, h, w]

@@ -6,26 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence, Union
 
-import numpy as np
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from torch import Tensor
 
 from ..baselines.naive import naive_restoration
 from ..data.outputs import write_file
+from ..degradations.base import to_pil
 from ..engine.records import read_png
 
-__all__ = ["to_uint8", "to_pil", "fit", "image_grid", "save_grid", "run_rows", "demo_figure",
+__all__ = ["fit", "image_grid", "save_grid", "run_rows", "demo_figure",
            "record_rows", "records_figure"]
-
-
-def to_uint8(img: Tensor) -> np.ndarray:
-    """[3, H, W] in ~[0, 1] -> HxWx3 uint8 (clamped and rounded: for display only)."""
-    return (img.detach().float().cpu().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-
-
-def to_pil(img: Tensor) -> Image.Image:
-    return Image.fromarray(to_uint8(img))
 
 
 def fit(img: Tensor, size: int) -> Tensor:
@@ -47,7 +38,7 @@ def image_grid(rows: Sequence[Sequence[Tensor]], labels: Sequence[str] = (), cel
         draw.text((pad + j * (cell + pad) + 2, 1), label, fill=(0, 0, 0))
     for i, row in enumerate(rows):
         for j, img in enumerate(row):
-            tile = to_pil(fit(img, cell))
+            tile = to_pil(fit(img, cell), "round")
             canvas.paste(tile, (pad + j * (cell + pad), header + pad + i * (cell + pad)))
     return canvas
 
