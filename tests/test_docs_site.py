@@ -66,3 +66,14 @@ def test_a_broken_link_fails_the_build(tmp_path):
     assert out.returncode != 0 and "no-such-page.md" in out.stdout + out.stderr
     ours = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
     assert "\nstrict: true\n" in ours and "  anchors: warn\n" in ours   # and the site's config is strict
+
+
+def test_a_page_missing_from_the_nav_is_listed_and_a_missing_page_left_out(tmp_path):
+    """tools/docs_hooks.py: pages other people add appear under "More"; a nav entry ahead of its page is skipped."""
+    pytest.importorskip("mkdocs", reason="mkdocs is not installed (pip install -e '.[docs]')")
+    sys.path.insert(0, str(ROOT / "tools"))
+    import docs_hooks
+    (tmp_path / "a.md").write_text("# a\n")
+    (tmp_path / "new.md").write_text("# new\n")
+    config = {"docs_dir": str(tmp_path), "nav": [{"Home": "a.md"}, {"Later": "not-yet.md"}]}
+    assert docs_hooks.on_config(config)["nav"] == [{"Home": "a.md"}, {"More": ["new.md"]}]

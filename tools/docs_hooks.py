@@ -2,7 +2,7 @@
 
 - `on_config`: the nav in mkdocs.yml is the reading order; a page under docs/ that it does not
   name is appended under "More" (so a new page is never unreachable), and a nav entry whose page
-  does not exist is dropped with a warning (the strict build then fails on it).
+  does not exist (yet: a page being written elsewhere) is left out, so the nav can name it early.
 - `on_files`: the committed figures in the repository's `figures/` are served at `figures/`, so
   pages show them with `![...](figures/x.png)` without a second copy under docs/.
 - `on_page_markdown`: the tutorial pages render the notebooks themselves. A line
@@ -43,7 +43,7 @@ def _existing(nav, docs: Path):
     if isinstance(nav, str):
         if "://" in nav or (docs / nav).is_file():
             return nav
-        log.warning("mkdocs.yml names %s in its nav, which is not under docs/", nav)
+        log.info("mkdocs.yml names %s in its nav, which is not under docs/ (yet): left out", nav)
         return None
     if isinstance(nav, dict):
         kept = {k: _existing(v, docs) for k, v in nav.items()}
