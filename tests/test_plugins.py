@@ -101,3 +101,15 @@ def test_a_broken_plugin_is_refused_in_one_line(monkeypatch):
             plugins.load("rusir.methods")
     finally:
         plugins.load.cache_clear()
+
+
+@pytest.mark.slow
+def test_ray_workers_find_the_plugins(env, tmp_path):
+    """`rusir bench --engine ray`: a local Ray started by the CLI; its workers import the plug-ins."""
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'rusir[cluster]')")
+    out = rusir(env, "bench", "--generator", str(fixture_path("tiny32.pkl")), "--images", "heldout:1",
+                "--methods", "plain_rusir", "--tasks", "darken@M", "--steps", "1,1,1", "--loss", "offline",
+                "--engine", "ray", "--out", str(tmp_path / "bench"), cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    rec = json.loads(next((tmp_path / "bench").rglob("record.json")).read_text())
+    assert (rec["method"], rec["task"]) == ("plain_rusir", "darken")
