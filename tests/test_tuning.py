@@ -32,7 +32,8 @@ def synthetic_pulse(calls):
         calls.append(options)
         shift = abs(options["lr"] - BEST_LR) * 0.2
         images = FACE.expand(target.shape[0], -1, -1, -1) + shift
-        return RestoreResult(images, {}, 0.0, dict(options, seed=seed), {})
+        # reports a fallen-back term, as L-BRGM offline: the tuned cells must bind it
+        return RestoreResult(images, {}, 0.0, dict(options, seed=seed, perceptual="loss"), {})
     method.table = "pulse"
     method.wants_true_mask = True
     return method
@@ -67,6 +68,7 @@ def test_the_grid_search_picks_the_known_best_and_writes_its_provenance(tmp_path
     table = tables.load_table("pulse", path)
     for task, level in (("denoising", "XS"), ("inpainting", "M")):
         assert tables.baseline_config("pulse", task, level, path=path)["lr"] == BEST_LR
+        assert tables.baseline_config("pulse", task, level, path=path)["perceptual"] == "loss"
         cell = table["provenance"]["cells"][f"{task}@{level}"]
         assert cell["chosen"] == 2 and cell["n_images"] == 2
         assert max(cell["scores"], key=cell["scores"].get) == 2 and len(cell["scores"]) == 4

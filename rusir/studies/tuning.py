@@ -193,6 +193,11 @@ def write_tables(out: Union[str, Path], generator: str, cands: Sequence[Candidat
                                   if r.get("method", "").startswith(f"{method}[tune=")
                                   and "perceptual" in (r.get("config") or {})}) or None,
             "candidates": {c.index: dict(c.options) for c in cands if c.method == method}}
+        if provenance["perceptual"] and len(provenance["perceptual"]) == 1:
+            # the tuned values suit the term that ran (L-BRGM offline: rusir's loss, not VGG16):
+            # bind it, so that a run with the weights does not pair them with another term
+            chosen = {cell: dict(pick, options={**pick["options"], "perceptual": provenance["perceptual"][0]})
+                      if cell[0] == method else pick for cell, pick in chosen.items()}
         table = tuned_table(method, chosen, provenance)
         text = (f"# {method} tuned for generator {generator} by `rusir tune` (rusir.studies.tuning):"
                 f"\n# per (task, level), the candidate with the best mean accuracy_{metric} on the "
