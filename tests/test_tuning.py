@@ -157,3 +157,25 @@ def test_the_cli_refuses_bad_input_in_one_line(tmp_path, capsys):
     assert "tunes the baselines" in capsys.readouterr().err
     assert main(["tune", "--tuning-images", "heldout:61-62", "--out", str(tmp_path / "t")]) == 2
     assert "disjoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["pulse", "lbrgm"])
+def test_the_committed_toyfaces64_tables_are_valid_and_say_how_they_were_made(method):
+    import inspect
+    from rusir.degradations import LEVELS, TASKS
+    path = tables.table_path(method, "toyfaces64")
+    table = tables.load_table(method, path)
+    params = inspect.signature(METHODS[method]).parameters
+    for task in TASKS:
+        for level in LEVELS:
+            assert set(tables.baseline_config(method, task, level, generator="toyfaces64")) <= set(params)
+    prov = table["provenance"]
+    assert prov["generator"] == "toyfaces64" and prov["split"] in tuning.SPLITS
+    assert not set(prov["tuning_images"]) & {"0060.png", "0061.png", "0062.png", "0063.png"}
+    assert prov["cells"]
+    for cell, pick in prov["cells"].items():
+        task, level = cell.split("@")
+        assert max(pick["scores"], key=pick["scores"].get) == pick["chosen"], cell
+        chosen = prov["candidates"][pick["chosen"]]
+        config = tables.baseline_config(method, task, level, generator="toyfaces64")
+        assert {k: config[k] for k in chosen} == chosen, cell
