@@ -24,10 +24,9 @@ that fails there too is no kill; it is dropped and the mutant runs again). Lines
 Python subprocesses (the CLI via `python -m rusir`) count for that test: the coverage run puts
 the test's node id in the environment and coverage.py (>= 7.10, whose .pth file starts it in
 every interpreter that inherits COVERAGE_PROCESS_START) measures each child under it. Not seen:
-children given an environment without those variables, children killed by SIGKILL, and Ray
-workers beyond what they run before their first test ends: a module's Ray cluster starts with
-its first test, so its workers' lines count for that test alone (when the workers end by
-os._exit or SIGTERM; otherwise not at all).
+children given an environment without those variables, children killed by SIGKILL, and so Ray
+workers (tried with a local Ray 2.x: the raylet kills them at shutdown before coverage.py writes
+their data; a test module shares one cluster anyway, so they could not name their test).
 On a busy machine `--map-tests 'tests/test_faces*.py,...'` collects only some test files now;
 the others stay stale (out of the map) until a run collects them.
 Mutants are drawn with a fixed seed, `--per-module` per module, so a run is reproducible; one
