@@ -581,8 +581,8 @@ class ContextPlugin:
 
 
 def subprocess_config(folder: Path) -> Path:
-    """A coverage.py config for the tests' Python subprocesses (`python -m rusir ...`, Ray
-    workers): coverage >= 7.10's own .pth file starts measuring in every new interpreter that
+    """A coverage.py config for the tests' Python subprocesses (`python -m rusir ...`): coverage
+    >= 7.10's own .pth file starts measuring in every new interpreter that
     inherits COVERAGE_PROCESS_START; the static context is the spawning test's node id, read
     from TEST_VAR when the child starts; each child writes its own data file into `folder`,
     also when it ends by os._exit or SIGTERM."""
