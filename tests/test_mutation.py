@@ -175,6 +175,9 @@ def test_each_mutant_runs_the_tests_that_execute_its_line_cheapest_first(mut):
     # run only at import (a module constant): every test that executes the module judges it
     assert mut.tests_for(by_line, [9], seconds, budget=100) == (
         ["a::fast", "c::other", "b::mid", "a::slow"], 4)
+    # ... also when a test's subprocess imported the module (and ran the line) under its id
+    assert mut.tests_for({**by_line, "9": ["", "c::other"]}, [9], seconds, budget=100) == (
+        ["a::fast", "c::other", "b::mid", "a::slow"], 4)
 
 
 def test_the_cached_map_is_collected_again_only_where_files_changed(mut):

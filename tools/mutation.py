@@ -14,7 +14,7 @@ one context per test (`collect`), which gives, per line of the package, the pass
 execute it. That map is cached in `.mutation-cache/` (git-ignored), keyed by the hashes of the
 package files, the test files and the tests' helpers; after an edit only the test files that
 changed or that execute a changed package file run again (`stale_tests`). Each mutant runs the
-tests that execute its line (its statement's first line; a line run only at import -- a
+tests that execute its line (its statement's first line; a line run at import -- a
 constant, a default -- is judged by every test of the module), cheapest first within
 `--test-budget` seconds of their measured time. Failing tests KILL it (good), passing tests let
 it SURVIVE (a bug of that kind would go unnoticed), a mutant whose line no test executes
@@ -703,10 +703,11 @@ def tests_for(by_line: dict[str, list[str]], lines: Sequence[int], seconds: dict
               budget: float) -> tuple[list[str], int]:
     """(tests to run, how many tests execute the lines): the passing tests that execute any of
     `lines`, cheapest first, within `budget` seconds of their measured time (at least one).
-    Lines run only at import time (module constants, defaults, decorators) are judged by every
-    test that executes some line of the module."""
+    Lines run at import time (module constants, defaults, decorators: test "") are judged by
+    every test that executes some line of the module (also when the tests' subprocesses, which
+    import the module under their test's context, add some tests of their own)."""
     found = {t for line in lines for t in by_line.get(str(line), ())}
-    if not found - {""} and "" in found:
+    if "" in found:
         found = {t for tests in by_line.values() for t in tests}
     found = sorted((t for t in found if t in seconds), key=lambda t: (seconds[t], t))
     chosen, total = [], 0.0
