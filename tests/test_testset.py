@@ -227,3 +227,15 @@ def test_a_real_photo_with_dlib_offline(tmp_path, monkeypatch):
     assert m["detector"] == "dlib" and [f["source"] for f in m["faces"]] == ["a.png"]
     assert m["skipped"][0]["source"] == "b.jpg" and "duplicate of 0000.png" in m["skipped"][0]["reason"]
     assert verify(tmp_path / "set") == [] and rebuild_differences(tmp_path / "set", photos) == []
+
+
+def test_an_output_folder_inside_the_photos_is_not_read_as_photos(photos, tmp_path):
+    copy = tmp_path / "photos"
+    copy.mkdir()
+    for p in photos.iterdir():
+        (copy / p.name).write_bytes(p.read_bytes())
+    first = build(copy, copy / "set")
+    again = build(copy, copy / "set", overwrite=True)       # its own PNGs are not new photos
+    assert [f["sha256"] for f in again["faces"]] == [f["sha256"] for f in first["faces"]]
+    assert [s["source"] for s in again["skipped"]] == [s["source"] for s in first["skipped"]]
+    assert rebuild_differences(copy / "set", copy) == []

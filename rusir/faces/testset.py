@@ -38,7 +38,7 @@ from ..data.manifest import (FORMAT, MANIFEST, dhash, dumps, exif_date, hamming,
 from ..data.outputs import check_output, write_file, write_text
 from ..model.generators import REGISTRY
 from ..validation import MAX_IMAGE_SIDE, number, read_json, side, whole
-from .align import align, check_landmarks, template_for
+from .align import TEMPLATES, Template, align, check_landmarks, template_for
 from .photo import find_faces
 
 __all__ = ["BuildConfig", "build_testset", "rebuild_differences", "PHOTO_EXTENSIONS"]
@@ -52,7 +52,7 @@ class BuildConfig:
     """What `build_testset` does, checked once (`check`)."""
     photos: Path
     out: Path
-    generator: str = "toyfaces64"          # its template and (if registered) its resolution
+    generator: Union[str, Template] = "toyfaces64"   # its template and (if registered) its resolution
     size: Optional[int] = None             # output side; None: the registered generator's
     min_face: Optional[float] = None       # photo px of the frame; None: the output side
     dedup_bits: int = DEFAULT_DEDUP_BITS   # 0: only identical hashes are duplicates
@@ -97,8 +97,11 @@ class BuildConfig:
         return name
 
 
-def _photos(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in PHOTO_EXTENSIONS)
+def _photos(folder: Path, out: Path) -> list[Path]:
+    """The photos under `folder`, sorted; none from the output folder (it may lie inside)."""
+    out = out.resolve()
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in PHOTO_EXTENSIONS
+                  and out not in p.resolve().parents)
 
 
 def _given_landmarks(path: Optional[Path]) -> Optional[dict]:
@@ -143,7 +146,7 @@ def build_testset(config: BuildConfig, progress: bool = True) -> dict:
     if config.out.exists() and any(config.out.glob("*.png")) and not config.overwrite:
         raise ValueError(f"--out {config.out} already holds PNGs: choose an empty folder or --overwrite")
     faces, skipped, hashes = [], [], []
-    for path in _photos(config.photos):
+    for path in _photos(config.photos, config.out):
         source = path.relative_to(config.photos).as_posix()
         try:
             photo = open_image(path).convert("RGB")
@@ -218,7 +221,8 @@ def rebuild_differences(folder: Union[str, Path], photos: Union[str, Path]) -> l
     come out the same). Needs no detector: the landmarks are the manifest's."""
     folder, photos = Path(folder), Path(photos)
     data = read_manifest(folder)
-    config = BuildConfig(photos, folder, data["template"], data["resolution"]).check()
+    template = TEMPLATES.get(data["template"], data["template"])      # the very template used
+    config = BuildConfig(photos, folder, template, data["resolution"]).check()
     problems = []
     for face in data["faces"]:
         source = photos / face["source"]
