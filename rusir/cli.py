@@ -169,7 +169,8 @@ def _restore(p: argparse.ArgumentParser):
                    help="with --align: upsampling factor (default: generator size / face size)")
     p.add_argument("--landmarks", type=Path, default=None,
                    help="with --align: JSON of each face's 5 [x, y] points (eyes, nose tip, "
-                        "mouth corners) instead of detecting them")
+                        "mouth corners; or dlib's 68) instead of detecting them; faces are "
+                        "numbered in the order given")
     p.add_argument("--files-per-call", type=_batch_size, default=None,
                    help="files restored together in one call (default 1); 'auto': groups of 32, "
                         "each in chunks that fit the GPU")

@@ -129,7 +129,8 @@ def test_detector_choice():
 @needs_dlib
 def test_dlib_finds_and_levels_the_astronaut_offline(monkeypatch):
     """A real photo (skimage.data.astronaut, public domain): one face; its 68 points reduced to
-    five; aligned, the eyes are level within 3 degrees (measured 0.9) and centred. Downloads are
+    five; aligned, the eyes are level within 3 degrees (measured 0.1: benchmarks/results/
+    photos_toyfaces64.json) and centred. Downloads are
     forbidden (RUSIR_OFFLINE) and nothing is fetched."""
     skdata = pytest.importorskip("skimage.data", reason="scikit-image absent (test extra)")
     monkeypatch.setenv("RUSIR_OFFLINE", "1")
