@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import re
 import tempfile
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -27,7 +28,7 @@ from .data.outputs import OutputClaims, check_output, write_file
 from .degradations.base import to_pil
 from .studies.experiment import check_device, setup
 from .studies.figures import save_grid
-from .faces.align import check_landmarks, template_for
+from .faces.align import LandmarkWarning, check_landmarks, template_for
 from .faces.photo import FaceRestoration, PhotoOutput, find_faces, photo_rgb, restore_photo
 from .inversion.discrepancy import check_tau
 from .inversion.latents import SPACES
@@ -137,7 +138,9 @@ def read_landmarks(source, paths: Sequence[Path]) -> dict[Path, list]:
             raise ValueError(f"--landmarks: {path.name}: expected a list of faces")
         for i, lm in enumerate(faces):
             try:
-                check_landmarks(lm, open_image(path).size)
+                with warnings.catch_warnings():     # a mended order: warned once, when used
+                    warnings.simplefilter("ignore", LandmarkWarning)
+                    check_landmarks(lm, open_image(path).size)
             except ValueError as exc:
                 raise ValueError(f"--landmarks: {path.name}, face {i}: {exc}") from None
     return given

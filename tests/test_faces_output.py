@@ -258,3 +258,40 @@ def test_align_options_need_align_and_bad_values_are_one_line(tmp_path, capsys):
         assert main(["restore", str(photo), "--task", "upsampling", *extra,
                      "--out", str(tmp_path / "o")]) == 2
         assert "need --align" in capsys.readouterr().err
+
+
+def test_docs_quote_the_committed_photos_record():
+    """docs/photos.md's "Measured" numbers equal benchmarks/results/photos_toyfaces64.json."""
+    import re
+    root = Path(__file__).resolve().parents[1]
+    text = " ".join((root / "docs" / "photos.md").read_text().split()).replace("**", "")
+    d = json.loads((root / "benchmarks/results/photos_toyfaces64.json").read_text())
+    L, s, B, a = d["landmarks"], d["paste"]["summary"], d["large_photo"], d["astronaut"]
+
+    def grab(pattern: str) -> list[float]:
+        m = re.search(pattern, text)
+        assert m, f"docs/photos.md: no sentence matches {pattern!r}"
+        return [float(g) for g in m.groups()]
+    num = r"([\d.]+)"
+    got = grab(rf"found in (\d+) of (\d+) photos; where found, the eye centres lie {num} px from "
+               rf"the truth \({num} eye distances\) and the mouth corners {num} px")
+    assert got == pytest.approx([L["detected"], L["n_photos"], L["mean_eye_error_px"],
+                                 L["mean_eye_error_per_eye_distance"], L["mean_mouth_error_px"]],
+                                abs=0.006)
+    got = grab(rf"PSNR in the face's frame: mask {num} dB, square {num} dB, unaligned centre crop "
+               rf"{num} dB, bicubic {num} dB; inside the ellipse: mask {num} dB, square {num} dB, "
+               rf"unaligned {num} dB, bicubic {num} dB")
+    keys = [f"psnr_{w}_{k}" for w in ("frame", "ellipse")
+            for k in ("mask", "square", "unaligned", "bicubic")]
+    assert got == pytest.approx([s[k] for k in keys], abs=0.006)
+    run = B["default_run"]
+    got = grab(rf"makes (\d+)x(\d+) px in {num} s with a peak RSS of {num} GiB")
+    assert got == pytest.approx(run["output_px"] + [run["seconds"], run["peak_rss_bytes"] / 2**30],
+                                abs=0.06)
+    got = grab(rf"together took {num} bytes per output pixel")
+    assert got == pytest.approx([B["measured_bytes_per_output_pixel"]], abs=0.06)
+    assert got[0] <= P.BYTES_PER_OUTPUT_PIXEL            # the estimate covers the measurement
+    got = grab(rf"(\d+) face found by dlib .*? its eyes are level within {num} degrees")
+    assert got == pytest.approx([a["faces_found"], abs(a["eyes_angle_deg_in_ffhq_frame"])],
+                                abs=0.006)
+    assert a["network_connections_attempted"] == 0 and a["faces_found"] == 1
