@@ -249,6 +249,9 @@ def restore_files(images: Sequence[Union[str, Path]], task: str, level: str = "M
                       or detector is not None or photo is not None):
         raise ValueError("--face, --factor, --landmarks, --detector, --scale and --paste need "
                          "--align")
+    if detector is not None and landmarks is not None:
+        raise ValueError("--detector and --landmarks exclude each other (given landmarks are "
+                         "not detected)")
     if detector is not None:
         from .faces.detect import detector as check_detector
         check_detector(detector)

@@ -258,6 +258,12 @@ def test_align_options_need_align_and_bad_values_are_one_line(tmp_path, capsys):
         assert main(["restore", str(photo), "--task", "upsampling", *extra,
                      "--out", str(tmp_path / "o")]) == 2
         assert "need --align" in capsys.readouterr().err
+    lm = tmp_path / "lm.json"
+    lm.write_text("[]")
+    assert main(["restore", str(photo), "--align", "--task", "upsampling", "--detector", "yunet",
+                 "--landmarks", str(lm), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--detector and --landmarks exclude each other" in err[0]
 
 
 def test_docs_quote_the_committed_photos_record():
