@@ -264,7 +264,7 @@ def _bench(p: argparse.ArgumentParser):
     p.add_argument("--generator", default="toyfaces64", help="registry name or .pkl/.safetensors path")
     p.add_argument("--images", default="heldout", help="heldout, heldout:N, heldout:A-B (faces A..B), or an image folder")
     p.add_argument("--n-images", type=_count(1), default=None, help="use the first N images")
-    p.add_argument("--methods", default="rusir", help="comma list: rusir,pulse,lbrgm,adam_wplus")
+    p.add_argument("--methods", default="rusir", help="comma list: rusir,pulse,lbrgm,adam_wplus,ddrm (ddrm: docs/ddrm.md)")
     p.add_argument("--tasks", default="single", help="single | composed | all | table3 (alias ddrm: "
                    "the paper's Table 3) | T@L,... (e.g. upsampling@M,UNAP@M; mixable: all,table3)")
     p.add_argument("--repeats", type=option(whole, "repeats", 1, MAX_REPEATS, "MAX_REPEATS"), default=1,

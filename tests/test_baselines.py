@@ -224,7 +224,8 @@ def test_baselines_run_through_a_real_degradation_and_default_loss():
 
 
 def test_registry_and_errors():
-    assert METHODS["rusir"] is restore and set(METHODS) == {"rusir", *BASELINES}
+    # DDRM restores with a diffusion prior, not by inverting G: tests/test_ddrm.py
+    assert METHODS["rusir"] is restore and set(METHODS) == {"rusir", "ddrm", *BASELINES}
     with pytest.raises(ValueError, match="valid methods.*adam_wplus.*lbrgm.*pulse.*rusir"):
         get_method("brgm")
     G = small_generator()

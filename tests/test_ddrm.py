@@ -12,6 +12,7 @@ Gaussian too and two known answers exist:
 """
 from __future__ import annotations
 
+import json
 import math
 from types import SimpleNamespace
 
@@ -27,7 +28,7 @@ from rusir.degradations import make
 from rusir.degradations.svd import BlockAverage, Diagonal, block_basis, linear_operator
 from rusir.degradations.upsampling import average_pool_downsample
 from rusir.model import weights
-from rusir.model.diffusion import DiffusionPrior, load_prior, make_scheduler
+from rusir.model.diffusion import ASSETS, DiffusionPrior, load_prior, make_scheduler
 
 R = 4
 D = 3 * R * R
@@ -296,3 +297,20 @@ def test_registered_and_the_celebahq_prior_names_its_files_offline(monkeypatch, 
             entry.name, entry.url, entry.filename, entry.sha256, str(tmp_path), entry.note))
     with pytest.raises(weights.MissingWeightsError, match="config.json"):
         load_prior("ddpm-celebahq-256")
+
+
+def test_the_embedded_prior_loads_and_is_the_default_of_toyfaces64():
+    from rusir.model.diffusion import default_prior
+    from rusir.model.generators import load_generator
+    from rusir.model.weights import file_sha256
+    G = load_generator("toyfaces64")
+    assert default_prior(G) == "toyfaces64-ddpm"
+    prior = load_prior("toyfaces64-ddpm")
+    assert prior.resolution == G.img_resolution == 64
+    folder = ASSETS / "toyfaces64-ddpm"
+    assert file_sha256(folder / "diffusion_pytorch_model.safetensors").startswith("6a802ebe")
+    meta = json.loads((folder / "training.json").read_text())
+    assert (meta["steps"], meta["images_seen"]) == (803, 12848)          # docs/ddrm.md's numbers
+    x = torch.rand(1, 3, 64, 64)
+    out = ddrm(G, x, make("gaussian_noise", "XL", seed=0), steps=2, progress=False)
+    assert out.images.shape == x.shape and out.config["prior"] == "toyfaces64-ddpm"

@@ -92,7 +92,7 @@ def load_prior(name_or_path: Union[str, Path], device: Union[str, torch.device] 
         if not (folder / "config.json").is_file():
             raise ValueError(f"unknown diffusion prior {key!r}: not one of {sorted(PRIORS)} and not "
                              "a folder with a diffusers UNet (config.json)")
-    unet = UNet2DModel.from_pretrained(folder, local_files_only=True)
+    unet = UNet2DModel.from_pretrained(folder, local_files_only=True, low_cpu_mem_usage=False)
     return DiffusionPrior(unet, make_scheduler().alphas_cumprod.float(), key).to(torch.device(device))
 
 
