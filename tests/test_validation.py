@@ -239,7 +239,7 @@ def test_restore_refuses_huge_steps_and_rates_before_any_step():
 
 
 @pytest.mark.parametrize("kwargs, words", [(dict(factor=300), "MAX_FACTOR"), (dict(seed=-1), "seed"),
-                                           (dict(batch_size=10 ** 9, align=False), "MAX_BATCH")])
+                                           (dict(files_per_call=10 ** 9, align=False), "MAX_BATCH")])
 def test_restore_files_bounds_its_numbers_before_the_generator(tmp_path, no_generator, kwargs, words):
     from rusir.restore_files import restore_files
     with pytest.raises(ValueError, match=words):
@@ -290,7 +290,7 @@ def test_restore_photo_refuses_an_output_over_the_megapixel_limit_before_restori
     photo, lm = face_photo(400)          # 400 px enlarged 64x: 25600 px square, 655 MP
     with pytest.raises(ValueError, match="655 MP.*MAX_OUTPUT_MEGAPIXELS"):
         P.restore_photo(small_generator(resolution=16), photo, "upsampling", landmarks=[lm],
-                        factor=64, template="toyfaces64")
+                        factor=64, template="toyfaces64", output=P.PhotoOutput(scale=64))
 
 
 @pytest.mark.parametrize("change, words", [
@@ -311,6 +311,7 @@ def test_landmarks_as_xy_objects_are_read_as_points(tmp_path):
     np.testing.assert_array_equal(A.check_landmarks(objects, photo.size), lm)
     from rusir.restore_files import read_landmarks
     path = tmp_path / "x.png"
+    photo.save(path)                     # the landmarks are checked against the image they name
     assert np.array_equal(P.find_faces(photo, read_landmarks([objects], [path])[path])[0][1], lm)
     with pytest.raises(ValueError, match="5 \\(x, y\\) points"):
         A.check_landmarks([{"x": 1}] * 5)
