@@ -474,6 +474,11 @@ def test_composition_built_by_hand():
     with pytest.raises(ValueError, match="at least one stage"):
         Composition([])
     assert Composition([make("upsampling"), make("denoising")]).name == "upsampling+denoising"
+    x = images(1, 32, seed=3)
+    one = Composition([make("upsampling", "M", seed=0)], seed=0)            # a chain of one stage
+    assert torch.equal(one.degrade_ground_truth(x), make("upsampling", "M", seed=0).degrade_ground_truth(x))
+    with pytest.raises(ValueError, match=r"shape \[B, 3, H, W\]"):       # redraw checks its input too
+        one.redraw(x[0])
 
 
 def test_registry_single_initials_and_clear_errors():

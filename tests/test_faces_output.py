@@ -48,6 +48,17 @@ def test_mask_paste_keeps_the_background_the_square_paste_replaces():
         assert float(masked[0, 0, y, x]) > 0.95
 
 
+def test_the_mask_edge_is_feathered_in_proportion_to_its_size():
+    """The blur is MASK_FEATHER of the side: about a fifth of the frame is the soft edge (neither
+    face nor background) at every size; a hard edge would show a seam in the photo."""
+    _, face = upright_face()
+    bands = []
+    for size in (64, 128):
+        m = face_mask(face, size)[0, 0]
+        bands.append(float(((m > 0.05) & (m < 0.95)).float().mean()))
+    assert 0.15 < bands[0] < 0.27 and abs(bands[0] - bands[1]) < 0.02, bands
+
+
 def test_the_68_point_mask_follows_the_jaw_and_the_forehead():
     """With 68 points: inside the jaw line weight ~1, below the chin 0, above the brows (the
     forehead) still ~1; the five-point ellipse is a different, smaller region."""

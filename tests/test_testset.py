@@ -84,6 +84,17 @@ def test_build_aligns_filters_and_deduplicates(photos, tmp_path):
     assert len(m["faces"]) == 6 and m["skipped"] == []
 
 
+def test_every_photo_extension_is_found_in_any_case_and_the_manifest_text_is_sorted(tmp_path):
+    from rusir.data.manifest import dumps
+    from rusir.faces.testset import PHOTO_EXTENSIONS, _photos
+    names = ["a.jpg", "b.JPEG", "c.png", "d.Tif", "e.tiff", "f.webp", "g.bmp"]
+    for name in names + ["notes.txt", "h.gif"]:
+        (tmp_path / "sub" / name).parent.mkdir(exist_ok=True)
+        (tmp_path / "sub" / name).write_bytes(b"")
+    assert [p.name for p in _photos(tmp_path)] == names and len(PHOTO_EXTENSIONS) == 7
+    assert dumps({"b": 1, "a": {"d": 0, "c": 1}}) == '{\n "a": {\n  "c": 1,\n  "d": 0\n },\n "b": 1\n}\n'
+
+
 def test_dhash_separates_faces_and_survives_resizing():
     faces = heldout(3)
     ims = [Image.fromarray((f.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)) for f in faces]
