@@ -103,7 +103,19 @@ def test_pulse_returns_the_best_iterate_and_records_eps():
         pulse(G, target, data_term="l1", **kw)
 
 
+def test_a_table_entry_that_is_not_a_mapping_is_refused(tmp_path):
+    path = tmp_path / "pulse.yaml"
+    path.write_text("defaults: {steps: 5}\ntasks:\n  upsampling: [1, 2]\n")
+    with pytest.raises(ValueError, match="entry for task 'upsampling' must be a mapping"):
+        baseline_config("pulse", "upsampling", "M", path=path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        baseline_config("pulse", "upsampling", "M", path=tmp_path / "none.yaml")
+
+
 def test_pulse_pieces():
+    assert lr_factor("linear1cycle", 0, 100) == pytest.approx(0.1)            # 0.1 -> 1 -> 0.1
+    assert lr_factor("linear1cycle", 25, 100) == pytest.approx(0.55)
+    assert lr_factor("linear1cycle", 50, 100) == pytest.approx(1.0)
     assert lr_factor("linear1cycledrop", 0, 100) == pytest.approx(0.1)
     assert lr_factor("linear1cycledrop", 45, 100) == pytest.approx(1.0)
     assert lr_factor("linear1cycledrop", 90, 100) == pytest.approx(0.1)

@@ -31,6 +31,7 @@ def test_weights_are_bt601_and_known_answers():
     assert y[:, 0, 0, 0].tolist() == pytest.approx(list(BT601))
     truth = Grayscale().degrade_ground_truth(x)       # Pillow rounds 76.245, 149.685, 29.07
     assert (truth[:, 0, 0, 0] * 255).round().tolist() == [76, 150, 29]
+    assert make("G").params() == {"weights": "ITU-R BT.601", "rgb": list(BT601)}   # in every record
 
 
 def test_truth_is_pillows_convert_L_replicated_to_three_channels():

@@ -113,3 +113,26 @@ def test_ray_workers_find_the_plugins(env, tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     rec = json.loads(next((tmp_path / "bench").rglob("record.json")).read_text())
     assert (rec["method"], rec["task"]) == ("plain_rusir", "darken")
+
+
+def test_the_registries_ask_the_plug_ins_only_for_a_name_not_built_in(monkeypatch):
+    """In-process (no package installed): an unknown degradation or method name looks up the
+    entry points and finds the plug-in; a built-in name never triggers the look-up."""
+    import rusir.baselines as baselines
+    from rusir.degradations import Upsampling, make, registry
+    asked = []
+
+    def load(group):
+        asked.append(group)
+        if group == "rusir.degradations":
+            return (("fakeblur", lambda level=None, seed=0, **kw: Upsampling(level=level or "M", seed=seed)),)
+        return (("fakemethod", baselines.METHODS["rusir"]),)
+    monkeypatch.setattr(plugins, "load", load)
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(baselines, "METHODS", dict(baselines.METHODS))
+    make("upsampling", "M")
+    baselines.get_method("rusir")
+    assert asked == []                                               # built in: no look-up
+    assert make("fakeblur", "S").name == "fakeblur" and asked == ["rusir.degradations"]
+    assert baselines.get_method("fakemethod") is baselines.METHODS["rusir"]
+    assert asked == ["rusir.degradations", "rusir.methods"]

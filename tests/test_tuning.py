@@ -83,6 +83,12 @@ def test_the_grid_search_picks_the_known_best_and_writes_its_provenance(tmp_path
     assert "| denoising@XS |" in scores and scores.count("**") == 2 * 2     # one winner per cell
 
 
+def test_write_false_selects_without_writing_tables(tmp_path, search, monkeypatch):
+    _, written = tune(tmp_path, search, [], monkeypatch, write=False)
+    assert written == {} and not (tmp_path / "tables").exists()
+    assert not (tmp_path / "run" / "tuned").exists()
+
+
 def test_a_resumed_tuning_skips_finished_trials(tmp_path, search, monkeypatch):
     calls = []
     tune(tmp_path, search, calls, monkeypatch, max_items=5)
