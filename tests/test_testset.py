@@ -91,7 +91,7 @@ def test_every_photo_extension_is_found_in_any_case_and_the_manifest_text_is_sor
     for name in names + ["notes.txt", "h.gif"]:
         (tmp_path / "sub" / name).parent.mkdir(exist_ok=True)
         (tmp_path / "sub" / name).write_bytes(b"")
-    assert [p.name for p in _photos(tmp_path)] == names and len(PHOTO_EXTENSIONS) == 7
+    assert [p.name for p in _photos(tmp_path, tmp_path / "out")] == names and len(PHOTO_EXTENSIONS) == 7
     assert dumps({"b": 1, "a": {"d": 0, "c": 1}}) == '{\n "a": {\n  "c": 1,\n  "d": 0\n },\n "b": 1\n}\n'
 
 
