@@ -154,7 +154,7 @@ def train(args: argparse.Namespace, stop: list[bool], argv: list[str] | None) ->
         step, seen = step + 1, seen + args.batch
         if step % args.log_every == 0:
             elapsed = wall + time.time() - started
-            stats = dict(step=step, kimg=round(seen / 1000, 3), loss=round(float(loss), 5),
+            stats = dict(step=step, kimg=round(seen / 1000, 3), loss=round(float(loss.detach()), 5),
                          minutes=round(elapsed / 60, 2), img_per_s=round(seen / max(elapsed, 1e-9), 1))
             log.write(json.dumps(stats) + "\n"), log.flush()
             print(json.dumps(stats), flush=True)
