@@ -314,3 +314,14 @@ def test_the_embedded_prior_loads_and_is_the_default_of_toyfaces64():
     x = torch.rand(1, 3, 64, 64)
     out = ddrm(G, x, make("gaussian_noise", "XL", seed=0), steps=2, progress=False)
     assert out.images.shape == x.shape and out.config["prior"] == "toyfaces64-ddpm"
+
+
+def test_the_fid_sampler_draws_the_prior():
+    """rusir.model.diffusion.sample_images (the prior's FID samples, training grids): with the
+    Gaussian prior's ideal noise predictor, 50 DDIM steps draw N(mu, C) within sampling error."""
+    from rusir.model.diffusion import sample_images
+    mu, c = gaussian_prior()
+    n = 2000
+    noise = torch.randn(n, 3, R, R, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x = (sample_images(_GaussianUNet(mu, c), make_scheduler(), noise, 50) * 2 - 1).reshape(n, D)
+    check_moments(x, mu, c, rel_cov=0.25)
