@@ -429,3 +429,103 @@ def test_restore_averages_at_the_stop_by_default(monkeypatch):
         with monkeypatch.context() as m:
             m.setattr(module, "DiscrepancyStop", forced(average))
             assert torch.allclose(run(), shipped, atol=1e-12) == average
+
+
+# ------------------------------------------------------------ settling near the floor (Round 3c)
+def test_settle_shortens_the_step_linearly_from_the_margin_to_the_stop_level():
+    from rusir.inversion.discrepancy import Settle
+    s = Settle(margin=0.5, least=0.1)
+    level = torch.full((6,), 0.2)
+    fit = level * torch.tensor([3.0, 1.5, 1.25, 1.1, 1.0, 0.5])    # ratios to the stop level
+    assert torch.allclose(s.factor(fit, level), torch.tensor([1.0, 1.0, 0.5, 0.2, 0.1, 0.1]))
+    nothing = s.factor(torch.tensor([0.0, 0.3]), torch.tensor([0.0, -1.0]))
+    assert nothing.tolist() == [1.0, 1.0]                           # no level: full steps
+    for bad in (dict(margin=0), dict(margin=float("inf")), dict(least=0), dict(least=1.5),
+                dict(margin="1")):
+        with pytest.raises(ValueError, match="Settle"):
+            Settle(**bad)
+
+
+def test_a_settling_stop_scales_only_the_steps_of_images_near_their_level():
+    """W is never slowed; in W+ image 0 (window loss 1.25 x its level) steps half as far,
+    image 1 (far above its level) keeps its step bit for bit."""
+    from rusir.inversion.discrepancy import Settle
+    stop = DiscrepancyStop(1.0, l1, None, batch=2, every=1, window=2, settle=Settle(0.5, 0.1))
+    floor = torch.tensor([0.2, 0.2])
+    for k in range(2):
+        stop.observe("W", k, torch.tensor([0.25, 1.0]), floor)
+        assert stop.scale is None
+    stop.observe("W+", 0, torch.tensor([0.25, 1.0]), floor)
+    assert torch.allclose(stop.scale, torch.tensor([0.5, 1.0]))
+    before = torch.randn(2, 3, 4, dtype=torch.float64)
+    after = before + torch.randn(2, 3, 4, dtype=torch.float64)
+    out = stop.slowed(before, after)
+    assert torch.allclose(out[0], before[0] + 0.5 * (after[0] - before[0]), atol=1e-15)
+    assert torch.equal(out[1], after[1])
+    plain = DiscrepancyStop(1.0, l1, None, batch=2, every=1, window=2)
+    plain.observe("W+", 0, torch.tensor([0.25, 1.0]), floor)
+    assert plain.scale is None and plain.slowed(before, after) is after
+
+
+@pytest.fixture
+def settling(monkeypatch):
+    """restore's stop with settling on (margin 0.5, least 0.1), keeping each step's factor and
+    latent (before the step) per phase."""
+    import rusir.inversion.restore as module
+    from rusir.inversion.discrepancy import Settle
+    made = []
+
+    class Recording(DiscrepancyStop):
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **{**kw, "settle": Settle(0.5, 0.1)})
+            self.kept: list = []
+            made.append(self)
+
+        def begin_phase(self, lift):
+            super().begin_phase(lift)
+            self.kept.append([])
+
+        def remember(self, latent):
+            super().remember(latent)
+            self.kept[-1].append(latent.clone())
+
+        def slowed(self, before, after):
+            self.kept[-1][-1] = (self.kept[-1][-1], self.scale)
+            return super().slowed(before, after)
+
+    monkeypatch.setattr(module, "SETTLE", Settle(0.5, 0.1))
+    monkeypatch.setattr(module, "DiscrepancyStop", Recording)
+    return made
+
+
+def test_a_settling_restore_moves_each_row_its_factor_times_the_rate(settling):
+    """Image 0's floor estimates (0.2 at W 0 and 10, then 0.265, 0.25) bring its loss near its
+    level from W+ on (never down to it: no stop), where each NGD row then moves factor x lr per
+    step; W rows, and image 1's (floor 1e-3, never near), move exactly lr."""
+    G, target, _ = noisy_problem(dtype=torch.float64)
+    c = torch.tensor([[0.2, 1e-3], [0.2, 1e-3], [0.265, 1e-3], [0.25, 1e-3]], dtype=torch.float64)
+    result = restore(G, target, Shifted(c), discrepancy=1.0, **{**KW, "loss": l1})
+    kept = settling[0].kept
+    slowed = 0
+    for phase, steps in zip(("W", "W+", "W++"), kept):
+        for (x, scale), (y, _) in zip(steps, steps[1:]):
+            moved = (y - x).norm(dim=-1)                            # [B, ...rows]
+            f = torch.ones(2, dtype=torch.float64) if scale is None else scale.double()
+            for i in range(2):
+                rows = moved[i][moved[i] > 0]
+                lr = result.phases[phase].lr
+                assert torch.allclose(rows, f[i] * lr, rtol=1e-9), (phase, i)
+            slowed += int((f < 1).sum())
+            assert phase != "W" or scale is None                    # W is never slowed
+    assert slowed > 0 and result.info["stopped"] == [None, None]
+
+
+def test_settling_that_never_fires_changes_nothing(settling):
+    """An image whose loss never nears its level runs bit for bit as without settling."""
+    G, target, deg = noisy_problem()
+    off = restore(G, target, degradations.make("denoising", "XL", seed=7), discrepancy=0, **KW)
+    never = restore(G, target, deg, discrepancy=1e-9, **KW)
+    assert never.info["stopped"] == [None, None]
+    assert all(s is not None and bool((s == 1).all()) for _, s in settling[0].kept[2])
+    assert torch.equal(off.images, never.images)
+    assert all(torch.equal(a, b) for a, b in zip(off.phases["W++"].losses, never.phases["W++"].losses))

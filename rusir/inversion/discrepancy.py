@@ -32,6 +32,7 @@ the floor ~50 W++ steps in, where PSNR peaks, then PSNR falls while the loss kee
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
@@ -40,7 +41,7 @@ from torch import Tensor
 from ..validation import MAX_TAU, number
 from .loop import Rendered, evaluate_loss
 
-__all__ = ["DiscrepancyStop", "check_tau", "noise_floor", "supports"]
+__all__ = ["DiscrepancyStop", "Settle", "check_tau", "noise_floor", "supports"]
 
 
 def check_tau(value) -> Optional[float]:
@@ -77,18 +78,50 @@ def noise_floor(loss_fn, degradation, prediction: Tensor, degraded: Tensor,
             loss_fn.cache_target = cache
 
 
+@dataclass(frozen=True)
+class Settle:
+    """Shorter steps for an image whose loss nears its stop level (docs/method.md, "Round 3c").
+    NGD moves every row a fixed length per step whatever its gradient, so an image whose loss
+    is flat just above tau x floor keeps jittering (~1 dB PSNR per step on 8-px targets) and
+    drifting into the target's noise until the stop fires. With ratio = window-mean loss /
+    (tau x mean floor), the step is multiplied by clamp((ratio - 1) / margin, least, 1): full
+    length while ratio >= 1 + margin (an image far from its floor runs exactly as without),
+    shrinking linearly to `least` as the ratio reaches 1, where the stop ends the image."""
+    margin: float = 0.5     # the step shrinks once the loss is below (1 + margin) x the stop level
+    least: float = 0.1      # the shortest step, as a fraction of the phase's rate
+
+    def __post_init__(self):
+        if not (isinstance(self.margin, (int, float)) and 0 < self.margin < float("inf")):
+            raise ValueError(f"Settle margin must be a finite number > 0, got {self.margin!r}")
+        if not (isinstance(self.least, (int, float)) and 0 < self.least <= 1):
+            raise ValueError(f"Settle least must be a number in (0, 1], got {self.least!r}")
+
+    def factor(self, fit: Tensor, level: Tensor) -> Tensor:
+        """The step's factor [B] for window-mean losses `fit` [B] against stop levels `level`
+        [B] (tau x floor); 1 where the level is not positive (nothing to settle toward)."""
+        ratio = fit / torch.where(level > 0, level, torch.ones_like(level))
+        scale = ((ratio - 1) / self.margin).clamp(self.least, 1.0)
+        return torch.where(level > 0, scale, torch.ones_like(scale))
+
+
+SETTLE: Optional[Settle] = None     # what restore runs (docs/method.md, "Round 3c")
+
+
 class DiscrepancyStop:
     """Per-image stop of a restore at tau times the noise floor (module docstring). One object
     follows a batch through all phases: after every step, `observe` takes the step's loss (and,
     when `due`, a floor estimate: `noise_floor(..., draw=self.draws)`) and says which images are
-    done. It sees numbers only, so a recorded run can be replayed through it for another tau."""
+    done. It sees numbers only, so a recorded run can be replayed through it for another tau.
+    With `settle` (a `Settle`), `slowed` also shortens the step of images near their stop level."""
 
     JUDGED = ("W+", "W++")
 
     def __init__(self, tau: float, loss_fn, degradation, batch: int, *, every: int = 10,
-                 window: int = 10, samples: int = 3, average: bool = False):
+                 window: int = 10, samples: int = 3, average: bool = False,
+                 settle: Optional[Settle] = None):
         self.tau, self.loss_fn, self.degradation = tau, loss_fn, degradation
-        self.every, self.samples, self.average = every, samples, average
+        self.every, self.samples, self.average, self.settle = every, samples, average, settle
+        self.scale: Optional[Tensor] = None              # [B] this step's factor (settle), or None
         self.losses: deque = deque(maxlen=window)        # [B] per step
         self.latents: deque = deque(maxlen=window)       # [B, ...] per step, when averaging
         self.floors: deque = deque(maxlen=samples)       # [B] per estimate
@@ -130,6 +163,19 @@ class DiscrepancyStop:
         out[rows] = torch.stack(tuple(self.latents))[:, rows].mean(0).to(latent.dtype)
         return out
 
+    def slowed(self, before: Tensor, after: Tensor) -> Tensor:
+        """`after` (the latent after this step) with the step from `before` scaled by the factor
+        of the last `observe` (`Settle`); the rows of images at full step are `after` itself,
+        bit for bit, and without settling `after` is returned as is."""
+        if self.scale is None or not bool((self.scale < 1).any()):
+            return after
+        rows = (self.scale < 1).to(after.device)                              # [B]
+        scale = self.scale.to(after.device, after.dtype)[rows]
+        scale = scale.view(-1, *([1] * (after.dim() - 1)))                    # [b, 1, ...]
+        out = after.clone()
+        out[rows] = before[rows] + scale * (after[rows] - before[rows])
+        return out
+
     def estimate(self, rendered) -> Tensor:
         """The floor [B] at this step's render (prediction, degraded, mask)."""
         return noise_floor(self.loss_fn, self.degradation, rendered.prediction, rendered.degraded,
@@ -138,8 +184,9 @@ class DiscrepancyStop:
     def observe(self, phase: str, step: int, loss: Tensor, floor: Optional[Tensor] = None) -> Tensor:
         """Record this step's loss [B] (of the iterate before the step) and its floor estimate
         (when `due`); return the images newly done [B] bool. Steps of phases not judged (W) are
-        recorded but stop nothing."""
+        recorded but stop nothing (and are never slowed)."""
         self.losses.append(loss.detach().float().cpu())
+        self.scale = None
         if floor is not None:
             self.floors.append(floor.detach().float().cpu())
             self.draws += 1
@@ -147,6 +194,8 @@ class DiscrepancyStop:
             return torch.zeros_like(self.done)
         fit = torch.stack(tuple(self.losses)).mean(0)                 # [B]
         floor = torch.stack(tuple(self.floors)).mean(0)               # [B]
+        if self.settle is not None:
+            self.scale = self.settle.factor(fit, self.tau * floor)
         new = (fit <= self.tau * floor) & ~self.done
         for i in torch.nonzero(new).flatten().tolist():
             self.stopped[i] = f"{phase}:{step}"

@@ -23,7 +23,7 @@ from .acceleration import (LossRunner, SynthesisProxy, compile_or_eager, compile
                            recompile_limit, tf32_scope)
 from .batching import auto_batch_size, chunk_degradation, chunk_loss, chunks, largest_that_fits
 from .config import NGD_OPTIONS, OPTIMIZERS, OPTIONS, RestoreConfig, check_optimizer
-from .discrepancy import DiscrepancyStop
+from .discrepancy import SETTLE, DiscrepancyStop
 from .latents import SPACES, convert, initial_latent
 from .loop import StepInfo, evaluate_loss, render, render_degraded, run_steps
 from .method import (LossFn, LossSpec, PhaseResult, Problem, RestoreResult, prepare,
@@ -54,8 +54,8 @@ def run_phase(G: StyleGenerator, latent: Tensor, target: Tensor, degradation, lo
     """Optimise one latent in `space` for `steps` steps of render -> degrade -> loss -> step;
     return its final prediction and loss curve. `phase` names it for callbacks (default: space).
     `stop` (the discrepancy principle) freezes the images it declares done at the mean of their
-    latents over the window it judged (`DiscrepancyStop.settled`), and ends the phase once all
-    are."""
+    latents over the window it judged (`DiscrepancyStop.settled`), shortens the step of images
+    near their floor when it settles (`DiscrepancyStop.slowed`), and ends the phase once all are."""
     latent = latent.detach().clone().requires_grad_(True)
     seen: dict = {}
 
@@ -78,8 +78,11 @@ def run_phase(G: StyleGenerator, latent: Tensor, target: Tensor, degradation, lo
             seen["floor"] = stop.estimate(rendered) if stop.due(step) else None
             new = stop.observe(phase or space, step, value, seen["floor"])
             done = stop.done.to(latent.device)
-            with torch.no_grad():       # done images: the window's mean when new, else as before
-                latent[done] = stop.settled(before.pop("latent"), new)[done]
+            prior = before.pop("latent")
+            with torch.no_grad():
+                latent.copy_(stop.slowed(prior, latent))   # near the floor: a shorter step
+                latent[done] = stop.settled(prior, new)[done]   # done: the window's mean when
+                                                                # new, else as before
 
         hooks = dict(before_step=snapshot, after_step=freeze, until=lambda: stop.all_done)
         if callback is not None:
@@ -341,7 +344,7 @@ def _run_phases(G: StyleGenerator, problem: Problem, init: Optional[Tensor], con
     stop = None
     if config.discrepancy is not None:
         stop = DiscrepancyStop(config.discrepancy, problem.loss, problem.degradation, batch,
-                               window=STOP_WINDOW, average=True)
+                               window=STOP_WINDOW, average=True, settle=SETTLE)
     latent = init if init is not None else initial_latent(G, spaces[0], batch)
     latent = jittered(convert(latent.to(problem.target.device), spaces[0], G), config.jitter,
                       config.seed)
