@@ -3,8 +3,9 @@ docs/method.md, "Round 3c").
 
     python benchmarks/discrepancy_settle.py run --first 48 --n-images 4 \
         --tasks UN@M,UA@M,UNA@M,UNP@M,UAP@M,UNAP@M --rules off,m0.5l0.1 --out runs/settle48_8px.json
+    (the same with --tasks denoising@M,denoising@L --n-images 2; --first 52 for the test faces)
     python benchmarks/discrepancy_settle.py report tuning=runs/settle48_8px.json,runs/settle48_d.json \
-        test=runs/settle52_a.json,... --json benchmarks/results/discrepancy_settle_toyfaces64.json
+        test=runs/settle52_8px.json,... --json benchmarks/results/discrepancy_settle_toyfaces64.json
 
 Every rule restores the same targets for real (one stack per target side, as
 benchmarks/discrepancy_rules.py): settling changes the trajectory, so no recording replays it.
@@ -25,7 +26,7 @@ from robustness import faces, groups_by_side, scores, stack_of
 
 import rusir.inversion.restore as restore_module
 from rusir.engine.records import read_json, write_json
-from rusir.inversion.discrepancy import Settle
+from rusir.inversion.discrepancy import DiscrepancyStop, Settle
 from rusir.metrics import psnr, ssim
 from rusir.model.generators import load_generator
 from rusir.studies.experiment import naive_restoration
@@ -42,15 +43,33 @@ def rule(name: str):
     return Settle(float(m.group(1)), float(m.group(2)))
 
 
+class Watched(DiscrepancyStop):
+    """The stop as restore runs it, also keeping each image's smallest step factor (`least`: 1 if
+    settling never shortened its step, so the image ran as without settling)."""
+    made: list = []
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.least = torch.ones(len(self.stopped))
+        Watched.made.append(self)
+
+    def slowed(self, before, after):
+        if self.scale is not None:
+            self.least = torch.minimum(self.least, torch.where(self.done, 1.0, self.scale))
+        return super().slowed(before, after)
+
+
 def restore_stack(G, gt, settings, first, settle) -> list:
     """Records (as the runner's) of one restore of the stack of `settings` with `settle`."""
     degs, targets, stack = stack_of(gt, settings, first)
-    before = restore_module.SETTLE
-    restore_module.SETTLE = settle
+    saved = restore_module.SETTLE, restore_module.DiscrepancyStop
+    restore_module.SETTLE, restore_module.DiscrepancyStop = settle, Watched
+    Watched.made.clear()
     try:
         result = restore_module.restore(G, torch.cat(targets), stack, progress=False)
     finally:
-        restore_module.SETTLE = before
+        restore_module.SETTLE, restore_module.DiscrepancyStop = saved
+    least = Watched.made[0].least.tolist()
     n, out = gt.shape[0], []
     for k, ((task, level), deg, t) in enumerate(zip(settings, degs, targets)):
         part = slice(k * n, (k + 1) * n)
@@ -60,7 +79,8 @@ def restore_stack(G, gt, settings, first, settle) -> list:
         out += [{"method": "rusir", "task": task, "level": level, "image_index": first + j,
                  "target_size": list(t.shape[-2:]), "naive": naive[j],
                  "phases": {name: sc[name][j] for name in sc},
-                 "stopped": result.info["stopped"][k * n + j]} for j in range(n)]
+                 "stopped": result.info["stopped"][k * n + j],
+                 "least_factor": least[k * n + j]} for j in range(n)]
     return out
 
 
@@ -81,6 +101,23 @@ def run(a) -> None:
             print(f"{name} {side} px {todo}: {time.time() - t0:.0f} s", flush=True)
 
 
+def shared(runs: dict) -> list:
+    """Fill in, for a rule that lacks a setting, the records of another rule whose images
+    settling never slowed (`least_factor` 1 on every image): bit for bit what that rule would
+    have run (tests/test_discrepancy.py); returns the settings so filled."""
+    filled = []
+    keys = {r: {(x["task"], x["level"]) for x in recs} for r, recs in runs.items()}
+    for rule_name, recs in runs.items():
+        for other, other_recs in runs.items():
+            for setting in sorted(keys[other] - keys[rule_name]):
+                part = [x for x in other_recs if (x["task"], x["level"]) == setting]
+                if all(x.get("least_factor") == 1.0 for x in part):
+                    recs.extend(part)
+                    keys[rule_name].add(setting)
+                    filled.append(f"{setting[0]}@{setting[1]}")
+    return sorted(set(filled))
+
+
 def report(groups: list, json_path: Path) -> None:
     """One JSON of named groups ("name=a.json,b.json"): per rule the robustness table and summary."""
     data: dict = {"_meta": {"generator": "toyfaces64", "how": __doc__.split("\n\n")[-1].strip()}}
@@ -90,30 +127,47 @@ def report(groups: list, json_path: Path) -> None:
         for p in paths.split(","):
             for rule_name, recs in read_json(Path(p)).items():
                 runs.setdefault(rule_name, []).extend(recs)
+        one_run = shared(runs)
         tables = {r: phase_table(recs) for r, recs in runs.items()}
-        data[name] = {"sources": paths.split(","), "settings": tables,
+        data[name] = {"sources": paths.split(","), "one_run": one_run, "settings": tables,
                       "summary": {r: summary(t) for r, t in tables.items()}}
-        for r, s in data[name]["summary"].items():
-            print(f"{name} {r}: mean {s['mean_final_psnr']:.2f} worst {s['worst_drop']:.2f} "
-                  f"({s['worst_drop_setting']}) >0.3 {s['drops_over_0.3']} naive {s['below_naive']}")
     write_json(json_path, data)
-    print(markdown(data))
+    print(markdown(read_json(json_path)))
+
+
+LABELS = {"tuning": "**Tuning faces** (used before to choose tau):",
+          "test": "**Test faces never used by the project:**"}
 
 
 def markdown(data: dict) -> str:
-    """docs/method.md's "Round 3c" tables: per group, rule and setting the robustness row."""
+    """docs/method.md's "Round 3c" tables: per group, each rule's summary, then per setting the
+    robustness row of the current stop (`off`) and of settling side by side ("off / settle")."""
     out = []
     for group, g in data.items():
         if group.startswith("_"):
             continue
-        out += [f"\n{group}:", "| rule | setting | faces | target px | naive | after W | after W+ | final | drop | stopped |",
-                "|---|---|---|---|---|---|---|---|---|---|"]
-        for r, table in g["settings"].items():
-            for key, row in table.items():
-                ph = [p["psnr"] for p in row["phases"].values()]
-                out.append(f"| {r} | {key} | {min(row['images'])}–{max(row['images'])} | {row['target_side']} | "
-                           f"{row['naive']['psnr']:.2f} | " + " | ".join(f"{v:.2f}" for v in ph)
-                           + f" | {row['final_drop']:+.2f} | {row['stopped']}/{row['n']} |")
+        out += [LABELS.get(group, f"{group}:"), "", "| rule | settings | mean final PSNR | worst drop (setting) | drops > 0.3 dB | below naive (target >= 8 px) |",
+                "|---|---|---|---|---|---|"]
+        for r, s in g["summary"].items():
+            naive = ", ".join(f"{k} {v:+.2f}" for k, v in s["below_naive"].items()) or "none"
+            out.append(f"| {r} | {s['settings']} | {s['mean_final_psnr']:.2f} | {s['worst_drop']:.2f} "
+                       f"({s['worst_drop_setting']}) | {len(s['drops_over_0.3'])} | {naive} |")
+        rules = list(g["settings"])
+        out += ["", "| setting | faces | target px | naive | after W | after W+ | final | drop | stopped |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for key, row in g["settings"][rules[0]].items():
+            rows = [g["settings"][r][key] for r in rules if key in g["settings"][r]]
+            def both(f):
+                return " / ".join(f(x) for x in rows)
+            names = list(row["phases"])
+            mark = " (one run)" if key in g.get("one_run", []) else ""
+            out.append(f"| {key} | {min(row['images'])}–{max(row['images'])} | {row['target_side']} | "
+                       f"{row['naive']['psnr']:.2f} | {row['phases'][names[0]]['psnr']:.2f} | "
+                       + both(lambda x: f"{x['phases'][names[1]]['psnr']:.2f}") + " | "
+                       + both(lambda x: f"{x['phases'][names[-1]]['psnr']:.2f}") + " | "
+                       + both(lambda x: f"{x['final_drop']:+.2f}") + " | "
+                       + both(lambda x: f"{x['stopped']}/{x['n']}") + mark + " |")
+        out.append("")
     return "\n".join(out)
 
 

@@ -173,8 +173,9 @@ class Shifted:
 
 
 def forced(average: bool):
-    """DiscrepancyStop as restore makes it, with averaging forced on or off."""
-    return lambda *args, **kw: DiscrepancyStop(*args, **{**kw, "average": average})
+    """DiscrepancyStop as restore makes it, with averaging forced on or off and no settling
+    (full steps up to the stop: the stop steps these tests expect)."""
+    return lambda *args, **kw: DiscrepancyStop(*args, **{**kw, "average": average, "settle": None})
 
 
 @pytest.fixture
@@ -302,13 +303,14 @@ def test_a_stop_that_averages_gives_newly_done_images_the_mean_of_the_window():
 
 @pytest.fixture
 def averaging(monkeypatch):
-    """restore's stop with averaging on, keeping a copy of every latent it is given per phase."""
+    """restore's stop with averaging on (and no settling), keeping a copy of every latent it is
+    given per phase."""
     import rusir.inversion.restore as module
     made = []
 
     class Recording(DiscrepancyStop):
         def __init__(self, *args, **kw):
-            super().__init__(*args, **{**kw, "average": True})
+            super().__init__(*args, **{**kw, "average": True, "settle": None})
             self.kept: list = []
             made.append(self)
 
@@ -456,7 +458,7 @@ def test_a_settling_stop_scales_only_the_steps_of_images_near_their_level():
         stop.observe("W", k, torch.tensor([0.25, 1.0]), floor)
         assert stop.scale is None
     stop.observe("W+", 0, torch.tensor([0.25, 1.0]), floor)
-    assert torch.allclose(stop.scale, torch.tensor([0.5, 1.0]))
+    assert torch.allclose(stop.scale, torch.tensor([0.5, 1.0], dtype=torch.float64))
     before = torch.randn(2, 3, 4, dtype=torch.float64)
     after = before + torch.randn(2, 3, 4, dtype=torch.float64)
     out = stop.slowed(before, after)
@@ -529,3 +531,29 @@ def test_settling_that_never_fires_changes_nothing(settling):
     assert all(s is not None and bool((s == 1).all()) for _, s in settling[0].kept[2])
     assert torch.equal(off.images, never.images)
     assert all(torch.equal(a, b) for a, b in zip(off.phases["W++"].losses, never.phases["W++"].losses))
+
+
+def test_settling_is_per_image_batched_chunked_or_alone(settling):
+    """An image's factor depends on its own losses and floors only: batched, chunked and alone
+    give the same stops and images (float64)."""
+    assert_stops_per_image(1.2)
+    assert any(s is not None and bool((s < 1).any()) for made in settling
+               for phase in made.kept for _, s in phase)
+
+
+def test_restore_settles_by_default(monkeypatch):
+    """The shipped stop settles (docs/method.md, "Round 3c"): SETTLE is Settle(0.5, 0.1) and a
+    restore whose images near their level equals one with that settling forced on and differs
+    from one with full steps."""
+    import rusir.inversion.restore as module
+    from rusir.inversion.discrepancy import SETTLE, Settle
+    assert module.SETTLE is SETTLE and SETTLE == Settle(margin=0.5, least=0.1)
+    G, target, _ = noisy_problem(dtype=torch.float64)
+    c = torch.tensor([[0.2, 1e-3], [0.2, 1e-3], [0.265, 1e-3], [0.25, 1e-3]], dtype=torch.float64)
+    def run():
+        return restore(G, target, Shifted(c), discrepancy=1.0, **{**KW, "loss": l1}).images
+    shipped = run()
+    for settle in (Settle(0.5, 0.1), None):
+        with monkeypatch.context() as m:
+            m.setattr(module, "SETTLE", settle)
+            assert torch.allclose(run(), shipped, atol=1e-12) == (settle is not None)

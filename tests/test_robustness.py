@@ -242,3 +242,20 @@ def test_method_averaging_tables_are_the_record(monkeypatch):
     assert len([line for line in lines if "@" in line]) >= 20
     missing = [line for line in lines if line and line not in section.splitlines()]
     assert not missing, missing
+
+
+def test_method_settle_tables_are_the_record(monkeypatch):
+    """docs/method.md's "Round 3c" tables (settling near the floor, per setting and summed up)
+    are what benchmarks/discrepancy_settle.py prints from its committed record."""
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.syspath_prepend(str(root / "benchmarks"))
+    script = load_script("benchmarks/discrepancy_settle.py", "discrepancy_settle")
+    record = json.loads((root / "benchmarks/results/discrepancy_settle_toyfaces64.json").read_text())
+    text = (root / "docs/method.md").read_text()
+    section = text[text.index("### Round 3c"):]
+    section = section[:section.index("\n### ", 5)]
+    lines = script.markdown(record).splitlines()
+    assert len([line for line in lines if "@" in line]) >= 20
+    missing = [line for line in lines if line and line not in section.splitlines()]
+    assert not missing, missing

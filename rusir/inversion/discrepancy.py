@@ -23,7 +23,11 @@ keeps, for the rest of the restore (later phases only add freedom), the MEAN of 
 the window the stop judged (iterate averaging, `average=True` as restore runs it): once the loss
 is flat at the floor, NGD's fixed-length steps keep the image moving (~1 dB PSNR from one step to
 the next on 8-px targets), so the last iterate is one arbitrary draw of that jitter while the
-window's mean loss describes its centre (docs/method.md, "Round 3b"). When every image of a batch
+window's mean loss describes its centre (docs/method.md, "Round 3b"). Before that, an image
+whose loss nears its stop level settles (`Settle`, SETTLE as restore runs it): its W+ / W++ step
+shrinks from full length at 1.5 x the level to a tenth at the level, so an image hovering just
+above it (the floor estimate is noisy and biased low at flat restorations) stops drifting into the
+target's noise; an image that never comes near runs bit for bit as without ("Round 3c"). When every image of a batch
 has stopped, the restore ends. Targets without noise never stop: their floor is the approximation's
 error alone (a JPEG target: the differentiable JPEG against libjpeg), which a restore does not
 reach. Measured on held-out faces (docs/method.md, "Robustness"): on denoising M the loss reaches
@@ -104,7 +108,7 @@ class Settle:
         return torch.where(level > 0, scale, torch.ones_like(scale))
 
 
-SETTLE: Optional[Settle] = None     # what restore runs (docs/method.md, "Round 3c")
+SETTLE: Optional[Settle] = Settle(margin=0.5, least=0.1)   # what restore runs (docs/method.md, "Round 3c")
 
 
 class DiscrepancyStop:
@@ -185,10 +189,10 @@ class DiscrepancyStop:
         """Record this step's loss [B] (of the iterate before the step) and its floor estimate
         (when `due`); return the images newly done [B] bool. Steps of phases not judged (W) are
         recorded but stop nothing (and are never slowed)."""
-        self.losses.append(loss.detach().float().cpu())
+        self.losses.append(loss.detach().double().cpu())
         self.scale = None
         if floor is not None:
-            self.floors.append(floor.detach().float().cpu())
+            self.floors.append(floor.detach().double().cpu())
             self.draws += 1
         if phase not in self.JUDGED or len(self.losses) < self.losses.maxlen or not self.floors:
             return torch.zeros_like(self.done)
