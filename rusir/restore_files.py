@@ -120,7 +120,8 @@ def read_landmarks(source, paths: Sequence[Path]) -> dict[Path, list]:
     data = source
     if isinstance(source, (str, Path)):
         try:
-            data = read_json(regular_file(source, "--landmarks file"), f"--landmarks {source}")
+            data = read_json(regular_file(source, "--landmarks file"), f"--landmarks {source}",
+                             finite=True)
         except OSError as exc:
             raise ValueError(f"--landmarks {source}: not a readable JSON file ({exc})") from None
     if isinstance(data, dict):
@@ -363,9 +364,19 @@ def _photo_outputs(out: Path, path: Path, n_faces: int, face: Optional[int],
     not redone: its files are kept, so they are not claimed (nor refused as existing)."""
     indices = range(n_faces) if face is None else [face]
     saved = out / FACES_DIR.format(stem=path.stem)
+    todo = [i for i in indices if overwrite or not (saved / f"face_{i}.json").is_file()]
     return [out / OUTPUTS[0].format(stem=path.stem)] + [
-        out / n.format(stem=path.stem, i=i) for i in indices for n in FACE_OUTPUTS
-        if overwrite or not (saved / f"face_{i}.json").is_file()]
+        out / n.format(stem=path.stem, i=i) for i in todo for n in FACE_OUTPUTS] + [
+        f for i in todo for f in _saved_face_files(saved, i)]
+
+
+def _saved_face_files(saved: Path, i: int) -> list[Path]:
+    """Face i's files in `<stem>.faces/`, claimed and checked (no link on the way) with the
+    rest. Its PNG without its JSON is what a stopped run left: rewritten, so not refused as
+    existing (a link there still is)."""
+    image = saved / f"face_{i}.png"
+    leftover = image.is_file() and not image.is_symlink()
+    return [saved / f"face_{i}.json"] + ([] if leftover else [image])
 
 
 def _restore_photo_file(G, path: Path, out: Path, task: str, level: str, landmarks: list,

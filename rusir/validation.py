@@ -29,6 +29,7 @@ __all__ = ["MAX_IMAGE_SIDE", "MAX_OUTPUT_MEGAPIXELS", "MAX_FACTOR", "MAX_STEPS",
            "MAX_LEVELS", "MAX_TAU", "MAX_RETRIES", "MAX_REPEATS", "MAX_SEED", "MAX_GRID_SETS", "MAX_NAME_LENGTH",
            "MAX_DOCUMENT_BYTES", "MAX_YAML_NODES", "MAX_YAML_DEPTH", "MIN_EYE_DISTANCE",
            "whole", "number", "side", "step_counts", "choice", "grid_size", "name_template",
+           "file_name", "relative_path",
            "load_yaml", "read_yaml", "read_json", "option"]
 
 MAX_IMAGE_SIDE = 8192           # px: any image made or loaded (official generators: <= 1024)
@@ -173,6 +174,27 @@ def name_template(template: Any, what: str = "name template") -> str:
     return template
 
 
+def file_name(value: Any, what: str = "file name") -> str:
+    """A plain file name in one folder, as a document (a manifest) names its files: a non-empty
+    string of at most MAX_NAME_LENGTH characters with no folder separator, NUL, "." or "..", so
+    that `folder / name` can never point outside `folder`."""
+    if not isinstance(value, str) or not value or value in (".", "..") or len(value) > MAX_NAME_LENGTH \
+            or any(c in value for c in "/\\\0"):
+        raise ValueError(f"{what} must be a plain file name (no folder, '..' or NUL, at most "
+                         f"{MAX_NAME_LENGTH} characters){_limit('MAX_NAME_LENGTH')}, got {value!r}")
+    return value
+
+
+def relative_path(value: Any, what: str = "path") -> str:
+    """A relative path that stays inside the folder it is relative to ("sub/a.jpg"): each part a
+    `file_name`, so an absolute path or a "../" escape is refused."""
+    if not isinstance(value, str) or value.startswith(("/", "\\")) or not value:
+        raise ValueError(f"{what} must be a relative path inside its folder, got {value!r}")
+    for part in value.split("/"):
+        file_name(part, f"{what} {value!r}: each part")
+    return value
+
+
 # --- YAML ----------------------------------------------------------------------------------------
 
 def _expanded_size(node: yaml.Node, what: str) -> int:
@@ -262,12 +284,17 @@ def read_yaml(path: Union[str, Path], what: Optional[str] = None) -> Any:
     return load_yaml(_read_text(path, what), what)
 
 
-def read_json(path: Union[str, Path], what: Optional[str] = None) -> Any:
-    """A JSON file's data, bounded as YAML is (size first; nesting by Python's recursion limit)."""
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number a document may hold")
+
+
+def read_json(path: Union[str, Path], what: Optional[str] = None, finite: bool = False) -> Any:
+    """A JSON file's data, bounded as YAML is (size first; nesting by Python's recursion limit).
+    `finite`: refuse NaN and Infinity (Python writes them; a user's input never needs them)."""
     what = what or str(path)
     text = _read_text(path, what)
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_no_constant if finite else None)
     except RecursionError:
         raise ValueError(f"{what}: JSON nested too deeply") from None
     except ValueError as exc:

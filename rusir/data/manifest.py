@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import date, datetime
 from pathlib import Path
 from typing import Optional, Union
@@ -23,7 +24,7 @@ from typing import Optional, Union
 import numpy as np
 from PIL import Image
 
-from ..validation import read_json
+from ..validation import file_name, read_json, relative_path, side
 from .inputs import regular_file
 
 __all__ = ["MANIFEST", "FORMAT", "sha256_file", "dhash", "hamming", "exif_date", "parse_date",
@@ -81,25 +82,39 @@ def parse_date(text: str, what: str = "--exclude-before") -> date:
 
 
 def read_manifest(folder: PathLike) -> dict:
-    """A set's manifest, checked for its format and its `faces` list (a one-line ValueError)."""
+    """A set's manifest, checked before any file it names is opened (a one-line ValueError): its
+    format, `template` and `resolution`, and per face a plain `file` name in the folder (listed
+    once), a sha256 and a `source` path that stays inside the photos folder, so that a crafted
+    manifest ("../../etc/passwd") can never make rusir read outside either folder."""
     path = Path(folder) / MANIFEST
     if not path.exists():
         raise ValueError(f"{folder} has no {MANIFEST}: not a set built by `rusir data build`")
-    data = read_json(regular_file(path, MANIFEST), str(path))
+    data = read_json(regular_file(path, MANIFEST), str(path), finite=True)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f"{path}: not a {FORMAT} manifest")
     faces = data.get("faces")
-    if not isinstance(faces, list) or not all(
-            isinstance(f, dict) and isinstance(f.get("file"), str) and isinstance(f.get("sha256"), str)
-            for f in faces):
+    if not isinstance(faces, list) or not all(isinstance(f, dict) for f in faces):
         raise ValueError(f"{path}: `faces` must be a list of {{file, sha256, ...}}")
+    seen: set[str] = set()
+    for i, face in enumerate(faces):
+        name = file_name(face.get("file"), f"{path}: faces[{i}].file")
+        if name.casefold() in seen:
+            raise ValueError(f"{path}: {name} is listed twice")
+        seen.add(name.casefold())
+        if not isinstance(face.get("sha256"), str) or not re.fullmatch(r"[0-9a-f]{64}", face["sha256"]):
+            raise ValueError(f"{path}: {name}: sha256 must be 64 hex digits")
+        if face.get("source") is not None:
+            relative_path(face["source"], f"{path}: {name}: source")
+    side(data.get("resolution"), f"{path}: resolution")
+    if not isinstance(data.get("template"), str):
+        raise ValueError(f"{path}: template must be a template's name")
     return data
 
 
 def verify(folder: PathLike) -> list[str]:
     """What is wrong with a set (empty: it is the set its manifest describes): a face file
-    missing, altered (its sha256 differs), or named outside the folder, and any PNG in the folder
-    the manifest does not list."""
+    missing or altered (its sha256 differs), and any PNG in the folder the manifest does not
+    list. A manifest naming a file outside the folder is refused (`read_manifest`)."""
     folder = Path(folder)
     data = read_manifest(folder)
     problems, listed = [], set()
@@ -107,9 +122,7 @@ def verify(folder: PathLike) -> list[str]:
         name = face["file"]
         path = folder / name
         listed.add(name)
-        if Path(name).is_absolute() or ".." in Path(name).parts:
-            problems.append(f"{name}: a face file must be named inside the set's folder")
-        elif not path.is_file():
+        if not path.is_file():
             problems.append(f"{name}: missing")
         elif sha256_file(path) != face["sha256"]:
             problems.append(f"{name}: altered (its sha256 is not the manifest's)")

@@ -5,8 +5,9 @@ Three guarantees, each against a way of losing data:
 * atomic: the file is written as a temporary sibling and moved into place with one rename, so a
   crash or a full disk mid-write leaves the old file (or none), never half of one;
 * no links: an output name that is a symbolic link, live or dangling, is refused (with
-  `overwrite` too): a file outside the output folder is never written through a link, and none
-  is created where a dangling link points;
+  `overwrite` too), and so is a sub-folder of the output folder on the way to it that is a link
+  or not a folder (`folder=`): a file outside the output folder is never written through a
+  link, and none is created where a dangling link points;
 * one writer: `OutputClaims` claims a run's outputs before its compute (rusir.data.claims, the
   benchmark's per-item claims), so two runs into one folder cannot both write the same file: the
   second is refused, naming the output. Without `overwrite` the file is put in place only if its
@@ -32,10 +33,13 @@ class OutputError(OSError):
     another run is writing (its message is one line naming the output)."""
 
 
-def check_output(path: PathLike, overwrite: bool = False) -> Path:
+def check_output(path: PathLike, overwrite: bool = False, folder: PathLike | None = None) -> Path:
     """Refuse `path` as an output: a symbolic link (live or dangling), a folder, anything but a
-    regular file, or (unless `overwrite`) an existing file."""
+    regular file, or (unless `overwrite`) an existing file; given the output `folder` it lies
+    in, also a sub-folder between the two that is a link or not a folder."""
     path = Path(path)
+    if folder is not None:
+        _check_subfolders(Path(folder), path)
     if path.is_symlink():
         raise OutputError(f"output {path} is a symbolic link: refusing to write through it "
                           "(remove the link or choose another output folder)")
@@ -49,20 +53,39 @@ def check_output(path: PathLike, overwrite: bool = False) -> Path:
     return path
 
 
-def write_file(path: PathLike, write: Callable[[Path], object], overwrite: bool = True) -> Path:
+def _check_subfolders(folder: Path, path: Path) -> None:
+    """Each folder from `folder` (excluded: the user named it) down to `path`'s parent is a real
+    folder or does not exist yet: never a link (live or dangling) nor a file."""
+    try:
+        parts = path.parent.relative_to(folder).parts
+    except ValueError:
+        return
+    current = folder
+    for part in parts:
+        current = current / part
+        if current.is_symlink():
+            raise OutputError(f"output {path}: {current} is a symbolic link: refusing to write "
+                              "through it (remove the link or choose another output folder)")
+        if current.exists() and not current.is_dir():
+            raise OutputError(f"output {path}: {current} exists and is not a folder")
+
+
+def write_file(path: PathLike, write: Callable[[Path], object], overwrite: bool = True,
+               folder: PathLike | None = None) -> Path:
     """Write one output atomically: `write(tmp)` writes a temporary sibling of `path` (same
     suffix, so writers that pick the format by extension still do), which then replaces `path`.
     `check_output` refuses a link, a folder, or (unless `overwrite`) an existing file; without
     `overwrite` an existing file is never replaced, even one created while writing. Parent folders
-    are created. Returns `path`."""
-    path = check_output(path, overwrite)
+    are created; given the output `folder`, none of them may be a link (`check_output`).
+    Returns `path`."""
+    path = check_output(path, overwrite, folder)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
     os.close(fd)
     tmp = Path(name)
     try:
         write(tmp)
-        check_output(path, overwrite=True)     # a link put there while writing
+        check_output(path, True, folder)       # a link put there while writing
         if overwrite:
             os.replace(tmp, path)          # replaces the name itself, never a link's target
         else:
@@ -89,6 +112,14 @@ def _link_if_free(tmp: Path, path: Path) -> None:
         os.replace(tmp, path)
 
 
+def _key(folder: Path, path: Path) -> str:
+    """An output's claim key: its path inside `folder` (`x.faces/face_0.png`), else its name."""
+    try:
+        return path.relative_to(folder).as_posix()
+    except ValueError:
+        return path.name
+
+
 class OutputClaims:
     """One run's claims on the outputs it will write into `folder` (`with OutputClaims(...)`).
 
@@ -99,8 +130,8 @@ class OutputClaims:
 
     def __init__(self, folder: PathLike, outputs: Iterable[PathLike], overwrite: bool = False):
         self.folder = Path(folder)
-        self.names = [Path(p).name for p in outputs]
         self.paths = [Path(p) for p in outputs]
+        self.names = [_key(self.folder, p) for p in self.paths]
         self.overwrite = overwrite
         self.token = claims.claim_token()
         self._held: list[str] = []
@@ -115,7 +146,7 @@ class OutputClaims:
                                       f"({claims.claim_holder(self.folder, name)}): wait for it to "
                                       "finish or choose another output folder")
                 self._held.append(name)
-                check_output(path, self.overwrite)
+                check_output(path, self.overwrite, self.folder)
         except BaseException:
             self.release()
             raise

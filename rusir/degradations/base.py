@@ -60,6 +60,17 @@ def check_known_pixels(mask: torch.Tensor, what: str = "mask") -> None:
                          "there is nothing to restore from (white = known, black = missing)")
 
 
+def check_seed(seed: Any) -> None:
+    """Refuse a seed that is not a whole number or a sequence of them (NaN, 1.5, "3", True)."""
+    items = [seed] if isinstance(seed, (int, np.integer, float, str, bool)) or seed is None else seed
+    try:
+        items = list(items)
+    except TypeError:
+        items = [seed]
+    if not items or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) for s in items):
+        raise ValueError(f"seed must be a whole number or a list of them, got {seed!r}")
+
+
 def per_image_seeds(seed: Seed, batch_size: int) -> list[int]:
     """Seeds for each image of a batch: ``s, s+1, ...`` for an int, or the sequence itself."""
     if isinstance(seed, (int, np.integer)):
@@ -176,6 +187,9 @@ class Degradation:
                 raise ValueError(
                     f"unknown level {level!r} for {self.name}; valid: {list(self.LEVEL_PARAMS)}"
                 )
+        elif level is not None and level not in LEVELS:   # level-free: still a level's name
+            raise ValueError(f"unknown level {level!r} for {self.name}; valid: {list(LEVELS)}")
+        check_seed(seed)
         self.level = level
         self.seed = seed
         self._mask: torch.Tensor | None = None  # last mask at the target size, [B, 1, h, w]

@@ -11,6 +11,8 @@ package's ``rusir.degradations`` entry points are registered the first time a na
 
 from __future__ import annotations
 
+import inspect
+
 from collections.abc import Callable
 from typing import Any
 
@@ -113,6 +115,17 @@ def with_grayscale(task: str) -> str:
     return canonical_task(initials if "G" in initials else initials + "G")
 
 
+def _check_options(name: str, factory: Any, kwargs: dict) -> None:
+    """An option the task does not take (`make("grayscale", weights=...)`): one ValueError
+    naming it, rather than the constructor's TypeError."""
+    try:
+        inspect.signature(factory).bind(level=None, seed=0, **kwargs)
+    except TypeError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+    except ValueError:      # a factory without a signature (a C callable): not checked
+        pass
+
+
 def make(name: str, level: str | None = "M", seed: Seed = DEFAULT_SEED,
          resolution: int | None = None, batch_size: int | None = None,
          **kwargs: Any) -> Degradation:
@@ -128,6 +141,7 @@ def make(name: str, level: str | None = "M", seed: Seed = DEFAULT_SEED,
     if key not in _REGISTRY and not _is_initials(name.upper()):
         _load_plugins()
     if key in _REGISTRY:
+        _check_options(key, _REGISTRY[key], kwargs)
         deg = _REGISTRY[key](level=level, seed=seed, **kwargs)
         deg.name = key
     elif _is_initials(name.upper()):

@@ -292,12 +292,13 @@ def _save(faces_dir: Path, done: FaceRestoration, key: dict) -> None:
     """face_<i>.png (the restoration) then face_<i>.json (its key and geometry): the JSON
     last, so a face counts as done only when both are whole."""
     i = done.index
-    write_file(faces_dir / f"face_{i}.png", to_pil(done.restored[0]).save)
+    write_file(faces_dir / f"face_{i}.png", to_pil(done.restored[0]).save, folder=faces_dir.parent)
     record = {"key": key, "landmarks": done.face.landmarks.tolist(),
               "quad": done.face.quad.tolist(), "native_px": round(done.face.native_size, 3),
               "factor": round(done.factor, 6)}
     write_file(faces_dir / f"face_{i}.json",
-               lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1) + "\n"))
+               lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1) + "\n"),
+               folder=faces_dir.parent)
 
 
 def restore_photo(G, photo: Union[str, os.PathLike, Image.Image], task: str, level: str = "M", *,

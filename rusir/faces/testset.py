@@ -35,7 +35,7 @@ from PIL import Image
 from ..data.images import ImageFileError, open_image
 from ..data.manifest import (FORMAT, MANIFEST, dhash, dumps, exif_date, hamming, parse_date,
                              read_manifest, sha256_file)
-from ..data.outputs import check_output, write_file, write_text
+from ..data.outputs import OutputClaims, check_output, write_file, write_text
 from ..model.generators import REGISTRY
 from ..validation import MAX_IMAGE_SIDE, number, read_json, side, whole
 from .align import TEMPLATES, Template, align, check_landmarks, template_for
@@ -107,7 +107,7 @@ def _photos(folder: Path, out: Path) -> list[Path]:
 def _given_landmarks(path: Optional[Path]) -> Optional[dict]:
     if path is None:
         return None
-    data = read_json(path, f"--landmarks {path}")
+    data = read_json(path, f"--landmarks {path}", finite=True)
     if not isinstance(data, dict):
         raise ValueError(f"--landmarks {path}: expected {{photo file name: list of faces}}")
     return data
@@ -145,6 +145,13 @@ def build_testset(config: BuildConfig, progress: bool = True) -> dict:
     check_output(config.out / MANIFEST, config.overwrite)          # before any work
     if config.out.exists() and any(config.out.glob("*.png")) and not config.overwrite:
         raise ValueError(f"--out {config.out} already holds PNGs: choose an empty folder or --overwrite")
+    # one build per folder: the manifest claimed first, so a second build into it is refused
+    with OutputClaims(config.out, [config.out / MANIFEST], config.overwrite):
+        return _build(config, given, progress)
+
+
+def _build(config: BuildConfig, given: Optional[dict], progress: bool) -> dict:
+    """`build_testset`'s work, once its folder is claimed."""
     faces, skipped, hashes = [], [], []
     for path in _photos(config.photos, config.out):
         source = path.relative_to(config.photos).as_posix()

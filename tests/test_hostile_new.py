@@ -1,0 +1,174 @@
+"""Hostile and careless input on the surfaces added with photos, test sets and grayscale
+(scripts/probe_new_surfaces.py found these): per-face files written through a linked or
+misplaced `<stem>.faces` folder, two `rusir data build` runs into one folder, manifests that name
+files outside their folders or hold malformed fields, and degradation options that ended in a
+TypeError. Each is refused in one line before any compute."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+from rusir import degradations
+from rusir.cli import main
+from rusir.data import claims
+from rusir.data.manifest import read_manifest
+from rusir.data.outputs import OutputClaims, OutputError, write_file
+from rusir.validation import file_name, read_json, relative_path
+
+from test_cli_errors import no_generator, one_line_error  # noqa: F401  (fixture)
+from test_faces_photo import degraded_photo
+
+
+# --- the validation layer: names a document gives ------------------------------------------------
+
+@pytest.mark.parametrize("bad", ["../x.png", "a/b.png", "a\\b.png", "..", ".", "", "a\0.png",
+                                 "x" * 256, 5, None])
+def test_file_name_refuses_anything_but_a_plain_name(bad):
+    with pytest.raises(ValueError, match="plain file name"):
+        file_name(bad, "faces[0].file")
+    assert file_name("0000.png") == "0000.png"
+
+
+@pytest.mark.parametrize("bad", ["../../etc/passwd", "/etc/passwd", "sub/../../x.jpg", "a//b.jpg",
+                                 "./a.jpg", "", 7])
+def test_relative_path_refuses_escapes(bad):
+    with pytest.raises(ValueError):
+        relative_path(bad, "source")
+    assert relative_path("sub/a.jpg") == "sub/a.jpg"
+
+
+def test_read_json_finite_refuses_nan_and_infinity(tmp_path):
+    for text in ('{"x": NaN}', '[Infinity]', '[-Infinity]'):
+        (tmp_path / "a.json").write_text(text)
+        with pytest.raises(ValueError, match="not a number a document may hold"):
+            read_json(tmp_path / "a.json", finite=True)
+        assert read_json(tmp_path / "a.json") is not None       # records may hold NaN metrics
+
+
+# --- outputs: no link on the way to a per-face file ----------------------------------------------
+
+def test_write_file_refuses_a_linked_or_misplaced_subfolder(tmp_path):
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    os.symlink(elsewhere, out / "x.faces")
+    with pytest.raises(OutputError, match="symbolic link"):
+        write_file(out / "x.faces" / "face_0.png", lambda p: p.write_text("x"), folder=out)
+    assert list(elsewhere.iterdir()) == []
+    os.symlink(tmp_path / "nowhere", out / "y.faces")
+    with pytest.raises(OutputError, match="symbolic link"):
+        write_file(out / "y.faces" / "face_0.png", lambda p: p.write_text("x"), folder=out)
+    assert not (tmp_path / "nowhere").exists()
+    (out / "z.faces").write_text("a file")
+    with pytest.raises(OutputError, match="not a folder"):
+        write_file(out / "z.faces" / "face_0.png", lambda p: p.write_text("x"), folder=out)
+    write_file(out / "w.faces" / "face_0.png", lambda p: p.write_text("x"), folder=out)
+    assert (out / "w.faces" / "face_0.png").read_text() == "x"
+
+
+def test_output_claims_are_per_path_inside_the_folder(tmp_path):
+    """a.faces/face_0.png and b.faces/face_0.png are two outputs; another run's claim on one of
+    them refuses this run."""
+    other = claims.claim_token()
+    assert claims.claim_item(tmp_path, "b.faces/face_0.png", other)
+    with OutputClaims(tmp_path, [tmp_path / "a.faces" / "face_0.png"]):
+        pass
+    with pytest.raises(OutputError, match="being written by another run"):
+        with OutputClaims(tmp_path, [tmp_path / "b.faces" / "face_0.png"]):
+            pass
+
+
+@pytest.mark.parametrize("kind", ["link", "dangling", "file", "face link"])
+def test_align_refuses_a_faces_folder_that_is_not_a_folder_before_the_generator(
+        tmp_path, capsys, no_generator, kind):
+    photo, lms = degraded_photo(tmp_path)
+    (tmp_path / "lm.json").write_text(json.dumps(lms))
+    out, elsewhere, precious = tmp_path / "out", tmp_path / "elsewhere", tmp_path / "precious.png"
+    out.mkdir()
+    elsewhere.mkdir()
+    precious.write_text("keep")
+    faces = out / "photo.faces"
+    if kind == "link":
+        os.symlink(elsewhere, faces)
+    elif kind == "dangling":
+        os.symlink(tmp_path / "nowhere", faces)
+    elif kind == "file":
+        faces.write_text("a file")
+    else:
+        faces.mkdir()
+        os.symlink(precious, faces / "face_0.png")
+    argv = ["restore", str(photo), "--task", "upsampling", "--align", "--landmarks",
+            str(tmp_path / "lm.json"), "--out", str(out), "--steps", "0,0,0"]
+    for extra in ([], ["--overwrite"]):
+        assert main(argv + extra) == 2
+        one_line_error(capsys, "photo.faces")
+    assert list(elsewhere.iterdir()) == [] and not (tmp_path / "nowhere").exists()
+    assert precious.read_text() == "keep"
+
+
+# --- test sets: one build per folder; manifests checked before any file is opened -----------------
+
+def _face(name="0000.png", **kw):
+    return {"file": name, "sha256": "0" * 64, "source": "a.png", **kw}
+
+
+def _manifest(**kw):
+    return {"format": "rusir-faces/1", "template": "toyfaces64", "resolution": 64,
+            "faces": [_face()], "skipped": [], **kw}
+
+
+@pytest.mark.parametrize("data,words", [
+    (_manifest(faces=[_face("../../etc/passwd")]), ["faces[0].file", "plain file name"]),
+    (_manifest(faces=[_face("/etc/passwd")]), ["plain file name"]),
+    (_manifest(faces=[_face(source="../../../../etc/passwd")]), ["source", "'..'"]),
+    (_manifest(faces=[_face(source="/etc/passwd")]), ["source", "relative path"]),
+    (_manifest(faces=[_face(source=5)]), ["source"]),
+    (_manifest(faces=[_face(), _face()]), ["listed twice"]),
+    (_manifest(faces=[_face(), _face("0000.PNG")]), ["listed twice"]),
+    (_manifest(faces=[_face(name=5)]), ["plain file name"]),
+    (_manifest(faces=[_face(sha256="zz")]), ["sha256"]),
+    (_manifest(resolution=10 ** 9), ["resolution", "MAX_IMAGE_SIDE"]),
+    (_manifest(resolution=0), ["resolution"]),
+    (_manifest(resolution=None), ["resolution"]),
+    (_manifest(template=["x"]), ["template"]),
+    (_manifest(min_face=math.nan), ["NaN"]),
+])
+def test_malformed_manifests_are_refused_in_one_line(tmp_path, capsys, data, words):
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError):
+        read_manifest(tmp_path)
+    for argv in (["data", "verify", str(tmp_path)],
+                 ["data", "verify", str(tmp_path), "--photos", str(tmp_path)]):
+        assert main(argv) == 2
+        one_line_error(capsys, *words)
+
+
+def test_a_second_build_into_a_claimed_folder_is_refused(tmp_path, capsys):
+    photos, out = tmp_path / "photos", tmp_path / "set"
+    photos.mkdir()
+    (photos / "lm.json").write_text("{}")
+    assert claims.claim_item(out, "manifest.json", claims.claim_token())   # a live build
+    assert main(["data", "build", "--photos", str(photos), "--out", str(out),
+                 "--landmarks", str(photos / "lm.json")]) == 2
+    one_line_error(capsys, "being written by another run")
+    assert not (out / "manifest.json").exists()
+
+
+# --- degradations: options refused as ValueError --------------------------------------------------
+
+@pytest.mark.parametrize("kw,words", [
+    (dict(level="Z"), "unknown level"),
+    (dict(level="M", seed=math.nan), "seed"),
+    (dict(level="M", seed=1.5), "seed"),
+    (dict(level="M", seed=[1, "2"]), "seed"),
+    (dict(level="M", seed=True), "seed"),
+    (dict(level="M", weights=[1, 1, 1]), "weights"),
+])
+def test_grayscale_options_are_checked(kw, words):
+    with pytest.raises(ValueError, match=words):
+        degradations.make("grayscale", **kw)
+    degradations.make("grayscale", level=None, seed=[1, 2])     # level-free; seeds per image
