@@ -27,16 +27,28 @@ GROUPS = ("rusir.degradations", "rusir.methods", "rusir.families")
 def load(group: str) -> tuple[tuple[str, object], ...]:
     """(name, object) of every entry point of `group`, imported once per process.
 
-    A plug-in that fails to import is refused in one line naming it and its package, rather
-    than hiding the built-in names or surfacing later as an unknown name."""
+    A plug-in that fails to import (or exits while importing), and two plug-ins with one name,
+    are refused in one line naming them and their packages, rather than hiding the built-in
+    names, ending the process or surfacing later as an unknown name."""
     if group not in GROUPS:
         raise ValueError(f"unknown plug-in group {group!r}; valid: {GROUPS}")
-    found = []
+    found, seen = [], {}
     for ep in sorted(entry_points(group=group), key=lambda e: e.name):
+        dist = getattr(ep.dist, "name", "?")
+        if ep.name.lower() in seen:     # which one wins would depend on the install order
+            raise ValueError(f"plug-ins {seen[ep.name.lower()]} and {ep.value} (package {dist}) "
+                             f"both register {ep.name!r} in {group}: uninstall or rename one")
+        seen[ep.name.lower()] = f"{ep.value} (package {dist})"
         try:
             found.append((ep.name, ep.load()))
-        except Exception as exc:  # a broken plug-in package: one line, its name and why
-            dist = getattr(ep.dist, "name", "?")
+        except (Exception, SystemExit) as exc:  # a broken plug-in package: one line, its name and why
             raise ValueError(f"plug-in {ep.name!r} ({group}, package {dist}: {ep.value}) failed to "
                              f"load: {type(exc).__name__}: {exc}") from None
     return tuple(found)
+
+
+def clash(group: str, name: str, builtin: str) -> ValueError:
+    """The error for a plug-in that registers a name rusir has built in (`builtin` says what it
+    is): refused rather than silently ignored or silently replacing the built-in."""
+    return ValueError(f"plug-in {name!r} ({group}) has the name of {builtin}: the built-in is "
+                      "kept; rename the plug-in in its package's entry points, or uninstall it")

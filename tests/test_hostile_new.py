@@ -172,3 +172,70 @@ def test_grayscale_options_are_checked(kw, words):
     with pytest.raises(ValueError, match=words):
         degradations.make("grayscale", **kw)
     degradations.make("grayscale", level=None, seed=[1, 2])     # level-free; seeds per image
+
+
+# --- plug-ins: a broken or clashing package is refused in one line --------------------------------
+
+class _EntryPoint:
+    """An installed package's entry point: `load()` gives `obj`, or raises `exc`."""
+
+    def __init__(self, name, obj=None, exc=None):
+        self.name, self.obj, self.exc, self.value, self.dist = name, obj, exc, f"pkg.{name}:x", None
+
+    def load(self):
+        if self.exc is not None:
+            raise self.exc
+        return self.obj
+
+
+@pytest.fixture
+def installed(monkeypatch):
+    """`installed(group, *entry_points)`: what importlib.metadata reports for the group; the
+    registries are restored afterwards."""
+    import rusir.baselines as baselines
+    from rusir import plugins
+    from rusir.degradations import registry
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(baselines, "METHODS", dict(baselines.METHODS))
+
+    def setup(group, *eps):
+        monkeypatch.setattr(plugins, "entry_points", lambda group=None, _g=group: list(eps) if group == _g else [])
+        plugins.load.cache_clear()
+    yield setup
+    plugins.load.cache_clear()
+
+
+def _upsampling(level=None, seed=0, **kw):
+    return degradations.Upsampling(level=level or "M", seed=seed)
+
+
+@pytest.mark.parametrize("eps,words", [
+    ([_EntryPoint("x", exc=SystemExit(3))], "failed to load: SystemExit"),
+    ([_EntryPoint("denoising", _upsampling)], "name of the built-in task 'denoising'"),
+    ([_EntryPoint("Denoising", _upsampling)], "name of the built-in task 'denoising'"),
+    ([_EntryPoint("un", _upsampling)], "task initials"),
+    ([_EntryPoint("x", _upsampling), _EntryPoint("X", _upsampling)], "both register"),
+])
+def test_a_broken_or_clashing_degradation_plugin_is_refused(installed, eps, words):
+    installed("rusir.degradations", *eps)
+    with pytest.raises(ValueError, match=words):
+        degradations.make("not_built_in")
+    assert type(degradations.make("denoising")).__name__ == "Denoising"   # built-ins unaffected
+
+
+@pytest.mark.parametrize("returned", [5, None])
+def test_a_plugin_factory_that_makes_no_degradation_is_refused(installed, returned):
+    installed("rusir.degradations", _EntryPoint("mine", lambda level=None, seed=0: returned))
+    with pytest.raises(ValueError, match="not a rusir.degradations.Degradation"):
+        degradations.make("mine")
+
+
+@pytest.mark.parametrize("eps,words", [
+    ([_EntryPoint("rusir", lambda *a, **k: None)], "name of the built-in method 'rusir'"),
+    ([_EntryPoint("mine", 5)], "not a function"),
+])
+def test_a_clashing_or_uncallable_method_plugin_is_refused(installed, eps, words):
+    import rusir.baselines as baselines
+    installed("rusir.methods", *eps)
+    with pytest.raises(ValueError, match=words):
+        baselines.get_method("mine")

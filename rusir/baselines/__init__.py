@@ -37,7 +37,12 @@ def get_method(name: str) -> Callable:
     package's `rusir.methods` entry point (rusir.plugins; looked up when the name is not built in)."""
     if isinstance(name, str) and name not in METHODS:
         for plugin, fn in plugins.load("rusir.methods"):
-            METHODS.setdefault(plugin, fn)
+            if METHODS.get(plugin, fn) is not fn:
+                raise plugins.clash("rusir.methods", plugin, f"the built-in method {plugin!r}")
+            if not callable(fn):
+                raise ValueError(f"plug-in method {plugin!r} is a {type(fn).__name__}, not a "
+                                 "function with restore's call shape")
+            METHODS[plugin] = fn
     try:
         return METHODS[name]
     except (KeyError, TypeError):

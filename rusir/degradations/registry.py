@@ -53,10 +53,16 @@ def register(name: str, factory: Factory, *, overwrite: bool = False) -> None:
 
 def _load_plugins() -> None:
     """Registers the installed packages' `rusir.degradations` entry points (once; a name already
-    registered, a built-in one included, keeps its factory)."""
+    registered by rusir, or task initials, is refused: `plugins.clash`)."""
     for name, factory in plugins.load("rusir.degradations"):
-        if name.lower() not in _REGISTRY:
-            register(name, factory)
+        key = name.lower()
+        if _REGISTRY.get(key) is factory:
+            continue                    # registered by an earlier look-up
+        if key in _REGISTRY:
+            raise plugins.clash("rusir.degradations", name, f"the built-in task {key!r}")
+        if key.upper() in INITIALS or _is_initials(key.upper()):
+            raise plugins.clash("rusir.degradations", name, "task initials or a composition")
+        register(name, factory)
 
 
 def available() -> list[str]:
@@ -143,6 +149,9 @@ def make(name: str, level: str | None = "M", seed: Seed = DEFAULT_SEED,
     if key in _REGISTRY:
         _check_options(key, _REGISTRY[key], kwargs)
         deg = _REGISTRY[key](level=level, seed=seed, **kwargs)
+        if not isinstance(deg, Degradation):
+            raise ValueError(f"degradation {name!r} made a {type(deg).__name__}, not a "
+                             "rusir.degradations.Degradation (a plug-in's factory must return one)")
         deg.name = key
     elif _is_initials(name.upper()):
         initials = name.upper()

@@ -179,6 +179,8 @@ def load_plugin_families() -> None:
                              "rusir.model.family.Family")
         if family.name not in FAMILIES:
             register_family(family)
+        elif FAMILIES[family.name] is not family:
+            raise plugins.clash("rusir.families", name, f"the built-in family {family.name!r}")
 
 
 def family_of_file(file: GeneratorFile) -> Family:
