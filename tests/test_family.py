@@ -222,12 +222,16 @@ def test_a_third_family_registered_through_the_seam_restores_end_to_end(tmp_path
     from rusir.model.generators import info, load_generator
     path = tmp_path / "gen.toy"
     path.write_text("7")
-    register_family(Family("toy", lambda f: f.suffix == ".toy", lambda f: ToyGenerator(int(f.path.read_text()))))
+    toy = Family("toy", lambda f: f.suffix == ".toy", lambda f: ToyGenerator(int(f.path.read_text())))
+    assert register_family(toy) is toy                   # so `FAMILY = register_family(...)` works
     try:
         G = load_generator(path)
     finally:
         FAMILIES.pop("toy")
     assert isinstance(G, ToyGenerator) and info(G).family == "toy"
+    from rusir.model.generators import set_info
+    with pytest.raises(ValueError, match="must be a GeneratorInfo"):
+        set_info(G, {"name": "toy"})
     wpp = convert(init_w(G, 1), "W++", G)
     assert wpp.shape == (1, 3, 6, 8)
     assert torch.allclose(G.synthesis(wpp), G.synthesis(init_w(G, 1)), atol=1e-6)
