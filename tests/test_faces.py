@@ -216,6 +216,12 @@ def test_no_face_and_a_bad_face_index_are_clear_errors():
     lm = avatars.landmarks(64)
     with pytest.raises(ValueError, match="--face 2: x.png has 1 face"):
         find_faces(photo, [lm], face=2, name="x.png")
+    with pytest.raises(ValueError, match="no face found in x.png"):
+        find_faces(photo, np.zeros((0, 5, 2)), name="x.png")                # an empty array
+    stacked = find_faces(photo, np.stack([lm, lm + 1]))                   # faces as one array [N, 5, 2]
+    assert [i for i, _ in stacked] == [0, 1] and np.allclose(stacked[1][1], lm + 1)
+    lazy = find_faces(photo, lambda img: (p for p in [lm]))               # a provider's generator
+    assert len(lazy) == 1 and np.allclose(lazy[0][1], lm)
 
 
 def test_upsampling_takes_any_factor():
