@@ -95,6 +95,19 @@ def test_every_photo_extension_is_found_in_any_case_and_the_manifest_text_is_sor
     assert dumps({"b": 1, "a": {"d": 0, "c": 1}}) == '{\n "a": {\n  "c": 1,\n  "d": 0\n },\n "b": 1\n}\n'
 
 
+def test_a_photo_without_a_face_is_recorded_as_skipped_not_fatal(photos, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a.png").write_bytes((photos / "a.png").read_bytes())
+    Image.new("RGB", (64, 64)).save(folder / "d.png")
+    given = json.loads((photos / "landmarks.json").read_text())
+    (folder / "landmarks.json").write_text(json.dumps({"a.png": given["a.png"], "d.png": []}))
+    m = build(folder, tmp_path / "set")
+    assert len(m["faces"]) == 3
+    assert [(s["source"], s["face"]) for s in m["skipped"]] == [("d.png", None)]
+    assert "no face found in d.png" in m["skipped"][0]["reason"]
+
+
 def test_dhash_separates_faces_and_survives_resizing():
     faces = heldout(3)
     ims = [Image.fromarray((f.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)) for f in faces]
