@@ -35,6 +35,8 @@ def test_each_baseline_lowers_its_objective(name, tiny32):
     steps = {"pulse": 20, "lbrgm": 20, "adam_wplus": 20}[name]
     result = run(name, tiny32, target, steps=steps)
     assert isinstance(result, RestoreResult) and list(result.phases) == [name]
+    if name == "adam_wplus":                       # its latent is W+ (a checkpoint records it)
+        assert result.phases[name].space == "W+" and result.latent.shape[1] == tiny32.num_ws
     losses = torch.stack(result.phases[name].losses)[:, 0]
     assert len(losses) == steps and torch.isfinite(losses).all()
     print(name, "objective", losses[0].item(), "->", losses.min().item(), losses[-1].item())
