@@ -493,6 +493,10 @@ def test_registry_single_initials_and_clear_errors():
         make("UN", "M", factor=2)
     with pytest.raises(ValueError, match="dead_prob"):
         make("denoising", "M", dead_prob=1.5)
+    x = images(1, 16, seed=2)
+    for p in (0.0, 1.0):                               # both ends are valid: no pixel / every pixel dead
+        y = make("denoising", "M", dead_prob=p, seed=0).degrade_ground_truth(x)
+        assert ((y == 0).all(1).float().mean() > 0.99) == (p == 1.0)
 
 
 def test_upsampling_options_and_image_size_limits():
