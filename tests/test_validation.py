@@ -78,6 +78,15 @@ def test_a_limit_is_stated_in_the_error():
     assert validation.step_counts("1, 2,0", 3) == (1, 2, 0)
 
 
+def test_a_bad_json_file_is_named_by_its_path_unless_told_otherwise(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    with pytest.raises(ValueError, match=r"^.*bad\.json: not valid JSON"):
+        validation.read_json(bad)
+    with pytest.raises(ValueError, match=r"^the manifest: not valid JSON"):
+        validation.read_json(bad, "the manifest")
+
+
 def test_yaml_alias_bomb_is_refused_before_it_is_built():
     with pytest.raises(ValueError, match="f.yaml: .*MAX_YAML_NODES"):
         validation.load_yaml(alias_bomb("steps"), "f.yaml")
