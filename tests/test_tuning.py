@@ -126,6 +126,10 @@ def test_select_takes_complete_candidates_only_and_breaks_ties_by_grid_order():
     assert tuning.select(lpips, cands, "lpips", n_images=1)[("pulse", "denoising", "M")]["chosen"] == 0
     with pytest.raises(ValueError, match="metric"):
         tuning.select(records, cands, "fid")
+    # ignored: other methods, repeats (the second run of an item), missing or NaN scores
+    noise = [dict(rec(1, "a", 99), repeat=1), rec(1, "b", float("nan")), rec(1, "c", None),
+             dict(rec(1, "d", 99), method="naive")]
+    assert tuning.select(records + noise, cands)[("pulse", "denoising", "M")] == pick
 
 
 def test_the_benchmark_uses_a_generators_tuned_table_and_records_it(tmp_path, monkeypatch):
