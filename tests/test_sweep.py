@@ -61,6 +61,7 @@ sets:
     ("notebook: {nb}\ngrid: {{a: 1}}", "non-empty lists"),
     ("notebook: {nb}\ngrid: {{a: [1]}}\nname: '{{zz}}'", "unknown parameter"),
     ("sets: [{{name: s}}]", "no notebook"),
+    ("notebook: {nb}\ngrid: {{a: [1]}}\nname: [x]", "name must be a string"),
 ])
 def test_bad_sweep_files(tmp_path, nb, text, message):
     with pytest.raises((ValueError, FileNotFoundError), match=message):

@@ -81,6 +81,10 @@ def test_the_grid_search_picks_the_known_best_and_writes_its_provenance(tmp_path
     assert (tmp_path / "run" / "tuned" / "pulse.yaml").read_text() == path.read_text()
     scores = (tmp_path / "run" / "tuned" / "scores.md").read_text()
     assert "| denoising@XS |" in scores and scores.count("**") == 2 * 2     # one winner per cell
+    rows = [line for line in scores.splitlines() if line.startswith("| denoising@") or line.startswith("| inpainting@")]
+    for row in rows:                                   # each cell a score, the winner in bold
+        cells = [c.strip().strip("*") for c in row.strip("|").split("|")[1:]]
+        assert len(cells) == 4 and all(c == "n/a" or float(c) > 0 for c in cells), row
 
 
 def test_write_false_selects_without_writing_tables(tmp_path, search, monkeypatch):
