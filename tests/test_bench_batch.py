@@ -177,6 +177,8 @@ def test_a_batch_equals_its_items_alone_float64(singles, tmp_path):
             assert (a / f"{png}.png").read_bytes() == (b / f"{png}.png").read_bytes(), (key, png)
         la, lb = torch.load(a / "latent.pt"), torch.load(b / "latent.pt")
         assert la["latent"].shape == lb["latent"].shape, key
+        # the whole method in float64 (PULSE ran in float32, and a batch then differed by 1 ulp)
+        assert la["latent"].dtype == lb["latent"].dtype == torch.float64, key
         assert (la["latent"] - lb["latent"]).abs().max() <= 1e-9, key
         stored = lb["latent"].untyped_storage().nbytes()     # its own latent, not the batch's
         assert stored == lb["latent"].numel() * lb["latent"].element_size(), key

@@ -196,8 +196,9 @@ def pulse(G, target: Tensor, degradation=None, *, loss: LossSpec = None, seed: S
     use_loss = data_term == "loss"
     problem = prepare(G, target, degradation, loss if use_loss else None, seed=loss_seed(seed),
                       resolution=resolution, need_loss=use_loss)
-    fit = gaussian_fit(G, fit_samples, fit_seed)
-    v = seeded_randn((G.num_ws, G.w_dim), seed, problem.target.shape[0], problem.target.device)
+    dtype = torch.promote_types(next(G.parameters()).dtype, torch.float32)   # G.double(): float64
+    fit = tuple(t.to(dtype) for t in gaussian_fit(G, fit_samples, fit_seed))
+    v = seeded_randn((G.num_ws, G.w_dim), seed, problem.target.shape[0], problem.target.device).to(dtype)
     with torch.no_grad():
         _project(v, math.sqrt(G.w_dim))
     run = _PulseSteps(G, problem, v.requires_grad_(True), fit, config)
