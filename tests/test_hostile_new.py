@@ -239,3 +239,16 @@ def test_a_clashing_or_uncallable_method_plugin_is_refused(installed, eps, words
     installed("rusir.methods", *eps)
     with pytest.raises(ValueError, match=words):
         baselines.get_method("mine")
+
+
+# --- a generator name with a typo is not silently aligned as FFHQ ----------------------------------
+
+def test_an_unknown_generator_name_gets_no_template(tmp_path, capsys):
+    from rusir.faces.align import template_for
+    with pytest.raises(ValueError, match="unknown generator 'toyface64'"):
+        template_for("toyface64")
+    assert template_for("models/mine.pkl").name == "ffhq"       # a file: FFHQ's, as documented
+    (tmp_path / "photos").mkdir()
+    assert main(["data", "build", "--photos", str(tmp_path / "photos"), "--out", str(tmp_path / "set"),
+                 "--generator", "toyface64", "--size", "64", "--landmarks", str(tmp_path / "x.json")]) == 2
+    one_line_error(capsys, "unknown generator 'toyface64'")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Mapping, Optional, Union
 
 import numpy as np
@@ -38,7 +39,7 @@ from scipy.ndimage import gaussian_filter
 
 from ..data import avatars
 from ..data.images import pil_to_tensor
-from ..model.generators import alignment, info
+from ..model.generators import REGISTRY, alignment, info
 from ..validation import MIN_EYE_DISTANCE, side
 
 __all__ = ["Template", "AlignedFace", "TEMPLATES", "ffhq_quad", "template_for", "align",
@@ -222,6 +223,11 @@ def template_for(generator: Union[str, Template, nn.Module, None]) -> Template:
     images are not aligned human faces (AFHQ, BreCaHAD) is refused in one line."""
     if isinstance(generator, Template):
         return generator
+    if isinstance(generator, str) and generator in TEMPLATES:
+        return TEMPLATES[generator]
+    if isinstance(generator, str) and generator not in REGISTRY and not _path_like(generator):
+        raise ValueError(f"unknown generator {generator!r}: not one of {sorted(REGISTRY)}, and "
+                         "not a file path (a typo would silently align faces as FFHQ's)")
     name = alignment(generator)
     if name is None:
         label = info(generator).name if isinstance(generator, nn.Module) else generator
@@ -229,6 +235,12 @@ def template_for(generator: Union[str, Template, nn.Module, None]) -> Template:
                          "no face alignment for it (restore without --align; its images are "
                          "centre-cropped)")
     return TEMPLATES[name]
+
+
+def _path_like(text: str) -> bool:
+    """A generator named by its file: a path with a folder or a suffix, or an existing file."""
+    path = Path(text).expanduser()
+    return len(path.parts) > 1 or bool(path.suffix) or path.exists()
 
 
 @dataclass
