@@ -135,8 +135,9 @@ def report(groups: list, json_path: Path) -> None:
     print(markdown(read_json(json_path)))
 
 
-LABELS = {"tuning": "**Tuning faces** (used before to choose tau):",
-          "test": "**Test faces never used by the project:**"}
+RECORD = "benchmarks/results/discrepancy_settle_toyfaces64.json"
+LABELS = {"tuning": f"**Tuning faces** (used before to choose tau; {RECORD}):",
+          "test": f"**Test faces never used by the project** ({RECORD}):"}
 
 
 def markdown(data: dict) -> str:
@@ -153,7 +154,7 @@ def markdown(data: dict) -> str:
             out.append(f"| {r} | {s['settings']} | {s['mean_final_psnr']:.2f} | {s['worst_drop']:.2f} "
                        f"({s['worst_drop_setting']}) | {len(s['drops_over_0.3'])} | {naive} |")
         rules = list(g["settings"])
-        out += ["", "| setting | faces | target px | naive | after W | after W+ | final | drop | stopped |",
+        out += ["", f"Per setting, before / settling ({RECORD}):", "| setting | faces | target px | naive | after W | after W+ | final | drop | stopped |",
                 "|---|---|---|---|---|---|---|---|---|"]
         for key, row in g["settings"][rules[0]].items():
             rows = [g["settings"][r][key] for r in rules if key in g["settings"][r]]
