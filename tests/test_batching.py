@@ -70,6 +70,17 @@ def test_chunks_of_a_user_mask_and_seed_list(setup64):
     assert (chunked.images - whole.images).abs().max() <= 1e-9
 
 
+def test_chunks_of_a_given_start_latent_take_their_own_rows(setup64):
+    """init [5, ...] (one start per image) split with the batch: chunks == one batch."""
+    G, clean = setup64
+    from rusir.inversion.latents import init_w
+    w = init_w(G, 5)
+    init = w + 0.3 * torch.randn(w.shape, generator=torch.Generator().manual_seed(1), dtype=w.dtype)
+    whole, _ = _run(G, clean, make("denoising", "M", seed=0), init=init)
+    chunked, _ = _run(G, clean, make("denoising", "M", seed=0), init=init, batch_size=2)
+    assert whole.info["init"] == "given" and (chunked.images - whole.images).abs().max() <= 1e-9
+
+
 def test_batch_size_is_checked_and_recorded(setup64):
     G, clean = setup64
     for bad in (0, -1, 1.5, "big", True):
