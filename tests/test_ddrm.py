@@ -170,10 +170,11 @@ def test_the_degradations_get_their_linear_model():
 
 # --- known answers with a Gaussian prior ---------------------------------------------------
 
-@pytest.mark.parametrize("case", ["pool", "denoise", "mask"])
-def test_ddrm_output_distribution_is_the_exact_one(case):
+@pytest.mark.parametrize("case, eta_b", [("pool", 1.0), ("denoise", 1.0), ("mask", 1.0), ("denoise", 0.5)])
+def test_ddrm_output_distribution_is_the_exact_one(case, eta_b):
     """Paper defaults (20 steps, eta 0.85, eta_b 1), correlated prior: DDRM's sample mean and
-    covariance equal its exact output moments within sampling error."""
+    covariance equal its exact output moments within sampling error (eta_b 0.5: the measured
+    branch's mix of y and x0, which eta_b 1 reduces to y alone)."""
     mu, c = gaussian_prior()
     g = torch.Generator().manual_seed(5)
     op, sigma_y = {"pool": (BlockAverage(2, R, dtype=torch.float64), 0.05),
@@ -183,8 +184,8 @@ def test_ddrm_output_distribution_is_the_exact_one(case):
     x = mu + torch.linalg.cholesky(c) @ torch.randn(D, generator=g, dtype=torch.float64)
     y = h @ x + sigma_y * torch.randn(h.shape[0], generator=g, dtype=torch.float64)
     y_img = y.reshape(1, *op.forward(torch.zeros(1, 3, R, R, dtype=torch.float64)).shape[1:])
-    mean, cov = exact_moments(mu, c, h, y, sigma_y, 20, 0.85, 1.0)
-    check_moments(sample(op, mu, c, y_img, sigma_y, 20, 0.85, 1.0), mean, cov)
+    mean, cov = exact_moments(mu, c, h, y, sigma_y, 20, 0.85, eta_b)
+    check_moments(sample(op, mu, c, y_img, sigma_y, 20, 0.85, eta_b), mean, cov)
 
 
 def test_ddrm_samples_the_exact_posterior_where_it_is_exact():
