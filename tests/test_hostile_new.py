@@ -252,3 +252,39 @@ def test_an_unknown_generator_name_gets_no_template(tmp_path, capsys):
     assert main(["data", "build", "--photos", str(tmp_path / "photos"), "--out", str(tmp_path / "set"),
                  "--generator", "toyface64", "--size", "64", "--landmarks", str(tmp_path / "x.json")]) == 2
     one_line_error(capsys, "unknown generator 'toyface64'")
+
+
+# --- rusir tune: a search space is checked whole before any candidate runs ------------------------
+
+@pytest.mark.parametrize("text,words", [
+    ("adam_wplus:\n  grid: {lr: [.nan]}\n", ["lr", "finite"]),
+    ("adam_wplus:\n  grid: {lr: [.inf]}\n", ["lr", "finite"]),
+    ("adam_wplus:\n  grid: {lr: [1e300]}\n", ["lr", "MAX_RATE"]),
+    ("adam_wplus:\n  grid: {lr: [-1]}\n", ["lr", "> 0"]),
+    ("adam_wplus:\n  grid: {lr: [fast]}\n", ["lr"]),
+    ("adam_wplus:\n  grid: {lr: [[1, 2]]}\n", ["lr"]),
+    ("adam_wplus:\n  fixed: {steps: -1}\n  grid: {lr: [0.01]}\n", ["steps", ">= 0"]),
+    ("adam_wplus:\n  fixed: {steps: 1e300}\n  grid: {lr: [0.01]}\n", ["steps", "MAX_STEPS"]),
+    ("adam_wplus:\n  fixed: {steps: .nan}\n  grid: {lr: [0.01]}\n", ["steps"]),
+    ("adam_wplus:\n  grid: {bogus: [1]}\n", ["unknown option", "bogus"]),
+    ("adam_wplus:\n  grid: {resolution: [0]}\n", ["resolution"]),
+    ("adam_wplus: {fixed: [1], grid: {lr: [0.1]}}\n", ["mappings"]),
+    ("adam_wplus:\n  grid:\n" + "".join(f"    o{i}: [{', '.join(map(str, range(16)))}]\n"
+                                        for i in range(10)), ["combinations", "MAX_GRID_SETS"]),
+])
+def test_tune_refuses_a_bad_search_space_before_any_run(tmp_path, capsys, no_generator, text, words):
+    from rusir.studies.tuning import search_space
+    (tmp_path / "s.yaml").write_text(text)
+    with pytest.raises(ValueError):
+        search_space("adam_wplus", tmp_path / "s.yaml")
+    assert main(["tune", "--methods", "adam_wplus", "--tasks", "denoising@M", "--search",
+                 str(tmp_path / "s.yaml"), "--out", str(tmp_path / "out"),
+                 "--tables-out", str(tmp_path / "tables"), "--no-progress"]) == 2
+    one_line_error(capsys, *words)
+    assert not (tmp_path / "tables").exists()
+
+
+def test_the_shipped_search_spaces_pass_the_checks():
+    from rusir.studies.tuning import candidates, search_space
+    assert [len(candidates(m, search_space(m))) for m in ("pulse", "lbrgm", "adam_wplus")] == [6, 6, 3]
+    assert search_space("pulse")["grid"]["lr"] == [0.1, 0.4, 1.2]

@@ -24,14 +24,16 @@ is `{}`. `RUSIR_BASELINE_TABLES` points the reader at another tables folder.
 """
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Callable, Mapping, Optional, Union
 
 from ..degradations import LEVELS, canonical_task
-from ..validation import choice, read_yaml
+from ..validation import (MAX_COUNT, MAX_RATE, MAX_STEPS, choice, number, read_yaml, side,
+                          whole)
 
 __all__ = ["TABLES_DIR", "TABLES", "table_path", "table_for", "table_source", "load_table",
            "baseline_config", "TABLE_KEYS"]
@@ -126,3 +128,44 @@ def baseline_config(method: str, task: Optional[str] = None, level: Optional[str
         if level is not None:
             config.update(entry.get(level) or {})
     return config
+
+
+def check_options(fn: Callable, options: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """A baseline's options as a table or a search space gives them, checked before any run: a
+    name `fn` takes (a keyword-only parameter, less the call protocol's), and a value of its
+    default's kind, within the validation limits (steps in [0, MAX_STEPS], `lr` > 0, other
+    numbers finite in [0, MAX_RATE], `resolution` a side). A one-line ValueError naming `what`."""
+    from ..inversion.method import PROTOCOL
+    signature = inspect.signature(fn).parameters.values()
+    params = {p.name: p.default for p in signature
+              if p.kind is p.KEYWORD_ONLY and p.name not in PROTOCOL}
+    unknown = sorted(set(options) - set(params))
+    if unknown and not any(p.kind is p.VAR_KEYWORD for p in signature):
+        raise ValueError(f"{what}: unknown option(s) {unknown}; it takes {sorted(params)}")
+    checked = {}
+    for name, value in options.items():        # a method taking **options: steps, lr by name
+        default = params[name] if name in params else {"steps": 0, "lr": 0.0}.get(name, ...)
+        label = f"{what}: {name}"
+        if default is ...:
+            checked[name] = value
+        elif value is None and default is None:
+            checked[name] = None
+        elif name == "resolution":
+            checked[name] = side(value, label)
+        elif isinstance(default, bool) or isinstance(value, bool):
+            if not isinstance(value, bool) or not isinstance(default, bool):
+                raise ValueError(f"{label} must be {type(default).__name__}, got {value!r}")
+            checked[name] = value
+        elif isinstance(default, int):
+            checked[name] = whole(value, label, 0, MAX_STEPS if name == "steps" else MAX_COUNT,
+                                  "MAX_STEPS" if name == "steps" else "MAX_COUNT")
+        elif isinstance(default, float) or (default is None and isinstance(value, (int, float))):
+            checked[name] = number(value, label, 0.0, MAX_RATE, "MAX_RATE", strict=name == "lr")
+        elif isinstance(default, str) or default is None:
+            if not isinstance(value, str):
+                raise ValueError(f"{label} must be a name (a string), got {value!r}")
+            checked[name] = value
+        else:
+            checked[name] = value
+    return checked
+

@@ -30,12 +30,12 @@ import yaml
 from torch import Tensor
 
 from ..baselines import get_method
-from ..baselines.config import TABLES, TABLES_DIR, load_table, table_path
+from ..baselines.config import TABLES, TABLES_DIR, check_options, load_table, table_path
 from ..data.outputs import write_text
 from ..engine.plan import BoundMethod, resolve_images
 from ..engine.records import load_records, read_config
 from ..engine.runner import BenchSummary, run_bench
-from ..validation import read_yaml
+from ..validation import grid_size, read_yaml
 
 __all__ = ["SEARCH_SPACES", "SPLITS", "METRICS", "Candidate", "search_space", "candidates",
            "candidate_methods", "tuning_images", "select", "tuned_table", "run_tuning",
@@ -75,13 +75,21 @@ def search_space(method: str, path: Union[str, Path, None] = None) -> dict:
     space = data[method] or {}
     if not isinstance(space, dict) or set(space) - {"fixed", "grid"}:
         raise ValueError(f"{path}: {method}: expected keys 'fixed' and 'grid', got {space!r}")
-    fixed, grid = dict(space.get("fixed") or {}), dict(space.get("grid") or {})
+    fixed, grid = space.get("fixed") or {}, space.get("grid") or {}
+    if not isinstance(fixed, dict) or not isinstance(grid, dict):
+        raise ValueError(f"{path}: {method}: 'fixed' and 'grid' must be mappings of options")
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise ValueError(f"{path}: {method}: grid option {key!r} needs a non-empty list, got {values!r}")
     both = set(fixed) & set(grid)
     if both:
         raise ValueError(f"{path}: {method}: options both fixed and searched: {sorted(both)}")
+    # every value checked as the method takes it, and the grid's size, before any run
+    grid_size([len(values) for values in grid.values()], f"{path}: {method}: grid")
+    fn, what = get_method(method), f"{path}: {method}"
+    fixed = check_options(fn, fixed, what)
+    grid = {key: [check_options(fn, {key: v}, what)[key] for v in values]
+            for key, values in grid.items()}
     return {"fixed": fixed, "grid": grid}
 
 
