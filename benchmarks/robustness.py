@@ -6,12 +6,13 @@ The benchmark runner (`rusir bench --config params/bench/robustness.yaml`, then
 `python benchmarks/robustness.py --records runs/robustness`) restores one (task, level) cell at a
 time. This script computes the same records faster on a CPU: it stacks every setting whose
 targets have one size (the 19 settings with 64-px targets, the 8 with 8-px targets) into ONE
-batch, each setting's slice degraded by its own degradation (`Stacked`), which is exact because
-the images of a batch are independent (README, "Python API"). W and W+ run once per stack; W++
-then runs once per candidate rate from the same W+ latent, and a candidate with fewer W++ steps is
-read off its rate's trajectory at that step (`--checkpoints`): a shorter schedule is a prefix of a
-longer one. Per item it keeps the runner's record fields (naive, phases) so that
-`rusir.studies.robustness` summarises either source.
+batch, each setting's slice degraded by its own degradation (`rusir.degradations.Stacked`),
+which is exact because the images of a batch are independent ([Python API](../docs/python-api.md)).
+W and W+ run once per stack; W++ then runs once per candidate rate from the same W+ latent, and
+a candidate with fewer W++ steps is read off its rate's trajectory at that step
+(`--checkpoints`): a shorter schedule is a prefix of a longer one. Per item it keeps the runner's
+record fields (naive, phases, scored as the runner scores them: `rusir.studies.robustness`,
+where the grouping, stacking and scoring live), so that one summary reads either source.
 """
 from __future__ import annotations
 
@@ -23,54 +24,12 @@ from pathlib import Path
 import rusir  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads OpenMP)
 import torch
 
-from rusir import degradations
 from rusir.data import heldout_paths, load_image
-from rusir.studies.experiment import naive_restoration
-from rusir.engine.plan import parse_tasks
 from rusir.engine.records import as_8bit, write_json
-from rusir.studies.robustness import phase_table, plot, summary, to_markdown, write_robustness
 from rusir.inversion.restore import restore
-from rusir.metrics import psnr, ssim
 from rusir.model.generators import load_generator
-
-
-class Stacked:
-    """Several degradations side by side over one batch: slice k of the batch is degraded by
-    degradation k; masks of unmasked slices are ones (a loss with an all-ones mask equals one
-    without: inpainting's term masks by multiplication)."""
-
-    def __init__(self, parts: list[tuple[object, int]]):
-        self.parts = parts
-        self.mask = None
-
-    def degrade_prediction(self, x: torch.Tensor) -> torch.Tensor:
-        return self._each(lambda deg, part: deg.degrade_prediction(part), x)
-
-    def redraw(self, x: torch.Tensor, draw: int = 0) -> torch.Tensor:
-        """Each slice's true degradation drawn afresh (the discrepancy principle's floor)."""
-        return self._each(lambda deg, part: deg.redraw(part, draw), x)
-
-    def _each(self, apply, x: torch.Tensor) -> torch.Tensor:
-        """`apply(degradation k, slice k)` per slice, joined; the masks joined likewise."""
-        outs, masks, i = [], [], 0
-        for deg, n in self.parts:
-            outs.append(apply(deg, x[i:i + n]))
-            masks.append(getattr(deg, "mask", None))
-            i += n
-        y = torch.cat(outs)
-        if any(m is not None for m in masks):
-            self.mask = torch.cat([m if m is not None else y.new_ones(o.shape[0], 1, *o.shape[-2:])
-                                   for m, o in zip(masks, outs)])
-        return y
-
-
-def scores(images: torch.Tensor, gt: torch.Tensor, deg, target: torch.Tensor) -> list[dict]:
-    """Per image: PSNR/SSIM vs truth and fidelity PSNR, on the 8-bit images (as the runner)."""
-    pred = as_8bit(images.detach().clamp(0, 1))
-    with torch.no_grad():
-        degraded = deg.degrade_ground_truth(pred)
-    p, s, f = psnr(pred, gt).tolist(), ssim(pred, gt).tolist(), psnr(degraded, target).tolist()
-    return [{"psnr": a, "ssim": b, "fidelity_psnr": c} for a, b, c in zip(p, s, f)]
+from rusir.studies.robustness import (phase_table, plot, settings_by_target_side, stack_records,
+                                      stack_settings, summary, to_markdown, write_robustness)
 
 
 def faces(first: int, n: int, size: int = 64) -> torch.Tensor:
@@ -78,37 +37,14 @@ def faces(first: int, n: int, size: int = 64) -> torch.Tensor:
     return as_8bit(torch.cat([load_image(q, size) for q in heldout_paths()[first:first + n]]))
 
 
-def groups_by_side(G, tasks: str) -> list[tuple[int, list]]:
-    """The settings of `tasks` grouped by target side, the 8-px targets first."""
-    groups: dict[int, list] = {}
-    for task, level in parse_tasks(tasks):
-        side = degradations.make(task, level).target_size(G.img_resolution)
-        groups.setdefault(side, []).append((task, level))
-    return [(side, groups[side]) for side in sorted(groups, key=lambda s: (s != 8, -s))]
-
-
-def stack_of(gt, settings, first):
-    """Every setting's degradation (image i: seed first + i, as the demo), its targets, and the
-    Stacked degradation over one batch of all of them."""
-    degs = [degradations.make(task, level, seed=first) for task, level in settings]
-    with torch.no_grad():
-        targets = [d.degrade_ground_truth(gt) for d in degs]
-    return degs, targets, Stacked([(d, gt.shape[0]) for d in degs])
-
-
 def run_stack(G, gt, settings, first, wpp, checkpoints, base_steps=(50, 50), seed=0):
-    """Restore every image of `settings` (one target size) in one batch; records per item and
-    per candidate name."""
-    degs, targets, stack = stack_of(gt, settings, first)
-    n = gt.shape[0]
+    """Restore every image of `settings` (one target size) in one batch; records per candidate
+    name (`W++<rate>x<step><tag>`)."""
+    _, targets, stack = stack_settings(gt, settings, first)
     target = torch.cat(targets)
     base = restore(G, target, stack, spaces=("W", "W+"), steps=base_steps, lrs=(0.08, 0.02),
                    seed=seed, progress=False)
-    per = {}
-    def slices(images):
-        return [images[k * n:(k + 1) * n] for k in range(len(settings))]
-    phase_scores = {name: [scores(im, gt, d, t) for im, d, t in zip(slices(ph.images), degs, targets)]
-                    for name, ph in base.phases.items()}
+    records = {}
     for rate, steps, tag, options in wpp:
         snaps = {}
         def cb(info):
@@ -117,19 +53,9 @@ def run_stack(G, gt, settings, first, wpp, checkpoints, base_steps=(50, 50), see
         r = restore(G, target, stack, spaces=("W++",), steps=(steps,), lrs=(rate,), seed=seed,
                     init=base.phases["W+"].latent, progress=False, callback=cb, ngd_options=options)
         snaps[steps] = r.phases["W++"].images
-        for step, images in snaps.items():
-            name = f"W++{rate}x{step}{tag}"
-            per[name] = [scores(im, gt, d, t) for im, d, t in zip(slices(images), degs, targets)]
-    records = {}
-    for k, ((task, level), deg, t) in enumerate(zip(settings, degs, targets)):
-        naive = naive_restoration(t, G.img_resolution)
-        np_, ns = psnr(naive, gt).tolist(), ssim(naive, gt).tolist()
-        for cand, sc in per.items():
-            records.setdefault(cand, []).extend(
-                {"method": "rusir", "task": task, "level": level, "image_index": first + j,
-                 "target_size": list(t.shape[-2:]), "naive": {"psnr": np_[j], "ssim": ns[j]},
-                 "phases": {"W": phase_scores["W"][k][j], "W+": phase_scores["W+"][k][j],
-                            "W++": sc[k][j]}} for j in range(n))
+        for step, images in snaps.items():   # a shorter W++ schedule is a prefix of this one
+            phases = {"W": base.phases["W"].images, "W+": base.phases["W+"].images, "W++": images}
+            records[f"W++{rate}x{step}{tag}"] = stack_records(phases, gt, settings, targets, first, seed=first)
     return records
 
 
@@ -219,7 +145,7 @@ def main(argv=None):
     checkpoints = {int(c) for c in a.checkpoints.split(",")}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    for side, settings in groups_by_side(G, a.tasks):
+    for side, settings in settings_by_target_side(a.tasks, G.img_resolution):
         path = out / f"records_{side}px.json"
         if path.exists():
             continue

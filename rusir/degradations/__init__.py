@@ -14,6 +14,7 @@ from .inpainting import Inpainting
 from .jpeg import DifferentiableJPEG, quantization_tables
 from .registry import (INITIALS, TASKS, available, canonical_task, is_composition, make, register,
                        task_names, with_grayscale)
+from .stacked import Stacked
 from .upsampling import Upsampling
 from .variants import (AveragePoolUpsampling, ClampedGaussianNoise, GaussianNoise, Identity,
                        NearestUpsampling, Uncropping)
@@ -26,5 +27,5 @@ __all__ = [
     "Uncropping", "Identity", "GaussianBlur", "gaussian_blur", "DifferentiableJPEG",
     "quantization_tables", "cycle_8bit", "surrogate_clamp",
     "with_grayscale", "Grayscale", "BT601", "luminance", "to_grayscale", "is_grayscale",
-    "expose_true_mask", "exposes_true_mask",
+    "expose_true_mask", "exposes_true_mask", "Stacked",
 ]

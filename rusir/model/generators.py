@@ -100,8 +100,8 @@ def _official(name: str, res: int, what: str, alignment: Optional[str] = "ffhq",
 
 def _official_stylegan3(config: str, data: str, res: int, what: str,
                         alignment: Optional[str] = "ffhq") -> tuple[str, GeneratorInfo]:
-    """(name, info) of an official StyleGAN3 pickle, config "t" or "r" (NVlabs/stylegan3's
-    README lists the files). NGC publishes no checksums for them and none could be taken
+    """(name, info) of an official StyleGAN3 pickle, config "t" or "r" (docs/generator-family.md
+    lists the twelve registered, as rusir names them). NGC publishes no checksums for them and none could be taken
     offline here, so none is pinned: the exec-free reader's structural checks apply. The schedule
     is the paper's (tuned for StyleGAN2) until someone tunes one on these weights."""
     name = f"stylegan3-{config}-{data}-{res}"

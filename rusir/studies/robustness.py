@@ -11,18 +11,33 @@ and a figure with one group per setting, so a glance shows where a phase hurts. 
 the two numbers a schedule is chosen by: the mean final PSNR over all settings, and the worst
 per-setting drop. Only the records' fields are read, so any script producing records of that
 shape (task, level, image_index, target_size, naive, phases) can be summarised the same way.
+
+A CPU computes the same records faster with settings stacked into one batch
+(`benchmarks/robustness.py`): `settings_by_target_side` groups the settings whose targets share a
+size, `stack_settings` degrades one batch of faces by each (`rusir.degradations.Stacked`), and
+`stack_records` scores a stack's per-phase images as the runner scores an item
+(`rusir.engine.unit.phase_metrics`).
 """
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Optional, Sequence, Union
 
+import torch
+from torch import Tensor
+
+from .. import degradations
+from ..baselines.naive import naive_restoration
 from ..data.outputs import write_file
-from ..degradations import COMPOSITIONS, LEVELS, TASKS
+from ..degradations import COMPOSITIONS, LEVELS, TASKS, Stacked
+from ..engine.plan import parse_tasks
 from ..engine.records import load_records, write_json
+from ..engine.unit import phase_metrics
+from ..metrics import psnr, ssim
 
 __all__ = ["phase_table", "summary", "to_markdown", "plot", "write_robustness", "stopped_at",
-           "MIN_TARGET_SIDE"]
+           "MIN_TARGET_SIDE", "settings_by_target_side", "stack_settings", "stack_records"]
 
 MIN_TARGET_SIDE = 8   # below this side (upsampling L, XL) a target may not be beaten by a prior
 METRICS = ("psnr", "ssim", "fidelity_psnr")
@@ -41,7 +56,7 @@ def _order(setting: tuple[str, str]) -> tuple:
 
 def stopped_at(record: dict) -> Optional[str]:
     """Where the discrepancy stop ended the item ("W+:12"), or None: the record's `stopped` field
-    (benchmarks/discrepancy.py) or its `info.stopped` (the runner keeps restore's info per item)."""
+    (a stacked study's records) or its `info.stopped` (the runner keeps restore's info per item)."""
     if "stopped" in record:
         return record["stopped"]
     where = (record.get("info") or {}).get("stopped")
@@ -169,3 +184,54 @@ def write_robustness(records: Union[str, Path, Sequence[dict]], json_path: Union
     if figure is not None:
         plot({"naive (bar), W -> W+ -> W++ per setting; red: a phase hurts": table}, figure)
     return data
+
+
+# --- settings stacked into one batch ------------------------------------------------------------
+
+Setting = tuple[str, str]
+
+
+def settings_by_target_side(tasks: str, resolution: int) -> list[tuple[int, list[Setting]]]:
+    """The settings of `tasks` (`parse_tasks`) grouped by the side of their targets for inputs of
+    `resolution` px, the 8-px targets first, then the larger sides down: [(side, settings)]."""
+    groups: dict[int, list[Setting]] = {}
+    for task, level in parse_tasks(tasks):
+        side = degradations.make(task, level).target_size(resolution)
+        groups.setdefault(side, []).append((task, level))
+    return [(side, groups[side]) for side in sorted(groups, key=lambda s: (s != 8, -s))]
+
+
+def stack_settings(gt: Tensor, settings: Sequence[Setting], seed: int):
+    """Each setting's degradation of the faces `gt` [n, 3, R, R] (image i: seed `seed` + i, as the
+    demo), its targets [n, 3, h, w], and the `Stacked` degradation of one batch holding every
+    setting's n images in turn: (degradations, targets, stacked)."""
+    degs = [degradations.make(task, level, seed=seed) for task, level in settings]
+    with torch.no_grad():
+        targets = [d.degrade_ground_truth(gt) for d in degs]
+    return degs, targets, Stacked([(d, gt.shape[0]) for d in degs])
+
+
+def stack_records(phases: dict[str, Tensor], gt: Tensor, settings: Sequence[Setting],
+                  targets: Sequence[Tensor], first: int, seed: int) -> list[dict]:
+    """The runner's record fields (task, level, image_index, target_size, naive, phases) of every
+    setting and face of a stack, from each phase's images [len(settings) * n, 3, R, R] and the
+    targets of `stack_settings(gt, settings, seed)`. Face j is held-out face `first` + j, and is
+    scored as the runner scores an item (`phase_metrics`): its 8-bit images vs the truth, and its
+    own true degradation (seed `seed` + j, as in the stack) vs its target."""
+    n, res = gt.shape[0], gt.shape[-1]
+    records = []
+    for k, ((task, level), target) in enumerate(zip(settings, targets)):
+        with torch.no_grad():
+            naive = naive_restoration(target, res)                   # [n, 3, R, R]
+        naive_psnr, naive_ssim = psnr(naive, gt).tolist(), ssim(naive, gt).tolist()
+        for j in range(n):
+            one = slice(k * n + j, k * n + j + 1)
+            deg = degradations.make(task, level, seed=seed + j)      # image j's, alone
+            scores = phase_metrics({name: SimpleNamespace(images=images)
+                                    for name, images in phases.items()},
+                                   one, deg, gt[j:j + 1], target[j:j + 1])
+            records.append({"method": "rusir", "task": task, "level": level,
+                            "image_index": first + j, "target_size": list(target.shape[-2:]),
+                            "naive": {"psnr": naive_psnr[j], "ssim": naive_ssim[j]},
+                            "phases": scores})
+    return records
