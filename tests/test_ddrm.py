@@ -252,9 +252,13 @@ def test_inpainting_keeps_the_observed_pixels_and_fills_the_rest():
     x = torch.rand(1, 3, R, R, generator=g)
     mask = (torch.rand(1, 1, R, R, generator=g) > 0.5).float()
     deg = SimpleNamespace(name="inpainting", mask=mask)
-    result = ddrm(_G(), x * mask, deg, prior=_prior(), sigma_y=0.0, progress=False, seed=3)
+    seen = []
+    result = ddrm(_G(), x * mask, deg, prior=_prior(), sigma_y=0.0, progress=False, seed=3,
+                  callback=seen.append)
     known = mask.expand_as(x).bool()
     assert float((result.images - x)[known].abs().max()) < 0.02
+    assert float((seen[-1].images - x)[known].abs().max()) < 0.05     # the preview is in [0, 1] too
+    assert result.info["linear_model"].startswith("masking with the known")
     assert float((result.images - x * mask)[~known].abs().max()) > 0.05   # filled, not left black
 
 
