@@ -200,7 +200,8 @@ def relative_path(value: Any, what: str = "path") -> str:
 def _expanded_size(node: yaml.Node, what: str) -> int:
     """Values in the document with every alias expanded where it is used, counted on the node
     graph (each shared node once, times its uses), refused above MAX_YAML_NODES or
-    MAX_YAML_DEPTH, and for a recursive document (an alias inside its own anchor)."""
+    MAX_YAML_DEPTH, for a recursive document (an alias inside its own anchor) and for a key
+    given twice in one mapping."""
     sizes: dict[int, int] = {}
     open_: set[int] = set()
 
@@ -213,6 +214,8 @@ def _expanded_size(node: yaml.Node, what: str) -> int:
             raise ValueError(f"{what}: YAML nested deeper than {MAX_YAML_DEPTH}"
                              f"{_limit('MAX_YAML_DEPTH')}")
         open_.add(id(n))
+        if isinstance(n, yaml.MappingNode):
+            _unique_keys(n, what)
         children = ([c for pair in n.value for c in pair] if isinstance(n, yaml.MappingNode)
                     else n.value if isinstance(n, yaml.SequenceNode) else [])
         total = 1
@@ -226,6 +229,19 @@ def _expanded_size(node: yaml.Node, what: str) -> int:
         return total
 
     return size(node, 0)
+
+
+def _unique_keys(node: yaml.MappingNode, what: str) -> None:
+    """A key given twice in one mapping (YAML would keep the last one silently: a second
+    `pulse:` block replacing the first) is refused, naming its line."""
+    seen: set = set()
+    for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+            continue
+        if key.value in seen:
+            raise ValueError(f"{what}: line {key.start_mark.line + 1}: key {key.value!r} given "
+                             "twice in one mapping (YAML would keep only the last)")
+        seen.add(key.value)
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:

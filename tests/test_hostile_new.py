@@ -288,3 +288,30 @@ def test_the_shipped_search_spaces_pass_the_checks():
     from rusir.studies.tuning import candidates, search_space
     assert [len(candidates(m, search_space(m))) for m in ("pulse", "lbrgm", "adam_wplus")] == [6, 6, 3]
     assert search_space("pulse")["grid"]["lr"] == [0.1, 0.4, 1.2]
+
+
+def test_a_yaml_key_given_twice_is_refused(tmp_path, capsys, no_generator):
+    """A second `adam_wplus:` block silently replaced the first (any YAML rusir reads)."""
+    from rusir.validation import load_yaml
+    with pytest.raises(ValueError, match="line 2: key 'a' given twice"):
+        load_yaml("a: 1\na: 2\n", "x.yaml")
+    assert load_yaml("a: &x {k: 1}\nb:\n  <<: *x\n  k: 2\n") == {"a": {"k": 1}, "b": {"k": 2}}
+    (tmp_path / "s.yaml").write_text("adam_wplus: {grid: {lr: [0.1]}}\nadam_wplus: {grid: {lr: [0.2]}}\n")
+    assert main(["tune", "--methods", "adam_wplus", "--tasks", "denoising@M", "--search",
+                 str(tmp_path / "s.yaml"), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    one_line_error(capsys, "given twice")
+
+
+def test_tuned_tables_are_not_written_through_a_linked_generator_folder(tmp_path, monkeypatch):
+    """`--tables-out DIR` where DIR/<generator> is a link elsewhere: refused, nothing written
+    there (the table was written through the link)."""
+    from test_tuning import tune
+    search = tmp_path / "search.yaml"
+    search.write_text("pulse:\n  fixed: {steps: 7}\n  grid:\n    lr: [0.9, 0.1]\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "tables").mkdir()
+    os.symlink(elsewhere, tmp_path / "tables" / "Generator")   # the small generator's name
+    with pytest.raises(OutputError, match="symbolic link"):
+        tune(tmp_path, search, [], monkeypatch)        # the records, then the tables
+    assert list(elsewhere.iterdir()) == []

@@ -95,9 +95,10 @@ def write_file(path: PathLike, write: Callable[[Path], object], overwrite: bool 
     return path
 
 
-def write_text(path: PathLike, text: str, overwrite: bool = True) -> Path:
+def write_text(path: PathLike, text: str, overwrite: bool = True,
+               folder: PathLike | None = None) -> Path:
     """`write_file` for a text file."""
-    return write_file(path, lambda tmp: tmp.write_text(text), overwrite)
+    return write_file(path, lambda tmp: tmp.write_text(text), overwrite, folder)
 
 
 def _link_if_free(tmp: Path, path: Path) -> None:

@@ -211,13 +211,13 @@ def write_tables(out: Union[str, Path], generator: str, cands: Sequence[Candidat
                 f"\n# per (task, level), the candidate with the best mean accuracy_{metric} on the "
                 f"{provenance['split']} split; provenance below.\n"
                 + yaml.safe_dump(_plain(table), sort_keys=False, default_flow_style=None, width=100))
-        for path in (folder / generator / f"{method}.yaml", out / "tuned" / f"{method}.yaml"):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_text(path, text)
+        for root, path in ((folder, folder / generator / f"{method}.yaml"),
+                           (out, out / "tuned" / f"{method}.yaml")):
+            write_text(path, text, folder=root)      # no link on the way (data.outputs)
         written[method] = folder / generator / f"{method}.yaml"
         tables_made[method] = table
     if tables_made:
-        write_text(out / "tuned" / "scores.md", scores_markdown(tables_made, metric))
+        write_text(out / "tuned" / "scores.md", scores_markdown(tables_made, metric), folder=out)
     return written
 
 
