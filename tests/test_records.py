@@ -361,3 +361,18 @@ def test_claims_of_dead_or_malformed_owners_are_cleaned_and_a_run_keeps_its_own(
     assert claims.claim_holder(tmp_path, "bad/x") is None              # not a token
     assert claims.claim_holder(tmp_path, "far/x") == "otherhost-1+x"   # cannot be checked: kept
     assert claims.claim_holder(tmp_path, "a/b") == token
+
+
+def test_discard_item_tmp_removes_only_that_items_folders(tmp_path):
+    """A Ray worker that died a moment ago may still be exiting (alive to clean_stale_tmp): the
+    run holding the item's claim discards its half-written folder by key, and nothing else."""
+    from rusir.engine.records import TMP, discard_item_tmp, owner_tag
+    root = tmp_path / TMP
+    mine = root / f"{owner_tag()}+rusir__upsampling__M__0001-abcd1234"
+    other = root / f"{owner_tag()}+rusir__upsampling__M__0011-abcd1234"
+    for folder in (mine, other):
+        folder.mkdir(parents=True)
+        (folder / "record.json").write_text("{}")
+    discard_item_tmp(tmp_path, "rusir/upsampling/M/0001")
+    assert not mine.exists() and other.exists()
+    discard_item_tmp(tmp_path / "nothing-here", "rusir/upsampling/M/0001")   # no .tmp: nothing to do

@@ -242,7 +242,10 @@ def _drive(ray, task, spec_ref, out: Path, todo: Sequence[Unit], summary, fail_f
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 mine = pending.pop(ready[0])
                 try:
-                    _outcome(ray, ready[0], mine, fail_fast).add_to(summary)
+                    outcome = _outcome(ray, ready[0], mine, fail_fast)
+                    for failure in outcome.failures:   # still ours: a dead worker's half-written item
+                        records.discard_item_tmp(out, failure["key"])
+                    outcome.add_to(summary)
                 finally:
                     for item in mine:
                         claims.release_claim(out, item.key, owner)

@@ -56,7 +56,8 @@ from .availability import UNAVAILABLE, MetricCache  # re-exported: the store's u
 __all__ = ["TMP", "CLAIMS", "RECORD", "CONFIG", "RECORD_FIELDS", "FIXED_CONFIG", "IMAGE_FILES", "UNAVAILABLE",
            "DamagedFileWarning", "item_key", "item_dir", "is_finished", "read_json", "record_problem",
            "read_record", "load_records", "warn_damaged", "write_item", "write_json", "read_config",
-           "config_conflicts", "write_config", "write_failures", "clean_stale_tmp", "remove_empty_tmp",
+           "config_conflicts", "write_config", "write_failures", "clean_stale_tmp", "discard_item_tmp",
+           "remove_empty_tmp",
            "owner_tag", "config_folder", "jsonable", "as_8bit", "save_png", "read_png", "MetricCache"]
 
 RECORD = "record.json"
@@ -382,6 +383,17 @@ def clean_stale_tmp(out: PathLike) -> None:
             shutil.rmtree(entry, ignore_errors=True)
         else:
             entry.unlink(missing_ok=True)
+
+
+def discard_item_tmp(out: PathLike, key: str) -> None:
+    """Remove the temporary folders of item `key` (any owner): called by the run that holds the
+    item's claim once the worker writing it is known to have died. A worker that died a moment
+    ago may still be exiting, so `clean_stale_tmp` cannot yet tell its folder is stale."""
+    root = Path(out) / TMP
+    if not root.is_dir():
+        return
+    for entry in root.glob(f"*+{key.replace('/', '__')}-*"):
+        shutil.rmtree(entry, ignore_errors=True)
 
 
 def remove_empty_tmp(out: PathLike) -> None:
