@@ -28,12 +28,19 @@ def load_script(relative: str, name: str) -> ModuleType:
     return module
 
 
-def fixture_path(name: str) -> Path:
-    """Path of a shared fixture file; skips the test with a reason when it is absent."""
-    path = FIXTURES / name
+def fixture_path(name: str, family: str = "stylegan2-ada") -> Path:
+    """Path of a shared fixture file (`family`: stylegan2-ada or stylegan3); skips the test with a
+    reason when it is absent."""
+    path = FIXTURES.parent / f"{family}-tiny" / name
     if not path.exists():
-        pytest.skip(f"fixture {path} absent: ../shared (official StyleGAN2-ADA fixtures) is not beside the repo")
+        pytest.skip(f"fixture {path} absent: ../shared (official {family} fixtures) is not beside the repo")
     return path
+
+
+@pytest.fixture(scope="session")
+def sg3t32_pkl() -> Path:
+    """The tiny official-format StyleGAN3-T pickle (32 px)."""
+    return fixture_path("sg3t32.pkl", "stylegan3")
 
 
 @pytest.fixture(scope="session")

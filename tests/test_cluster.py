@@ -232,12 +232,10 @@ def test_ray_and_local_run_the_same_repeats(local_ray, G, tmp_path):
 
 
 
-def test_a_stylegan3_pickle_on_ray_equals_local(local_ray, tmp_path):
+def test_a_stylegan3_pickle_on_ray_equals_local(local_ray, tmp_path, sg3t32_pkl):
     """The tiny official-format StyleGAN3-T (32 px) by its path: one item, RUSIR, on both engines:
     the same records (metrics, PNGs) and the pickle named in each configuration."""
-    pkl = ROOT.parent / "shared" / "fixtures" / "stylegan3-tiny" / "sg3t32.pkl"
-    if not pkl.exists():
-        pytest.skip(f"fixture {pkl} absent: ../shared (official StyleGAN3 fixtures) is not beside the repo")
+    pkl = sg3t32_pkl
     for engine in ("local", "ray"):
         s = run_bench(str(pkl), "heldout:1", out=tmp_path / engine, methods="rusir",
                       tasks="upsampling@M", steps=(1, 1, 1), loss=LOSS, metrics=("psnr", "ssim"),

@@ -23,16 +23,13 @@ from rusir.engine.records import load_records
 from rusir.engine.runner import run_bench
 from rusir.report.document import write_report
 
-SG3T32 = ROOT.parent / "shared" / "fixtures" / "stylegan3-tiny" / "sg3t32.pkl"
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def pkl() -> Path:
-    if not SG3T32.exists():
-        pytest.skip(f"fixture {SG3T32} absent: ../shared (official StyleGAN3 fixtures) is not beside the repo")
-    return SG3T32
+def pkl(sg3t32_pkl) -> Path:
+    return sg3t32_pkl
 
 
 def bench(pkl: Path, out: Path, batch: int = 2, **kw):

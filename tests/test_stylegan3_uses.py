@@ -18,12 +18,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, generated_target
+from conftest import generated_target
 from rusir.faces import align as A
 from rusir.faces.scenes import place_faces
 from rusir.degradations.base import to_pil
 
-SG3T32 = ROOT.parent / "shared" / "fixtures" / "stylegan3-tiny" / "sg3t32.pkl"
 # Upright landmarks whose FFHQ quad is the 32 px square: eyes 8 px apart (half side 2 x 8 = 16),
 # eye-to-mouth 8 px, the quad's centre 0.1 of it below the eyes' midpoint.
 FFHQ_LANDMARKS_32 = np.array([[12, 15.2], [20, 15.2], [16, 19], [13, 23.2], [19, 23.2]])
@@ -32,10 +31,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def pkl() -> Path:
-    if not SG3T32.exists():
-        pytest.skip(f"fixture {SG3T32} absent: ../shared (official StyleGAN3 fixtures) is not beside the repo")
-    return SG3T32
+def pkl(sg3t32_pkl) -> Path:
+    return sg3t32_pkl
 
 
 @pytest.fixture(scope="module")
