@@ -28,6 +28,7 @@ __all__ = ["MAX_IMAGE_SIDE", "MAX_OUTPUT_MEGAPIXELS", "MAX_FACTOR", "MAX_STEPS",
            "MAX_BATCH", "MAX_COUNT", "MAX_CROPS", "MAX_PHOTONS", "MAX_BLUR_SIGMA", "MAX_STROKES",
            "MAX_LEVELS", "MAX_TAU", "MAX_RETRIES", "MAX_REPEATS", "MAX_SEED", "MAX_GRID_SETS", "MAX_NAME_LENGTH",
            "MAX_DOCUMENT_BYTES", "MAX_YAML_NODES", "MAX_YAML_DEPTH", "MIN_EYE_DISTANCE",
+           "MAX_CHANNELS", "MAX_UNET_LEVELS",
            "whole", "number", "side", "step_counts", "choice", "grid_size", "name_template",
            "file_name", "relative_path",
            "load_yaml", "read_yaml", "read_json", "option"]
@@ -55,6 +56,8 @@ MAX_YAML_NODES = 100_000        # values in a document, each alias expanded wher
 MAX_YAML_DEPTH = 100            # nesting of lists and mappings
 ENGINES = ("local", "ray")      # where a run executes; named here so torch-free callers can check it
 MIN_EYE_DISTANCE = 2.0          # px between a face's eyes: below it no face can be aligned
+MAX_CHANNELS = 4096             # a network's feature width (StyleGAN2: at most 512)
+MAX_UNET_LEVELS = 8             # a diffusion UNet's resolutions (and layers per block)
 
 
 def _limit(name: Optional[str]) -> str:

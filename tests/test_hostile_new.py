@@ -10,6 +10,7 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rusir import degradations
@@ -315,3 +316,58 @@ def test_tuned_tables_are_not_written_through_a_linked_generator_folder(tmp_path
     with pytest.raises(OutputError, match="symbolic link"):
         tune(tmp_path, search, [], monkeypatch)        # the records, then the tables
     assert list(elsewhere.iterdir()) == []
+
+
+# --- the diffusion trainer: options checked, data refused in one line, no pickle on --resume -------
+
+@pytest.mark.parametrize("option,value", [
+    ("--kimg", "nan"), ("--kimg", "inf"), ("--kimg", "-1"), ("--batch", "0"), ("--batch", "1e9"),
+    ("--lr", "nan"), ("--lr", "1e300"), ("--ema", "2"), ("--warmup", "-1"), ("--groups", "0"),
+    ("--channels", "abc"), ("--channels", "0,0"), ("--channels", "100000,100000"),
+    ("--attention", "2,0"), ("--threads", "0"), ("--device", "bogus"), ("--max-minutes", "nan"),
+    ("--layers-per-block", "0"), ("--log-every", "0"), ("--seed", "nan"),
+])
+def test_diffusion_trainer_refuses_bad_options(capsys, option, value):
+    from rusir.train.diffusion import parse_args
+    extra = ["--attention", "0,0"] if option == "--channels" else []
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(["--data", "x.npy", "--out", "o", option, value, *extra])
+    assert exit_.value.code == 2
+    assert f"argument {option}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("array", [np.zeros((0, 8, 8, 3), np.uint8), np.zeros((2, 8, 8), np.uint8),
+                                   np.zeros((2, 8, 8, 3), np.float32)])
+def test_training_data_that_are_not_images_are_refused(tmp_path, array):
+    from rusir.train.trainer import load_images
+    np.save(tmp_path / "d.npy", array)
+    with pytest.raises(ValueError, match=r"expected uint8 images \[N >= 1, H, W, 3\]"):
+        load_images(tmp_path / "d.npy")
+    (tmp_path / "t.npy").write_bytes((tmp_path / "d.npy").read_bytes()[:60])
+    with pytest.raises(ValueError, match="not a readable .npy array"):
+        load_images(tmp_path / "t.npy")
+
+
+class _Payload:
+    """A pickle that creates a file when it is loaded (what a crafted state.pt could do)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_resume_never_unpickles_code_from_a_state_file(tmp_path):
+    import torch
+
+    from rusir.train.trainer import load_run_state, save_run_state
+    marker = tmp_path / "payload-ran"
+    torch.save({"step": 1, "x": _Payload(marker)}, tmp_path / "state.pt")
+    with pytest.raises(ValueError, match="not a run state of plain tensors"):
+        load_run_state(tmp_path / "state.pt")
+    assert not marker.exists()
+    save_run_state({"step": 2, "w": torch.ones(3), "rng": torch.get_rng_state()}, tmp_path / "ok.pt")
+    assert load_run_state(tmp_path / "ok.pt")["step"] == 2        # a real state still loads
+    with pytest.raises(FileNotFoundError, match="no run state"):
+        load_run_state(tmp_path / "missing.pt")

@@ -31,41 +31,78 @@ import torch
 import torch.nn.functional as F
 
 from ..model.diffusion import make_scheduler, sample_images
+from ..validation import (MAX_BATCH, MAX_CHANNELS, MAX_COUNT, MAX_RATE, MAX_SEED, MAX_UNET_LEVELS,
+                          number, option, whole)
 from .trainer import hardware, load_images, load_run_state, save_grid, save_run_state, stop_requests
 
 __all__ = ["parse_args", "build_unet", "main"]
 
 
+def _widths(text: str) -> tuple[int, ...]:
+    """--channels: 1 to MAX_UNET_LEVELS comma-separated widths in [1, MAX_CHANNELS]."""
+    parts = str(text).split(",")
+    if not 1 <= len(parts) <= MAX_UNET_LEVELS:
+        raise ValueError(f"--channels needs 1 to {MAX_UNET_LEVELS} comma-separated widths, got {text!r}")
+    return tuple(whole(c, "each --channels width", 1, MAX_CHANNELS, "MAX_CHANNELS") for c in parts)
+
+
+def _flags(text: str) -> tuple[bool, ...]:
+    """--attention: comma-separated 0 or 1."""
+    return tuple(bool(whole(c, "each --attention entry (0 or 1)", 0, 1, None))
+                 for c in str(text).split(","))
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The run's options, each checked by rusir.validation's checkers (a bad value: argparse's
+    usage error, exit 2, before any data is read or any network built)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     a = p.add_argument
+    count = option(whole, "a count", 1, MAX_COUNT, "MAX_COUNT")
     a("--data", required=True, help=".npy uint8 [N,H,W,3], or a folder of such files")
     a("--out", required=True, help="run folder, e.g. runs/ddpm64")
-    a("--kimg", type=float, default=10000, help="stop after this many thousand images")
-    a("--max-minutes", type=float, default=0, help="also stop (and save) after this wall time; 0 = no limit")
-    a("--batch", type=int, default=16)
-    a("--lr", type=float, default=5e-4)
-    a("--warmup", type=int, default=200, help="steps of linear learning-rate warm-up")
-    a("--ema", type=float, default=0.999, help="EMA decay (ramped: min(ema, (1 + step) / (10 + step)))")
-    a("--channels", default="32,64,64,128", help="UNet block_out_channels, one per resolution from the top")
-    a("--attention", default="0,0,0,1", help="1 = attention at that resolution (the coarsest only: cheap)")
-    a("--layers-per-block", type=int, default=1)
-    a("--groups", type=int, default=8, help="GroupNorm groups (divides every channel count)")
-    a("--mirror", type=int, default=1, help="random horizontal flips")
-    a("--seed", type=int, default=0)
-    a("--log-every", type=int, default=20)
-    a("--snap-every", type=int, default=500)
-    a("--threads", type=int, default=2)
-    a("--device", default="auto")
+    a("--kimg", type=option(number, "kimg", 0.0, MAX_COUNT, "MAX_COUNT"), default=10000,
+      help="stop after this many thousand images")
+    a("--max-minutes", type=option(number, "minutes", 0.0, MAX_COUNT, "MAX_COUNT", strict=False),
+      default=0, help="also stop (and save) after this wall time; 0 = no limit")
+    a("--batch", type=option(whole, "a batch size", 1, MAX_BATCH, "MAX_BATCH"), default=16)
+    a("--lr", type=option(number, "a rate", 0.0, MAX_RATE, "MAX_RATE"), default=5e-4)
+    a("--warmup", type=option(whole, "steps", 0, MAX_COUNT, "MAX_COUNT"), default=200,
+      help="steps of linear learning-rate warm-up")
+    a("--ema", type=option(number, "an EMA decay", 0.0, 1.0, None, strict=False), default=0.999,
+      help="EMA decay (ramped: min(ema, (1 + step) / (10 + step)))")
+    a("--channels", type=option(_widths), default=_widths("32,64,64,128"),
+      help="UNet block_out_channels, one per resolution from the top")
+    a("--attention", type=option(_flags), default=_flags("0,0,0,1"),
+      help="1 = attention at that resolution (the coarsest only: cheap)")
+    a("--layers-per-block", type=option(whole, "layers", 1, MAX_UNET_LEVELS, None), default=1)
+    a("--groups", type=option(whole, "GroupNorm groups", 1, MAX_CHANNELS, "MAX_CHANNELS"), default=8,
+      help="GroupNorm groups (divides every channel count)")
+    a("--mirror", type=option(whole, "0 or 1", 0, 1, None), default=1, help="random horizontal flips")
+    a("--seed", type=option(whole, "a seed", 0, MAX_SEED, "MAX_SEED"), default=0)
+    a("--log-every", type=count, default=20)
+    a("--snap-every", type=count, default=500)
+    a("--threads", type=option(whole, "threads", 1, 1024, None), default=2)
+    a("--device", type=option(_device), default="auto")
     a("--resume", action="store_true", help="continue from <out>/state.pt")
     args = p.parse_args(argv)
-    args.channels = tuple(int(c) for c in args.channels.split(","))
-    args.attention = tuple(bool(int(c)) for c in args.attention.split(","))
     if len(args.attention) != len(args.channels):
         p.error(f"--attention has {len(args.attention)} entries, --channels {len(args.channels)}")
     if any(c % args.groups for c in args.channels):
         p.error(f"--groups {args.groups} must divide every channel count {args.channels}")
     return args
+
+
+def _device(text: str) -> str:
+    """`auto`, or a device this machine has (checked now, not after the data are read)."""
+    if text != "auto":
+        try:
+            device = torch.device(text)
+        except RuntimeError:
+            raise ValueError(f"--device {text!r}: not a device name (cpu, cuda, cuda:0, ...)") from None
+        if device.type == "cuda" and (not torch.cuda.is_available()
+                                      or (device.index or 0) >= torch.cuda.device_count()):
+            raise ValueError(f"--device {text}: this machine has no such CUDA device")
+    return text
 
 
 def build_unet(args: argparse.Namespace, resolution: int):
@@ -88,8 +125,12 @@ def ddpm_loss(net, x0: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tens
 
 
 def main(argv: list[str] | None = None) -> None:
-    with stop_requests() as stop:
-        train(parse_args(argv), stop, argv)
+    args = parse_args(argv)
+    try:
+        with stop_requests() as stop:
+            train(args, stop, argv)
+    except (ValueError, OSError) as exc:    # bad data, a state.pt that is not one: one line
+        sys.exit(f"rusir.train.diffusion: error: {' '.join(str(exc).split())}")
 
 
 def train(args: argparse.Namespace, stop: list[bool], argv: list[str] | None) -> None:
@@ -100,6 +141,10 @@ def train(args: argparse.Namespace, stop: list[bool], argv: list[str] | None) ->
     out.mkdir(parents=True, exist_ok=True)
     data = load_images(args.data)                                               # uint8 [N, 3, R, R]
     resolution = data.shape[-1]
+    if data.shape[-2] != resolution or resolution % 2 ** (len(args.channels) - 1):
+        raise ValueError(f"--data {args.data}: {data.shape[-2]}x{resolution} images; the UNet needs "
+                         f"square ones whose side divides by 2^{len(args.channels) - 1} (one "
+                         "halving per --channels entry after the first)")
     torch.manual_seed(args.seed)
     net = build_unet(args, resolution).to(device)
     ema = copy.deepcopy(net).eval().requires_grad_(False)

@@ -26,6 +26,7 @@ import copy
 import json
 import math
 import os
+import pickle
 import platform
 import shlex
 import signal
@@ -87,12 +88,21 @@ def load_images(path: str) -> torch.Tensor:
     """uint8 [N, 3, H, W] from one .npy or every *.npy in a folder (sorted: a stable order)."""
     p = Path(path)
     files = sorted(p.glob("*.npy")) if p.is_dir() else [p]
-    if not files:
+    if not files or not all(f.is_file() for f in files):
         raise FileNotFoundError(f"no .npy images under {p}")
-    arrays = [np.load(f, mmap_mode="r") for f in files]
-    x = np.concatenate([np.asarray(a) for a in arrays if a.ndim == 4 and a.shape[-1] == 3])
-    if x.dtype != np.uint8:
-        raise ValueError(f"{path}: expected uint8 images, got {x.dtype}")
+    arrays = []
+    for f in files:
+        try:
+            a = np.load(f, mmap_mode="r")
+        except (ValueError, OSError) as exc:       # truncated, not .npy, pickled objects
+            raise ValueError(f"{f}: not a readable .npy array ({exc})") from None
+        if a.ndim != 4 or a.shape[-1] != 3 or a.shape[0] < 1 or a.dtype != np.uint8:
+            raise ValueError(f"{f}: expected uint8 images [N >= 1, H, W, 3], got {a.dtype} "
+                             f"{list(a.shape)}")
+        arrays.append(a)
+    if len({a.shape[1:] for a in arrays}) > 1:
+        raise ValueError(f"{path}: the .npy files hold images of different sizes")
+    x = np.concatenate([np.asarray(a) for a in arrays])
     return torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
 
 
@@ -142,8 +152,19 @@ def load_run_state(path: str | Path) -> dict[str, Any]:
     setters need CPU tensors; non-capturable Adam keeps its `step` counters on the CPU (mapped
     onto CUDA they would cost one host sync per parameter per step); and a GPU run's state then
     also loads on a machine without CUDA.
+
+    Read as plain data (`weights_only`: tensors, numbers, strings, containers): a state.pt is a
+    file anyone could have put in a run folder, and a pickle would run its code on --resume.
     """
-    return torch.load(path, map_location="cpu", weights_only=False)
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no run state {path} to resume from")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = " ".join(str(exc).split())[:200]
+        raise ValueError(f"{path} is not a run state of plain tensors and numbers (refused "
+                         f"unread: it could run code): {first}") from None
 
 
 def save_run_state(st: Mapping[str, Any], path: Path) -> None:
