@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from ..validation import number, whole
 from .family import MappedGenerator, ModulatedLayer, latent_rows
 from .filtered_lrelu import filtered_lrelu, lowpass_filter
+from .stylegan2 import FullyConnectedLayer  # the same layer (official names; SG3 biases init 0 or 1 at lr 1)
 
 SQRT2 = math.sqrt(2.0)
 
@@ -163,27 +164,6 @@ def design_layers(cfg: StyleGAN3Config) -> tuple[InputSpec, tuple[LayerSpec, ...
 
 # ---------------------------------------------------------------------------------------------
 # Mapping
-
-class FullyConnectedLayer(nn.Module):
-    """Linear layer with equalised learning rate; 'lrelu' = leaky ReLU 0.2 times sqrt(2)."""
-
-    def __init__(self, in_features: int, out_features: int, activation: str = "linear",
-                 lr_multiplier: float = 1.0, bias_init: float = 0.0):
-        super().__init__()
-        self.in_features, self.out_features, self.activation = in_features, out_features, activation
-        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_multiplier)
-        self.bias = nn.Parameter(torch.full([out_features], float(bias_init) / lr_multiplier))
-        self.weight_gain = lr_multiplier / math.sqrt(in_features)
-        self.bias_gain = lr_multiplier
-
-    def forward(self, x: Tensor) -> Tensor:  # [..., in] -> [..., out]
-        w, b = self.weight * self.weight_gain, self.bias * self.bias_gain
-        if self.activation == "linear" and x.dim() == 2:
-            return torch.addmm(b.unsqueeze(0), x, w.t())
-        if self.activation == "linear":  # W++ codes [N, O, in]
-            return x.matmul(w.t()) + b
-        return F.leaky_relu(x.matmul(w.t()) + b, 0.2) * SQRT2
-
 
 def _normalize_2nd_moment(x: Tensor, eps: float = 1e-8) -> Tensor:
     return x * (x.square().mean(dim=1, keepdim=True) + eps).rsqrt()
