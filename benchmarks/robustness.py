@@ -8,6 +8,14 @@ time. This script computes the same records faster on a CPU: it stacks every set
 targets have one size (the 19 settings with 64-px targets, the 8 with 8-px targets) into ONE
 batch, each setting's slice degraded by its own degradation (`rusir.degradations.Stacked`),
 which is exact because the images of a batch are independent ([Python API](../docs/python-api.md)).
+
+    python benchmarks/robustness.py --shipped --first 52 --n-images 4 --out runs/shipped52 \
+        --json benchmarks/results/robustness_shipped_toyfaces64.json
+
+`--shipped` restores every stack as `restore` ships (its schedule, discrepancy stop and settling:
+no candidates, nothing replayed) and records each item's phases and where the stop ended it: the
+table the method is judged by (issue 26, 4), one JSON per group of settings, so a run cut short
+keeps what it finished and a re-run resumes.
 W and W+ run once per stack; W++ then runs once per candidate rate from the same W+ latent, and
 a candidate with fewer W++ steps is read off its rate's trajectory at that step
 (`--checkpoints`): a shorter schedule is a prefix of a longer one. Per item it keeps the runner's
@@ -57,6 +65,46 @@ def run_stack(G, gt, settings, first, wpp, checkpoints, base_steps=(50, 50), see
             phases = {"W": base.phases["W"].images, "W+": base.phases["W+"].images, "W++": images}
             records[f"W++{rate}x{step}{tag}"] = stack_records(phases, gt, settings, targets, first, seed=first)
     return records
+
+
+def run_shipped(G, gt, settings, first, seed=0) -> list[dict]:
+    """Records of ONE shipped restore of the stack of `settings` (restore's defaults), with
+    where the discrepancy stop ended each item (`stopped`, None: ran every step)."""
+    _, targets, stack = stack_settings(gt, settings, first)
+    result = restore(G, torch.cat(targets), stack, seed=seed, progress=False)
+    phases = {name: phase.images for name, phase in result.phases.items()}
+    records = stack_records(phases, gt, settings, targets, first, seed=first)
+    for record, where in zip(records, result.info["stopped"]):   # both: setting-major, then face
+        record["stopped"] = where
+    return records
+
+
+def shipped(G, gt, a, group: int = 5) -> None:
+    """`--shipped`: every setting restored as shipped, `group` settings per stack and file."""
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for side, settings in settings_by_target_side(a.tasks, G.img_resolution):
+        for start in range(0, len(settings), group):
+            path = out / f"shipped_{side}px_{start // group}.json"
+            if path.exists():
+                continue
+            t0 = time.time()
+            recs = run_shipped(G, gt, settings[start:start + group], a.first)
+            write_json(path, {"seconds": time.time() - t0, "records": recs})
+            print(f"{side} px: {settings[start:start + group]} [{time.time() - t0:.0f} s]", flush=True)
+    parts = [json.loads(q.read_text()) for q in sorted(out.glob("shipped_*px_*.json"))]
+    records = [r for part in parts for r in part["records"]]
+    table = phase_table(records)
+    meta = {"generator": "toyfaces64", "faces": a.faces_note or f"held-out {a.first}..{a.first + a.n_images - 1}",
+            "degradation_seeds": f"image (face i: seed {a.first} + i, as the demo)",
+            "how": "benchmarks/robustness.py --shipped: restore as shipped (schedule, discrepancy "
+                   "stop, settling), the settings of one target size stacked in one batch",
+            "threads": a.threads, "seconds": round(sum(q["seconds"] for q in parts), 1)}
+    write_json(Path(a.json), {"_meta": meta, "settings": table, "summary": summary(table)})
+    plot({"as shipped: naive (bar), W -> W+ -> W++; red: the final phase drops > 0.3 dB or ends "
+          "below naive": table}, Path(a.figure))
+    print(to_markdown(table))
+    print(summary(table))
 
 
 def parse_wpp(text: str) -> list[tuple[float, int, str, dict]]:
@@ -132,6 +180,8 @@ def main(argv=None):
     p.add_argument("--json", default="benchmarks/results/robustness_toyfaces64.json")
     p.add_argument("--figure", default="figures/robustness.png")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--shipped", action="store_true",
+                   help="restore every setting as shipped (no candidates) and write its table")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     if a.records:
@@ -141,6 +191,8 @@ def main(argv=None):
         return
     G = load_generator("toyfaces64")
     gt = faces(a.first, a.n_images)
+    if a.shipped:
+        return shipped(G, gt, a)
     wpp = parse_wpp(a.wpp)
     checkpoints = {int(c) for c in a.checkpoints.split(",")}
     out = Path(a.out)
