@@ -9,8 +9,9 @@ targets have one size (the 19 settings with 64-px targets, the 8 with 8-px targe
 batch, each setting's slice degraded by its own degradation (`rusir.degradations.Stacked`),
 which is exact because the images of a batch are independent ([Python API](../docs/python-api.md)).
 
+    python benchmarks/robustness.py --shipped --first 24 --n-images 8 --out runs/shipped24
     python benchmarks/robustness.py --shipped --first 52 --n-images 4 --out runs/shipped52 \
-        --json benchmarks/results/robustness_shipped_toyfaces64.json
+        --merge runs/shipped24 --json benchmarks/results/robustness_shipped_toyfaces64.json
 
 `--shipped` restores every stack as `restore` ships (its schedule, discrepancy stop and settling:
 no candidates, nothing replayed) and records each item's phases and where the stop ended it: the
@@ -92,17 +93,34 @@ def shipped(G, gt, a, group: int = 5) -> None:
             recs = run_shipped(G, gt, settings[start:start + group], a.first)
             write_json(path, {"seconds": time.time() - t0, "records": recs})
             print(f"{side} px: {settings[start:start + group]} [{time.time() - t0:.0f} s]", flush=True)
-    parts = [json.loads(q.read_text()) for q in sorted(out.glob("shipped_*px_*.json"))]
-    records = [r for part in parts for r in part["records"]]
-    table = phase_table(records)
-    meta = {"generator": "toyfaces64", "faces": a.faces_note or f"held-out {a.first}..{a.first + a.n_images - 1}",
-            "degradation_seeds": f"image (face i: seed {a.first} + i, as the demo)",
+    folders = [out] + [Path(f) for f in (a.merge.split(",") if a.merge else [])]
+    write_shipped(folders, Path(a.json), Path(a.figure), a.faces_note, a.threads)
+
+
+def write_shipped(folders: list[Path], json_path: Path, figure: Path, note: str | None,
+                  threads: int) -> None:
+    """The committed record of `--shipped` runs (one folder per face set): each set's table, the
+    table over all their faces, its summary, and every item's PSNRs (naive, per phase) and stop."""
+    parts = {str(f): [json.loads(q.read_text()) for q in sorted(f.glob("shipped_*px_*.json"))]
+             for f in folders}
+    records = {f: [r for part in ps for r in part["records"]] for f, ps in parts.items()}
+    every = [r for recs in records.values() for r in recs]
+    table = phase_table(every)
+    meta = {"generator": "toyfaces64", "faces": note or "see face_sets",
+            "degradation_seeds": "image (face i: seed i, as the demo)",
             "how": "benchmarks/robustness.py --shipped: restore as shipped (schedule, discrepancy "
                    "stop, settling), the settings of one target size stacked in one batch",
-            "threads": a.threads, "seconds": round(sum(q["seconds"] for q in parts), 1)}
-    write_json(Path(a.json), {"_meta": meta, "settings": table, "summary": summary(table)})
+            "threads": threads,
+            "seconds": round(sum(q["seconds"] for ps in parts.values() for q in ps), 1)}
+    sets = {f: {"images": sorted({r["image_index"] for r in recs}), "summary": summary(phase_table(recs)),
+                "settings": phase_table(recs)} for f, recs in records.items()}
+    items = [{"task": r["task"], "level": r["level"], "image": r["image_index"], "stopped": r["stopped"],
+              "naive": round(r["naive"]["psnr"], 4),
+              "phases": {k: round(v["psnr"], 4) for k, v in r["phases"].items()}} for r in every]
+    write_json(json_path, {"_meta": meta, "settings": table, "summary": summary(table),
+                           "face_sets": sets, "items": items})
     plot({"as shipped: naive (bar), W -> W+ -> W++; red: the final phase drops > 0.3 dB or ends "
-          "below naive": table}, Path(a.figure))
+          "below naive": table}, figure)
     print(to_markdown(table))
     print(summary(table))
 
@@ -180,6 +198,8 @@ def main(argv=None):
     p.add_argument("--json", default="benchmarks/results/robustness_toyfaces64.json")
     p.add_argument("--figure", default="figures/robustness.png")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--merge", default=None,
+                   help="with --shipped: other --out folders (face sets) whose records join the table")
     p.add_argument("--shipped", action="store_true",
                    help="restore every setting as shipped (no candidates) and write its table")
     a = p.parse_args(argv)

@@ -376,3 +376,23 @@ def test_discard_item_tmp_removes_only_that_items_folders(tmp_path):
     discard_item_tmp(tmp_path, "rusir/upsampling/M/0001")
     assert not mine.exists() and other.exists()
     discard_item_tmp(tmp_path / "nothing-here", "rusir/upsampling/M/0001")   # no .tmp: nothing to do
+
+
+def test_records_say_which_code_made_them(tmp_path):
+    """Every item record carries `code`: rusir's version and the checkout's commit (None outside
+    a checkout), so items restored before and after a change of the method can be told apart."""
+    import subprocess
+    from rusir import __version__
+    from rusir.engine.provenance import code_version
+    from rusir.engine.runner import run_bench
+    run_bench("toyfaces64", "heldout:0-0", ["rusir"], ["upsampling@XL"], tmp_path / "run",
+              steps=(1, 0, 0), progress=False)
+    rec = records.read_record(tmp_path / "run" / "rusir/upsampling/XL/0000" / records.RECORD)
+    assert rec["code"] == code_version()
+    assert rec["code"]["rusir"] == __version__
+    root = __import__('pathlib').Path(__file__).resolve().parents[1]
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("not a git checkout")
+    assert rec["code"]["commit"] == head.stdout.strip()
+    assert rec["code"]["dirty"] in (True, False)

@@ -14,7 +14,9 @@ on Ray): the unit's still unfinished items, a failure recorded per item instead 
 A method that asks for it (`wants_true_mask`: PULSE, L-BRGM, as the paper ran them) gets the
 true dead-pixel mask of denoising in its approximation unless the run turns it off (`Job.true_mask`);
 records say so (`true_mask`), and which hyperparameter table the method's options came from
-(`table`: rusir.baselines.config.table_source, a generator's tuned table when one ships).
+(`table`: rusir.baselines.config.table_source, a generator's tuned table when one ships), and
+which code made them (`code`: rusir.engine.provenance.code_version, the package's version and
+commit).
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ from ..model.generators import info as generator_info
 from . import records
 from ..baselines.naive import naive_restoration
 from .plan import ImageSource, Item
+from .provenance import code_version
 from .records import as_8bit, is_finished
 
 __all__ = ["DEFAULT_METRICS", "DEGRADATION_SEEDS", "degradation_seed", "load_ground_truth",
@@ -245,6 +248,7 @@ def _record(job: Job, item: Item, dseed: int, deg, pred: Tensor, gt: Tensor, tar
         "naive": {"psnr": float(psnr(naive, gt)[0]), "ssim": float(ssim(naive, gt)[0])},
         "phases": extra.get("phases", {}),
         "info": extra["info"],
+        "code": code_version(),
     }
 
 
