@@ -36,6 +36,7 @@ import torch
 from rusir.data import heldout_paths, load_image
 from rusir.engine.records import as_8bit, write_json
 from rusir.inversion.restore import restore
+from rusir.metrics import psnr
 from rusir.model.generators import load_generator
 from rusir.studies.robustness import (phase_table, plot, settings_by_target_side, stack_records,
                                       stack_settings, summary, to_markdown, write_robustness)
@@ -68,16 +69,26 @@ def run_stack(G, gt, settings, first, wpp, checkpoints, base_steps=(50, 50), see
     return records
 
 
-def run_shipped(G, gt, settings, first, seed=0) -> list[dict]:
-    """Records of ONE shipped restore of the stack of `settings` (restore's defaults), with
-    where the discrepancy stop ended each item (`stopped`, None: ran every step)."""
+def run_shipped(G, gt, settings, first, seed=0, **options) -> list[dict]:
+    """Records of ONE shipped restore of the stack of `settings` (restore's defaults; `options`
+    only for tests), with where the discrepancy stop ended each item (`stopped`, None: ran
+    every step)."""
     _, targets, stack = stack_settings(gt, settings, first)
-    result = restore(G, torch.cat(targets), stack, seed=seed, progress=False)
-    phases = {name: phase.images for name, phase in result.phases.items()}
-    records = stack_records(phases, gt, settings, targets, first, seed=first)
+    result = restore(G, torch.cat(targets), stack, seed=seed, progress=False, **options)
+    phases = {name: phase.images.float() for name, phase in result.phases.items()}   # scored as 8-bit
+    records = stack_records(phases, gt.float(), settings, [t.float() for t in targets], first, seed=first)
     for record, where in zip(records, result.info["stopped"]):   # both: setting-major, then face
         record["stopped"] = where
     return records
+
+
+def ceiling(G, gt, first: int) -> dict:
+    """The generator's ceiling on these faces: PSNR per phase of the shipped restore of the clean
+    faces themselves (no degradation). A setting whose naive restoration scores above it cannot
+    be beaten by any restoration this generator and schedule make."""
+    result = restore(G, gt, None, progress=False)
+    return {"images": list(range(first, first + gt.shape[0])),
+            "psnr": {name: psnr(as_8bit(p.images), gt).tolist() for name, p in result.phases.items()}}
 
 
 def shipped(G, gt, a, group: int = 5) -> None:
@@ -93,6 +104,8 @@ def shipped(G, gt, a, group: int = 5) -> None:
             recs = run_shipped(G, gt, settings[start:start + group], a.first)
             write_json(path, {"seconds": time.time() - t0, "records": recs})
             print(f"{side} px: {settings[start:start + group]} [{time.time() - t0:.0f} s]", flush=True)
+    if not (out / "ceiling.json").exists():
+        write_json(out / "ceiling.json", ceiling(G, gt, a.first))
     folders = [out] + [Path(f) for f in (a.merge.split(",") if a.merge else [])]
     write_shipped(folders, Path(a.json), Path(a.figure), a.faces_note, a.threads)
 
@@ -113,7 +126,9 @@ def write_shipped(folders: list[Path], json_path: Path, figure: Path, note: str 
             "threads": threads,
             "seconds": round(sum(q["seconds"] for ps in parts.values() for q in ps), 1)}
     sets = {f: {"images": sorted({r["image_index"] for r in recs}), "summary": summary(phase_table(recs)),
-                "settings": phase_table(recs)} for f, recs in records.items()}
+                "settings": phase_table(recs),
+                "ceiling": json.loads((Path(f) / "ceiling.json").read_text())
+                if (Path(f) / "ceiling.json").exists() else None} for f, recs in records.items()}
     items = [{"task": r["task"], "level": r["level"], "image": r["image_index"], "stopped": r["stopped"],
               "naive": round(r["naive"]["psnr"], 4),
               "phases": {k: round(v["psnr"], 4) for k, v in r["phases"].items()}} for r in every]

@@ -356,3 +356,31 @@ def test_method_averaging_and_settling_tables_are_the_records(heading, record, m
     assert len([line for line in lines if "@" in line]) >= 20
     missing = [line for line in lines if line and line not in section.splitlines()]
     assert not missing, missing
+
+
+def test_shipped_run_records_each_items_own_stop():
+    """benchmarks/robustness.py --shipped restores a stack in one batch and writes, per setting
+    and face, the phases and where the stop ended THAT item: equal (float64) to the setting
+    restored alone, so a row of the shipped table is that setting's."""
+    import importlib.util
+    from pathlib import Path
+
+    import torch
+
+    from rusir import degradations
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "robustness.py"
+    spec = importlib.util.spec_from_file_location("robustness_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    G = small_generator(resolution=16).double()
+    gt = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    settings = [("denoising", "M"), ("inpainting", "M"), ("NAP", "M")]
+    kw = dict(steps=(12, 12, 12), loss=mse, discrepancy=3.0)     # stops denoising's items only
+    recs = script.run_shipped(G, gt, settings, 16, **kw)
+    assert [(r["task"], r["image_index"]) for r in recs] == [(t, 16 + j) for t, _ in settings for j in range(2)]
+    for task, level in settings:
+        deg = degradations.make(task, level, seed=16)
+        alone = restore(G, deg.degrade_ground_truth(gt), deg, progress=False, **kw)
+        mine = [r for r in recs if r["task"] == task]
+        assert [r["stopped"] for r in mine] == alone.info["stopped"], task
+    assert any(r["stopped"] for r in recs) and not all(r["stopped"] for r in recs)
