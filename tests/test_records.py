@@ -396,3 +396,33 @@ def test_records_say_which_code_made_them(tmp_path):
         pytest.skip("not a git checkout")
     assert rec["code"]["commit"] == head.stdout.strip()
     assert rec["code"]["dirty"] in (True, False)
+
+
+def test_code_version_reads_the_checkout_the_package_runs_from(tmp_path, monkeypatch):
+    """In a git checkout: its HEAD, and dirty once a tracked file under rusir/ changes; a package
+    outside any checkout (an installed wheel): commit and dirty None."""
+    import subprocess
+    from importlib import metadata
+    from rusir.engine import provenance
+    git = lambda *a: subprocess.run(["git", "-C", str(tmp_path / "repo"), *a], check=True,  # noqa: E731
+                                    capture_output=True, text=True).stdout.strip()
+    package = tmp_path / "repo" / "rusir"
+    package.mkdir(parents=True)
+    (package / "x.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", "rusir")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    monkeypatch.setattr(provenance, "PACKAGE", package)
+    provenance.code_version.cache_clear()
+    try:
+        first = provenance.code_version()
+        assert first == {"rusir": metadata.version("rusir"), "commit": git("rev-parse", "HEAD"), "dirty": False}
+        (package / "x.py").write_text("x = 2\n")
+        provenance.code_version.cache_clear()
+        assert provenance.code_version()["dirty"] is True
+        (tmp_path / "wheel" / "rusir").mkdir(parents=True)
+        monkeypatch.setattr(provenance, "PACKAGE", tmp_path / "wheel" / "rusir")
+        provenance.code_version.cache_clear()
+        assert provenance.code_version() == {"rusir": metadata.version("rusir"), "commit": None, "dirty": None}
+    finally:
+        provenance.code_version.cache_clear()

@@ -43,7 +43,7 @@ from .records import as_8bit, is_finished
 
 __all__ = ["DEFAULT_METRICS", "DEGRADATION_SEEDS", "degradation_seed", "load_ground_truth",
            "method_kwargs", "method_seed", "Job", "run_unit", "image_info",
-           "UnitOutcome", "execute_unit", "ran_config", "RUN_OPTIONS", "REPEAT_JITTER", "repeat_seed",
+           "UnitOutcome", "execute_unit", "ran_config", "REPEAT_JITTER", "repeat_seed",
            "wants_true_mask", "method_table"]
 
 DEFAULT_METRICS = ("psnr", "ssim", "ms_ssim", "lpips")
@@ -69,8 +69,6 @@ def load_ground_truth(image: ImageSource, size: int) -> Tensor:
         raise ValueError(f"a given image is {list(image.shape[-2:])} px, the generator's {size}")
     return image.detach().float().cpu()
 
-
-RUN_OPTIONS = ("steps", "discrepancy", "batch_size", "jitter")   # run-level options a method may accept
 
 # The start's relative perturbation of a repeat r >= 1 for a method that takes `jitter` (RUSIR,
 # which draws nothing random: without it every repeat would be the same run). 2**-23 is float32's
