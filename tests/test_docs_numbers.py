@@ -588,3 +588,20 @@ def test_cluster_throughput_numbers_match_the_record():
     for printed, value in zip(m.groups(), expected):
         decimals = len(printed.split(".")[1]) if "." in printed else 0
         assert float(printed) == round(value, decimals), (printed, value)
+
+
+def test_committed_records_name_commits_of_this_history():
+    """A committed record's `code.commit` (rusir.engine.provenance) is in this branch's history: a
+    record made on a branch that was later rebased names a commit a fresh clone lacks."""
+    paths = sorted((ROOT / "docs" / "results").glob("**/record.json"))
+    commits = {}
+    for path in paths:
+        commit = (json.loads(path.read_text()).get("code") or {}).get("commit")
+        if commit:
+            commits.setdefault(commit, path)
+    if commits and not git_history_available():
+        pytest.skip("no full git history")
+    for commit, path in sorted(commits.items()):
+        rc = subprocess.run(["git", "-C", str(ROOT), "merge-base", "--is-ancestor", commit, "HEAD"],
+                            capture_output=True).returncode
+        assert rc == 0, f"{path.relative_to(ROOT)} was made by commit {commit}, not in this branch's history"
