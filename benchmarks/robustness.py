@@ -123,12 +123,18 @@ def write_shipped(folders: list[Path], json_path: Path, figure: Path, note: str 
             "degradation_seeds": "image (face i: seed i, as the demo)",
             "how": "benchmarks/robustness.py --shipped: restore as shipped (schedule, discrepancy "
                    "stop, settling), the settings of one target size stacked in one batch",
-            "threads": threads,
+            "threads": threads, "folders": [str(f) for f in folders],
             "seconds": round(sum(q["seconds"] for ps in parts.values() for q in ps), 1)}
-    sets = {f: {"images": sorted({r["image_index"] for r in recs}), "summary": summary(phase_table(recs)),
-                "settings": phase_table(recs),
-                "ceiling": json.loads((Path(f) / "ceiling.json").read_text())
-                if (Path(f) / "ceiling.json").exists() else None} for f, recs in records.items()}
+    sets: dict[str, dict] = {}          # folders of the same faces (settings split) form one set
+    for f, recs in records.items():
+        images = sorted({r["image_index"] for r in recs})
+        key = f"{images[0]}-{images[-1]}" if images else f
+        entry = sets.setdefault(key, {"images": images, "records": [], "ceiling": None})
+        entry["records"] += recs
+        if entry["ceiling"] is None and (Path(f) / "ceiling.json").exists():
+            entry["ceiling"] = json.loads((Path(f) / "ceiling.json").read_text())
+    sets = {k: {"images": v["images"], "summary": summary(phase_table(v["records"])),
+                "settings": phase_table(v["records"]), "ceiling": v["ceiling"]} for k, v in sets.items()}
     items = [{"task": r["task"], "level": r["level"], "image": r["image_index"], "stopped": r["stopped"],
               "naive": round(r["naive"]["psnr"], 4),
               "phases": {k: round(v["psnr"], 4) for k, v in r["phases"].items()}} for r in every]

@@ -384,3 +384,54 @@ def test_shipped_run_records_each_items_own_stop():
         mine = [r for r in recs if r["task"] == task]
         assert [r["stopped"] for r in mine] == alone.info["stopped"], task
     assert any(r["stopped"] for r in recs) and not all(r["stopped"] for r in recs)
+
+
+SHIPPED_RECORD = "benchmarks/results/robustness_shipped_toyfaces64.json"
+
+
+def _faces(images) -> str:
+    runs, start = [], None
+    for i, v in enumerate(images):
+        if start is None:
+            start = v
+        if i + 1 == len(images) or images[i + 1] != v + 1:
+            runs.append(f"{start}–{v}" if v != start else f"{v}")
+            start = None
+    return ", ".join(runs)
+
+
+def shipped_markdown(data: dict) -> str:
+    """docs/method.md "Round 3d": the summary per face set and over all, the 31-setting table over
+    all faces, and per face set the settings that miss the target."""
+    sets = {key: s for key, s in data["face_sets"].items()}
+    groups = [(_faces(s["images"]), s["summary"], s["ceiling"]) for s in sets.values()]
+    groups.append((_faces(sorted({i for s in sets.values() for i in s["images"]})), data["summary"], None))
+    out = ["| faces | settings | mean final PSNR | mean naive PSNR | worst drop (setting) | drops > 0.3 dB | below naive (target >= 8 px) | ceiling W / W+ / W++ |",
+           "|---|---|---|---|---|---|---|---|"]
+    seen = set()
+    for faces, s, ceiling in groups:
+        if (faces, s["mean_final_psnr"]) in seen:
+            continue
+        seen.add((faces, s["mean_final_psnr"]))
+        drops = ", ".join(f"{k} {v:.2f}" for k, v in s["drops_over_0.3"].items()) or "none"
+        naive = ", ".join(f"{k} {v:+.2f}" for k, v in s["below_naive"].items()) or "none"
+        ceil = " / ".join(f"{sum(v) / len(v):.2f}" for v in ceiling["psnr"].values()) if ceiling else "–"
+        out.append(f"| {faces} | {s['settings']} | {s['mean_final_psnr']:.2f} | {s['mean_naive_psnr']:.2f} | "
+                   f"{s['worst_drop']:.2f} ({s['worst_drop_setting']}) | {drops} | {naive} | {ceil} |")
+    return "\n".join(out + ["", f"Per setting, over all these faces ({SHIPPED_RECORD}):", "",
+                            to_markdown(data["settings"])])
+
+
+def test_method_shipped_table_is_the_record():
+    """docs/method.md's "Round 3d" tables (every setting as shipped, on faces never tuned on)
+    print benchmarks/results/robustness_shipped_toyfaces64.json."""
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    data = json.loads((root / SHIPPED_RECORD).read_text())
+    text = (root / "docs/method.md").read_text()
+    section = text[text.index("### Round 3d:"):]
+    section = section[:section.index("\n### ", 5)]
+    lines = shipped_markdown(data).splitlines()
+    assert len([line for line in lines if "@" in line]) >= 31
+    missing = [line for line in lines if line and line not in section.splitlines()]
+    assert not missing, missing
