@@ -160,7 +160,7 @@ RECORD_KEYS = {"key", "method", "task", "level", "category", "image_index", "ima
                "seed", "repeat", "degradation_seed", "degradation", "config", "true_mask", "table",
                "seconds",
                "restore_seconds", "batch", "resolution", "target_size", "metrics", "unavailable", "info",
-               "naive", "phases"}
+               "naive", "phases", "code"}
 
 
 def _png(path):
