@@ -209,6 +209,26 @@ def test_ddrm_samples_the_exact_posterior_where_it_is_exact():
         check_moments(paper[:, missing], mu[missing], c[missing][:, missing])
 
 
+def test_sampling_starts_from_the_forward_process_at_the_noisiest_step():
+    """x_T is the forward process at the first (noisiest) step: sqrt(a_T) y + sqrt(1 - a_T) z on
+    noiselessly observed pixels, sqrt(1 - a_T) z on missing ones (sigma_T of seq[-1], not seq[0])."""
+    mask = torch.zeros(1, 1, R, R, dtype=torch.float64)
+    mask[..., :2, :] = 1
+    op, z = Diagonal(mask), torch.randn(1, D, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    y = mask.expand(1, 3, R, R) * 0.5
+    calls = []
+
+    def eps(x, t):
+        calls.append((t, x.clone()))
+        return torch.zeros_like(x)
+
+    ddrm_sample(eps, ALPHAS, op, y, 0.0, lambda: z, steps=20)
+    t, x = calls[0]
+    a = float(ALPHAS[950])                                   # timesteps(20) = 0, 50, ..., 950
+    assert t == 950
+    torch.testing.assert_close(x, math.sqrt(a) * y + math.sqrt(1 - a) * z.reshape(1, 3, R, R))
+
+
 # --- the method in rusir's call shape ------------------------------------------------------
 
 class _GaussianUNet(torch.nn.Module):
