@@ -11,7 +11,7 @@ import torch
 pytest.importorskip("diffusers")
 
 from rusir.model.diffusion import load_prior
-from rusir.train.diffusion import ddpm_loss, main, parse_args
+from rusir.train.diffusion import build_unet, ddpm_loss, main, parse_args
 
 TINY = ["--channels", "8,8", "--attention", "0,1", "--groups", "4", "--batch", "4", "--threads", "1",
         "--log-every", "1", "--snap-every", "100"]
@@ -58,3 +58,33 @@ def test_bad_architecture_options_are_one_line_errors():
         parse_args(["--data", "x", "--out", "y", "--channels", "8,8", "--attention", "0"])
     with pytest.raises(SystemExit):
         parse_args(["--data", "x", "--out", "y", "--channels", "6,8", "--groups", "4"])
+
+
+def test_the_ema_warms_up_as_min_ema_1_plus_step_over_10_plus_step(data, tmp_path, monkeypatch):
+    """The saved EMA is e <- d e + (1 - d) net after each step, d = min(--ema, (1 + step) / (10 + step)):
+    0.1, 2/11, then the cap 0.2 over three steps (a large lr, so every step moves the weights)."""
+    nets = []
+
+    class Recording(torch.optim.Adam):
+        def __init__(self, params, **kw):
+            self.params = list(params)
+            nets.append([p.detach().clone() for p in self.params])     # the initial net = EMA
+            super().__init__(self.params, **kw)
+
+        def step(self, closure=None):
+            super().step(closure)
+            nets.append([p.detach().clone() for p in self.params])
+
+    monkeypatch.setattr(torch.optim, "Adam", Recording)
+    out = tmp_path / "run"
+    main(["--data", str(data), "--out", str(out), "--kimg", "0.012", "--ema", "0.2", "--lr", "0.01",
+          "--warmup", "0", *TINY])                                                    # 3 steps of 4
+    assert len(nets) == 4
+    ema = [p.double() for p in nets[0]]
+    for d, net in zip([0.1, 2 / 11, 0.2], nets[1:]):
+        ema = [d * e + (1 - d) * n.double() for e, n in zip(ema, net)]
+    state = torch.load(out / "state.pt", map_location="cpu", weights_only=True)
+    names = [n for n, _ in build_unet(parse_args(["--data", "x", "--out", "y", *TINY]), 16).named_parameters()]
+    assert len(names) == len(ema)
+    for name, expected in zip(names, ema):
+        torch.testing.assert_close(state["ema"][name].double(), expected, rtol=0, atol=1e-6)
