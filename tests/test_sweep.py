@@ -289,3 +289,24 @@ def test_dry_run_needs_no_torch(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "todo" in done.stdout
+
+
+def test_a_set_whose_worker_always_dies_is_recorded_failed_and_the_others_run(tmp_path, nb, monkeypatch):
+    """engine ray: a set whose worker died on every attempt (run_tasks hands on_done the error)
+    is `failed` in its sweep.json and the log, so the next run retries it; the other sets finish."""
+    cluster = pytest.importorskip("rusir.engine.cluster")
+    path = _yaml(tmp_path, f"notebook: {nb}\ngrid: {{a: [1, 2]}}\nname: 'set{{a}}'")
+
+    def run_tasks(fn, calls, *, on_done, **kw):
+        for i, call in enumerate(calls):
+            on_done(i, RuntimeError("the worker died") if call[2]["a"] == 1 else fn(*call))
+
+    monkeypatch.setattr(cluster, "require_ray", lambda: None)
+    monkeypatch.setattr(cluster, "run_tasks", run_tasks)
+    out, logs = tmp_path / "out", []
+    assert run_sweep(path, out, execute=FakeExecutor(), engine="ray", log=logs.append) == {
+        "set1": "failed", "set2": "done"}
+    record = json.loads((out / "set1" / "sweep.json").read_text())
+    assert record["status"] == "failed" and record["error"] == "RuntimeError: the worker died"
+    assert any("set1: FAILED: RuntimeError: the worker died" in line for line in logs)
+    assert set_status(out / "set1") == "failed" and set_status(out / "set2") == "done"
