@@ -133,8 +133,9 @@ def write_shipped(folders: list[Path], json_path: Path, figure: Path, note: str 
         entry["records"] += recs
         if entry["ceiling"] is None and (Path(f) / "ceiling.json").exists():
             entry["ceiling"] = json.loads((Path(f) / "ceiling.json").read_text())
-    sets = {k: {"images": v["images"], "summary": summary(phase_table(v["records"])),
-                "settings": phase_table(v["records"]), "ceiling": v["ceiling"]} for k, v in sets.items()}
+    for entry in sets.values():
+        entry["settings"] = phase_table(entry.pop("records"))
+        entry["summary"] = summary(entry["settings"])
     items = [{"task": r["task"], "level": r["level"], "image": r["image_index"], "stopped": r["stopped"],
               "naive": round(r["naive"]["psnr"], 4),
               "phases": {k: round(v["psnr"], 4) for k, v in r["phases"].items()}} for r in every]

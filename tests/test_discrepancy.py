@@ -304,29 +304,45 @@ def test_a_stop_that_averages_gives_newly_done_images_the_mean_of_the_window():
     assert not off.latents                                          # nothing kept when not averaging
 
 
+class RecordingStop(DiscrepancyStop):
+    """restore's stop, keeping a copy of every latent it is given per phase (and, settling, each
+    step's factor beside it); `options` override restore's, `made` lists the stops built."""
+    options: dict = {}
+    made: list = []
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **{**kw, **self.options})
+        self.kept: list = []
+        self.made.append(self)
+
+    def begin_phase(self, lift):
+        super().begin_phase(lift)
+        self.kept.append([])
+
+    def remember(self, latent):
+        super().remember(latent)
+        self.kept[-1].append(latent.clone())
+
+    def slowed(self, before, after):
+        if self.settle is not None:
+            self.kept[-1][-1] = (self.kept[-1][-1], self.scale)
+        return super().slowed(before, after)
+
+
+def recording(monkeypatch, **options) -> list:
+    """Make restore build RecordingStops with `options`; returns the list they join."""
+    import rusir.inversion.restore as module
+    made: list = []
+    monkeypatch.setattr(module, "DiscrepancyStop",
+                        type("Recording", (RecordingStop,), {"options": options, "made": made}))
+    return made
+
+
 @pytest.fixture
 def averaging(monkeypatch):
     """restore's stop with averaging on (and no settling), keeping a copy of every latent it is
     given per phase."""
-    import rusir.inversion.restore as module
-    made = []
-
-    class Recording(DiscrepancyStop):
-        def __init__(self, *args, **kw):
-            super().__init__(*args, **{**kw, "average": True, "settle": None})
-            self.kept: list = []
-            made.append(self)
-
-        def begin_phase(self, lift):
-            super().begin_phase(lift)
-            self.kept.append([])
-
-        def remember(self, latent):
-            super().remember(latent)
-            self.kept[-1].append(latent.clone())
-
-    monkeypatch.setattr(module, "DiscrepancyStop", Recording)
-    return made
+    return recording(monkeypatch, average=True, settle=None)
 
 
 def test_a_restore_that_averages_ends_a_stopped_image_at_the_mean_of_its_window(averaging):
@@ -478,29 +494,8 @@ def settling(monkeypatch):
     latent (before the step) per phase."""
     import rusir.inversion.restore as module
     from rusir.inversion.discrepancy import Settle
-    made = []
-
-    class Recording(DiscrepancyStop):
-        def __init__(self, *args, **kw):
-            super().__init__(*args, **{**kw, "settle": Settle(0.5, 0.1)})
-            self.kept: list = []
-            made.append(self)
-
-        def begin_phase(self, lift):
-            super().begin_phase(lift)
-            self.kept.append([])
-
-        def remember(self, latent):
-            super().remember(latent)
-            self.kept[-1].append(latent.clone())
-
-        def slowed(self, before, after):
-            self.kept[-1][-1] = (self.kept[-1][-1], self.scale)
-            return super().slowed(before, after)
-
     monkeypatch.setattr(module, "SETTLE", Settle(0.5, 0.1))
-    monkeypatch.setattr(module, "DiscrepancyStop", Recording)
-    return made
+    return recording(monkeypatch, settle=Settle(0.5, 0.1))
 
 
 def test_a_settling_restore_moves_each_row_its_factor_times_the_rate(settling):
